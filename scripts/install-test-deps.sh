@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs for real: PostgreSQL server, sshd, sudo, nginx,
+# Chromium, and docker-compose (only to validate docker-compose.yml; no engine is needed).
+# Idempotent: installs only what is missing. Run as root (or with sudo).
+set -euo pipefail
+
+declare -A needed=(
+  [postgresql]='test -x /usr/lib/postgresql/*/bin/initdb || command -v pg_ctl'
+  [openssh-server]='command -v sshd || test -x /usr/sbin/sshd'
+  [sudo]='command -v sudo'
+  [nginx-light]='command -v nginx || test -x /usr/sbin/nginx'
+  [chromium]='test -x /usr/bin/chromium'
+  [docker-compose]='command -v docker-compose'
+)
+
+missing=()
+for pkg in "${!needed[@]}"; do
+  bash -c "${needed[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-test-deps: everything is installed."
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-test-deps: missing ${missing[*]}; run: sudo $0" >&2
+  exit 1
+fi
+echo "install-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Services must not start on their own ports: the tests start private instances.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-test-deps: done."

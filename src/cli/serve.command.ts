@@ -1,0 +1,49 @@
+// `archway serve`: runs the portal until SIGTERM or SIGINT, then finishes in-flight requests and exits.
+import pino from 'pino';
+import { buildApp } from '../app.js';
+import { loadConfig } from '../config.js';
+import { loggerOptions } from '../log.js';
+import { openDatabase, resolveSecrets } from '../runtime.js';
+import type { Command } from './command.js';
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run the web portal.',
+  usage: `Usage: archway serve
+
+Runs the portal on ARCHWAY_HOST:ARCHWAY_PORT (default 127.0.0.1:3000).
+Without ARCHWAY_DATABASE_URL it runs in first-look mode: an embedded database and generated
+secrets under ARCHWAY_DATA_DIR (default ./var), loopback only, never with NODE_ENV=production.
+Applies pending migrations first when ARCHWAY_MIGRATE_ON_START is true (the first-look default).
+Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finish.`,
+  options: {},
+  async run() {
+    const loaded = loadConfig();
+    const log = pino(loggerOptions(loaded.logLevel) as pino.LoggerOptions);
+    const config = resolveSecrets(loaded, log);
+    const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
+    const app = await buildApp({ config, database });
+
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      app.log.info({ signal }, 'stopping: finishing in-flight requests');
+      // A request stuck past the grace period must not keep the process alive forever.
+      setTimeout(() => process.exit(1), 25_000).unref();
+      app.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          app.log.error({ err: error }, 'error while stopping');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+
+    const address = await app.listen({ host: config.host, port: config.port });
+    app.log.info({ address, mode: config.mode }, `Archway is listening on ${address}`);
+    return new Promise<number>(() => undefined);
+  },
+};

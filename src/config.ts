@@ -1,0 +1,202 @@
+// Reads the environment once into a validated, frozen Config, naming every bad variable at once.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+
+export type Mode = 'first-look' | 'server';
+
+export interface Secrets {
+  /** Signs the session cookie (@fastify/session wants at least 32 characters). */
+  sessionSecret: string;
+  /** 32-byte key for AES-256-GCM: TOTP secrets and short-lived encrypted cookies. */
+  encryptionKey: Buffer;
+  /** Server-side pepper mixed into every password hash with HMAC-SHA-256. */
+  passwordPepper: string;
+}
+
+export interface Config {
+  mode: Mode;
+  production: boolean;
+  host: string;
+  port: number;
+  publicUrl: string;
+  /** Where first-look mode keeps its database, secrets and outbox; never used for secrets in server mode. */
+  dataDir: string;
+  databaseUrl: string | null;
+  migrateOnStart: boolean;
+  logLevel: string;
+  /** Null only in first-look mode before the generated secrets are loaded (see first-look.ts). */
+  secrets: Secrets | null;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Archway cannot start; fix the configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const MIN_SECRET_LENGTH = 32;
+
+type Env = Record<string, string | undefined>;
+
+/** Collects problems instead of throwing at the first, so one start-up shows them all. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  plain(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  /** A secret may come from NAME or from the file named by NAME_FILE, never both. */
+  secret(name: string): string | undefined {
+    const direct = this.plain(name);
+    const file = this.plain(`${name}_FILE`);
+    if (direct !== undefined && file !== undefined) {
+      this.problems.push(`${name} and ${name}_FILE are both set; set only one of them.`);
+      return undefined;
+    }
+    if (file === undefined) return direct;
+    try {
+      const value = readFileSync(file, 'utf8').trim();
+      if (value === '') this.problems.push(`${name}_FILE names an empty file.`);
+      return value === '' ? undefined : value;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
+      this.problems.push(`${name}_FILE cannot be read (${code}).`);
+      return undefined;
+    }
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.plain(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      this.problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}").`);
+      return fallback;
+    }
+    return Number(raw);
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const raw = this.plain(name);
+    if (raw === undefined) return fallback;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    this.problems.push(`${name} must be true or false (got "${raw}").`);
+    return fallback;
+  }
+
+  url(name: string, protocols: string[]): URL | undefined {
+    const raw = this.plain(name);
+    if (raw === undefined) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      // The value itself may hold a password, so it is not repeated in the message.
+      this.problems.push(`${name} is not a valid URL.`);
+      return undefined;
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      this.problems.push(`${name} must start with ${protocols.map((p) => `${p}//`).join(' or ')}.`);
+      return undefined;
+    }
+    return parsed;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function readSecrets(reader: Reader, required: boolean): Secrets | null {
+  const sessionSecret = reader.secret('ARCHWAY_SESSION_SECRET');
+  const encryptionKeyText = reader.secret('ARCHWAY_ENCRYPTION_KEY');
+  const passwordPepper = reader.secret('ARCHWAY_PASSWORD_PEPPER');
+  const given = [sessionSecret, encryptionKeyText, passwordPepper].filter((v) => v !== undefined).length;
+  if (!required && given === 0) return null;
+
+  for (const [name, value] of [
+    ['ARCHWAY_SESSION_SECRET', sessionSecret],
+    ['ARCHWAY_PASSWORD_PEPPER', passwordPepper],
+  ] as const) {
+    if (value === undefined) reader.problems.push(`${name} (or ${name}_FILE) is missing.`);
+    else if (value.length < MIN_SECRET_LENGTH) {
+      reader.problems.push(`${name} is too short: use at least ${MIN_SECRET_LENGTH} random characters.`);
+    }
+  }
+  const encryptionKey = parseKey(encryptionKeyText);
+  if (encryptionKeyText === undefined) {
+    reader.problems.push('ARCHWAY_ENCRYPTION_KEY (or ARCHWAY_ENCRYPTION_KEY_FILE) is missing.');
+  } else if (encryptionKey === null) {
+    reader.problems.push('ARCHWAY_ENCRYPTION_KEY must be 32 random bytes as 64 hex characters or 44 base64 characters.');
+  }
+  if (sessionSecret === undefined || passwordPepper === undefined || encryptionKey === null) return null;
+  return { sessionSecret, encryptionKey, passwordPepper };
+}
+
+/** Accepts 32 bytes as hex or base64; anything else (a passphrase, a short key) is refused. */
+export function parseKey(text: string | undefined): Buffer | null {
+  if (text === undefined) return null;
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, 'hex');
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(text)) {
+    const key = Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    return key.length === 32 ? key : null;
+  }
+  return null;
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const reader = new Reader(env);
+  const production = env.NODE_ENV === 'production';
+  const database = reader.url('ARCHWAY_DATABASE_URL', ['postgres:', 'postgresql:']);
+  const databaseGiven = reader.plain('ARCHWAY_DATABASE_URL') !== undefined;
+  const mode: Mode = databaseGiven ? 'server' : 'first-look';
+
+  if (mode === 'first-look' && production) {
+    reader.problems.push(
+      'NODE_ENV is production but ARCHWAY_DATABASE_URL is not set: first-look mode (embedded database, generated secrets) is not for production.',
+    );
+  }
+
+  const host = reader.plain('ARCHWAY_HOST') ?? '127.0.0.1';
+  if (mode === 'first-look' && !isLoopback(host)) {
+    reader.problems.push(`ARCHWAY_HOST is "${host}": first-look mode listens on loopback only (127.0.0.1 or ::1).`);
+  }
+  const port = reader.int('ARCHWAY_PORT', 3000, 0, 65535);
+
+  const publicUrl = reader.url('ARCHWAY_PUBLIC_URL', ['https:', 'http:']);
+  if (production && publicUrl === undefined && reader.plain('ARCHWAY_PUBLIC_URL') === undefined) {
+    reader.problems.push('ARCHWAY_PUBLIC_URL is missing: links in emails need the portal\'s https:// address.');
+  } else if (production && publicUrl !== undefined && publicUrl.protocol !== 'https:') {
+    reader.problems.push('ARCHWAY_PUBLIC_URL must be https:// in production.');
+  }
+
+  const logLevel = reader.plain('ARCHWAY_LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    reader.problems.push(`ARCHWAY_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}").`);
+  }
+
+  const secrets = readSecrets(reader, mode === 'server');
+  const migrateOnStart = reader.bool('ARCHWAY_MIGRATE_ON_START', mode === 'first-look');
+
+  if (reader.problems.length > 0) throw new ConfigError(reader.problems);
+
+  const config: Config = {
+    mode,
+    production,
+    host,
+    port,
+    publicUrl: (publicUrl?.origin ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, ''),
+    dataDir: path.resolve(cwd, reader.plain('ARCHWAY_DATA_DIR') ?? 'var'),
+    databaseUrl: database?.href ?? null,
+    migrateOnStart,
+    logLevel,
+    secrets,
+  };
+  return Object.freeze(config);
+}

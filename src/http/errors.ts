@@ -1,0 +1,43 @@
+// The one place that turns a thrown error into an HTML page, without details of server faults.
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+/** Messages for client mistakes Fastify itself detects; anything else gets a plain status line. */
+const CLIENT_MESSAGES: Record<number, string> = {
+  400: 'The request could not be understood. Please go back and try again.',
+  403: 'You are not allowed to do that.',
+  404: 'There is no page at this address.',
+  405: 'That action is not available here.',
+  413: 'What you sent is too large.',
+  415: 'That kind of content is not accepted here.',
+  429: 'Too many requests. Please wait a moment and try again.',
+};
+
+export function registerErrorPages(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) => {
+    return reply.code(404).view('errors/error', {
+      title: 'Page not found',
+      status: 404,
+      message: CLIENT_MESSAGES[404],
+      requestId: request.id,
+    });
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+    } else {
+      request.log.info({ status, code: error.code }, 'request refused');
+    }
+    const message =
+      status >= 500
+        ? 'Something went wrong on our side. Nothing you did caused it; please try again in a moment.'
+        : (CLIENT_MESSAGES[status] ?? 'The request could not be completed.');
+    return reply.code(status).view('errors/error', {
+      title: status >= 500 ? 'Something went wrong' : 'That did not work',
+      status,
+      message,
+      requestId: request.id,
+    });
+  });
+}

@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase } from '../../src/db/connect.js';
+import { buildTestApp, type TestApp } from '../harness/app.js';
+import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+
+let database: TestDatabase;
+let subject: TestApp;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  subject = await buildTestApp(database.handle, database.url);
+  subject.app.get('/test/explode', async () => {
+    throw new Error('connection to 10.0.0.7 failed: password authentication failed for user "archway"');
+  });
+  await subject.app.ready();
+});
+afterAll(async () => {
+  await subject.app.close();
+  await database.drop();
+});
+
+describe('the web skeleton', () => {
+  it('says the process is up on /healthz', async () => {
+    const res = await subject.app.inject({ url: '/healthz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('says the database is reachable on /readyz', async () => {
+    const res = await subject.app.inject({ url: '/readyz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ready', database: 'reachable' });
+  });
+
+  it('answers /readyz with 503 when the database is down', async () => {
+    // A port nothing listens on stands for a database server that went away.
+    const gone = await connectDatabase({ databaseUrl: 'postgres://postgres@127.0.0.1:9/none', dataDir: '/nonexistent' });
+    const down = await buildTestApp(gone, 'postgres://postgres@127.0.0.1:9/none');
+    try {
+      const res = await down.app.inject({ url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ status: 'unavailable', database: 'unreachable' });
+      expect((await down.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await down.app.close();
+    }
+  });
+
+  it('serves the start page as HTML with the security headers', async () => {
+    const res = await subject.app.inject({ url: '/' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.body).toContain('<h1>Your backups, on request</h1>');
+    expect(res.body).not.toContain('First-look mode');
+    expect(res.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(res.headers['referrer-policy']).toBe('no-referrer');
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+  });
+
+  it('answers an unknown address with an HTML 404 page', async () => {
+    const res = await subject.app.inject({ url: '/no/such/page?x=1' });
+    expect(res.statusCode).toBe(404);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.body).toContain('<h1>Page not found</h1>');
+    expect(res.body).toContain('There is no page at this address.');
+  });
+
+  it('shows a 500 page that reveals nothing of the fault, but logs it with the same reference', async () => {
+    const res = await subject.app.inject({ url: '/test/explode' });
+    expect(res.statusCode).toBe(500);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.body).toContain('Something went wrong on our side.');
+    for (const leak of ['10.0.0.7', 'password authentication', 'archway"', 'Error:', 'at ', '.ts:']) expect(res.body).not.toContain(leak);
+    const reference = /reference <code>([0-9a-f-]{36})<\/code>/.exec(res.body)?.[1];
+    expect(reference).toBeDefined();
+    expect(subject.logText()).toContain(reference);
+    expect(subject.logText()).toContain('password authentication failed');
+  });
+
+  it('escapes what it renders, so markup in an address cannot inject HTML', async () => {
+    const res = await subject.app.inject({ url: '/%3Cscript%3Ealert(1)%3C/script%3E' });
+    expect(res.statusCode).toBe(404);
+    expect(res.body).not.toContain('<script>');
+  });
+
+  it('refuses a form body over 64 KiB with a plain 413 page', async () => {
+    const res = await subject.app.inject({
+      method: 'POST',
+      url: '/',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `a=${'x'.repeat(70 * 1024)}`,
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.body).toContain('What you sent is too large.');
+  });
+
+  it('never writes a planted secret from a cookie, header, query or form into the log', async () => {
+    const planted = 'PLANTED-SECRET-7f3a9c';
+    await subject.app.inject({
+      method: 'POST',
+      url: `/no/such/form?token=${planted}&t=${planted}&page=2`,
+      headers: { cookie: `__Host-session=${planted}`, authorization: `Bearer ${planted}`, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `password=${planted}&token=${planted}`,
+    });
+    await subject.app.inject({ url: `/download/abc?token=${planted}` });
+    const log = subject.logText();
+    expect(log).toContain('/no/such/form?token=[redacted]&t=[redacted]&page=2');
+    expect(log).toContain('/download/abc?token=[redacted]');
+    expect(log).not.toContain(planted);
+  });
+});
+
+describe('stopping', () => {
+  it('finishes a request already in flight and turns new connections away', async () => {
+    const db = await createTestDatabase();
+    const { app } = await buildTestApp(db.handle, db.url);
+    let requestArrived!: () => void;
+    const arrived = new Promise<void>((resolve) => (requestArrived = resolve));
+    app.get('/test/slow', async () => {
+      requestArrived();
+      await new Promise((r) => setTimeout(r, 300));
+      return { finished: true };
+    });
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      expect((await fetch(`${address}/readyz`)).status).toBe(200);
+      const slow = fetch(`${address}/test/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
+      await arrived;
+      const closing = app.close();
+      expect(await slow).toEqual({ status: 200, body: { finished: true } });
+      await closing;
+      await expect(fetch(`${address}/healthz`)).rejects.toThrow();
+      // onClose closed the pool too: the database handle no longer answers.
+      expect(await db.handle.isReachable(500)).toBe(false);
+    } finally {
+      await db.drop();
+    }
+  });
+});
