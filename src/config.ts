@@ -1,6 +1,7 @@
 // Reads the environment once into a validated, frozen Config, naming every bad variable at once.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 export type Mode = 'first-look' | 'server';
@@ -12,6 +13,29 @@ export interface Secrets {
   encryptionKey: Buffer;
   /** Server-side pepper mixed into every password hash with HMAC-SHA-256. */
   passwordPepper: string;
+}
+
+export interface MailConfig {
+  /** smtp:// or smtps:// URL with optional user:password; null = first-look outbox files. */
+  smtpUrl: string | null;
+  from: string;
+  /** First-look mode writes each message as an .eml file here instead of sending it. */
+  outboxDir: string;
+}
+
+export interface AuthConfig {
+  /** argon2id cost; defaults meet OWASP's first recommendation (19 MiB, 2 passes, 1 lane). */
+  argon2: { memoryKiB: number; timeCost: number; parallelism: number };
+  /** How many password hashes may run at once; more wait in line instead of starving the event loop. */
+  hashConcurrency: number;
+  sessionIdleMinutes: number;
+  sessionAbsoluteHours: number;
+  /** Sign-in IP addresses are purged after this many days. */
+  ipRetentionDays: number;
+  /** Proxies whose X-Forwarded-For/-Proto are believed (IPs or CIDRs); empty = none. */
+  trustProxy: string[];
+  /** Refuse plain HTTP (behind the TLS proxy) and mark cookies Secure. */
+  requireHttps: boolean;
 }
 
 export interface Config {
@@ -27,6 +51,8 @@ export interface Config {
   logLevel: string;
   /** Null only in first-look mode before the generated secrets are loaded (see first-look.ts). */
   secrets: Secrets | null;
+  mail: MailConfig;
+  auth: AuthConfig;
 }
 
 export class ConfigError extends Error {
@@ -182,6 +208,48 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   }
 
   const secrets = readSecrets(reader, mode === 'server');
+  const dataDir = path.resolve(cwd, reader.plain('ARCHWAY_DATA_DIR') ?? 'var');
+
+  const smtp = reader.secret('ARCHWAY_SMTP_URL');
+  if (smtp !== undefined && !/^smtps?:\/\/[^\s]+$/.test(smtp)) {
+    reader.problems.push('ARCHWAY_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465.');
+  }
+  if (mode === 'server' && smtp === undefined) {
+    reader.problems.push('ARCHWAY_SMTP_URL (or ARCHWAY_SMTP_URL_FILE) is missing: the portal must be able to send email.');
+  }
+  const mailFrom = reader.plain('ARCHWAY_MAIL_FROM');
+  if (production && mailFrom === undefined) reader.problems.push('ARCHWAY_MAIL_FROM is missing: set the sender address of Archway\'s email.');
+  else if (mailFrom !== undefined && !/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) {
+    reader.problems.push(`ARCHWAY_MAIL_FROM must be an address like archway@example.net or "Archway <archway@example.net>".`);
+  }
+
+  const trustProxy = (reader.plain('ARCHWAY_TRUST_PROXY') ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  for (const entry of trustProxy) {
+    const [address, bits, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const maxBits = family === 6 ? 128 : 32;
+    if (family === 0 || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > maxBits))) {
+      reader.problems.push(`ARCHWAY_TRUST_PROXY entry "${entry}" is not an IP address or CIDR range.`);
+    }
+  }
+
+  const auth: AuthConfig = {
+    argon2: {
+      memoryKiB: reader.int('ARCHWAY_ARGON2_MEMORY_KIB', 19_456, 19_456, 4_194_304),
+      timeCost: reader.int('ARCHWAY_ARGON2_TIME_COST', 2, 2, 100),
+      parallelism: reader.int('ARCHWAY_ARGON2_PARALLELISM', 1, 1, 64),
+    },
+    hashConcurrency: reader.int('ARCHWAY_HASH_CONCURRENCY', Math.max(1, availableParallelism()), 1, 256),
+    sessionIdleMinutes: reader.int('ARCHWAY_SESSION_IDLE_MINUTES', 24, 1, 24 * 60),
+    sessionAbsoluteHours: reader.int('ARCHWAY_SESSION_ABSOLUTE_HOURS', 12, 1, 24 * 30),
+    ipRetentionDays: reader.int('ARCHWAY_IP_RETENTION_DAYS', 30, 1, 3650),
+    trustProxy,
+    requireHttps: reader.bool('ARCHWAY_REQUIRE_HTTPS', mode === 'server' || production),
+  };
+  if (production && !auth.requireHttps) reader.problems.push('ARCHWAY_REQUIRE_HTTPS cannot be false in production.');
   const migrateOnStart = reader.bool('ARCHWAY_MIGRATE_ON_START', mode === 'first-look');
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
@@ -192,11 +260,13 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host,
     port,
     publicUrl: (publicUrl?.origin ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, ''),
-    dataDir: path.resolve(cwd, reader.plain('ARCHWAY_DATA_DIR') ?? 'var'),
+    dataDir,
     databaseUrl: database?.href ?? null,
     migrateOnStart,
     logLevel,
     secrets,
+    mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
+    auth,
   };
   return Object.freeze(config);
 }

@@ -6,6 +6,8 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { TEST_SECRETS } from './harness/app.js';
 
 const DB = 'postgres://archway:pw@db.internal:5432/archway';
+const SMTP = 'smtp://mailer:pw@mail.internal:587';
+const PRODUCTION = { NODE_ENV: 'production', ARCHWAY_MAIL_FROM: 'Archway <archway@example.net>' };
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -33,7 +35,7 @@ describe('configuration', () => {
   });
 
   it('runs in server mode with a database URL and all three secrets', () => {
-    const config = loadConfig({ ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://portal.example.net/' });
+    const config = loadConfig({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://portal.example.net/' });
     expect(config.mode).toBe('server');
     expect(config.publicUrl).toBe('https://portal.example.net');
     expect(config.secrets?.encryptionKey).toHaveLength(32);
@@ -41,19 +43,19 @@ describe('configuration', () => {
   });
 
   it('names a malformed database URL without repeating its password', () => {
-    const problems = problemsOf({ ARCHWAY_DATABASE_URL: 'not a url with hunter2', ...TEST_SECRETS });
+    const problems = problemsOf({ ARCHWAY_DATABASE_URL: 'not a url with hunter2', ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS });
     expect(problems).toEqual(['ARCHWAY_DATABASE_URL is not a valid URL.']);
     expect(problems.join()).not.toContain('hunter2');
   });
 
   it('refuses a database URL of another kind', () => {
-    expect(problemsOf({ ARCHWAY_DATABASE_URL: 'mysql://x@y/z', ...TEST_SECRETS })).toEqual([
+    expect(problemsOf({ ARCHWAY_DATABASE_URL: 'mysql://x@y/z', ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS })).toEqual([
       'ARCHWAY_DATABASE_URL must start with postgres:// or postgresql://.',
     ]);
   });
 
   it('reports every missing secret in server mode, each in its own line', () => {
-    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB })).toEqual([
+    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP })).toEqual([
       'ARCHWAY_SESSION_SECRET (or ARCHWAY_SESSION_SECRET_FILE) is missing.',
       'ARCHWAY_PASSWORD_PEPPER (or ARCHWAY_PASSWORD_PEPPER_FILE) is missing.',
       'ARCHWAY_ENCRYPTION_KEY (or ARCHWAY_ENCRYPTION_KEY_FILE) is missing.',
@@ -62,7 +64,7 @@ describe('configuration', () => {
 
   it('refuses secrets that are too short and keys that are not 32 bytes', () => {
     expect(
-      problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SESSION_SECRET: 'short', ARCHWAY_PASSWORD_PEPPER: 'x'.repeat(31), ARCHWAY_ENCRYPTION_KEY: 'correct horse battery staple' }),
+      problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET: 'short', ARCHWAY_PASSWORD_PEPPER: 'x'.repeat(31), ARCHWAY_ENCRYPTION_KEY: 'correct horse battery staple' }),
     ).toEqual([
       'ARCHWAY_SESSION_SECRET is too short: use at least 32 random characters.',
       'ARCHWAY_PASSWORD_PEPPER is too short: use at least 32 random characters.',
@@ -72,7 +74,7 @@ describe('configuration', () => {
 
   it('reads secrets from *_FILE and trims the trailing newline', () => {
     const config = loadConfig({
-      ARCHWAY_DATABASE_URL: DB,
+      ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP,
       ARCHWAY_SESSION_SECRET_FILE: secretFile(`${TEST_SECRETS.ARCHWAY_SESSION_SECRET}\n`),
       ARCHWAY_ENCRYPTION_KEY_FILE: secretFile(`${Buffer.alloc(32, 7).toString('base64')}\n`),
       ARCHWAY_PASSWORD_PEPPER: TEST_SECRETS.ARCHWAY_PASSWORD_PEPPER,
@@ -82,33 +84,33 @@ describe('configuration', () => {
   });
 
   it('refuses a secret given both directly and as a file', () => {
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SESSION_SECRET_FILE: secretFile('x'.repeat(40)) })).toEqual([
+    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET_FILE: secretFile('x'.repeat(40)) })).toEqual([
       'ARCHWAY_SESSION_SECRET and ARCHWAY_SESSION_SECRET_FILE are both set; set only one of them.',
       'ARCHWAY_SESSION_SECRET (or ARCHWAY_SESSION_SECRET_FILE) is missing.',
     ]);
   });
 
   it('says when a secret file cannot be read or is empty', () => {
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SESSION_SECRET: '', ARCHWAY_SESSION_SECRET_FILE: '/nonexistent/secret' })).toContain(
+    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET: '', ARCHWAY_SESSION_SECRET_FILE: '/nonexistent/secret' })).toContain(
       'ARCHWAY_SESSION_SECRET_FILE cannot be read (ENOENT).',
     );
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_PASSWORD_PEPPER: '', ARCHWAY_PASSWORD_PEPPER_FILE: secretFile('\n') })).toContain(
+    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_PASSWORD_PEPPER: '', ARCHWAY_PASSWORD_PEPPER_FILE: secretFile('\n') })).toContain(
       'ARCHWAY_PASSWORD_PEPPER_FILE names an empty file.',
     );
   });
 
   it('refuses first-look mode under NODE_ENV=production', () => {
-    expect(problemsOf({ NODE_ENV: 'production' })).toEqual([
+    expect(problemsOf({ ...PRODUCTION })).toEqual([
       'NODE_ENV is production but ARCHWAY_DATABASE_URL is not set: first-look mode (embedded database, generated secrets) is not for production.',
       "ARCHWAY_PUBLIC_URL is missing: links in emails need the portal's https:// address.",
     ]);
   });
 
   it('requires an https public URL in production', () => {
-    expect(problemsOf({ NODE_ENV: 'production', ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS })).toEqual([
+    expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS })).toEqual([
       "ARCHWAY_PUBLIC_URL is missing: links in emails need the portal's https:// address.",
     ]);
-    expect(problemsOf({ NODE_ENV: 'production', ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'http://portal.example.net' })).toEqual([
+    expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'http://portal.example.net' })).toEqual([
       'ARCHWAY_PUBLIC_URL must be https:// in production.',
     ]);
   });
@@ -122,6 +124,36 @@ describe('configuration', () => {
       'ARCHWAY_PORT must be a whole number from 0 to 65535 (got "70000").',
       'ARCHWAY_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "loud").',
       'ARCHWAY_MIGRATE_ON_START must be true or false (got "maybe").',
+    ]);
+  });
+
+  it('requires an SMTP server in server mode and a sender address in production', () => {
+    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, NODE_ENV: 'production', ARCHWAY_PUBLIC_URL: 'https://p.example.net' })).toEqual([
+      'ARCHWAY_SMTP_URL (or ARCHWAY_SMTP_URL_FILE) is missing: the portal must be able to send email.',
+      "ARCHWAY_MAIL_FROM is missing: set the sender address of Archway's email.",
+    ]);
+    expect(problemsOf({ ARCHWAY_SMTP_URL: 'http://mail', ARCHWAY_MAIL_FROM: 'nobody' })).toEqual([
+      'ARCHWAY_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465.',
+      'ARCHWAY_MAIL_FROM must be an address like archway@example.net or "Archway <archway@example.net>".',
+    ]);
+  });
+
+  it('accepts trusted proxies as addresses or CIDR ranges and names a bad one', () => {
+    expect(loadConfig({ ARCHWAY_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8,::1' }).auth.trustProxy).toEqual(['127.0.0.1', '10.0.0.0/8', '::1']);
+    expect(problemsOf({ ARCHWAY_TRUST_PROXY: '10.0.0.0/33,proxy.internal' })).toEqual([
+      'ARCHWAY_TRUST_PROXY entry "10.0.0.0/33" is not an IP address or CIDR range.',
+      'ARCHWAY_TRUST_PROXY entry "proxy.internal" is not an IP address or CIDR range.',
+    ]);
+  });
+
+  it('keeps argon2 at or above the recommended minimum and HTTPS on in production', () => {
+    expect(loadConfig({}).auth.argon2).toEqual({ memoryKiB: 19_456, timeCost: 2, parallelism: 1 });
+    expect(problemsOf({ ARCHWAY_ARGON2_MEMORY_KIB: '4096', ARCHWAY_ARGON2_TIME_COST: '1' })).toEqual([
+      'ARCHWAY_ARGON2_MEMORY_KIB must be a whole number from 19456 to 4194304 (got "4096").',
+      'ARCHWAY_ARGON2_TIME_COST must be a whole number from 2 to 100 (got "1").',
+    ]);
+    expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://p.example.net', ARCHWAY_REQUIRE_HTTPS: 'false' })).toEqual([
+      'ARCHWAY_REQUIRE_HTTPS cannot be false in production.',
     ]);
   });
 });

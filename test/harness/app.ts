@@ -12,7 +12,7 @@ export const TEST_SECRETS = {
 };
 
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config & { secrets: Secrets } {
-  return loadConfig({ ARCHWAY_DATABASE_URL: databaseUrl, ARCHWAY_LOG_LEVEL: 'info', ...TEST_SECRETS, ...env }) as Config & { secrets: Secrets };
+  return loadConfig({ ARCHWAY_DATABASE_URL: databaseUrl, ARCHWAY_LOG_LEVEL: 'info', ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ...TEST_SECRETS, ...env }) as Config & { secrets: Secrets };
 }
 
 export interface TestApp {
