@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: PostgreSQL server, sshd, sudo, nginx,
-# Chromium, and docker-compose (only to validate docker-compose.yml; no engine is needed).
+# Chromium, openssl, curl, systemd-analyze, and docker-compose (only to validate docker-compose.yml;
+# no engine is needed).
 # Idempotent: installs only what is missing. Run as root (or with sudo).
 set -euo pipefail
 
@@ -11,6 +12,9 @@ declare -A needed=(
   [nginx-light]='command -v nginx || test -x /usr/sbin/nginx'
   [chromium]='test -x /usr/bin/chromium'
   [docker-compose]='command -v docker-compose'
+  [openssl]='command -v openssl'
+  [curl]='command -v curl'
+  [systemd]='command -v systemd-analyze'
 )
 
 missing=()

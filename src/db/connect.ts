@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.js';
+import { lockEmbeddedDatabase } from './embedded-lock.js';
 import { PGliteDialect } from './pglite-dialect.js';
 
 export interface DatabaseHandle {
@@ -36,11 +37,18 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
   const { PGlite } = await import('@electric-sql/pglite');
   const dir = path.join(options.dataDir, 'pglite');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const pglite = await PGlite.create(dir);
-  return handle(new Kysely<Database>({ dialect: new PGliteDialect(pglite) }), 'embedded');
+  const unlock = lockEmbeddedDatabase(options.dataDir);
+  try {
+    const pglite = await PGlite.create(dir);
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    return handle(db, 'embedded', unlock);
+  } catch (error) {
+    unlock();
+    throw error;
+  }
 }
 
-function handle(db: Kysely<Database>, kind: DatabaseHandle['kind']): DatabaseHandle {
+function handle(db: Kysely<Database>, kind: DatabaseHandle['kind'], afterClose: () => void = () => undefined): DatabaseHandle {
   return {
     db,
     kind,
@@ -57,6 +65,12 @@ function handle(db: Kysely<Database>, kind: DatabaseHandle['kind']): DatabaseHan
         clearTimeout(timer);
       }
     },
-    close: () => db.destroy(),
+    async close() {
+      try {
+        await db.destroy();
+      } finally {
+        afterClose();
+      }
+    },
   };
 }

@@ -1,0 +1,147 @@
+// archive.create, archive.status and archive.cancel: the archive's life up to "ready".
+import { randomBytes } from 'node:crypto';
+import { rmSync, statfsSync } from 'node:fs';
+import {
+  downloadFileName,
+  type ArchiveCancelRequest,
+  type ArchiveCancelResult,
+  type ArchiveCreateRequest,
+  type ArchiveCreateResult,
+  type ArchiveStatusRequest,
+  type ArchiveStatusResult,
+} from '../protocol/index.js';
+import { mutateRecord, readProgress, readRecord, reconcile, writeRecord, type ArchiveRecord } from './archive-store.js';
+import { spawnBuilder } from './builder.js';
+import { nowIso } from './clock.js';
+import type { DispatcherConfig } from './config.js';
+import { estimateTarBytes } from './estimate.js';
+import { appendEvent } from './events.js';
+import { fail, notFound } from './failure.js';
+import { paths } from './layout.js';
+import { readLockHolder, tryLock, unlock } from './lock.js';
+import { isAlive, selfId } from './process-id.js';
+import { snapshotDir } from './snapshot-path.js';
+
+/** Free bytes for unprivileged writers; tests may pretend a full disk (only with an explicit config). */
+export function freeBytes(dir: string): number {
+  const fake = process.env.ARCHWAY_DISPATCHER_FAKE_FREE_BYTES;
+  if (process.env.ARCHWAY_DISPATCHER_CONFIG && fake && /^\d{1,16}$/.test(fake)) return Number(fake);
+  const st = statfsSync(dir);
+  return st.bavail * st.bsize;
+}
+
+/** The record if it exists and belongs to this customer; another customer's id looks exactly like a missing one. */
+export function ownedRecord(cfg: DispatcherConfig, customer: string, archiveId: string): ArchiveRecord {
+  const rec = readRecord(cfg, archiveId);
+  if (!rec || rec.customer !== customer) notFound(`archive ${archiveId} not found for ${customer}${rec ? ` (belongs to ${rec.customer})` : ''}`);
+  return reconcile(cfg, rec);
+}
+
+export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateRequest): Promise<ArchiveCreateResult> {
+  const dir = snapshotDir(cfg, req.customer, req.snapshot);
+  const id = randomBytes(16).toString('hex');
+  const nonce = randomBytes(32).toString('hex');
+  await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {
+    const holder = readLockHolder(paths.buildLock(cfg, req.customer));
+    if (holder) fail('An archive for this customer is already being built; please wait until it is ready.', `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`);
+    const estimate = await estimateTarBytes(cfg.findPath, dir, cfg.estimateBudgetMs);
+    const free = freeBytes(cfg.archiveRoot);
+    if (estimate !== null && free < estimate) {
+      fail('The backup host does not have enough free space for this archive right now.', `need ${estimate} bytes, ${free} free in archiveRoot`);
+    }
+    const rec: ArchiveRecord = {
+      id,
+      customer: req.customer,
+      snapshot: req.snapshot,
+      state: 'building',
+      createdAt: nowIso(),
+      readyAt: null,
+      expiresAt: null,
+      estimateBytes: estimate,
+      sizeBytes: null,
+      sha256: null,
+      filesWritten: 0,
+      failureReason: null,
+      downloadFileName: downloadFileName(req.customer, req.snapshot, id),
+      builder: null,
+      builderNonce: nonce,
+    };
+    writeRecord(cfg, rec);
+    appendEvent(cfg, { type: 'archive.requested', customer: req.customer, archiveId: id, detail: `snapshot ${req.snapshot}` });
+    await spawnBuilder(cfg, id, nonce, (builder) => {
+      // The build lock names the builder, so it goes stale by itself if the builder dies.
+      const taken = tryLock(paths.buildLock(cfg, req.customer), { ...builder, archiveId: id });
+      if (!taken.taken) throw new Error('build lock taken while holding the customer mutex');
+      writeRecord(cfg, { ...rec, builder });
+    });
+  });
+  return { archiveId: id, state: 'building' };
+}
+
+// withMutex is synchronous; create needs to await the builder hand-off while holding the mutex.
+async function withMutexAsync<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const me = selfId();
+  for (const deadline = Date.now() + 10_000; ; ) {
+    const r = tryLock(path, me);
+    if (r.taken) break;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${path} held by pid ${r.holder.pid}`);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  try {
+    return await fn();
+  } finally {
+    unlock(path, me);
+  }
+}
+
+export function archiveStatus(cfg: DispatcherConfig, req: ArchiveStatusRequest): ArchiveStatusResult {
+  const rec = ownedRecord(cfg, req.customer, req.archiveId);
+  return statusOf(cfg, rec);
+}
+
+export function statusOf(cfg: DispatcherConfig, rec: ArchiveRecord): ArchiveStatusResult {
+  const building = rec.state === 'building';
+  const progress = building ? readProgress(cfg, rec.id) : { bytesWritten: rec.sizeBytes ?? 0, filesWritten: rec.filesWritten };
+  let percent: number | null = null;
+  if (building && rec.estimateBytes) percent = Math.min(99, Math.floor((progress.bytesWritten * 100) / rec.estimateBytes));
+  else if (rec.state === 'ready' || rec.state === 'downloaded' || rec.state === 'expired') percent = 100;
+  return {
+    state: rec.state,
+    bytesWritten: progress.bytesWritten,
+    filesWritten: progress.filesWritten,
+    percent,
+    sizeBytes: rec.sizeBytes,
+    sha256: rec.sha256,
+    failureReason: rec.failureReason,
+    createdAt: rec.createdAt,
+    readyAt: rec.readyAt,
+    expiresAt: rec.expiresAt,
+    downloadFileName: rec.downloadFileName,
+  };
+}
+
+export function cancelArchive(cfg: DispatcherConfig, req: ArchiveCancelRequest): ArchiveCancelResult {
+  ownedRecord(cfg, req.customer, req.archiveId);
+  let cancelled = false;
+  const rec = mutateRecord(cfg, req.archiveId, (cur) => {
+    if (cur.state !== 'building' && cur.state !== 'ready') return null; // nothing left to stop
+    if (cur.state === 'building' && cur.builder && isAlive(cur.builder)) {
+      try {
+        // The builder leads its own process group, so this stops tar too.
+        process.kill(-cur.builder.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      unlock(paths.buildLock(cfg, cur.customer), cur.builder);
+    }
+    cancelled = true;
+    return { ...cur, state: 'cancelled', builder: null, builderNonce: null };
+  });
+  if (cancelled) {
+    rmSync(paths.partialFile(cfg, req.archiveId), { force: true });
+    rmSync(paths.archiveFile(cfg, req.archiveId), { force: true });
+    rmSync(paths.tokenHash(cfg, req.archiveId), { force: true });
+    appendEvent(cfg, { type: 'archive.cancelled', customer: req.customer, archiveId: req.archiveId });
+  }
+  return { state: rec?.state ?? 'cancelled' };
+}

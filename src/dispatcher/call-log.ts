@@ -1,0 +1,35 @@
+// One log line per call: time, action, caller address, outcome and a detail that never holds a token.
+import { appendFileSync } from 'node:fs';
+import { nowIso } from './clock.js';
+
+/** The client address from SSH_CONNECTION ("client_ip client_port server_ip server_port"), or "local". */
+export function callerAddress(): string {
+  const conn = process.env.SSH_CONNECTION;
+  if (!conn) return 'local';
+  const ip = conn.split(' ')[0] ?? '';
+  return /^[0-9A-Fa-f:.]{2,45}$/.test(ip) ? ip : 'unknown';
+}
+
+export class CallLog {
+  private file: string | null = null;
+  /** The validated request, once there is one; only its non-secret fields are ever logged. */
+  request: unknown = null;
+  constructor(private readonly action: string) {}
+
+  useFile(path: string): void {
+    this.file = path;
+  }
+
+  write(outcome: string, detail: string): void {
+    const line = `${JSON.stringify({ time: nowIso(), action: this.action, caller: callerAddress(), pid: process.pid, outcome, detail: detail.slice(0, 2000) })}\n`;
+    if (this.file !== null) {
+      try {
+        appendFileSync(this.file, line, { mode: 0o600 });
+        return;
+      } catch {
+        // fall through to stderr so the line is not lost
+      }
+    }
+    process.stderr.write(line);
+  }
+}

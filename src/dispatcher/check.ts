@@ -1,0 +1,79 @@
+// check: the install self-check; prints one line per finding and fails when any finding is bad.
+import { lstatSync, statSync, type Stats } from 'node:fs';
+import { dirname, sep } from 'node:path';
+import type { CheckFinding } from '../protocol/index.js';
+import type { DispatcherConfig } from './config.js';
+import { groupId } from './group.js';
+
+function stat(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+const octal = (m: number) => (m & 0o7777).toString(8).padStart(4, '0');
+
+export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefined = process.argv[1]): { findings: CheckFinding[] } {
+  const findings: CheckFinding[] = [];
+  // In production that is root (via sudo); a development copy is checked against its own user.
+  const owner = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const add = (ok: boolean, what: string, detail: string) => findings.push({ ok, what, detail });
+
+  // The dispatcher runs as root from sudo: anyone able to change it (or a parent directory) is root.
+  const rootOnly = (what: string, path: string | undefined, allowed: number) => {
+    const st = path ? stat(path) : null;
+    if (!path || !st) return add(false, what, `${path ?? '(unknown)'} is missing`);
+    const extra = st.mode & 0o7777 & ~allowed;
+    add(st.uid === owner && extra === 0 && !st.isSymbolicLink(), what, `${path} owner uid ${st.uid}, mode ${octal(st.mode)} (want uid ${owner}, at most ${octal(allowed)})`);
+  };
+  rootOnly('dispatcher file', dispatcherFile, 0o700);
+  // Whoever can write a directory above the dispatcher can swap the file for their own.
+  if (dispatcherFile) {
+    const weak: string[] = [];
+    for (let d = dirname(dispatcherFile); ; d = dirname(d)) {
+      const st = stat(d);
+      if (st && ((st.uid !== 0 && st.uid !== owner) || (st.mode & 0o022) !== 0) && !((st.mode & 0o1000) !== 0 && st.uid === 0)) weak.push(`${d} (uid ${st.uid}, mode ${octal(st.mode)})`);
+      if (d === dirname(d)) break;
+    }
+    add(weak.length === 0, 'dispatcher directories', weak.length === 0 ? 'every directory above the dispatcher is owned by root (or this user) and not writable by others' : `writable by others: ${weak.join(', ')}`);
+  }
+  rootOnly('dispatcher configuration', cfg.configPath, 0o600);
+  rootOnly('secure link secret', cfg.secureLinkSecretFile, 0o600);
+  const secret = stat(cfg.secureLinkSecretFile);
+  if (secret) add(secret.size >= 17, 'secure link secret length', `${secret.size} bytes (want at least 16 characters)`);
+
+  const dir = (what: string, path: string, maxMode: number) => {
+    const st = stat(path);
+    if (!st || !st.isDirectory()) return add(false, what, `${path} is not a directory`);
+    const extra = st.mode & 0o7777 & ~maxMode;
+    add(st.uid === owner && extra === 0, what, `${path} owner uid ${st.uid}, mode ${octal(st.mode)} (want uid ${owner}, at most ${octal(maxMode)})`);
+  };
+  dir('backup root', cfg.backupRoot, 0o755);
+  dir('archive root', cfg.archiveRoot, 0o755);
+  dir('link root', cfg.linkRoot, 0o755);
+  dir('state directory', cfg.stateDir, 0o700);
+
+  // Overlapping roots would let sweep delete backups or nginx serve state files.
+  const roots = { backupRoot: cfg.backupRoot, archiveRoot: cfg.archiveRoot, linkRoot: cfg.linkRoot, stateDir: cfg.stateDir };
+  const names = Object.keys(roots) as (keyof typeof roots)[];
+  let overlap = '';
+  for (const a of names) for (const b of names) if (a !== b && (roots[a] === roots[b] || (roots[b] + sep).startsWith(roots[a] + sep))) overlap ||= `${b} is inside ${a}`;
+  add(overlap === '', 'roots are separate', overlap || 'no root contains another');
+
+  add(groupId(cfg.nginxGroup) !== null, 'nginx group', `group ${cfg.nginxGroup} ${groupId(cfg.nginxGroup) === null ? 'does not exist' : 'exists'}`);
+  for (const [what, path] of [['tar', cfg.tarPath], ['nice', cfg.nicePath], ['ionice', cfg.ionicePath], ['find', cfg.findPath]] as const) {
+    let ok = false;
+    try {
+      const st = statSync(path);
+      ok = st.isFile() && (st.mode & 0o111) !== 0 && (st.mode & 0o022) === 0;
+    } catch {
+      ok = false;
+    }
+    add(ok, `${what} program`, `${path} ${ok ? 'is executable and not writable by others' : 'is missing, not executable or writable by others'}`);
+  }
+  const logSt = stat(cfg.downloadLog);
+  add(logSt === null || logSt.isFile(), 'download log', `${cfg.downloadLog} ${logSt ? 'exists' : 'does not exist yet (nginx creates it on first request)'}`);
+  return { findings };
+}

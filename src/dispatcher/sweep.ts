@@ -1,0 +1,112 @@
+// sweep: removes expired links, archives past retention and leftover partial files. Never looks at BACKUP_ROOT.
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LINK_DIR_PATTERN } from '../protocol/index.js';
+import { listRecordIds, mutateRecord, readRecord, reconcile } from './archive-store.js';
+import { nowMs, nowSeconds } from './clock.js';
+import type { DispatcherConfig } from './config.js';
+import { appendEvent } from './events.js';
+import { readJsonOrNull, writeJsonAtomic } from './fsutil.js';
+import { paths } from './layout.js';
+import type { LinkRecord } from './links.js';
+
+const ARCHIVE_FILE = /^([0-9a-f]{32})\.tar(\.partial)?$/;
+
+export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
+  const now = nowSeconds();
+  let linksRemoved = 0;
+  let archivesExpired = 0;
+  let partialsRemoved = 0;
+  let buildsFailed = 0;
+
+  // Links: the directory lives for its TTL plus a grace period for a download that started just in
+  // time. Removing it does not cut a download in progress (nginx holds the file open), and nginx
+  // logs that download only when it ends, so the record stays for watch until the archive is gone.
+  const knownLinks = new Set<string>();
+  for (const name of safeList(join(cfg.stateDir, 'links'))) {
+    const linkId = name.replace(/\.json$/, '');
+    if (!LINK_DIR_PATTERN.test(linkId) || !name.endsWith('.json')) continue;
+    const link = readJsonOrNull<LinkRecord>(paths.linkRecord(cfg, linkId));
+    knownLinks.add(linkId);
+    if (link && now <= link.expires + cfg.linkGraceSeconds) continue;
+    if (!link || link.dirRemovedAt == null) {
+      rmSync(paths.linkDir(cfg, linkId), { recursive: true, force: true });
+      linksRemoved++;
+      if (link) {
+        writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, dirRemovedAt: now });
+        if (link.usedAt === null) appendEvent(cfg, { type: 'link.expired', customer: link.customer, archiveId: link.archiveId, ip: link.ip });
+      }
+    }
+    const archive = link ? readRecord(cfg, link.archiveId) : null;
+    const archiveGone = !archive || (archive.state !== 'ready' && archive.state !== 'downloaded');
+    if (!link || (archiveGone && now > link.expires + cfg.linkGraceSeconds) || now > link.expires + Math.max(1, cfg.archiveRetentionDays) * 86400) {
+      rmSync(paths.linkRecord(cfg, linkId), { force: true });
+    }
+  }
+  // Link directories nobody recorded (a crash between mkdir and the record) go after the same delay.
+  for (const name of safeList(cfg.linkRoot)) {
+    if (!LINK_DIR_PATTERN.test(name) || knownLinks.has(name)) continue;
+    const full = paths.linkDir(cfg, name);
+    const age = (nowMs() - lstatSync(full).mtimeMs) / 1000;
+    if (age > cfg.linkTtlSeconds + cfg.linkGraceSeconds) {
+      rmSync(full, { recursive: true, force: true });
+      linksRemoved++;
+    }
+  }
+
+  // Archives: builds with a dead builder fail; ready or downloaded ones expire after retention.
+  const records = new Map<string, string>();
+  for (const id of listRecordIds(cfg)) {
+    let rec = readRecord(cfg, id);
+    if (!rec) continue;
+    const before = rec.state;
+    rec = reconcile(cfg, rec);
+    if (before === 'building' && rec.state === 'failed') buildsFailed++;
+    if ((rec.state === 'ready' || rec.state === 'downloaded') && rec.expiresAt !== null && Date.parse(rec.expiresAt) <= nowMs()) {
+      let expired = false;
+      mutateRecord(cfg, id, (cur) => {
+        if (cur.state !== 'ready' && cur.state !== 'downloaded') return null;
+        expired = true;
+        return { ...cur, state: 'expired' };
+      });
+      if (expired) {
+        rmSync(paths.archiveFile(cfg, id), { force: true });
+        rmSync(paths.tokenHash(cfg, id), { force: true });
+        archivesExpired++;
+        appendEvent(cfg, { type: 'archive.expired', customer: rec.customer, archiveId: id });
+      }
+      rec = readRecord(cfg, id) ?? rec;
+    }
+    records.set(id, rec.state);
+    // Records of archives that no longer exist are kept a month for status calls, then forgotten.
+    const forgetAfterMs = (cfg.archiveRetentionDays + 30) * 86400_000;
+    if ((rec.state === 'failed' || rec.state === 'cancelled' || rec.state === 'expired') && nowMs() - Date.parse(rec.createdAt) > forgetAfterMs) {
+      rmSync(paths.record(cfg, id), { force: true });
+      rmSync(paths.progress(cfg, id), { force: true });
+      rmSync(paths.tokenHash(cfg, id), { force: true });
+    }
+  }
+
+  // Files in ARCHIVE_ROOT: partials of builds that are not running, archives nobody can reach.
+  for (const name of safeList(cfg.archiveRoot)) {
+    const m = ARCHIVE_FILE.exec(name);
+    if (!m) continue; // not ours: leave it alone
+    // Re-read: a build may have started after the records were listed above.
+    const state = records.get(m[1]!) === 'building' ? 'building' : readRecord(cfg, m[1]!)?.state;
+    const isPartial = m[2] !== undefined;
+    const keep = isPartial ? state === 'building' : state === 'ready' || state === 'downloaded';
+    if (keep) continue;
+    rmSync(join(cfg.archiveRoot, name), { force: true });
+    if (isPartial) partialsRemoved++;
+    note(`sweep: removed ${name} (state ${state ?? 'no record'})`);
+  }
+  return { linksRemoved, archivesExpired, partialsRemoved, buildsFailed };
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,246 @@
+// watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
+import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { canonicalIp, LINK_DIR_PATTERN } from '../protocol/index.js';
+import { mutateRecord } from './archive-store.js';
+import { nowSeconds } from './clock.js';
+import type { DispatcherConfig } from './config.js';
+import { appendEvent, lastWatchPosition } from './events.js';
+import { fail } from './failure.js';
+import { readJsonOrNull, writeJsonAtomic } from './fsutil.js';
+import { paths } from './layout.js';
+import { tryLock, unlock } from './lock.js';
+import type { LinkRecord } from './links.js';
+import { selfId } from './process-id.js';
+
+interface WatchState {
+  ino: number;
+  offset: number;
+}
+
+/** One line of `log_format archway_download` (see docs/BACKUP-HOST.md); anything else is skipped. */
+interface DownloadLine {
+  time: string;
+  remote_addr: string;
+  uri: string;
+  status: number;
+  bytes: number;
+  completion: string;
+}
+
+const URI_PATTERN = /^\/dl\/([0-9a-f]{32})\/([^/]+)$/;
+const CHUNK = 1 << 20;
+
+export function parseDownloadLine(line: string): DownloadLine | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  if (typeof o.uri !== 'string' || typeof o.remote_addr !== 'string' || typeof o.time !== 'string' || typeof o.completion !== 'string') return null;
+  if (typeof o.status !== 'number' || typeof o.bytes !== 'number' || !Number.isSafeInteger(o.bytes) || o.bytes < 0) return null;
+  return { time: o.time, remote_addr: o.remote_addr, uri: o.uri, status: o.status, bytes: o.bytes, completion: o.completion };
+}
+
+/** Applies one log line. Every step before the event is idempotent, so a replayed line changes nothing twice. */
+function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end: number }, note: (d: string) => void): void {
+  if (line.trim() === '') return;
+  const entry = parseDownloadLine(line);
+  if (!entry) {
+    note(`watch: skipped a line that is not a download log entry (${line.length} bytes)`);
+    return;
+  }
+  const m = URI_PATTERN.exec(entry.uri);
+  if (!m || !LINK_DIR_PATTERN.test(m[1] ?? '')) return; // not a download (error pages, favicon, probes)
+  const linkId = m[1]!;
+  // 403 (wrong address or signature), 410 (expired), 404: nothing was served. A stranger who saw
+  // the URL must not be able to burn the customer's link, so only a 2xx response counts.
+  if (entry.status < 200 || entry.status > 299) {
+    note(`watch: ${entry.status} for link ${linkId} from ${entry.remote_addr}; link kept`);
+    return;
+  }
+  const link = readJsonOrNull<LinkRecord>(paths.linkRecord(cfg, linkId));
+  if (!link) {
+    note(`watch: request for unknown link ${linkId} from ${entry.remote_addr} status ${entry.status}`);
+    return;
+  }
+  // The link goes at the first request, finished or not: a link is for one download attempt.
+  rmSync(paths.linkDir(cfg, linkId), { recursive: true, force: true });
+  if (link.usedAt === null) writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, usedAt: nowSeconds() });
+  let size: number | null = null;
+  let completed = false;
+  mutateRecord(cfg, link.archiveId, (rec) => {
+    size = rec.sizeBytes;
+    completed = entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
+    if (!completed || rec.state !== 'ready') return null;
+    return { ...rec, state: 'downloaded' };
+  });
+  if (completed) {
+    // A completed archive cannot be downloaded again, so its token is of no further use.
+    try {
+      unlinkSync(paths.tokenHash(cfg, link.archiveId));
+    } catch {
+      // already gone
+    }
+  }
+  appendEvent(cfg, {
+    type: completed ? 'download.completed' : 'download.interrupted',
+    customer: link.customer,
+    archiveId: link.archiveId,
+    // The log is nginx's, but an address is only recorded if it is one.
+    ip: canonicalIp(entry.remote_addr),
+    bytes: entry.bytes,
+    detail: `status ${entry.status}, completion ${entry.completion || 'none'}, size ${size ?? 'unknown'}`,
+    src,
+  });
+}
+
+class Follower {
+  fd: number | null = null;
+  ino = -1;
+  offset = 0;
+
+  constructor(
+    private readonly cfg: DispatcherConfig,
+    private readonly note: (d: string) => void,
+  ) {}
+
+  /** Reads and applies every complete line from offset; the offset moves only past whole lines. */
+  drain(): number {
+    if (this.fd === null) return 0;
+    let applied = 0;
+    const size = fstatSync(this.fd).size;
+    if (size < this.offset) {
+      // copytruncate-style rotation: the file started again from nothing.
+      this.note(`watch: log truncated (size ${size} < offset ${this.offset}), reading from the start`);
+      this.offset = 0;
+    }
+    const buf = Buffer.alloc(CHUNK);
+    for (;;) {
+      const n = readSync(this.fd, buf, 0, CHUNK, this.offset);
+      if (n === 0) break;
+      let start = 0;
+      for (let nl = buf.indexOf(0x0a, 0); nl !== -1 && nl < n; nl = buf.indexOf(0x0a, start)) {
+        const line = buf.toString('utf8', start, nl);
+        const end = this.offset + nl + 1;
+        applyLine(this.cfg, line, { ino: this.ino, end }, this.note);
+        applied++;
+        start = nl + 1;
+      }
+      if (start === 0) {
+        // No newline in a full chunk: a runaway line; skip it rather than stall forever.
+        if (n === CHUNK) {
+          this.note('watch: skipped an over-long line');
+          this.offset += n;
+          continue;
+        }
+        break; // an unfinished last line: wait for nginx to finish writing it
+      }
+      this.offset += start;
+      this.save();
+    }
+    return applied;
+  }
+
+  open(path: string, offset: number): boolean {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch {
+      return false;
+    }
+    this.close();
+    this.fd = fd;
+    this.ino = fstatSync(fd).ino;
+    this.offset = offset;
+    return true;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  save(): void {
+    writeJsonAtomic(paths.watchState(this.cfg), { ino: this.ino, offset: this.offset } satisfies WatchState);
+  }
+}
+
+function inodeOf(path: string): number | null {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Where to resume: the saved position, moved forward past any line an event already accounts for. */
+function resumePoint(cfg: DispatcherConfig): WatchState | null {
+  const saved = readJsonOrNull<WatchState>(paths.watchState(cfg));
+  const fromEvents = lastWatchPosition(cfg);
+  if (saved && fromEvents && fromEvents.ino === saved.ino) return { ino: saved.ino, offset: Math.max(saved.offset, fromEvents.end) };
+  if (fromEvents && (!saved || fromEvents.ino !== saved.ino) && (inodeOf(cfg.downloadLog) === fromEvents.ino || inodeOf(`${cfg.downloadLog}.1`) === fromEvents.ino)) {
+    return { ino: fromEvents.ino, offset: fromEvents.end };
+  }
+  return saved;
+}
+
+export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void): Promise<{ stopped: true }> {
+  const me = selfId();
+  const lock = tryLock(paths.watchLock(cfg), me);
+  if (!lock.taken) fail('watch is already running.', `watch already running as pid ${lock.holder.pid}`);
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const f = new Follower(cfg, note);
+  try {
+    const resume = resumePoint(cfg);
+    const rotated = `${cfg.downloadLog}.1`;
+    // Lines written to the old file before we were restarted after a rotation are still ours.
+    if (resume && inodeOf(cfg.downloadLog) !== resume.ino && inodeOf(rotated) === resume.ino && f.open(rotated, resume.offset)) {
+      f.drain();
+      f.close();
+      f.open(cfg.downloadLog, 0);
+    } else if (resume && inodeOf(cfg.downloadLog) === resume.ino) {
+      f.open(cfg.downloadLog, resume.offset);
+    } else {
+      f.open(cfg.downloadLog, 0);
+    }
+    while (!stopping) {
+      if (f.fd === null) f.open(cfg.downloadLog, 0);
+      f.drain();
+      const current = inodeOf(cfg.downloadLog);
+      // Rotated by rename: nginx keeps writing the old file until it reopens its logs, so switch
+      // only once the new file has content (nginx has reopened) and the old one is drained.
+      if (f.fd !== null && current !== null && current !== f.ino && sizeOf(cfg.downloadLog) > 0) {
+        f.drain();
+        f.close();
+        f.open(cfg.downloadLog, 0);
+        f.save();
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, cfg.watchPollMs));
+    }
+    f.drain();
+    if (f.fd !== null) f.save();
+  } finally {
+    f.close();
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    unlock(paths.watchLock(cfg), me);
+  }
+  return { stopped: true };
+}

@@ -1,0 +1,180 @@
+// The portal's client on its own: how each kind of answer or failure reaches the portal, and the local transport.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BackupHostConfigError,
+  BackupHostInternalError,
+  BackupHostRefused,
+  BackupHostTimeout,
+  BackupHostUnreachable,
+  backupHostFromSettings,
+  createBackupHost,
+  createSshTransport,
+  runBackupHostCheck,
+  type RawOutcome,
+  type Transport,
+} from '../../src/backup-host/index.js';
+import { newToken } from '../../src/protocol/index.js';
+import { freeLoopbackPort, generateKeyPair } from '../harness/sshd.js';
+import { DISPATCHER_BUNDLE } from './fixture.js';
+
+let work: string;
+let plainKey: string;
+let encryptedKey: string;
+const FINGERPRINT = `SHA256:${'A'.repeat(43)}`;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'archway-client-'));
+  plainKey = (await generateKeyPair(work, 'plain')).privateKeyPath;
+  encryptedKey = (await generateKeyPair(work, 'encrypted', 'correct horse battery staple')).privateKeyPath;
+});
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+/** A transport that answers with a canned outcome and remembers what it was asked. */
+function canned(outcome: Partial<RawOutcome>): Transport & { calls: Array<{ action: string; body: string }> } {
+  const calls: Array<{ action: string; body: string }> = [];
+  return {
+    describe: 'canned',
+    calls,
+    run: async (action, body) => {
+      calls.push({ action, body });
+      return { exitCode: 0, signal: null, stdout: '', stderr: '', ...outcome };
+    },
+  };
+}
+
+describe('answers and failures as the portal sees them', () => {
+  it('returns the result of a successful call', async () => {
+    const t = canned({ stdout: JSON.stringify({ ok: true, result: { archiveId: 'a'.repeat(32), state: 'building' } }) });
+    const result = await createBackupHost(t).createArchive({ customer: 'example.org', snapshot: 'daily.0' });
+    expect(result).toEqual({ archiveId: 'a'.repeat(32), state: 'building' });
+    expect(t.calls).toEqual([{ action: 'archive.create', body: '{"customer":"example.org","snapshot":"daily.0"}' }]);
+  });
+
+  it('turns exit 1 with an envelope into BackupHostRefused carrying the dispatcher message for the customer', async () => {
+    const t = canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'not_found', message: 'No such archive.' } }) });
+    const err = await createBackupHost(t).archiveStatus({ customer: 'example.org', archiveId: 'b'.repeat(32) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackupHostRefused);
+    expect(err).toMatchObject({ code: 'not_found', userMessage: 'No such archive.' });
+  });
+
+  it('turns a refusal by the gate (exit 1, no envelope) into BackupHostRefused', async () => {
+    const t = canned({ exitCode: 1, stderr: 'archway-gate: refused: not an allowed action\n' });
+    await expect(createBackupHost(t).ping()).rejects.toThrow(/refused.*archway-gate/);
+  });
+
+  it('turns exit 2, a garbled answer, an unknown exit code and a signal into BackupHostInternalError', async () => {
+    const internal = JSON.stringify({ ok: false, error: { code: 'internal', message: 'The backup host could not complete the request.' } });
+    for (const outcome of [
+      { exitCode: 2, stdout: internal },
+      { exitCode: 0, stdout: 'not json' },
+      { exitCode: 0, stdout: JSON.stringify({ ok: true, result: { unexpected: true } }) },
+      { exitCode: 0, stdout: `${JSON.stringify({ ok: true, result: {} })}\n${JSON.stringify({ ok: true, result: {} })}` },
+      { exitCode: 127, stderr: 'sudo: not found' },
+      { exitCode: null, signal: 'SIGKILL' },
+    ]) {
+      await expect(createBackupHost(canned(outcome)).ping()).rejects.toThrow(BackupHostInternalError);
+    }
+  });
+
+  it('refuses an invalid request without contacting the host, and never echoes a token', async () => {
+    const t = canned({});
+    const token = newToken();
+    const err = await createBackupHost(t)
+      .issueLink({ customer: 'example.org', archiveId: 'c'.repeat(32), token, clientIp: 'not-an-ip' })
+      .catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(BackupHostRefused);
+    expect((err as Error).message).toContain('clientIp');
+    expect((err as Error).message).not.toContain(token);
+    const bad = await createBackupHost(t)
+      .issueLink({ customer: 'example.org', archiveId: 'c'.repeat(32), token: `${token}!`, clientIp: '127.0.0.2' })
+      .catch((e: unknown) => e as Error);
+    expect((bad as Error).message).not.toContain(token);
+    expect(t.calls).toEqual([]);
+  });
+});
+
+describe('setting up the SSH transport', () => {
+  it('refuses a fingerprint that is not SHA256:<base64>', () => {
+    expect(() => createSshTransport({ host: '127.0.0.1', port: 22, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: 'MD5:aa:bb' })).toThrow(BackupHostConfigError);
+  });
+
+  it('opens an encrypted key with its passphrase and refuses it without one', () => {
+    const base = { host: '127.0.0.1', port: 22, user: 'archway', hostKeyFingerprint: FINGERPRINT };
+    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'correct horse battery staple' })).not.toThrow();
+    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey })).toThrow(/passphrase is missing or wrong/);
+    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'wrong' })).toThrow(BackupHostConfigError);
+    expect(() => createSshTransport({ ...base, privateKeyPath: join(work, 'missing') })).toThrow(/cannot read the backup host private key file: ENOENT/);
+  });
+
+  it('reports a closed port as unreachable', async () => {
+    const port = await freeLoopbackPort();
+    const host = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT });
+    await expect(host.ping()).rejects.toThrow(BackupHostUnreachable);
+  });
+
+  it('gives up on a server that never speaks SSH within the connect timeout, and on a call that takes too long', async () => {
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as { port: number }).port;
+      const host = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT, connectTimeoutMs: 300 });
+      const started = Date.now();
+      await expect(host.ping()).rejects.toThrow(/timed out after 300 ms/);
+      expect(Date.now() - started).toBeLessThan(5000);
+      const slowCall = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT, connectTimeoutMs: 5000, callTimeoutMs: 300 });
+      const err = await slowCall.ping().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BackupHostTimeout);
+      expect((err as Error).message).toMatch(/did not answer ping within 300 ms/);
+    } finally {
+      silent.close();
+    }
+  });
+});
+
+describe('the local transport (first look and tests)', () => {
+  let configPath = '';
+
+  beforeAll(async () => {
+    const root = join(work, 'local');
+    for (const d of ['backups/example.org/daily.0', 'archives', 'links', 'state']) await mkdir(join(root, d), { recursive: true });
+    await writeFile(join(root, 'secret'), `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
+    configPath = join(root, 'dispatcher.json');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        backupRoot: join(root, 'backups'),
+        archiveRoot: join(root, 'archives'),
+        linkRoot: join(root, 'links'),
+        stateDir: join(root, 'state'),
+        secureLinkSecretFile: join(root, 'secret'),
+        downloadBaseUrl: 'http://127.0.0.1:8081',
+        downloadLog: join(root, 'download.log'),
+      }),
+      { mode: 0o600 },
+    );
+    await chmod(configPath, 0o600);
+  });
+
+  it('runs the built dispatcher as a child process and gets its answers', async () => {
+    const host = backupHostFromSettings({ localDispatcherConfig: configPath, localDispatcherPath: DISPATCHER_BUNDLE });
+    expect((await host.ping()).roots).toEqual({ backup: true, archive: true, link: true });
+    expect((await host.listBackups({ customer: 'example.org' })).snapshots.map((s) => s.name)).toEqual(['daily.0']);
+    await expect(host.archiveStatus({ customer: 'example.org', archiveId: 'd'.repeat(32) })).rejects.toThrow(BackupHostRefused);
+  });
+
+  it('prints the check report for a local dispatcher', async () => {
+    let text = '';
+    const code = await runBackupHostCheck({ localDispatcherConfig: configPath, localDispatcherPath: DISPATCHER_BUNDLE }, { write: (s: string) => (text += s) });
+    expect(text).toContain('backup host: local dispatcher');
+    expect(text).toContain('result: OK');
+    expect(code).toBe(0);
+  });
+});

@@ -1,0 +1,150 @@
+// The shipped downloads vhost, on its own: only signed, unexpired links for the right address are served.
+import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lchown } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { secureLinkMd5 } from '../../src/protocol/index.js';
+import { startNginx, type PrivateNginx } from '../harness/nginx.js';
+import { findProgram, run } from '../harness/sshd.js';
+import { httpGet } from './http-get.js';
+
+const PORTAL = 'https://portal.example.net/downloads';
+let base: string;
+let nginx: PrivateNginx;
+let linkRoot: string;
+let archiveRoot: string;
+let downloadLog: string;
+let secret: string;
+let archive: Buffer;
+let wwwData: number;
+
+/** Makes a link the way the dispatcher does: a root-owned symlink in a fresh random directory. */
+async function makeLink(target: string, fileName = 'example.org-daily.0-0123abcd.tar'): Promise<string> {
+  const dir = randomBytes(16).toString('hex');
+  await mkdir(join(linkRoot, dir), { mode: 0o750 });
+  await chown(join(linkRoot, dir), 0, wwwData);
+  await symlink(target, join(linkRoot, dir, fileName));
+  return `/dl/${dir}/${fileName}`;
+}
+
+function signed(uri: string, ip: string, expires = Math.floor(Date.now() / 1000) + 60): string {
+  return `${nginx.baseUrl}${uri}?md5=${secureLinkMd5(expires, uri, ip, secret)}&expires=${expires}`;
+}
+
+async function downloadLogLines(): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(downloadLog, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+beforeAll(async () => {
+  wwwData = Number((await run(findProgram('getent'), ['group', 'www-data'])).stdout.split(':')[2]);
+  base = await mkdtemp(join(tmpdir(), 'archway-vhost-'));
+  await chmod(base, 0o755);
+  archiveRoot = join(base, 'archives');
+  linkRoot = join(base, 'links');
+  for (const d of [archiveRoot, linkRoot]) {
+    await mkdir(d, { mode: 0o750 });
+    await chown(d, 0, wwwData);
+  }
+  archive = randomBytes(3 * 1024 * 1024 + 17);
+  await writeFile(join(archiveRoot, 'a.tar'), archive, { mode: 0o640 });
+  await chown(join(archiveRoot, 'a.tar'), 0, wwwData);
+  secret = randomBytes(32).toString('base64url');
+  downloadLog = join(base, 'nginx', 'logs', 'download.log');
+  nginx = await startNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog, portalUrl: PORTAL });
+});
+
+afterAll(async () => {
+  await nginx?.stop();
+  if (base) await rm(base, { recursive: true, force: true });
+});
+
+describe('the downloads vhost', () => {
+  it('serves a signed link to its address, whole, as an attachment, and logs it as a JSON line', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2' });
+    expect(got.status).toBe(200);
+    expect(got.sha256).toBe(createHash('sha256').update(archive).digest('hex'));
+    expect(got.headers['content-disposition']).toBe('attachment; filename="example.org-daily.0-0123abcd.tar"');
+    expect(got.headers['content-type']).toBe('application/x-tar');
+    expect(got.headers['content-length']).toBe(String(archive.length));
+    expect(await readFile(nginx.accessLog, 'utf8')).toContain(`"GET ${uri}?md5=`);
+    const line = (await downloadLogLines()).find((l) => l.uri === uri);
+    expect(line).toMatchObject({ remote_addr: '127.0.0.2', uri, status: 200, bytes: archive.length, completion: 'OK' });
+    expect(typeof line?.time).toBe('string');
+    expect(typeof line?.request_time).toBe('number');
+  });
+
+  it('ignores a Range header and sends the whole file', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', headers: { Range: 'bytes=100-199' } });
+    expect(got.status).toBe(200);
+    expect(got.body.length).toBe(archive.length);
+    expect(got.headers['accept-ranges']).toBeUndefined();
+  });
+
+  it('answers 403 with a page pointing back to the portal when the link is used from another address, and does not log it as a download', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.3' });
+    expect(got.status).toBe(403);
+    expect(got.headers['content-type']).toMatch(/^text\/html/);
+    expect(got.body.toString()).toContain(`href="${PORTAL}"`);
+    expect((await downloadLogLines()).some((l) => l.uri === uri)).toBe(false);
+    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.3 .*"GET ${uri}\\?md5=.*" 403 `, 'm'));
+  });
+
+  it('answers 403 to a tampered expiry and to a missing signature', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const good = signed(uri, '127.0.0.2');
+    const later = good.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 3600}`);
+    expect((await httpGet(later, { localAddress: '127.0.0.2' })).status).toBe(403);
+    expect((await httpGet(`${nginx.baseUrl}${uri}`, { localAddress: '127.0.0.2' })).status).toBe(403);
+  });
+
+  it('answers 410 with a friendly page to an expired link', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await httpGet(signed(uri, '127.0.0.2', Math.floor(Date.now() / 1000) - 1), { localAddress: '127.0.0.2' });
+    expect(got.status).toBe(410);
+    expect(got.body.toString()).toContain('expired');
+    expect(got.body.toString()).toContain(`href="${PORTAL}"`);
+  });
+
+  it('answers 404 to a signed link whose directory is gone, and to anything that is not a link', async () => {
+    const uri = `/dl/${randomBytes(16).toString('hex')}/example.org-x-00000000.tar`;
+    expect((await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2' })).status).toBe(404);
+    for (const path of ['/', '/dl/', `/dl/${randomBytes(16).toString('hex')}/`, '/dl/../archives/a.tar', '/_archway_errors/403.html']) {
+      expect((await httpGet(`${nginx.baseUrl}${path}`, { localAddress: '127.0.0.2' })).status).toBe(404);
+    }
+  });
+
+  it('refuses a symlink made by someone other than root, even when signed', async () => {
+    const dir = randomBytes(16).toString('hex');
+    await mkdir(join(linkRoot, dir), { mode: 0o755 });
+    const link = join(linkRoot, dir, 'example.org-x-00000000.tar');
+    await symlink(join(archiveRoot, 'a.tar'), link);
+    await lchown(link, 65534, 65534);
+    const got = await httpGet(signed(`/dl/${dir}/example.org-x-00000000.tar`, '127.0.0.2'), { localAddress: '127.0.0.2' });
+    expect(got.status).toBe(403);
+    expect(got.body.includes(archive.subarray(0, 64))).toBe(false);
+  });
+
+  it('answers a HEAD without logging it as a download, so it cannot burn the link', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const head = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(archive.length));
+    expect((await downloadLogLines()).some((l) => l.uri === uri)).toBe(false);
+  });
+
+  it('refuses methods other than GET and HEAD', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', method: 'DELETE' });
+    expect(got.status).toBe(403);
+  });
+});

@@ -1,0 +1,234 @@
+// Following nginx's download log: links vanish at first use, downloads count once, rotation and restarts lose nothing.
+import type { ChildProcess } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeWorld, manifest, tokenHash, waitFor, type World } from './world.js';
+
+let w: World;
+let before: ReturnType<typeof manifest>;
+let watcher: ChildProcess | null = null;
+const CUSTOMER = 'example.org';
+const TOKEN = 'W'.repeat(43);
+
+interface Ready {
+  id: string;
+  size: number;
+}
+
+async function readyArchive(): Promise<Ready> {
+  const id = w.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' }).answer.result.archiveId;
+  const status = await waitFor('ready', () => {
+    const s = w.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result;
+    return s.state === 'ready' ? s : null;
+  });
+  expect(w.run('archive.arm', { customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(TOKEN) }).code).toBe(0);
+  return { id, size: status.sizeBytes };
+}
+
+function issue(id: string, clientIp = '192.0.2.7'): { uri: string; linkId: string } {
+  const r = w.run('link.issue', { customer: CUSTOMER, archiveId: id, token: TOKEN, clientIp });
+  expect(r.code).toBe(0);
+  const uri = new URL(r.answer.result.url).pathname;
+  return { uri, linkId: uri.split('/')[2]! };
+}
+
+function logLine(uri: string, status: number, bytes: number, completion: string, remote = '192.0.2.7'): string {
+  return `${JSON.stringify({ time: '2026-11-22T10:00:00+00:00', remote_addr: remote, uri, status, bytes, completion, request_time: 1.5 })}\n`;
+}
+
+function downloadEvents() {
+  return w.run('events.since', { after: 0 }).answer.result.events.filter((e: { type: string }) => e.type.startsWith('download.'));
+}
+
+function startWatch() {
+  watcher = w.start(['watch']);
+  return watcher;
+}
+
+async function stopWatch(signal: NodeJS.Signals = 'SIGTERM') {
+  const p = watcher;
+  watcher = null;
+  if (!p || p.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill(signal);
+  });
+}
+
+beforeAll(() => {
+  w = makeWorld();
+  mkdirSync(join(w.backupRoot, CUSTOMER, 'daily.0'), { recursive: true });
+  writeFileSync(join(w.backupRoot, CUSTOMER, 'daily.0', 'data.bin'), Buffer.alloc(30_000, 7));
+  writeFileSync(w.downloadLog, '');
+  before = manifest(w.backupRoot);
+});
+
+afterEach(async () => {
+  await stopWatch();
+});
+
+describe('watch', () => {
+  it('records an interrupted download, removes the link at once and keeps the archive ready for a new link', async () => {
+    const a = await readyArchive();
+    const { uri, linkId } = issue(a.id);
+    startWatch();
+    appendFileSync(w.downloadLog, logLine(uri, 200, a.size - 1000, ''));
+    const events = await waitFor('the interrupted download', () => (downloadEvents().length === 1 ? downloadEvents() : null));
+    expect(events).toEqual([
+      { seq: expect.any(Number), time: expect.any(String), type: 'download.interrupted', customer: CUSTOMER, archiveId: a.id, ip: '192.0.2.7', bytes: a.size - 1000, detail: `status 200, completion none, size ${a.size}` },
+    ]);
+    expect(existsSync(join(w.linkRoot, linkId))).toBe(false);
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('ready');
+    expect(issue(a.id).linkId).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('records a complete download only for status 200, completion OK and exactly the archive size; then the token is used up', async () => {
+    const a = await readyArchive();
+    const first = issue(a.id);
+    const second = issue(a.id);
+    const third = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    // Right size but not finished, then finished but wrong size: both interrupted.
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, ''));
+    appendFileSync(w.downloadLog, logLine(second.uri, 200, a.size + 1, 'OK'));
+    appendFileSync(w.downloadLog, logLine(third.uri, 200, a.size, 'OK', '2001:db8::7'));
+    const events = await waitFor('three download events', () => (downloadEvents().length === before + 3 ? downloadEvents().slice(before) : null));
+    expect(events.map((e: { type: string; ip: string; bytes: number }) => [e.type, e.ip, e.bytes])).toEqual([
+      ['download.interrupted', '192.0.2.7', a.size],
+      ['download.interrupted', '192.0.2.7', a.size + 1],
+      ['download.completed', '2001:db8::7', a.size],
+    ]);
+    for (const l of [first, second, third]) expect(existsSync(join(w.linkRoot, l.linkId))).toBe(false);
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('downloaded');
+    expect(existsSync(join(w.stateDir, 'tokens', `${a.id}.sha256`))).toBe(false);
+    const again = w.run('link.issue', { customer: CUSTOMER, archiveId: a.id, token: TOKEN, clientIp: '192.0.2.7' });
+    expect(again).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } } });
+  });
+
+  it('skips garbage, foreign and unknown-link lines and keeps going', async () => {
+    const a = await readyArchive();
+    const { uri } = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    appendFileSync(w.downloadLog, 'this is not json\n');
+    appendFileSync(w.downloadLog, '{"uri":"/dl/0123/x","status":"200"}\n');
+    appendFileSync(w.downloadLog, '[1,2,3]\n\n');
+    appendFileSync(w.downloadLog, Buffer.from([0xff, 0xfe, 0x0a]));
+    appendFileSync(w.downloadLog, logLine('/favicon.ico', 404, 0, 'OK'));
+    appendFileSync(w.downloadLog, logLine(`/dl/${'e'.repeat(32)}/x.tar`, 200, a.size, 'OK'));
+    appendFileSync(w.downloadLog, logLine(`/dl/../../etc/passwd`, 200, a.size, 'OK'));
+    appendFileSync(w.downloadLog, logLine(uri, 200, a.size, 'OK'));
+    const events = await waitFor('the one real download', () => (downloadEvents().length > before ? downloadEvents().slice(before) : null));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(downloadEvents().slice(before)).toEqual(events);
+    expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([['download.completed', a.id]]);
+  });
+
+  it('follows the log across rotation by rename, including lines written to the old file before nginx reopened it', async () => {
+    const a = await readyArchive();
+    const b = await readyArchive();
+    const la = issue(a.id);
+    const lb = issue(b.id);
+    startWatch();
+    await new Promise((r) => setTimeout(r, 100));
+    const before = downloadEvents().length;
+    renameSync(w.downloadLog, `${w.downloadLog}.1`);
+    // nginx keeps writing the renamed file until it gets USR1.
+    appendFileSync(`${w.downloadLog}.1`, logLine(la.uri, 200, a.size, 'OK'));
+    await new Promise((r) => setTimeout(r, 100));
+    writeFileSync(w.downloadLog, logLine(lb.uri, 200, 10, ''));
+    const events = await waitFor('both downloads', () => (downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null));
+    expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([
+      ['download.completed', a.id],
+      ['download.interrupted', b.id],
+    ]);
+  });
+
+  it('resumes after a restart without losing or counting a line twice', async () => {
+    const a = await readyArchive();
+    const b = await readyArchive();
+    const la = issue(a.id);
+    const lb = issue(b.id);
+    startWatch();
+    const before = downloadEvents().length;
+    appendFileSync(w.downloadLog, logLine(la.uri, 200, 5, ''));
+    await waitFor('first event', () => downloadEvents().length === before + 1);
+    await stopWatch();
+    // Written while watch was down.
+    appendFileSync(w.downloadLog, logLine(lb.uri, 200, b.size, 'OK'));
+    startWatch();
+    await waitFor('second event', () => downloadEvents().length === before + 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(downloadEvents().slice(before).map((e: { archiveId: string }) => e.archiveId)).toEqual([a.id, b.id]);
+  });
+
+  it('does not count a line twice after a crash between recording it and saving its position', async () => {
+    const a = await readyArchive();
+    const la = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    const savedBefore = readFileSync(join(w.stateDir, 'watch.json'), 'utf8');
+    appendFileSync(w.downloadLog, logLine(la.uri, 200, 77, ''));
+    await waitFor('the event', () => downloadEvents().length === before + 1);
+    await stopWatch('SIGKILL');
+    // Put back the position from before the line, as if the crash came before the save.
+    writeFileSync(join(w.stateDir, 'watch.json'), savedBefore);
+    startWatch();
+    await new Promise((r) => setTimeout(r, 400));
+    expect(downloadEvents().length).toBe(before + 1);
+  });
+
+  it('starts again from the top of a truncated (copytruncate) log', async () => {
+    const a = await readyArchive();
+    const la = issue(a.id);
+    startWatch();
+    await new Promise((r) => setTimeout(r, 100));
+    const before = downloadEvents().length;
+    truncateSync(w.downloadLog, 0);
+    await new Promise((r) => setTimeout(r, 100));
+    appendFileSync(w.downloadLog, logLine(la.uri, 200, 3, ''));
+    await waitFor('the event after truncation', () => downloadEvents().length === before + 1);
+  });
+
+  it('keeps the link when nginx refused the request (wrong address, bad signature, expired)', async () => {
+    const a = await readyArchive();
+    const l = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    appendFileSync(w.downloadLog, logLine(l.uri, 403, 150, 'OK', '198.51.100.66'));
+    appendFileSync(w.downloadLog, logLine(l.uri, 410, 150, 'OK', '192.0.2.7'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(existsSync(join(w.linkRoot, l.linkId))).toBe(true);
+    expect(downloadEvents().length).toBe(before);
+    appendFileSync(w.downloadLog, logLine(l.uri, 200, a.size, 'OK'));
+    await waitFor('the real download', () => downloadEvents().length === before + 1);
+    expect(existsSync(join(w.linkRoot, l.linkId))).toBe(false);
+  });
+
+  it('still records a download that ends after sweep removed its expired link directory', async () => {
+    const a = await readyArchive();
+    const l = issue(a.id);
+    expect(w.run('sweep', '', { ARCHWAY_DISPATCHER_NOW_OFFSET: '3600' }).answer.result.linksRemoved).toBeGreaterThanOrEqual(1);
+    expect(existsSync(join(w.linkRoot, l.linkId))).toBe(false);
+    startWatch();
+    const before = downloadEvents().length;
+    appendFileSync(w.downloadLog, logLine(l.uri, 200, a.size, 'OK'));
+    const events = await waitFor('the late download', () => (downloadEvents().length === before + 1 ? downloadEvents().slice(before) : null));
+    expect(events[0]).toMatchObject({ type: 'download.completed', archiveId: a.id });
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('downloaded');
+  });
+
+  it('refuses to run twice at the same time', async () => {
+    startWatch();
+    await waitFor('the watch lock', () => existsSync(join(w.stateDir, 'locks', 'watch.lock')));
+    const second = w.run('watch', '');
+    expect(second).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'watch is already running.' } } });
+  });
+
+  it('leaves BACKUP_ROOT byte-identical, with the same mtimes, and no stray link directories', () => {
+    expect(manifest(w.backupRoot)).toEqual(before);
+    expect(readdirSync(w.linkRoot).every((d) => /^[0-9a-f]{32}$/.test(d))).toBe(true);
+  });
+});

@@ -1,0 +1,145 @@
+// Test world for the dispatcher: temp roots, a config, and a runner for the BUILT bundle as a child process.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
+
+export const BUNDLE = join(import.meta.dirname, '..', '..', 'dist', 'dispatcher', 'archway-dispatcher.mjs');
+export const SECRET = 'test-secure-link-secret-0123456789';
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  answer: any;
+}
+
+export interface World {
+  dir: string;
+  backupRoot: string;
+  archiveRoot: string;
+  linkRoot: string;
+  stateDir: string;
+  downloadLog: string;
+  configPath: string;
+  config: Record<string, unknown>;
+  run(argv: string | string[], stdin?: string | Buffer | object, env?: Record<string, string>): RunResult;
+  start(argv: string[], env?: Record<string, string>): ChildProcess;
+}
+
+const worldDirs: string[] = [];
+
+// Every world of a test file goes when the file is done (set ARCHWAY_KEEP_TEST_DIRS=1 to look at them).
+afterAll(() => {
+  if (process.env.ARCHWAY_KEEP_TEST_DIRS) return;
+  for (const dir of worldDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+export function makeWorld(overrides: Record<string, unknown> = {}): World {
+  if (!existsSync(BUNDLE)) throw new Error(`build the dispatcher first (npm run build): ${BUNDLE} is missing`);
+  const dir = mkdtempSync(join(tmpdir(), 'archway-dispatcher-'));
+  worldDirs.push(dir);
+  const w = {
+    dir,
+    backupRoot: join(dir, 'backup'),
+    archiveRoot: join(dir, 'archive'),
+    linkRoot: join(dir, 'link'),
+    stateDir: join(dir, 'state'),
+    downloadLog: join(dir, 'nginx', 'download.log'),
+    configPath: join(dir, 'dispatcher.json'),
+  };
+  for (const d of [w.backupRoot, w.archiveRoot, w.linkRoot, join(dir, 'nginx')]) mkdirSync(d, { recursive: true, mode: 0o755 });
+  const secretFile = join(dir, 'secure-link.secret');
+  writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+  const config = {
+    backupRoot: w.backupRoot,
+    archiveRoot: w.archiveRoot,
+    linkRoot: w.linkRoot,
+    stateDir: w.stateDir,
+    secureLinkSecretFile: secretFile,
+    downloadBaseUrl: 'https://dl.example.net',
+    downloadLog: w.downloadLog,
+    linkTtlSeconds: 60,
+    linkGraceSeconds: 300,
+    archiveRetentionDays: 7,
+    nginxGroup: 'root',
+    progressIntervalMs: 10,
+    watchPollMs: 20,
+    ...overrides,
+  };
+  writeFileSync(w.configPath, JSON.stringify(config), { mode: 0o600 });
+  chmodSync(w.configPath, 0o600);
+  const baseEnv = (extra: Record<string, string> = {}) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: w.configPath, ...extra });
+  return {
+    ...w,
+    config,
+    run(argv, stdin = {}, env = {}) {
+      const args = typeof argv === 'string' ? [argv] : argv;
+      const input = typeof stdin === 'string' || Buffer.isBuffer(stdin) ? stdin : JSON.stringify(stdin);
+      const r = spawnSync(process.execPath, [BUNDLE, ...args], { input, env: baseEnv(env), encoding: 'utf8', timeout: 20_000 });
+      let answer: any = null;
+      try {
+        answer = JSON.parse(r.stdout);
+      } catch {
+        answer = null;
+      }
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr, answer };
+    },
+    start(argv, env = {}) {
+      return spawn(process.execPath, [BUNDLE, ...argv], { env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    },
+  };
+}
+
+export interface ManifestEntry {
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: bigint;
+  mtimeNs: bigint;
+  content: string | null;
+}
+
+/** Everything about a tree that an action could change: type, mode, owner, size, mtime (ns), content hash, link target. */
+export function manifest(root: string): Map<string, ManifestEntry> {
+  const out = new Map<string, ManifestEntry>();
+  const walk = (dir: Buffer, rel: string) => {
+    for (const name of readdirSync(dir, { encoding: 'buffer' })) {
+      const full = Buffer.concat([dir, Buffer.from('/'), name]);
+      const key = `${rel}/${name.toString('hex')}`;
+      const st = lstatSync(full, { bigint: true });
+      let type = 'other';
+      let content: string | null = null;
+      if (st.isSymbolicLink()) {
+        type = 'symlink';
+        content = readlinkSync(full, { encoding: 'buffer' }).toString('hex');
+      } else if (st.isDirectory()) type = 'dir';
+      else if (st.isFile()) {
+        type = 'file';
+        content = createHash('sha256').update(readFileSync(full)).digest('hex');
+      } else if (st.isFIFO()) type = 'fifo';
+      out.set(key, { type, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: st.size, mtimeNs: st.mtimeNs, content });
+      if (type === 'dir') walk(full, key);
+    }
+  };
+  const rootSt = lstatSync(root, { bigint: true });
+  out.set('.', { type: 'dir', mode: Number(rootSt.mode), uid: Number(rootSt.uid), gid: Number(rootSt.gid), size: 0n, mtimeNs: rootSt.mtimeNs, content: null });
+  walk(Buffer.from(root), '.');
+  return out;
+}
+
+export async function waitFor<T>(what: string, fn: () => T | null | undefined | false, timeoutMs = 15_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sha256File = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+export const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');

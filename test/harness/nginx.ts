@@ -1,0 +1,215 @@
+// Starts a private nginx on loopback with the shipped downloads or portal vhost, for tests and benches.
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { cleanupOnExit, findProgram, freeLoopbackPort, readShipped, renderTemplate, runOk } from './sshd.js';
+
+export interface NginxOptions {
+  /** Private prefix: config, logs, pid and temp files live here. Must be traversable by `user`. */
+  dir: string;
+  linkRoot: string;
+  secret: string;
+  downloadLog: string;
+  portalUrl?: string;
+  host?: string;
+  /** The worker user; the master runs as root like in production. */
+  user?: string;
+  /** Extra server-level directives (the download bench adds a plain static location). */
+  extraServerConfig?: string;
+}
+
+export interface PrivateNginx {
+  host: string;
+  port: number;
+  baseUrl: string;
+  accessLog: string;
+  errorLog: string;
+  configPath: string;
+  /** Sends the master SIGUSR1, as logrotate does after moving the logs away. */
+  reopenLogs(): void;
+  stop(): Promise<void>;
+}
+
+/** Renders the shipped error pages with the portal's address; the URL goes into an href. */
+export function renderErrorPages(portalUrl: string): Record<string, string> {
+  if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in an href');
+  const pages: Record<string, string> = {};
+  for (const status of ['403', '404', '410']) {
+    pages[`${status}.html`] = renderTemplate(readShipped(`nginx/errors/${status}.html.in`), { PORTAL_URL: portalUrl });
+  }
+  return pages;
+}
+
+/** The secure_link_md5 include; the secret must not contain what nginx would read as syntax. */
+export function renderSecretConf(secret: string): string {
+  if (!/^[A-Za-z0-9_-]{16,128}$/.test(secret)) throw new Error('secure_link secret must be 16-128 base64url characters');
+  return renderTemplate(readShipped('nginx/secure-link-secret.conf.in'), { SECRET: secret });
+}
+
+function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = (): void => {
+      const socket = connect({ host, port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (Date.now() > deadline) reject(new Error(`nothing listens on ${host}:${port}`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Checks the config with `nginx -t`, runs nginx in the foreground and waits until it listens. */
+async function runNginx(dir: string, configPath: string, host: string, ports: readonly number[]): Promise<{ stop(): Promise<void>; reopenLogs(): void }> {
+  const nginx = findProgram('nginx');
+  await runOk(nginx, ['-t', '-q', '-p', dir, '-c', configPath]);
+  const child = spawn(nginx, ['-p', dir, '-c', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const killNow = cleanupOnExit(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  });
+  const exitedEarly = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`nginx exited (${code}) while starting: ${stderr}`))),
+  );
+  exitedEarly.catch(() => undefined);
+  await Promise.race([Promise.all(ports.map((p) => waitForPort(host, p, 10_000))), exitedEarly]);
+  return {
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        killNow();
+        await exited;
+      } else {
+        killNow();
+      }
+    },
+    // What logrotate's postrotate does: the master reopens every log file by name.
+    reopenLogs: () => {
+      child.kill('SIGUSR1');
+    },
+  };
+}
+
+/** The part of nginx.conf around the vhost: private pid, logs and temp paths, the worker user. */
+function mainConfig(dir: string, user: string, httpBody: string): string {
+  const tmp = join(dir, 'tmp');
+  return `
+user ${user};
+worker_processes 2;
+daemon off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'logs', 'error.log')} notice;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path ${tmp}/body;
+    proxy_temp_path ${tmp}/proxy;
+    fastcgi_temp_path ${tmp}/fastcgi;
+    uwsgi_temp_path ${tmp}/uwsgi;
+    scgi_temp_path ${tmp}/scgi;
+${httpBody}
+}
+`;
+}
+
+/** Starts nginx in the foreground with the downloads vhost rendered from nginx/ into a private prefix. */
+export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
+  const host = options.host ?? '127.0.0.1';
+  if (!host.startsWith('127.')) throw new Error('the private nginx listens on loopback only');
+  const dir = options.dir;
+  for (const sub of ['', 'logs', 'tmp', 'errors']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
+  const port = await freeLoopbackPort(host);
+
+  for (const [name, html] of Object.entries(renderErrorPages(options.portalUrl ?? 'https://portal.example.net/'))) {
+    await writeFile(join(dir, 'errors', name), html, { mode: 0o644 });
+  }
+  const secretConf = join(dir, 'secure-link-secret.conf');
+  await writeFile(secretConf, renderSecretConf(options.secret), { mode: 0o600 });
+  await writeFile(join(dir, 'archway-http.conf'), readShipped('nginx/archway-http.conf'), { mode: 0o644 });
+  const serverInclude = join(dir, 'downloads.server.conf');
+  const accessLog = join(dir, 'logs', 'access.log');
+  await writeFile(
+    serverInclude,
+    renderTemplate(readShipped('nginx/downloads.server.conf.in'), {
+      LINK_ROOT: options.linkRoot,
+      ERRORS_DIR: join(dir, 'errors'),
+      SECRET_CONF: secretConf,
+      DOWNLOAD_LOG: options.downloadLog,
+      ACCESS_LOG: accessLog,
+    }),
+    { mode: 0o644 },
+  );
+  const configPath = join(dir, 'nginx.conf');
+  const httpBody = `
+    include ${join(dir, 'archway-http.conf')};
+    server {
+        listen ${host}:${port};
+        server_name _;
+        include ${serverInclude};
+        ${options.extraServerConfig ?? ''}
+    }`;
+  await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
+  const { stop, reopenLogs } = await runNginx(dir, configPath, host, [port]);
+  return { host, port, baseUrl: `http://${host}:${port}`, accessLog, errorLog: join(dir, 'logs', 'error.log'), configPath, stop, reopenLogs };
+}
+
+/** A self-signed certificate for loopback TLS tests (the clients do not verify it). */
+export async function makeSelfSignedCert(dir: string, commonName: string): Promise<{ cert: string; key: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const cert = join(dir, 'tls-cert.pem');
+  const key = join(dir, 'tls-key.pem');
+  await runOk(findProgram('openssl'), [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', `/CN=${commonName}`, '-keyout', key, '-out', cert,
+  ]);
+  return { cert, key };
+}
+
+export interface PrivatePortalNginx {
+  httpPort: number;
+  httpsPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the
+ * listen lines are rewritten (port 80/443 on every address becomes 127.0.0.1:<free port>).
+ */
+export async function startPortalNginx(options: { dir: string; upstreamPort: number; serverName: string; user?: string }): Promise<PrivatePortalNginx> {
+  const dir = options.dir;
+  for (const sub of ['', 'logs', 'tmp']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
+  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+  const httpPort = await freeLoopbackPort();
+  const httpsPort = await freeLoopbackPort();
+  let vhost = renderTemplate(readShipped('nginx/portal.conf.in'), {
+    SERVER_NAME: options.serverName,
+    TLS_CERT: tls.cert,
+    TLS_KEY: tls.key,
+    PORTAL_UPSTREAMS: `server 127.0.0.1:${options.upstreamPort};`,
+  });
+  const rewrites: Array<[RegExp, string]> = [
+    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${httpPort};`],
+    [/^(\s*)listen 443 ssl http2;$/m, `$1listen 127.0.0.1:${httpsPort} ssl http2;`],
+    [/^\s*listen \[::\]:80;\n/m, ''],
+    [/^\s*listen \[::\]:443 ssl http2;\n/m, ''],
+  ];
+  for (const [pattern, replacement] of rewrites) {
+    if (!pattern.test(vhost)) throw new Error(`portal vhost no longer has ${pattern}`);
+    vhost = vhost.replace(pattern, replacement);
+  }
+  const vhostPath = join(dir, 'portal.conf');
+  await writeFile(vhostPath, vhost, { mode: 0o644 });
+  const configPath = join(dir, 'nginx.conf');
+  const httpBody = `    access_log ${join(dir, 'logs', 'access.log')};\n    include ${vhostPath};`;
+  await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
+  const { stop } = await runNginx(dir, configPath, '127.0.0.1', [httpPort, httpsPort]);
+  return { httpPort, httpsPort, stop };
+}
