@@ -1,42 +1,78 @@
 // buildApp(): the whole web application, the same in production and in tests; main.ts only wires the process.
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import fastifyFormbody from '@fastify/formbody';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import fastifyView from '@fastify/view';
 import { Eta } from 'eta';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { DestinationStream } from 'pino';
+import { registerAccountRoutes } from './accounts/account.routes.js';
+import { registerAuth } from './auth/auth.plugin.js';
+import { registerAuthRoutes } from './auth/auth.routes.js';
+import { requireOperator } from './auth/guards.js';
+import { createPasswordHasher } from './auth/password-hasher.js';
+import { registerRememberMe } from './auth/remember-me.hooks.js';
+import { systemClock, type Clock } from './clock.js';
 import type { Config, Secrets } from './config.js';
 import type { DatabaseHandle } from './db/connect.js';
-import { registerErrorPages } from './http/errors.js';
+import { registerDeviceRoutes } from './devices/devices.routes.js';
+import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
 import { registerHealthRoutes } from './http/health.routes.js';
 import { loggerOptions } from './log.js';
+import { configureMailQueue } from './mail/mail.service.js';
+import { outboxRoutes } from './mail/outbox.routes.js';
+import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
+import { registerTwoFactor } from './two-factor/two-factor.plugin.js';
 
 export interface AppDependencies {
   config: Config & { secrets: Secrets };
   database: DatabaseHandle;
   /** Where log lines go; tests pass a stream to read them back. Defaults to stdout. */
   logStream?: DestinationStream;
+  /** What "now" is for sessions, blocks and token expiry; tests pass one they can move. */
+  clock?: Clock;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config & { secrets: Secrets };
     database: DatabaseHandle;
+    clock: Clock;
   }
 }
 
-export async function buildApp({ config, database, logStream }: AppDependencies): Promise<FastifyInstance> {
+export async function buildApp({ config, database, logStream, clock }: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config.logLevel, logStream),
     genReqId: () => randomUUID(),
     // Forms are small; a larger body is refused with 413 before it is parsed.
     bodyLimit: 64 * 1024,
+    // request.ip and request.protocol believe X-Forwarded-* only from these proxies; from anyone else the header is ignored.
+    trustProxy: config.auth.trustProxy.length > 0 ? config.auth.trustProxy : false,
+    // A URL Fastify cannot even route (e.g. "/%") gets the same plain page as any other bad request.
+    // (Fastify hands this hook a bare reply without the view decorator, hence app.view.)
+    frameworkErrors: (_error, request, reply) => {
+      void app
+        .view('errors/error', { title: 'That did not work', status: 400, message: BAD_REQUEST_MESSAGE, requestId: request.id })
+        .then((html) => (reply as FastifyReply).code(400).type('text/html; charset=utf-8').send(html));
+    },
+  });
+  // Behind a trusted proxy, request.ip is whatever the proxy forwarded; a value that is not an IP
+  // address is refused here, before sign-in attempts, sessions or the audit log try to store it.
+  app.addHook('onRequest', async (request, reply) => {
+    if (isIP(request.ip) === 0) {
+      request.log.warn({ forwardedFor: request.headers['x-forwarded-for'] }, 'refused: client address is not an IP address');
+      return reply.code(400).view('errors/error', { title: 'That did not work', status: 400, message: BAD_REQUEST_MESSAGE, requestId: request.id });
+    }
   });
   app.decorate('config', config);
   app.decorate('database', database);
+  app.decorate('clock', clock ?? systemClock);
+  configureMailQueue(config);
+  app.decorate('passwords', createPasswordHasher(config));
   app.addHook('onClose', async () => database.close());
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()
@@ -76,9 +112,21 @@ export async function buildApp({ config, database, logStream }: AppDependencies)
     templates: VIEWS_DIR,
     defaultContext: { firstLook: config.mode === 'first-look' },
   });
+  // HTTPS, session cookie and store, request.user, CSRF: before any route, so none can miss them.
+  await registerAuth(app);
+  // Then a browser without a live session may sign in from its remember-me cookie, and a user who
+  // must use two-factor but has not enrolled reaches only enrolment (both hooks run after request.user is set).
+  registerRememberMe(app);
+  registerTwoFactor(app);
+  registerDeviceRoutes(app);
 
   registerErrorPages(app);
   registerHealthRoutes(app, database);
+  registerAuthRoutes(app);
+  registerAccountRoutes(app);
+  registerOperatorRoutes(app);
+  // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
+  await app.register(outboxRoutes, { preHandler: requireOperator });
 
   app.get('/', async (_request, reply) => reply.view('pages/home', { title: 'Welcome' }));
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import type { LocalBackupHostSettings, SshBackupHostSettings } from './backup-host/factory.js';
 
 export type Mode = 'first-look' | 'server';
 
@@ -23,6 +24,24 @@ export interface MailConfig {
   outboxDir: string;
 }
 
+/** Brute-force regulation of the sign-in form (numbers and reasoning in docs/SECURITY.md). */
+export interface RegulationConfig {
+  /** Failed sign-ins from one IP within ipWindowMinutes that block the IP. */
+  ipMaxFailures: number;
+  ipWindowMinutes: number;
+  /** First IP block; each further block within escalationHours doubles it, up to ipBlockMaxMinutes. */
+  ipBlockMinutes: number;
+  ipBlockMaxMinutes: number;
+  /** Failed sign-ins for one account within userWindowMinutes that pause sign-ins to it. */
+  userMaxFailures: number;
+  userWindowMinutes: number;
+  /** First pause of an account; doubles with each further pause, up to userBlockMaxMinutes (kept short on purpose). */
+  userBlockSeconds: number;
+  userBlockMaxMinutes: number;
+  /** How long earlier blocks of the same IP or account count towards the next one's length. */
+  escalationHours: number;
+}
+
 export interface AuthConfig {
   /** argon2id cost; defaults meet OWASP's first recommendation (19 MiB, 2 passes, 1 lane). */
   argon2: { memoryKiB: number; timeCost: number; parallelism: number };
@@ -36,7 +55,13 @@ export interface AuthConfig {
   trustProxy: string[];
   /** Refuse plain HTTP (behind the TLS proxy) and mark cookies Secure. */
   requireHttps: boolean;
+  /** Customers, too, must enrol in two-factor sign-in before using the portal (operators always must). */
+  twoFactorForCustomers: boolean;
+  regulation: RegulationConfig;
 }
+
+/** How the portal reaches the dispatcher: SSH to the backup host, or a local dispatcher for a first look. */
+export type BackupHostConfig = SshBackupHostSettings | LocalBackupHostSettings;
 
 export interface Config {
   mode: Mode;
@@ -51,8 +76,12 @@ export interface Config {
   logLevel: string;
   /** Null only in first-look mode before the generated secrets are loaded (see first-look.ts). */
   secrets: Secrets | null;
+  /** Earlier encryption keys, only to read what `archway keys rotate` has not re-encrypted yet. */
+  oldEncryptionKeys: Buffer[];
   mail: MailConfig;
   auth: AuthConfig;
+  /** Null when no backup host is configured (archive requests are then unavailable). */
+  backupHost: BackupHostConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -116,8 +145,9 @@ class Reader {
     return fallback;
   }
 
-  url(name: string, protocols: string[]): URL | undefined {
-    const raw = this.plain(name);
+  /** A URL setting; with `secret`, it may also come from NAME_FILE (a database URL holds a password). */
+  url(name: string, protocols: string[], options: { secret?: boolean } = {}): URL | undefined {
+    const raw = options.secret ? this.secret(name) : this.plain(name);
     if (raw === undefined) return undefined;
     let parsed: URL;
     try {
@@ -176,11 +206,65 @@ export function parseKey(text: string | undefined): Buffer | null {
   return null;
 }
 
+const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function readBackupHost(reader: Reader): BackupHostConfig | null {
+  const host = reader.plain('ARCHWAY_BACKUP_HOST');
+  const local = reader.plain('ARCHWAY_BACKUP_HOST_LOCAL_CONFIG');
+  if (host !== undefined && local !== undefined) {
+    reader.problems.push('ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.');
+    return null;
+  }
+  if (local !== undefined) return { localDispatcherConfig: local };
+  if (host === undefined) return null;
+
+  if (isIP(host) === 0 && !HOST_NAME.test(host)) reader.problems.push(`ARCHWAY_BACKUP_HOST "${host}" is not a host name or IP address.`);
+  const port = reader.int('ARCHWAY_BACKUP_HOST_PORT', 22, 1, 65535);
+  const user = reader.plain('ARCHWAY_BACKUP_HOST_USER') ?? 'archway';
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) reader.problems.push(`ARCHWAY_BACKUP_HOST_USER "${user}" is not a valid user name.`);
+  const privateKeyPath = reader.plain('ARCHWAY_BACKUP_HOST_KEY_FILE');
+  if (privateKeyPath === undefined) reader.problems.push('ARCHWAY_BACKUP_HOST_KEY_FILE is missing: the portal needs its SSH private key.');
+  const fingerprint = reader.plain('ARCHWAY_BACKUP_HOST_FINGERPRINT');
+  if (fingerprint === undefined) {
+    reader.problems.push('ARCHWAY_BACKUP_HOST_FINGERPRINT is missing: pin the backup host key (ssh-keygen -lf <host key>.pub prints it).');
+  } else if (!SSH_FINGERPRINT.test(fingerprint)) {
+    reader.problems.push('ARCHWAY_BACKUP_HOST_FINGERPRINT must look like SHA256:<43 base64 characters>.');
+  }
+  const passphrase = reader.secret('ARCHWAY_BACKUP_HOST_KEY_PASSPHRASE');
+  if (privateKeyPath === undefined || fingerprint === undefined) return null;
+  return {
+    host,
+    port,
+    user,
+    privateKeyPath,
+    hostKeyFingerprint: fingerprint,
+    ...(passphrase !== undefined ? { privateKeyPassphrase: passphrase } : {}),
+  };
+}
+
+/** ARCHWAY_ENCRYPTION_KEYS_OLD(_FILE): comma- or newline-separated keys, each in the form of ARCHWAY_ENCRYPTION_KEY. */
+function readOldKeys(reader: Reader): Buffer[] {
+  const text = reader.secret('ARCHWAY_ENCRYPTION_KEYS_OLD');
+  if (text === undefined) return [];
+  const keys: Buffer[] = [];
+  text
+    .split(/[,\n]/)
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
+    .forEach((entry, index) => {
+      const key = parseKey(entry);
+      if (key === null) reader.problems.push(`ARCHWAY_ENCRYPTION_KEYS_OLD entry ${index + 1} is not 32 bytes as 64 hex or 44 base64 characters.`);
+      else keys.push(key);
+    });
+  return keys;
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const reader = new Reader(env);
   const production = env.NODE_ENV === 'production';
-  const database = reader.url('ARCHWAY_DATABASE_URL', ['postgres:', 'postgresql:']);
-  const databaseGiven = reader.plain('ARCHWAY_DATABASE_URL') !== undefined;
+  const database = reader.url('ARCHWAY_DATABASE_URL', ['postgres:', 'postgresql:'], { secret: true });
+  const databaseGiven = reader.plain('ARCHWAY_DATABASE_URL') !== undefined || reader.plain('ARCHWAY_DATABASE_URL_FILE') !== undefined;
   const mode: Mode = databaseGiven ? 'server' : 'first-look';
 
   if (mode === 'first-look' && production) {
@@ -242,15 +326,37 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       timeCost: reader.int('ARCHWAY_ARGON2_TIME_COST', 2, 2, 100),
       parallelism: reader.int('ARCHWAY_ARGON2_PARALLELISM', 1, 1, 64),
     },
-    hashConcurrency: reader.int('ARCHWAY_HASH_CONCURRENCY', Math.max(1, availableParallelism()), 1, 256),
+    // One CPU stays free for the event loop, so a flood of sign-ins cannot slow every other page.
+    hashConcurrency: reader.int('ARCHWAY_HASH_CONCURRENCY', Math.max(1, availableParallelism() - 1), 1, 256),
     sessionIdleMinutes: reader.int('ARCHWAY_SESSION_IDLE_MINUTES', 24, 1, 24 * 60),
     sessionAbsoluteHours: reader.int('ARCHWAY_SESSION_ABSOLUTE_HOURS', 12, 1, 24 * 30),
     ipRetentionDays: reader.int('ARCHWAY_IP_RETENTION_DAYS', 30, 1, 3650),
     trustProxy,
     requireHttps: reader.bool('ARCHWAY_REQUIRE_HTTPS', mode === 'server' || production),
+    twoFactorForCustomers: reader.bool('ARCHWAY_TWO_FACTOR_FOR_CUSTOMERS', false),
+    regulation: {
+      ipMaxFailures: reader.int('ARCHWAY_SIGNIN_IP_MAX_FAILURES', 20, 3, 10_000),
+      ipWindowMinutes: reader.int('ARCHWAY_SIGNIN_IP_WINDOW_MINUTES', 15, 1, 24 * 60),
+      ipBlockMinutes: reader.int('ARCHWAY_SIGNIN_IP_BLOCK_MINUTES', 15, 1, 24 * 60),
+      ipBlockMaxMinutes: reader.int('ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES', 24 * 60, 1, 7 * 24 * 60),
+      userMaxFailures: reader.int('ARCHWAY_SIGNIN_USER_MAX_FAILURES', 5, 3, 1_000),
+      userWindowMinutes: reader.int('ARCHWAY_SIGNIN_USER_WINDOW_MINUTES', 15, 1, 24 * 60),
+      userBlockSeconds: reader.int('ARCHWAY_SIGNIN_USER_BLOCK_SECONDS', 60, 1, 3_600),
+      userBlockMaxMinutes: reader.int('ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES', 15, 1, 24 * 60),
+      escalationHours: reader.int('ARCHWAY_SIGNIN_ESCALATION_HOURS', 24, 1, 24 * 30),
+    },
   };
+  if (auth.regulation.ipBlockMaxMinutes < auth.regulation.ipBlockMinutes) {
+    reader.problems.push('ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_IP_BLOCK_MINUTES.');
+  }
+  if (auth.regulation.userBlockMaxMinutes * 60 < auth.regulation.userBlockSeconds) {
+    reader.problems.push('ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_USER_BLOCK_SECONDS.');
+  }
   if (production && !auth.requireHttps) reader.problems.push('ARCHWAY_REQUIRE_HTTPS cannot be false in production.');
   const migrateOnStart = reader.bool('ARCHWAY_MIGRATE_ON_START', mode === 'first-look');
+
+  const backupHost = readBackupHost(reader);
+  const oldEncryptionKeys = readOldKeys(reader);
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
 
@@ -265,8 +371,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     migrateOnStart,
     logLevel,
     secrets,
+    oldEncryptionKeys,
     mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
     auth,
+    backupHost,
   };
   return Object.freeze(config);
 }

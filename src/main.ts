@@ -4,9 +4,12 @@ import { parseArgs } from 'node:util';
 import { UsageError, type Command } from './cli/command.js';
 import { migrateCommand } from './cli/migrate.command.js';
 import { serveCommand } from './cli/serve.command.js';
+import { usersCommand } from './cli/users.command.js';
+import { backupHostCommand } from './cli/backup-host.command.js';
+import { keysCommand } from './cli/keys.command.js';
 import { ConfigError } from './config.js';
 
-const COMMANDS: Command[] = [serveCommand, migrateCommand];
+const COMMANDS: Command[] = [serveCommand, migrateCommand, usersCommand, keysCommand, backupHostCommand];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

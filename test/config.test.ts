@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -148,12 +148,42 @@ describe('configuration', () => {
 
   it('keeps argon2 at or above the recommended minimum and HTTPS on in production', () => {
     expect(loadConfig({}).auth.argon2).toEqual({ memoryKiB: 19_456, timeCost: 2, parallelism: 1 });
+    expect(loadConfig({}).auth.hashConcurrency).toBe(Math.max(1, availableParallelism() - 1));
     expect(problemsOf({ ARCHWAY_ARGON2_MEMORY_KIB: '4096', ARCHWAY_ARGON2_TIME_COST: '1' })).toEqual([
       'ARCHWAY_ARGON2_MEMORY_KIB must be a whole number from 19456 to 4194304 (got "4096").',
       'ARCHWAY_ARGON2_TIME_COST must be a whole number from 2 to 100 (got "1").',
     ]);
     expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://p.example.net', ARCHWAY_REQUIRE_HTTPS: 'false' })).toEqual([
       'ARCHWAY_REQUIRE_HTTPS cannot be false in production.',
+    ]);
+  });
+
+  it('reads the backup host as SSH settings with a pinned host key, or as a local dispatcher', () => {
+    const fingerprint = `SHA256:${'A'.repeat(43)}`;
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST: 'backup-1.internal', ARCHWAY_BACKUP_HOST_KEY_FILE: '/run/secrets/key', ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint }).backupHost).toEqual({
+      host: 'backup-1.internal',
+      port: 22,
+      user: 'archway',
+      privateKeyPath: '/run/secrets/key',
+      hostKeyFingerprint: fingerprint,
+    });
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).backupHost).toEqual({ localDispatcherConfig: '/srv/dispatcher.json' });
+    expect(loadConfig({}).backupHost).toBeNull();
+    expect(problemsOf({ ARCHWAY_BACKUP_HOST: 'bad host;rm', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
+      'ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.',
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOST: 'bad host;rm', ARCHWAY_BACKUP_HOST_KEY_FILE: '/k', ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint, ARCHWAY_BACKUP_HOST_USER: 'Root!' })).toEqual([
+      'ARCHWAY_BACKUP_HOST "bad host;rm" is not a host name or IP address.',
+      'ARCHWAY_BACKUP_HOST_USER "Root!" is not a valid user name.',
+    ]);
+  });
+
+  it('reads the database URL from ARCHWAY_DATABASE_URL_FILE, since it holds a password', () => {
+    const config = loadConfig({ ARCHWAY_DATABASE_URL_FILE: secretFile(`${DB}\n`), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS });
+    expect(config.mode).toBe('server');
+    expect(config.databaseUrl).toBe(DB);
+    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_DATABASE_URL_FILE: secretFile(DB), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS })).toEqual([
+      'ARCHWAY_DATABASE_URL and ARCHWAY_DATABASE_URL_FILE are both set; set only one of them.',
     ]);
   });
 });

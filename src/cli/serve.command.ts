@@ -1,8 +1,11 @@
 // `archway serve`: runs the portal until SIGTERM or SIGINT, then finishes in-flight requests and exits.
 import pino from 'pino';
+import { createFirstLookAccounts, describeFirstLookAccounts } from '../accounts/first-look-accounts.js';
 import { buildApp } from '../app.js';
+import { startIpRetentionJob } from '../auth/ip-retention.js';
 import { loadConfig } from '../config.js';
 import { loggerOptions } from '../log.js';
+import { startMailWorker } from '../mail/mail.worker.js';
 import { openDatabase, resolveSecrets } from '../runtime.js';
 import type { Command } from './command.js';
 
@@ -23,27 +26,39 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     const config = resolveSecrets(loaded, log);
     const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
     const app = await buildApp({ config, database });
+    const demo = await createFirstLookAccounts(app);
 
     let stopping = false;
+    let stopMailWorker: () => Promise<void> = async () => undefined;
+    let stopIpPurge: () => void = () => undefined;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       app.log.info({ signal }, 'stopping: finishing in-flight requests');
       // A request stuck past the grace period must not keep the process alive forever.
       setTimeout(() => process.exit(1), 25_000).unref();
-      app.close().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          app.log.error({ err: error }, 'error while stopping');
-          process.exit(1);
-        },
-      );
+      stopIpPurge();
+      // The worker finishes the message in hand before the database pool closes under it.
+      stopMailWorker()
+        .then(() => app.close())
+        .then(
+          () => process.exit(0),
+          (error: unknown) => {
+            app.log.error({ err: error }, 'error while stopping');
+            process.exit(1);
+          },
+        );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
 
     const address = await app.listen({ host: config.host, port: config.port });
     app.log.info({ address, mode: config.mode }, `Archway is listening on ${address}`);
+    // Straight to the console, never into the log: the passwords are shown this once.
+    if (demo !== null) process.stdout.write(describeFirstLookAccounts(demo, address));
+    stopMailWorker = startMailWorker(app);
+    // Hourly: IP addresses older than ARCHWAY_IP_RETENTION_DAYS are deleted, expired sessions too.
+    stopIpPurge = startIpRetentionJob(app);
     return new Promise<number>(() => undefined);
   },
 };

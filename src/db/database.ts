@@ -1,5 +1,9 @@
 // The table types Kysely checks every query against; one interface per table, composed here.
 import type { ColumnType, Generated } from 'kysely';
+import type { AccountTokensTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
+import type { MailQueueTable } from '../mail/mail.tables.js';
+import type { BlocksTable, SessionsTable, SignInAttemptsTable } from '../auth/auth.tables.js';
+import type { RememberLoginsTable, TwoFactorBlocksTable, TwoFactorFailuresTable, TwoFactorRecoveryCodesTable, TwoFactorTable } from '../two-factor/two-factor.tables.js';
 
 export interface AuditLogTable {
   id: Generated<string>;
@@ -13,4 +17,16 @@ export interface AuditLogTable {
 
 export interface Database {
   audit_log: AuditLogTable;
+  users: UsersTable;
+  payments: PaymentsTable;
+  account_tokens: AccountTokensTable;
+  mail_queue: MailQueueTable;
+  sessions: SessionsTable;
+  sign_in_attempts: SignInAttemptsTable;
+  blocks: BlocksTable;
+  two_factor: TwoFactorTable;
+  two_factor_recovery_codes: TwoFactorRecoveryCodesTable;
+  two_factor_failures: TwoFactorFailuresTable;
+  two_factor_blocks: TwoFactorBlocksTable;
+  remember_logins: RememberLoginsTable;
 }

@@ -2,14 +2,22 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 /** Messages for client mistakes Fastify itself detects; anything else gets a plain status line. */
+export const BAD_REQUEST_MESSAGE = 'The request could not be understood. Please go back and try again.';
+
 const CLIENT_MESSAGES: Record<number, string> = {
-  400: 'The request could not be understood. Please go back and try again.',
+  400: BAD_REQUEST_MESSAGE,
   403: 'You are not allowed to do that.',
   404: 'There is no page at this address.',
   405: 'That action is not available here.',
   413: 'What you sent is too large.',
   415: 'That kind of content is not accepted here.',
   429: 'Too many requests. Please wait a moment and try again.',
+};
+
+/** Messages for refusals that have their own Fastify error code (a missing or wrong CSRF token). */
+const CODE_MESSAGES: Record<string, string> = {
+  FST_CSRF_MISSING_SECRET: 'This form has expired or did not come from this site. Go back, reload the page and try again.',
+  FST_CSRF_INVALID_TOKEN: 'This form has expired or did not come from this site. Go back, reload the page and try again.',
 };
 
 export function registerErrorPages(app: FastifyInstance): void {
@@ -32,7 +40,7 @@ export function registerErrorPages(app: FastifyInstance): void {
     const message =
       status >= 500
         ? 'Something went wrong on our side. Nothing you did caused it; please try again in a moment.'
-        : (CLIENT_MESSAGES[status] ?? 'The request could not be completed.');
+        : (CODE_MESSAGES[error.code] ?? CLIENT_MESSAGES[status] ?? 'The request could not be completed.');
     return reply.code(status).view('errors/error', {
       title: status >= 500 ? 'Something went wrong' : 'That did not work',
       status,

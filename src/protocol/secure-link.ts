@@ -23,5 +23,7 @@ export function secureLinkMd5(expires: number, uri: string, clientIp: string, se
 export function downloadFileName(customer: string, snapshot: string, archiveId: string): string {
   // Colons and plus signs are valid in snapshot names but awkward in file names and URLs.
   const safe = snapshot.replace(/[^A-Za-z0-9._-]/g, '-');
-  return `${customer}-${safe}-${archiveId.slice(0, 8)}.tar`;
+  // A 253-character domain plus a 128-character snapshot would pass the 255-byte file-name limit
+  // and the nginx pattern ({0,250}); cut both parts so the name stays under 200 characters.
+  return `${customer.slice(0, 100)}-${safe.slice(0, 80)}-${archiveId.slice(0, 8)}.tar`;
 }

@@ -40,7 +40,7 @@ describe('the archway command line', () => {
   it('refuses an unknown command with a clear error', async () => {
     const result = await runCli(['destroy-everything']);
     expect(result.code).toBe(64);
-    expect(result.stderr).toBe('archway: Unknown command "destroy-everything". Commands: serve, migrate.\nRun "archway --help" for usage.\n');
+    expect(result.stderr).toMatch(/^archway: Unknown command "destroy-everything"\. Commands: serve, migrate(, [a-z-]+)*\.\nRun "archway --help" for usage\.\n$/);
   });
 
   it('refuses an unknown flag and a stray argument', async () => {
@@ -63,7 +63,7 @@ describe('the archway command line', () => {
   it('migrates a PostgreSQL database and says when there is nothing left to do', async () => {
     const empty = await createEmptyDatabase();
     try {
-      const env = { ARCHWAY_DATABASE_URL: empty.url, ...TEST_SECRETS };
+      const env = { ARCHWAY_DATABASE_URL: empty.url, ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ...TEST_SECRETS };
       const first = await runCli(['migrate'], { env });
       expect(first.stderr).toBe('');
       expect(first.stdout).toMatch(/^Applied: 0001_foundation(, \d{4}_\w+)*\n$/);
@@ -101,6 +101,12 @@ describe('first look: archway serve in an empty directory with no settings', () 
       expect(Object.keys(secrets).sort()).toEqual(['encryptionKey', 'passwordPepper', 'sessionSecret']);
       expect(server.output()).toContain('first-look mode: generated new secrets');
       for (const value of Object.values(secrets)) expect(server.output()).not.toContain(value);
+
+      // A second process on the same embedded database would corrupt it; it is told why instead.
+      const second = await runCli(['users', 'add', '--email', 'late@example.net', '--domain', 'late.example.net', '--plan', 'basic'], { cwd });
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/^archway: The embedded database is in use by another Archway process \(pid \d+\)\. Stop it first/);
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
     } finally {
       expect(await server.stop('SIGTERM')).toBe(0);
     }

@@ -2,6 +2,7 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
+import { AdjustableClock } from '../../src/clock.js';
 import { loadConfig, type Config, type Secrets } from '../../src/config.js';
 import type { DatabaseHandle } from '../../src/db/connect.js';
 
@@ -12,13 +13,16 @@ export const TEST_SECRETS = {
 };
 
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config & { secrets: Secrets } {
-  return loadConfig({ ARCHWAY_DATABASE_URL: databaseUrl, ARCHWAY_LOG_LEVEL: 'info', ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ...TEST_SECRETS, ...env }) as Config & { secrets: Secrets };
+  // inject() speaks plain HTTP; tests of the HTTPS rules pass ARCHWAY_REQUIRE_HTTPS=true and a trusted proxy's headers.
+  return loadConfig({ ARCHWAY_DATABASE_URL: databaseUrl, ARCHWAY_LOG_LEVEL: 'info', ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ARCHWAY_REQUIRE_HTTPS: 'false', ...TEST_SECRETS, ...env }) as Config & { secrets: Secrets };
 }
 
 export interface TestApp {
   app: FastifyInstance;
   /** Every log line written so far, as text. */
   logText(): string;
+  /** The app's clock (app.clock): move it forward to expire sessions, blocks and tokens. */
+  clock: AdjustableClock;
 }
 
 export async function buildTestApp(database: DatabaseHandle & { url?: string }, url: string, env: Record<string, string> = {}): Promise<TestApp> {
@@ -29,6 +33,7 @@ export async function buildTestApp(database: DatabaseHandle & { url?: string }, 
       done();
     },
   });
-  const app = await buildApp({ config: testConfig(url, env), database, logStream });
-  return { app, logText: () => lines.join('') };
+  const clock = new AdjustableClock();
+  const app = await buildApp({ config: testConfig(url, env), database, logStream, clock });
+  return { app, logText: () => lines.join(''), clock };
 }

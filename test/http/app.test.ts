@@ -98,6 +98,35 @@ describe('the web skeleton', () => {
     expect(res.body).toContain('What you sent is too large.');
   });
 
+  it('answers a URL it cannot parse with the HTML error page, not a framework message', async () => {
+    const res = await subject.app.inject({ url: '/%' });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.body).toContain('The request could not be understood.');
+    expect(res.body).not.toContain('FST_');
+  });
+
+  it('keeps error codes in the log so an operator can tell refusals apart', async () => {
+    await subject.app.inject({ method: 'POST', url: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `a=${'x'.repeat(70 * 1024)}` });
+    expect(subject.logText()).toContain('"code":"FST_ERR_CTP_BODY_TOO_LARGE"');
+  });
+
+  it('refuses a forwarded client address that is not an IP address, from a trusted proxy too', async () => {
+    const ownHandle = await connectDatabase({ databaseUrl: database.url, dataDir: '/nonexistent' });
+    const behindProxy = await buildTestApp(ownHandle, database.url, { ARCHWAY_TRUST_PROXY: '127.0.0.1' });
+    try {
+      for (const forged of ['not-an-ip', '300.1.1.1', "1.2.3.4'--"]) {
+        const res = await behindProxy.app.inject({ url: '/sign-in', headers: { 'x-forwarded-for': forged } });
+        expect(res.statusCode).toBe(400);
+        expect(res.body).toContain('The request could not be understood.');
+      }
+      const res = await behindProxy.app.inject({ url: '/', headers: { 'x-forwarded-for': '203.0.113.9' } });
+      expect(res.statusCode).toBe(200);
+    } finally {
+      await behindProxy.app.close();
+    }
+  });
+
   it('never writes a planted secret from a cookie, header, query or form into the log', async () => {
     const planted = 'PLANTED-SECRET-7f3a9c';
     await subject.app.inject({

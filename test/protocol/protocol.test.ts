@@ -164,5 +164,10 @@ describe('envelope and link helpers', () => {
   it('names downloads after customer, sanitised snapshot and id prefix', () => {
     expect(downloadFileName('example.org', '2026-11-21T03:00:00Z', ID)).toBe('example.org-2026-11-21T03-00-00Z-01234567.tar');
     expect(downloadFileName('example.org', 'daily.0', ID)).toBe('example.org-daily.0-01234567.tar');
+    // The longest names the patterns allow still give a name nginx's location and the filesystem accept.
+    const longest = downloadFileName(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`, `x${'y:'.repeat(63)}z`, ID);
+    expect(longest.length).toBeLessThanOrEqual(200);
+    expect(longest).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.tar$/);
+    expect(longest.endsWith('-01234567.tar')).toBe(true);
   });
 });

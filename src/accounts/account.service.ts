@@ -1,0 +1,201 @@
+// The rules for accounts: inviting, setting a password from a link, asking for a reset, changing the email.
+import type { Kysely } from 'kysely';
+import { endUserSessions } from '../auth/session.service.js';
+import type { PasswordHasher } from '../auth/password-hasher.js';
+import { checkPassword } from '../auth/password-policy.js';
+import type { Database } from '../db/database.js';
+import { enqueueMail } from '../mail/mail.service.js';
+import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
+import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
+import { recordAudit } from './audit.js';
+import { findUserByEmail, findUserById, insertUser, type Db, type User } from './user.repository.js';
+
+/** At most this many reset emails per account per hour: "forgot password" must not flood an inbox. */
+export const MAX_RESETS_PER_HOUR = 3;
+
+export class EmailAlreadyUsed extends Error {
+  constructor(readonly email: string) {
+    super(`There is already an account with the email address ${email}.`);
+    this.name = 'EmailAlreadyUsed';
+  }
+}
+
+export class UnknownAccount extends Error {
+  constructor(readonly email: string) {
+    super(`There is no account with the email address ${email}.`);
+    this.name = 'UnknownAccount';
+  }
+}
+
+export interface LinkContext {
+  /** The portal's public address, for links in emails. */
+  publicUrl: string;
+  now: Date;
+}
+
+export function setPasswordLink(publicUrl: string, token: string): string {
+  return `${publicUrl}/set-password?token=${token}`;
+}
+
+const hours = (ms: number): number => Math.round(ms / 3_600_000);
+
+/** PostgreSQL's unique_violation, raised when two writers race for the same address. */
+export function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
+
+/**
+ * Creates the account and queues its invitation in the caller's transaction, so either both
+ * happen or neither. The caller has checked the address is free (a race still ends in a unique violation).
+ */
+export async function inviteUser(trx: Db, account: ValidAccount, context: LinkContext & { actor: string | null }): Promise<User> {
+  const user = await insertUser(trx, { ...account, status: 'invited' });
+  const token = await issueAccountToken(trx, user.id, 'invitation', context.now);
+  await enqueueMail(trx, {
+    to: user.email,
+    template: 'invitation',
+    data: {
+      email: user.email,
+      domain: user.domain,
+      role: user.role,
+      link: setPasswordLink(context.publicUrl, token),
+      validDays: Math.round(TOKEN_LIFETIME_MS.invitation / 86_400_000),
+    },
+  });
+  await recordAudit(trx, { actor: context.actor, action: 'user.invited', subject: user.id, detail: { role: user.role }, at: context.now });
+  return user;
+}
+
+/** One account, checked and invited in one transaction. */
+export async function addUser(db: Kysely<Database>, account: ValidAccount, context: LinkContext & { actor: string | null }): Promise<User> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      if ((await findUserByEmail(trx, account.email)) !== null) throw new EmailAlreadyUsed(account.email);
+      return inviteUser(trx, account, context);
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new EmailAlreadyUsed(account.email);
+    throw error;
+  }
+}
+
+/**
+ * "Forgot password": queues a reset link when the address belongs to an account that may sign in,
+ * and quietly does nothing otherwise. The caller answers the same either way and does not wait for
+ * this, so neither the words nor the time of the answer tell whether the address is known.
+ * An invited user who lost the invitation gets a link too: it sets their first password the same way.
+ */
+export async function requestPasswordReset(db: Kysely<Database>, email: string, context: LinkContext): Promise<'sent' | 'ignored'> {
+  const user = await findUserByEmail(db, email);
+  if (user === null || user.status === 'suspended') return 'ignored';
+  const recent = await countRecentTokens(db, user.id, 'password_reset', new Date(context.now.getTime() - 3_600_000));
+  if (recent >= MAX_RESETS_PER_HOUR) return 'ignored';
+  await db.transaction().execute(async (trx) => {
+    const token = await issueAccountToken(trx, user.id, 'password_reset', context.now);
+    await enqueueMail(trx, {
+      to: user.email,
+      template: 'password-reset',
+      data: { email: user.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
+    });
+  });
+  return 'sent';
+}
+
+export type SetPasswordResult =
+  | { outcome: 'invalid-link' }
+  | { outcome: 'weak-password'; user: User; problems: string[] }
+  | { outcome: 'password-set'; user: User; endedSessions: number };
+
+/** Who a live link belongs to, for the form's page; null for a wrong, used or expired link. */
+export async function userForLink(
+  db: Db,
+  token: unknown,
+  now: Date,
+): Promise<{ user: User; purpose: 'invitation' | 'password_reset'; expiresAt: Date } | null> {
+  const usable = await findUsableToken(db, token, now);
+  if (usable === null) return null;
+  const user = await findUserById(db, usable.userId);
+  if (user === null || user.status === 'suspended') return null;
+  return { user, purpose: usable.purpose, expiresAt: usable.expiresAt };
+}
+
+/**
+ * Sets the password a link was sent for. The link works once; every session of the user ends (a
+ * thief's included); the user is NOT signed in, whatever 2FA may later add, so a leaked link never
+ * becomes a session by itself. A changed password (not a first one) is reported to the user by email.
+ */
+export async function setPasswordWithToken(
+  db: Kysely<Database>,
+  passwords: PasswordHasher,
+  input: { token: unknown; password: string; now: Date; ip?: string | null },
+): Promise<SetPasswordResult> {
+  const usable = await findUsableToken(db, input.token, input.now);
+  if (usable === null) return { outcome: 'invalid-link' };
+  const user = await findUserById(db, usable.userId);
+  if (user === null || user.status === 'suspended') return { outcome: 'invalid-link' };
+  const problems = checkPassword(input.password, { email: user.email, domain: user.domain });
+  if (problems.length > 0) return { outcome: 'weak-password', user, problems };
+
+  // Hash outside the transaction: argon2 takes tens of milliseconds and needs no row lock.
+  const hash = await passwords.hash(input.password);
+  const firstPassword = user.passwordHash === null;
+  return db.transaction().execute(async (trx) => {
+    if (!(await consumeAccountToken(trx, usable, input.now))) return { outcome: 'invalid-link' } as const;
+    await trx
+      .updateTable('users')
+      .set({ password_hash: hash, ...(user.status === 'invited' ? { status: 'active' as const } : {}) })
+      .where('id', '=', user.id)
+      .execute();
+    const endedSessions = await endUserSessions(trx, user.id);
+    await recordAudit(trx, {
+      actor: user.id,
+      action: firstPassword ? 'user.password_set' : 'user.password_reset',
+      subject: user.id,
+      ip: input.ip ?? null,
+      detail: { via: usable.purpose, endedSessions },
+      at: input.now,
+    });
+    if (!firstPassword) {
+      await enqueueMail(trx, { to: user.email, template: 'password-changed', data: { email: user.email, at: input.now.toISOString() } });
+    }
+    const updated = (await findUserById(trx, user.id)) ?? user;
+    return { outcome: 'password-set', user: updated, endedSessions } as const;
+  });
+}
+
+/**
+ * The operator changes a user's email (the customer asks by email; there is no self-service change,
+ * as the seed decided). Audited; both the old and the new address are told, the old one so that a
+ * change the customer did not ask for is noticed.
+ */
+export async function changeUserEmail(
+  db: Kysely<Database>,
+  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null },
+): Promise<{ user: User; oldEmail: string }> {
+  const newEmail = normalizeEmail(input.newEmail);
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const user = await findUserByEmail(trx, input.currentEmail);
+      if (user === null) throw new UnknownAccount(input.currentEmail.trim());
+      const other = await findUserByEmail(trx, newEmail);
+      if (other !== null && other.id !== user.id) throw new EmailAlreadyUsed(newEmail);
+      if (user.email === newEmail) throw new InvalidAccountField('email', `The account already has the address ${newEmail}.`);
+      await trx.updateTable('users').set({ email: newEmail }).where('id', '=', user.id).execute();
+      await recordAudit(trx, {
+        actor: input.actor,
+        action: 'user.email_changed',
+        subject: user.id,
+        ip: input.ip ?? null,
+        detail: { from: user.email, to: newEmail },
+        at: input.now,
+      });
+      const data = { oldEmail: user.email, newEmail, at: input.now.toISOString() };
+      await enqueueMail(trx, { to: user.email, template: 'email-changed', data: { ...data, recipient: 'old' } });
+      await enqueueMail(trx, { to: newEmail, template: 'email-changed', data: { ...data, recipient: 'new' } });
+      return { user: { ...user, email: newEmail }, oldEmail: user.email };
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new EmailAlreadyUsed(newEmail);
+    throw error;
+  }
+}

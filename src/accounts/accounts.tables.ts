@@ -1,0 +1,40 @@
+// Table types of the accounts module: users, their payments, and invitation/reset tokens.
+import type { ColumnType, Generated } from 'kysely';
+
+export type UserRole = 'customer' | 'operator';
+export type UserStatus = 'invited' | 'active' | 'suspended';
+export type AccountTokenPurpose = 'invitation' | 'password_reset';
+
+export interface UsersTable {
+  id: Generated<string>;
+  email: string;
+  role: UserRole;
+  domain: string | null;
+  plan: string | null;
+  paypal_subscription_id: string | null;
+  status: ColumnType<UserStatus, UserStatus | undefined, UserStatus>;
+  backup_host: string | null;
+  password_hash: string | null;
+  created_at: ColumnType<Date, Date | undefined, never>;
+}
+
+export interface PaymentsTable {
+  id: Generated<string>;
+  user_id: string;
+  paid_at: Date;
+  /** numeric(12,2): pg returns it as a string so no cent is lost to floating point. */
+  amount: ColumnType<string, string, string>;
+  currency: string;
+  reference: string;
+}
+
+export interface AccountTokensTable {
+  id: Generated<string>;
+  user_id: string;
+  purpose: AccountTokenPurpose;
+  selector: string;
+  verifier_hash: Buffer;
+  created_at: ColumnType<Date, Date | undefined, never>;
+  expires_at: Date;
+  used_at: Date | null;
+}

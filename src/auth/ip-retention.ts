@@ -1,0 +1,73 @@
+// The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period.
+import type { FastifyInstance } from 'fastify';
+import { sql, type Kysely } from 'kysely';
+import type { Clock } from '../clock.js';
+import type { Database } from '../db/database.js';
+
+export interface PurgeReport {
+  signInAttempts: number;
+  sessions: number;
+  blocks: number;
+  auditLog: number;
+}
+
+/**
+ * Forgets every IP address recorded before `now - retentionDays`: sign-in attempts keep their time
+ * and outcome but lose the address (and, when they matched no account, the address typed, which may
+ * be someone's mistyped email); sessions that old are long expired and go whole; ended IP blocks go;
+ * audit entries lose their IP.
+ */
+export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionDays: number): Promise<PurgeReport> {
+  const cutoff = new Date(clock.now().getTime() - retentionDays * 86_400_000);
+  return db.transaction().execute(async (trx) => {
+    const attempts = await trx
+      .updateTable('sign_in_attempts')
+      .set((eb) => ({ ip: null, email_tried: eb.case().when('user_id', 'is', null).then(sql<string | null>`null`).else(eb.ref('email_tried')).end() }))
+      .where('at', '<', cutoff)
+      .where((eb) => eb.or([eb('ip', 'is not', null), eb.and([eb('user_id', 'is', null), eb('email_tried', 'is not', null)])]))
+      .executeTakeFirst();
+    const sessions = await trx
+      .deleteFrom('sessions')
+      .where((eb) => eb.or([eb('last_seen_at', '<', cutoff), eb('expires_at', '<', cutoff)]))
+      .executeTakeFirst();
+    const blocks = await trx.deleteFrom('blocks').where('scope', '=', 'ip').where('until', '<', cutoff).executeTakeFirst();
+    const audit = await trx.updateTable('audit_log').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
+    return {
+      signInAttempts: Number(attempts.numUpdatedRows),
+      sessions: Number(sessions.numDeletedRows),
+      blocks: Number(blocks.numDeletedRows),
+      auditLog: Number(audit.numUpdatedRows),
+    };
+  });
+}
+
+/** Expired sessions are deleted when next presented; this removes the ones never presented again. */
+export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, idleMinutes: number): Promise<number> {
+  const now = clock.now();
+  const result = await db
+    .deleteFrom('sessions')
+    .where((eb) => eb.or([eb('expires_at', '<=', now), eb('last_seen_at', '<=', new Date(now.getTime() - idleMinutes * 60_000))]))
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
+
+/**
+ * Runs the purge at start and then every `intervalMs` (hourly by default: an address is kept at most
+ * the retention period plus an hour). Several instances may run it at once; the updates are idempotent.
+ * Returns a stopper.
+ */
+export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000): () => void {
+  const run = async () => {
+    try {
+      const purged = await purgeOldIps(app.database.db, app.clock, app.config.auth.ipRetentionDays);
+      const expired = await deleteExpiredSessions(app.database.db, app.clock, app.config.auth.sessionIdleMinutes);
+      app.log.info({ ...purged, expiredSessions: expired }, 'IP retention purge done');
+    } catch (error) {
+      app.log.error({ err: error }, 'IP retention purge failed; it runs again at the next interval');
+    }
+  };
+  void run();
+  const timer = setInterval(() => void run(), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,60 @@
+// Hashes and verifies passwords: HMAC-SHA-256 with the server's pepper, then argon2id, a few at a time.
+import { createHmac, randomBytes } from 'node:crypto';
+import argon2 from 'argon2';
+import type { Config, Secrets } from '../config.js';
+import { Semaphore } from './semaphore.js';
+
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  /** ok: the password matches; needsRehash: it does, but was stored with other argon2 parameters. */
+  verify(stored: string, password: string): Promise<{ ok: boolean; needsRehash: boolean }>;
+  /** Costs what verify costs, for unknown users, so timing does not tell which addresses exist. */
+  verifyDummy(password: string): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    passwords: PasswordHasher;
+  }
+}
+
+/** Passwords are compared after NFKC, so the same password typed on another keyboard or OS still matches. */
+export function normalizePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
+export function createPasswordHasher(config: Pick<Config, 'auth'> & { secrets: Pick<Secrets, 'passwordPepper'> }): PasswordHasher {
+  const { memoryKiB, timeCost, parallelism } = config.auth.argon2;
+  const options = { type: argon2.argon2id, memoryCost: memoryKiB, timeCost, parallelism } as const;
+  const pepper = config.secrets.passwordPepper;
+  // argon2 runs in libuv's thread pool; the semaphore keeps a flood of sign-ins from filling that pool
+  // (which file and DNS work share) and from holding more than N x memoryKiB at once.
+  const slots = new Semaphore(config.auth.hashConcurrency);
+
+  // The pepper lives outside the database: a stolen users table alone cannot be brute-forced offline.
+  const peppered = (password: string): Buffer => createHmac('sha256', pepper).update(normalizePassword(password), 'utf8').digest();
+
+  let dummy: Promise<string> | undefined;
+  const dummyHash = (): Promise<string> => (dummy ??= slots.run(() => argon2.hash(randomBytes(32), options)));
+
+  return {
+    hash: (password) => slots.run(() => argon2.hash(peppered(password), options)),
+
+    async verify(stored, password) {
+      let ok: boolean;
+      try {
+        ok = await slots.run(() => argon2.verify(stored, peppered(password)));
+      } catch {
+        // A stored value that is not an argon2 hash matches nothing.
+        return { ok: false, needsRehash: false };
+      }
+      const outdated = !stored.startsWith('$argon2id$') || argon2.needsRehash(stored, { memoryCost: memoryKiB, timeCost, parallelism });
+      return { ok, needsRehash: ok && outdated };
+    },
+
+    async verifyDummy(password) {
+      const stored = await dummyHash();
+      await slots.run(() => argon2.verify(stored, peppered(password)));
+    },
+  };
+}

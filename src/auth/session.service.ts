@@ -1,0 +1,54 @@
+// Starting and ending signed-in sessions: a fresh id at every sign-in, and ending all of a user's sessions.
+import type { FastifyRequest } from 'fastify';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/database.js';
+import type { SignedInUser } from './guards.js';
+import { sessionKey } from './session.store.js';
+
+declare module 'fastify' {
+  interface Session {
+    /** The signed-in user's id; absent for a visitor. */
+    userId?: string | null;
+    /** Address and browser at sign-in, shown on the account page and purged with the other IPs. */
+    ip?: string | null;
+    userAgent?: string | null;
+  }
+}
+
+/**
+ * Signs `user` in on this request. The session gets a new random id even when the browser already
+ * had one, so an id planted before sign-in (session fixation) is worth nothing afterwards; the old
+ * row is destroyed.
+ */
+export async function startUserSession(request: FastifyRequest, user: Pick<SignedInUser, 'id'>): Promise<void> {
+  request.session.userId = user.id;
+  request.session.ip = request.ip;
+  request.session.userAgent = (request.headers['user-agent'] ?? '').slice(0, 512) || null;
+  await request.session.regenerate(['userId', 'ip', 'userAgent']);
+}
+
+/** Ends every session of the user (password reset, 2FA change), except the one named, if any. */
+export async function endUserSessions(
+  db: Kysely<Database> | Transaction<Database>,
+  userId: string,
+  options: { exceptSessionId?: string } = {},
+): Promise<number> {
+  let query = db.deleteFrom('sessions').where('user_id', '=', userId);
+  if (options.exceptSessionId !== undefined) query = query.where('id', '<>', sessionKey(options.exceptSessionId));
+  const result = await query.executeTakeFirst();
+  // Remember-me logins go with them (or the cookie would sign the browser back in); only the one
+  // tied to the kept session stays.
+  let remembered = db.deleteFrom('remember_logins').where('user_id', '=', userId);
+  if (options.exceptSessionId !== undefined) {
+    const kept = sessionKey(options.exceptSessionId);
+    remembered = remembered.where((eb) => eb.or([eb('session_id', 'is', null), eb('session_id', '<>', kept)]));
+  }
+  await remembered.execute();
+  return Number(result.numDeletedRows);
+}
+
+/** Signs out this browser: the row goes at once, so the old cookie finds nothing even if replayed. */
+export async function endThisSession(request: FastifyRequest): Promise<void> {
+  if (request.session?.sessionId !== undefined) await request.session.destroy();
+  request.user = null;
+}

@@ -1,0 +1,143 @@
+// `archway users add|import|set-email`: the operator creates accounts (each invited by email) and changes addresses.
+import { readFile } from 'node:fs/promises';
+import pino from 'pino';
+import { InvalidAccountField, validateAccount } from '../accounts/account-fields.js';
+import { addUser, changeUserEmail, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
+import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
+import { loadConfig } from '../config.js';
+import { loggerOptions } from '../log.js';
+import { configureMailQueue } from '../mail/mail.service.js';
+import { openDatabase, resolveSecrets } from '../runtime.js';
+import { UsageError, type Command } from './command.js';
+
+/** sysexits(3): the data given was wrong, or the input file could not be read. */
+const EX_DATAERR = 65;
+const EX_NOINPUT = 66;
+
+const OPTIONS_OF: Record<string, string[]> = {
+  add: ['email', 'domain', 'plan', 'role', 'backup-host', 'paypal-subscription-id'],
+  import: [],
+  'set-email': ['email', 'new-email'],
+};
+
+async function withDatabase<T>(run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string }) => Promise<T>): Promise<T> {
+  const loaded = loadConfig();
+  const log = pino(loggerOptions(loaded.logLevel === 'info' ? 'warn' : loaded.logLevel) as pino.LoggerOptions);
+  const config = resolveSecrets(loaded, log);
+  // Invitations are sealed into the mail queue with the configured key; the running portal sends them.
+  configureMailQueue(config);
+  const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
+  try {
+    return await run({ db: database.db, publicUrl: config.publicUrl });
+  } finally {
+    await database.close();
+  }
+}
+
+function fail(message: string, code = EX_DATAERR): number {
+  process.stderr.write(`archway users: ${message}\n`);
+  return code;
+}
+
+export const usersCommand: Command = {
+  name: 'users',
+  summary: 'Add or import accounts (each gets an invitation email), or change an account\'s email.',
+  usage: `Usage:
+  archway users add --email ADDRESS --domain DOMAIN --plan PLAN [--role customer|operator]
+                    [--backup-host HOST] [--paypal-subscription-id ID]
+  archway users import FILE.csv
+  archway users set-email --email CURRENT --new-email NEW
+
+add        Creates one account and queues an invitation email with a link to set a password
+           (valid 7 days). An operator needs no --domain or --plan.
+import     Creates every account of a CSV file with a header row; columns:
+           ${IMPORT_COLUMNS.join(', ')} (only email is required; role defaults to customer).
+           If any row is wrong nothing is imported, and each problem is printed with its line.
+set-email  Changes an account's email address (customers ask for this by email). The change is
+           written to the audit log and both the old and the new address are told.
+
+Mail is queued in the database and sent by the running portal (archway serve).`,
+  options: {
+    email: { type: 'string' },
+    domain: { type: 'string' },
+    plan: { type: 'string' },
+    role: { type: 'string' },
+    'backup-host': { type: 'string' },
+    'paypal-subscription-id': { type: 'string' },
+    'new-email': { type: 'string' },
+  },
+  maxPositionals: 2,
+  async run({ values, positionals }) {
+    const [action, file] = positionals;
+    if (action === undefined || !(action in OPTIONS_OF)) {
+      throw new UsageError(action === undefined ? 'Say what to do: archway users add, import or set-email.' : `Unknown action "${action}" for "archway users": use add, import or set-email.`);
+    }
+    const allowed = OPTIONS_OF[action] ?? [];
+    const stray = Object.keys(values).filter((k) => values[k] !== undefined && !allowed.includes(k));
+    if (stray.length > 0) throw new UsageError(`"archway users ${action}" does not take --${stray.join(', --')}.`);
+    const text = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+
+    if (action === 'add') {
+      if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users add".`);
+      if (text('email') === undefined) throw new UsageError('archway users add needs --email.');
+      const { account, problems } = validateAccount({
+        email: text('email') ?? '',
+        domain: text('domain'),
+        plan: text('plan'),
+        role: text('role'),
+        backupHost: text('backup-host'),
+        paypalSubscriptionId: text('paypal-subscription-id'),
+      });
+      if (account === null) return fail(problems.map((p) => p.userMessage).join('\narchway users: '));
+      return withDatabase(async ({ db, publicUrl }) => {
+        try {
+          const user = await addUser(db, account, { publicUrl, now: new Date(), actor: 'cli' });
+          const what = user.role === 'operator' ? 'operator' : `customer, ${user.domain}, plan ${user.plan}`;
+          process.stdout.write(`Added ${user.email} (${what}). The invitation email is queued.\n`);
+          return 0;
+        } catch (error) {
+          if (error instanceof EmailAlreadyUsed) return fail(error.message);
+          throw error;
+        }
+      });
+    }
+
+    if (action === 'import') {
+      if (file === undefined) throw new UsageError('archway users import needs the CSV file to read.');
+      let csv: string;
+      try {
+        csv = await readFile(file, 'utf8');
+      } catch (error) {
+        return fail(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`, EX_NOINPUT);
+      }
+      return withDatabase(async ({ db, publicUrl }) => {
+        try {
+          const users = await importUsers(db, csv, { publicUrl, now: new Date(), actor: 'cli' });
+          process.stdout.write(`Imported ${users.length} account${users.length === 1 ? '' : 's'}; ${users.length === 1 ? 'its invitation is' : 'their invitations are'} queued.\n`);
+          return 0;
+        } catch (error) {
+          if (error instanceof ImportRefused) {
+            process.stderr.write(`archway users: nothing was imported from ${file}:\n${error.problems.map((p) => `  ${p.line > 0 ? `line ${p.line}: ` : ''}${p.message}`).join('\n')}\n`);
+            return EX_DATAERR;
+          }
+          throw error;
+        }
+      });
+    }
+
+    if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users set-email".`);
+    const current = text('email');
+    const next = text('new-email');
+    if (current === undefined || next === undefined) throw new UsageError('archway users set-email needs --email and --new-email.');
+    return withDatabase(async ({ db }) => {
+      try {
+        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date() });
+        process.stdout.write(`Changed ${oldEmail} to ${user.email}. Both addresses are told; the change is in the audit log.\n`);
+        return 0;
+      } catch (error) {
+        if (error instanceof UnknownAccount || error instanceof EmailAlreadyUsed || error instanceof InvalidAccountField) return fail(error.message);
+        throw error;
+      }
+    });
+  },
+};

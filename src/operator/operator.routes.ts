@@ -1,0 +1,44 @@
+// The operator area: recent sign-in attempts, active blocks with an unblock button, and (first-look) the outbox.
+import type { FastifyInstance } from 'fastify';
+import { requireOperator } from '../auth/guards.js';
+import { liftBlock, listActiveBlocks, listRecentAttempts } from '../auth/regulation.js';
+import { regulatorOf } from '../auth/sign-in.service.js';
+
+export function registerOperatorRoutes(app: FastifyInstance): void {
+  app.get<{ Querystring: { unblocked?: string; 'no-block'?: string } }>('/operator', { preHandler: requireOperator }, async (request, reply) => {
+    const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(regulatorOf(app))]);
+    return reply.header('cache-control', 'no-store').view('operator/index', {
+      title: 'Operator',
+      attempts,
+      blocks,
+      now: app.clock.now(),
+      notice:
+        request.query.unblocked !== undefined
+          ? 'The block was lifted.'
+          : request.query['no-block'] !== undefined
+            ? 'There is no active block with that id any more; it may have ended or been lifted already.'
+            : null,
+      outbox: app.config.mail.smtpUrl === null,
+    });
+  });
+
+  app.post<{ Params: { id: string } }>('/operator/blocks/:id/unblock', { preHandler: requireOperator }, async (request, reply) => {
+    const operator = request.user!;
+    const lifted = await liftBlock(regulatorOf(app), request.params.id, operator.id);
+    if (lifted !== null) {
+      await app.database.db
+        .insertInto('audit_log')
+        .values({
+          actor: operator.id,
+          action: 'sign-in.unblocked',
+          subject: lifted.scope === 'user' ? lifted.key : null,
+          ip: request.ip,
+          detail: JSON.stringify({ blockId: lifted.id, scope: lifted.scope, level: lifted.level }),
+        })
+        .execute();
+      request.log.info({ blockId: lifted.id, scope: lifted.scope }, 'block lifted by operator');
+    }
+    // A block that already ended, was lifted, or never existed: say so rather than claim a lift.
+    return reply.redirect(lifted ? '/operator?unblocked' : '/operator?no-block', 303);
+  });
+}

@@ -1,0 +1,78 @@
+// Sets up two-factor sign-in on the app: its keys and settings, the "operators must enrol" rule, housekeeping, and the routes.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { deleteExpiredRememberLogins, forgetRememberLoginIps } from '../auth/remember-me.service.js';
+import { createKeyRing } from './key-ring.js';
+import { recoveryCodeKey } from './recovery-codes.js';
+import { purgeOldTwoFactorFailures } from './two-factor.regulation.js';
+import { registerTwoFactorRoutes } from './two-factor.routes.js';
+import { isTwoFactorOn, type TwoFactorContext } from './two-factor.service.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    twoFactor: TwoFactorContext & { requiredForCustomers: boolean };
+  }
+}
+
+/** Pages a user who still has to enrol may open: enrolment itself, signing out, and what needs no account. */
+const OPEN_WHILE_ENROLLING = [/^\/account\/two-factor\/enrol$/, /^\/sign-out$/, /^\/static\//, /^\/(healthz|readyz|terms|what-we-store)$/];
+
+export function mustUseTwoFactor(app: FastifyInstance, user: { role: string }): boolean {
+  return user.role === 'operator' || app.twoFactor.requiredForCustomers;
+}
+
+export function registerTwoFactor(app: FastifyInstance): void {
+  const host = new URL(app.config.publicUrl).hostname;
+  app.decorate('twoFactor', {
+    app,
+    db: app.database.db,
+    clock: app.clock,
+    keys: createKeyRing(app.config.secrets.encryptionKey, app.config.oldEncryptionKeys),
+    recoveryKey: recoveryCodeKey(app.config.secrets.passwordPepper),
+    issuer: `Archway (${host})`,
+    passwords: app.passwords,
+    requiredForCustomers: app.config.auth.twoFactorForCustomers,
+  });
+
+  // An operator (or, when required, a customer) without two-factor reaches nothing but enrolment:
+  // a stolen operator password alone must never open the operator area. A preHandler, after the
+  // global CSRF check, so a forged form is refused as such whoever is signed in.
+  app.addHook('preHandler', async (request: FastifyRequest, reply) => {
+    const user = request.user;
+    if (user === null || !mustUseTwoFactor(app, user)) return;
+    const path = request.url.split('?', 1)[0] ?? '';
+    if (OPEN_WHILE_ENROLLING.some((pattern) => pattern.test(path))) return;
+    if (await isTwoFactorOn(app.database.db, user.id)) return;
+    if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect('/account/two-factor/enrol', 303);
+    return reply.code(403).view('errors/error', {
+      title: 'Set up two-factor sign-in first',
+      status: 403,
+      message: 'Your account must use two-factor sign-in. Set it up first, then try again.',
+      requestId: request.id,
+    });
+  });
+
+  // Hourly: wrong-code rows past their window and remember-me logins past their 5 days go, with their IP addresses.
+  // Only while the app runs (serve), not at start-up, so a short-lived command or test app does no background work.
+  let timer: NodeJS.Timeout | undefined;
+  const housekeeping = async () => {
+    try {
+      const now = app.clock.now();
+      const failures = await purgeOldTwoFactorFailures(app.database.db, now, app.config.auth.ipRetentionDays);
+      const remembered = await deleteExpiredRememberLogins(app.database.db, now);
+      // A remember-me login lives 5 days; with a shorter IP retention its address goes earlier.
+      await forgetRememberLoginIps(app.database.db, new Date(now.getTime() - app.config.auth.ipRetentionDays * 86_400_000));
+      app.log.debug({ failures, remembered }, 'two-factor housekeeping done');
+    } catch (error) {
+      app.log.warn({ err: error }, 'two-factor housekeeping failed; it runs again in an hour');
+    }
+  };
+  app.addHook('onReady', async () => {
+    timer = setInterval(() => void housekeeping(), 3_600_000);
+    timer.unref();
+  });
+  app.addHook('preClose', async () => {
+    if (timer !== undefined) clearInterval(timer);
+  });
+
+  registerTwoFactorRoutes(app);
+}

@@ -1,0 +1,117 @@
+// Brute-force regulation of the second sign-in step: wrong codes counted per user and per IP, apart from wrong passwords.
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/database.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/**
+ * The numbers (docs/SECURITY.md, "Two-factor and remember-me"): three codes are accepted at any
+ * time, so a guess succeeds with probability 3 in a million. 5 wrong codes pause the account's
+ * second step for 15 minutes, doubling with each further pause within a week up to a day: an
+ * attacker who already has the password gets about 5 guesses a day, well under 1 % in a year, and
+ * the owner is emailed at every pause. The owner, who mistypes once or twice, never meets the
+ * limit. An IP guessing across many accounts is stopped after 20.
+ */
+export const TWO_FACTOR_LIMITS = {
+  userMaxFailures: 5,
+  userWindowMinutes: 15,
+  userBlockMinutes: 15,
+  ipMaxFailures: 20,
+  ipWindowMinutes: 15,
+  ipBlockMinutes: 60,
+  maxBlockMinutes: 24 * 60,
+  escalationDays: 7,
+} as const;
+
+export interface TwoFactorBlock {
+  id: string;
+  scope: 'ip' | 'user';
+  key: string;
+  until: Date;
+}
+
+export async function findTwoFactorBlock(db: Db, now: Date, userId: string, ip: string): Promise<TwoFactorBlock | null> {
+  const row = await db
+    .selectFrom('two_factor_blocks')
+    .select(['id', 'scope', 'key', 'until'])
+    .where('lifted_at', 'is', null)
+    .where('until', '>', now)
+    .where((eb) => eb.or([eb.and([eb('scope', '=', 'user'), eb('key', '=', userId)]), eb.and([eb('scope', '=', 'ip'), eb('key', '=', ip)])]))
+    .orderBy('until', 'desc')
+    .executeTakeFirst();
+  return row === undefined ? null : { ...row, id: String(row.id) };
+}
+
+/** Records a wrong code; returns the blocks it started (the caller emails the user about a user block). */
+export async function recordTwoFactorFailure(db: Db, now: Date, userId: string, ip: string): Promise<TwoFactorBlock[]> {
+  await db.insertInto('two_factor_failures').values({ at: now, user_id: userId, ip }).execute();
+  const created: TwoFactorBlock[] = [];
+  for (const scope of ['user', 'ip'] as const) {
+    const key = scope === 'user' ? userId : ip;
+    const windowMinutes = scope === 'user' ? TWO_FACTOR_LIMITS.userWindowMinutes : TWO_FACTOR_LIMITS.ipWindowMinutes;
+    const max = scope === 'user' ? TWO_FACTOR_LIMITS.userMaxFailures : TWO_FACTOR_LIMITS.ipMaxFailures;
+    // Failures before the last block of this key were already paid for: count only those after it.
+    const last = await db
+      .selectFrom('two_factor_blocks')
+      .select('created_at')
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .orderBy('created_at', 'desc')
+      .executeTakeFirst();
+    const windowStart = new Date(now.getTime() - windowMinutes * 60_000);
+    const from = last !== undefined && last.created_at > windowStart ? last.created_at : windowStart;
+    const count = await db
+      .selectFrom('two_factor_failures')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where(scope === 'user' ? 'user_id' : 'ip', '=', key)
+      .where('at', '>', from)
+      .executeTakeFirstOrThrow();
+    if (Number(count.n) < max) continue;
+    const earlier = await db
+      .selectFrom('two_factor_blocks')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .where('lifted_at', 'is', null)
+      .where('created_at', '>', new Date(now.getTime() - TWO_FACTOR_LIMITS.escalationDays * 86_400_000))
+      .executeTakeFirstOrThrow();
+    const minutes = twoFactorBlockMinutes(scope, Number(earlier.n) + 1);
+    const row = await db
+      .insertInto('two_factor_blocks')
+      .values({ scope, key, until: new Date(now.getTime() + minutes * 60_000), created_at: now })
+      .returning(['id', 'scope', 'key', 'until'])
+      .executeTakeFirstOrThrow();
+    created.push({ ...row, id: String(row.id) });
+  }
+  return created;
+}
+
+/** The length of the level-th block of a key within the escalation window: doubled each time, at most a day. */
+export function twoFactorBlockMinutes(scope: 'ip' | 'user', level: number): number {
+  const first = scope === 'user' ? TWO_FACTOR_LIMITS.userBlockMinutes : TWO_FACTOR_LIMITS.ipBlockMinutes;
+  return Math.min(first * 2 ** Math.min(level - 1, 20), TWO_FACTOR_LIMITS.maxBlockMinutes);
+}
+
+/** A right code clears the account's count (not the IP's: one good account does not excuse guessing at others). */
+export async function clearUserFailures(db: Db, userId: string): Promise<void> {
+  await db.deleteFrom('two_factor_failures').where('user_id', '=', userId).execute();
+}
+
+/**
+ * Failure rows matter only within the window; older ones (and their IPs) go. Ended blocks are kept
+ * as long as they count towards the next one's length, but an IP block (its key is an address)
+ * never longer than the IP retention period.
+ */
+export async function purgeOldTwoFactorFailures(db: Db, now: Date, ipRetentionDays: number): Promise<number> {
+  const keepMinutes = Math.max(TWO_FACTOR_LIMITS.userWindowMinutes, TWO_FACTOR_LIMITS.ipWindowMinutes) * 2;
+  const result = await db.deleteFrom('two_factor_failures').where('at', '<', new Date(now.getTime() - keepMinutes * 60_000)).executeTakeFirst();
+  const days = (scope: 'ip' | 'user') => (scope === 'ip' ? Math.min(TWO_FACTOR_LIMITS.escalationDays, ipRetentionDays) : TWO_FACTOR_LIMITS.escalationDays);
+  for (const scope of ['ip', 'user'] as const) {
+    await db
+      .deleteFrom('two_factor_blocks')
+      .where('scope', '=', scope)
+      .where('until', '<', new Date(now.getTime() - days(scope) * 86_400_000))
+      .executeTakeFirst();
+  }
+  return Number(result.numDeletedRows);
+}

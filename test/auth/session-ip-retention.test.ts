@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deleteExpiredSessions, purgeOldIps, startIpRetentionJob } from '../../src/auth/ip-retention.js';
+import { buildTestApp, type TestApp } from '../harness/app.js';
+import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { WebClient } from '../harness/web-client.js';
+import { createUser, PASSWORD } from './fixtures.js';
+
+let database: TestDatabase;
+let subject: TestApp;
+const DAY = 86_400_000;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  subject = await buildTestApp(database.handle, database.url, { ARCHWAY_IP_RETENTION_DAYS: '30' });
+  await subject.app.ready();
+});
+afterAll(async () => {
+  await subject.app.close();
+  await database.drop();
+});
+
+const db = () => subject.app.database.db;
+
+describe('the IP retention purge', () => {
+  it('forgets addresses older than 30 days and keeps the newer ones', async () => {
+    const user = await createUser(subject.app);
+    const now = subject.clock.now().getTime();
+    const at = (daysAgo: number) => new Date(now - daysAgo * DAY);
+    await db()
+      .insertInto('sign_in_attempts')
+      .values([
+        { at: at(31), email_tried: user.email, user_id: user.id, ip: '198.51.100.1', outcome: 'success', reason: 'password' },
+        { at: at(31), email_tried: 'typo@exmaple.net', user_id: null, ip: '198.51.100.2', outcome: 'failure', reason: 'unknown_email' },
+        { at: at(29), email_tried: user.email, user_id: user.id, ip: '198.51.100.3', outcome: 'success', reason: 'password' },
+        { at: at(29), email_tried: 'typo2@exmaple.net', user_id: null, ip: '198.51.100.4', outcome: 'failure', reason: 'unknown_email' },
+      ])
+      .execute();
+    await db()
+      .insertInto('blocks')
+      .values([
+        { scope: 'ip', key: '198.51.100.2', until: at(30.5), level: 1, created_at: at(31) },
+        { scope: 'ip', key: '198.51.100.4', until: at(28), level: 1, created_at: at(29) },
+      ])
+      .execute();
+    await db().insertInto('audit_log').values({ at: at(40), actor: user.id, action: 'test.old', subject: null, ip: '198.51.100.5', detail: '{}' }).execute();
+
+    const report = await purgeOldIps(db(), subject.clock, 30);
+    expect(report).toEqual({ signInAttempts: 2, sessions: 0, blocks: 1, auditLog: 1 });
+
+    const rows = await db().selectFrom('sign_in_attempts').select(['email_tried', 'ip', 'outcome']).orderBy('id').execute();
+    expect(rows).toEqual([
+      { email_tried: user.email, ip: null, outcome: 'success' },
+      { email_tried: null, ip: null, outcome: 'failure' },
+      { email_tried: user.email, ip: '198.51.100.3', outcome: 'success' },
+      { email_tried: 'typo2@exmaple.net', ip: '198.51.100.4', outcome: 'failure' },
+    ]);
+    expect(await db().selectFrom('blocks').select('key').execute()).toEqual([{ key: '198.51.100.4' }]);
+    expect(await db().selectFrom('audit_log').select('ip').where('action', '=', 'test.old').execute()).toEqual([{ ip: null }]);
+
+    // Nothing left to purge: running it again changes nothing.
+    expect(await purgeOldIps(db(), subject.clock, 30)).toEqual({ signInAttempts: 0, sessions: 0, blocks: 0, auditLog: 0 });
+  });
+
+  it('reaches recorded sign-ins once the clock passes 30 days', async () => {
+    const user = await createUser(subject.app);
+    const client = new WebClient(subject.app, { remoteAddress: '203.0.113.61' });
+    await client.signIn(user.email, PASSWORD);
+    expect(await purgeOldIps(db(), subject.clock, 30)).toMatchObject({ signInAttempts: 0 });
+
+    subject.clock.advance(30 * DAY + 60_000);
+    const report = await purgeOldIps(db(), subject.clock, 30);
+    expect(report.signInAttempts).toBeGreaterThanOrEqual(1);
+    expect(report.sessions).toBeGreaterThanOrEqual(1);
+    expect(await db().selectFrom('sign_in_attempts').select('ip').where('user_id', '=', user.id).execute()).toEqual([{ ip: null }]);
+    expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
+
+  it('deletes sessions that expired and were never presented again', async () => {
+    const user = await createUser(subject.app);
+    await new WebClient(subject.app).signIn(user.email, PASSWORD);
+    expect(await deleteExpiredSessions(db(), subject.clock, 24)).toBe(0);
+    subject.clock.advanceMinutes(25);
+    expect(await deleteExpiredSessions(db(), subject.clock, 24)).toBeGreaterThanOrEqual(1);
+    expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
+
+  it('runs as a job at once and logs what it did', async () => {
+    const stop = startIpRetentionJob(subject.app, 60_000);
+    try {
+      await expect.poll(() => subject.logText(), { timeout: 5_000 }).toContain('IP retention purge done');
+    } finally {
+      stop();
+    }
+  });
+});

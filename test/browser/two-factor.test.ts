@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { base32Decode, codeAt } from '../../src/two-factor/totp.js';
+import { buildTestApp, type TestApp } from '../harness/app.js';
+import { launchBrowser, type TestBrowser } from '../harness/browser.js';
+import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { createUser, PASSWORD } from '../auth/fixtures.js';
+import { alignToMidStep } from '../two-factor/fixtures.js';
+
+let database: TestDatabase;
+let subject: TestApp;
+let browser: TestBrowser;
+let origin: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  subject = await buildTestApp(database.handle, database.url);
+  origin = await subject.app.listen({ host: '127.0.0.1', port: 0 });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  await subject.app.close();
+  await database.drop();
+});
+
+/** The phone: the code for the app's now, after moving to a fresh 30-second step so no code is reused. */
+function nextCode(secret: Buffer): string {
+  subject.clock.advance(30_000);
+  alignToMidStep(subject.clock);
+  return codeAt(secret, subject.clock.now());
+}
+
+describe('two-factor sign-in and remember-me in a browser with JavaScript off', () => {
+  it('enrols, signs in with a code and with a recovery code, and comes back signed in with remember-me', async () => {
+    const user = await createUser(subject.app);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await page.goto(`${origin}/sign-in`);
+      await page.getByLabel('Email address').fill(user.email);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account');
+
+      // Enrolment: the QR code is a picture in the page; the key is there as text too.
+      expect(await page.locator('#two-factor-summary').textContent()).toContain('Off.');
+      await page.locator('#two-factor-summary').getByRole('link', { name: 'Set up two-factor sign-in' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account/two-factor');
+      await page.getByRole('link', { name: 'Set up two-factor sign-in' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account/two-factor/enrol');
+      expect(await page.locator('figure.qr svg').isVisible()).toBe(true);
+      const secret = base32Decode((await page.locator('#totp-secret').textContent()) ?? '');
+      expect(secret.length).toBe(20);
+      await page.getByLabel('Code from the app').fill(nextCode(secret));
+      await page.getByLabel('Your password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Turn on two-factor sign-in' }).click();
+      expect(await page.locator('h1').textContent()).toBe('Two-factor sign-in is on');
+      const recoveryCodes = await page.locator('#recovery-codes code').allTextContents();
+      expect(recoveryCodes).toHaveLength(10);
+      await page.getByRole('link', { name: 'I have saved them' }).click();
+      expect(await page.locator('#recovery-codes-left').textContent()).toBe('You have 10 unused recovery codes of 10.');
+
+      const signOut = async () => {
+        await page.locator('nav.session').getByRole('button', { name: 'Sign out' }).click();
+        expect(page.url()).toBe(`${origin}/sign-in?signed-out`);
+      };
+      const passwordStep = async (remember = false) => {
+        await page.getByLabel('Email address').fill(user.email);
+        await page.getByLabel('Password').fill(PASSWORD);
+        if (remember) await page.getByLabel('Keep me signed in on this computer for 5 days').check();
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        expect(new URL(page.url()).pathname).toBe('/sign-in/two-factor');
+        expect(await page.locator('h1').textContent()).toBe('Two-factor sign-in');
+      };
+
+      // Signing in with a code from the app.
+      await signOut();
+      await passwordStep();
+      await page.getByLabel('Code').fill(nextCode(secret));
+      await page.getByRole('button', { name: 'Continue' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account');
+      expect(await page.locator('nav.session').textContent()).toContain(user.email);
+
+      // Signing in with a recovery code instead.
+      await signOut();
+      await passwordStep();
+      await page.getByLabel('Code').fill(recoveryCodes[0]!);
+      await page.getByRole('button', { name: 'Continue' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account');
+      await page.goto(`${origin}/account/two-factor`);
+      expect(await page.locator('#recovery-codes-left').textContent()).toBe('You have 9 unused recovery codes of 10.');
+
+      // Remember me: the cookie comes only after the second step.
+      await signOut();
+      await passwordStep(true);
+      expect((await context.cookies()).find((c) => c.name === 'archway-remember')).toBeUndefined();
+      await page.getByLabel('Code').fill(nextCode(secret));
+      await page.getByRole('button', { name: 'Continue' }).click();
+      expect(new URL(page.url()).pathname).toBe('/account');
+      const remember = (await context.cookies()).find((c) => c.name === 'archway-remember');
+      expect(remember).toMatchObject({ httpOnly: true, sameSite: 'Lax', path: '/' });
+      const days = (remember!.expires * 1000 - subject.clock.now().getTime()) / 86_400_000;
+      expect(days).toBeGreaterThan(4.99);
+      expect(days).toBeLessThan(5.001);
+
+      // The session cookie goes (the browser was closed); the next visit is signed in, no password asked.
+      await context.clearCookies({ name: 'archway-session' });
+      expect((await context.cookies()).find((c) => c.name === 'archway-session')).toBeUndefined();
+      await page.goto(`${origin}/account`);
+      expect(new URL(page.url()).pathname).toBe('/account');
+      expect(await page.locator('h1').textContent()).toBe('Your account');
+      expect(await page.locator('nav.session').textContent()).toContain(user.email);
+      const renewed = (await context.cookies()).find((c) => c.name === 'archway-remember');
+      expect(renewed?.value).not.toBe(remember!.value);
+      expect((await context.cookies()).find((c) => c.name === 'archway-session')).toBeDefined();
+
+      // Signing out ends this browser's remember-me login too.
+      await signOut();
+      expect((await context.cookies()).find((c) => c.name === 'archway-remember')).toBeUndefined();
+      await page.goto(`${origin}/account`);
+      expect(new URL(page.url()).pathname).toBe('/sign-in');
+    } finally {
+      await context.close();
+    }
+  });
+});
