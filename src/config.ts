@@ -78,6 +78,8 @@ export interface Config {
   secrets: Secrets | null;
   /** Earlier encryption keys, only to read what `archway keys rotate` has not re-encrypted yet. */
   oldEncryptionKeys: Buffer[];
+  /** Earlier password peppers: a password that still matches one is re-hashed with the current pepper. */
+  oldPasswordPeppers: string[];
   mail: MailConfig;
   auth: AuthConfig;
   /** Null when no backup host is configured (archive requests are then unavailable). */
@@ -260,6 +262,20 @@ function readOldKeys(reader: Reader): Buffer[] {
   return keys;
 }
 
+/** ARCHWAY_PASSWORD_PEPPERS_OLD(_FILE): comma- or newline-separated earlier peppers, each as strong as the current one. */
+function readOldPeppers(reader: Reader): string[] {
+  const text = reader.secret('ARCHWAY_PASSWORD_PEPPERS_OLD');
+  if (text === undefined) return [];
+  const peppers = text
+    .split(/[,\n]/)
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  peppers.forEach((pepper, index) => {
+    if (pepper.length < MIN_SECRET_LENGTH) reader.problems.push(`ARCHWAY_PASSWORD_PEPPERS_OLD entry ${index + 1} is too short: peppers have at least ${MIN_SECRET_LENGTH} characters.`);
+  });
+  return peppers;
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const reader = new Reader(env);
   const production = env.NODE_ENV === 'production';
@@ -357,6 +373,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
 
   const backupHost = readBackupHost(reader);
   const oldEncryptionKeys = readOldKeys(reader);
+  const oldPasswordPeppers = readOldPeppers(reader);
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
 
@@ -372,6 +389,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     logLevel,
     secrets,
     oldEncryptionKeys,
+    oldPasswordPeppers,
     mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
     auth,
     backupHost,

@@ -186,4 +186,13 @@ describe('configuration', () => {
       'ARCHWAY_DATABASE_URL and ARCHWAY_DATABASE_URL_FILE are both set; set only one of them.',
     ]);
   });
+
+  it('reads earlier password peppers and refuses a weak one', () => {
+    const strong = 'p'.repeat(40);
+    expect(loadConfig({ ARCHWAY_PASSWORD_PEPPERS_OLD: `${strong}, ${'q'.repeat(32)}` }).oldPasswordPeppers).toEqual([strong, 'q'.repeat(32)]);
+    expect(loadConfig({}).oldPasswordPeppers).toEqual([]);
+    expect(problemsOf({ ARCHWAY_PASSWORD_PEPPERS_OLD: `${strong},short` })).toEqual([
+      'ARCHWAY_PASSWORD_PEPPERS_OLD entry 2 is too short: peppers have at least 32 characters.',
+    ]);
+  });
 });

@@ -23,16 +23,21 @@ export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
-export function createPasswordHasher(config: Pick<Config, 'auth'> & { secrets: Pick<Secrets, 'passwordPepper'> }): PasswordHasher {
+export function createPasswordHasher(
+  config: Pick<Config, 'auth'> & Partial<Pick<Config, 'oldPasswordPeppers'>> & { secrets: Pick<Secrets, 'passwordPepper'> },
+): PasswordHasher {
   const { memoryKiB, timeCost, parallelism } = config.auth.argon2;
   const options = { type: argon2.argon2id, memoryCost: memoryKiB, timeCost, parallelism } as const;
   const pepper = config.secrets.passwordPepper;
+  // Kept only while passwords hashed under them may still be in use (see docs/SECURITY.md).
+  const oldPeppers = config.oldPasswordPeppers ?? [];
   // argon2 runs in libuv's thread pool; the semaphore keeps a flood of sign-ins from filling that pool
   // (which file and DNS work share) and from holding more than N x memoryKiB at once.
   const slots = new Semaphore(config.auth.hashConcurrency);
 
   // The pepper lives outside the database: a stolen users table alone cannot be brute-forced offline.
-  const peppered = (password: string): Buffer => createHmac('sha256', pepper).update(normalizePassword(password), 'utf8').digest();
+  const pepperedWith = (key: string, password: string): Buffer => createHmac('sha256', key).update(normalizePassword(password), 'utf8').digest();
+  const peppered = (password: string): Buffer => pepperedWith(pepper, password);
 
   let dummy: Promise<string> | undefined;
   const dummyHash = (): Promise<string> => (dummy ??= slots.run(() => argon2.hash(randomBytes(32), options)));
@@ -48,13 +53,21 @@ export function createPasswordHasher(config: Pick<Config, 'auth'> & { secrets: P
         // A stored value that is not an argon2 hash matches nothing.
         return { ok: false, needsRehash: false };
       }
+      if (!ok) {
+        // After a pepper change: a match under an earlier pepper is right, and is re-hashed now.
+        for (const old of oldPeppers) {
+          if (await slots.run(() => argon2.verify(stored, pepperedWith(old, password)))) return { ok: true, needsRehash: true };
+        }
+        return { ok: false, needsRehash: false };
+      }
       const outdated = !stored.startsWith('$argon2id$') || argon2.needsRehash(stored, { memoryCost: memoryKiB, timeCost, parallelism });
-      return { ok, needsRehash: ok && outdated };
+      return { ok, needsRehash: outdated };
     },
 
     async verifyDummy(password) {
       const stored = await dummyHash();
-      await slots.run(() => argon2.verify(stored, peppered(password)));
+      // As many verifications as a wrong password for a real account costs, old peppers included.
+      for (const key of [pepper, ...oldPeppers]) await slots.run(() => argon2.verify(stored, pepperedWith(key, password)));
     },
   };
 }

@@ -149,6 +149,26 @@ describe('checking a password at sign-in', () => {
     expect(right.user?.passwordHash).toBe(after);
   });
 
+  it('after a pepper change, signs in with a password hashed under the old pepper once and re-hashes it under the new one', async () => {
+    const db = database.handle.db;
+    const oldPepper = 'the-pepper-before-the-change-0123456789abcdef';
+    const newPepper = 'the-pepper-after-the-change-0123456789abcdefgh';
+    const before = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: oldPepper }));
+    const after = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper, ARCHWAY_PASSWORD_PEPPERS_OLD: oldPepper }));
+    const withoutOld = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper }));
+    const user = await insertUser(db, { email: 'pepper@example.net', role: 'customer', domain: 'pepper.example.net', plan: 'small', status: 'active', passwordHash: await before.hash(password) });
+
+    expect(await withoutOld.verify(user.passwordHash!, password)).toEqual({ ok: false, needsRehash: false });
+    expect(await after.verify(user.passwordHash!, 'Wrong-Password-1')).toEqual({ ok: false, needsRehash: false });
+
+    const right = await verifyPasswordForSignIn(db, after, 'pepper@example.net', password);
+    expect(right.ok).toBe(true);
+    const rehashed = (await findUserById(db, user.id))?.passwordHash ?? '';
+    expect(rehashed).not.toBe(user.passwordHash);
+    // Now it verifies under the new pepper alone, so the old one can be dropped from the settings.
+    expect(await withoutOld.verify(rehashed, password)).toEqual({ ok: true, needsRehash: false });
+  });
+
   it('answers an unknown address and an account without a password with ok false', async () => {
     const db = database.handle.db;
     expect(await verifyPasswordForSignIn(db, hasher, 'nobody@example.net', password)).toEqual({ user: null, ok: false });
