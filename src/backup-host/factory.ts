@@ -1,19 +1,10 @@
 // Builds a BackupHost from plain settings: SSH in production, the local dispatcher for a first look.
 import { createBackupHost, type BackupHost } from './backup-host.js';
 import { createLocalTransport } from './local.transport.js';
-import { createSshTransport } from './ssh.transport.js';
+import { createSshTransport, type SshTransportConfig } from './ssh.transport.js';
 
-export interface SshBackupHostSettings {
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  privateKeyPassphrase?: string;
-  hostKeyFingerprint: string;
-  connectTimeoutMs?: number;
-  callTimeoutMs?: number;
-  localAddress?: string;
-}
+/** The SSH transport's own settings: one definition, so config, factory and transport cannot drift apart. */
+export type SshBackupHostSettings = SshTransportConfig;
 
 export interface LocalBackupHostSettings {
   localDispatcherConfig: string;
