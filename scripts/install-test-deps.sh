@@ -2,7 +2,7 @@
 # Installs the Debian packages the test suite runs for real: PostgreSQL server, sshd, sudo, nginx,
 # Chromium, openssl, curl, systemd-analyze, and docker-compose (only to validate docker-compose.yml;
 # no engine is needed).
-# Idempotent: installs only what is missing. Run as root (or with sudo).
+# Idempotent: installs only what is missing. Runs as root, or asks sudo when it has something to install.
 set -euo pipefail
 
 declare -A needed=(
@@ -27,7 +27,12 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
-  echo "install-test-deps: missing ${missing[*]}; run: sudo $0" >&2
+  # Root is needed to install; a fresh machine used as root may have no sudo at all, so only ask for it here.
+  if command -v sudo >/dev/null 2>&1; then
+    echo "install-test-deps: missing ${missing[*]}; installing them with sudo"
+    exec sudo "$0" "$@"
+  fi
+  echo "install-test-deps: missing ${missing[*]}; run this script as root" >&2
   exit 1
 fi
 echo "install-test-deps: installing ${missing[*]}"

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 
-export const INSTALL_HINT = 'sudo scripts/install-test-deps.sh   (or set ARCHWAY_TEST_DATABASE_URL to a server you may create databases on)';
+export const INSTALL_HINT = 'scripts/install-test-deps.sh   (or set ARCHWAY_TEST_DATABASE_URL to a server you may create databases on)';
 
 export class MissingSystemPackage extends Error {
   constructor(what: string, install: string) {

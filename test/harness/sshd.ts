@@ -52,7 +52,7 @@ export function findProgram(name: string): string {
       // not here; keep looking
     }
   }
-  throw new Error(`${name} is not installed (looked on PATH and in the sbin directories). Install what the tests need with: sudo scripts/install-test-deps.sh`);
+  throw new Error(`${name} is not installed (looked on PATH and in the sbin directories). Install what the tests need with: scripts/install-test-deps.sh`);
 }
 
 /** A free TCP port on a loopback address (the tests never listen anywhere else). */
