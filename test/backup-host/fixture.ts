@@ -87,6 +87,9 @@ async function dirFor(path: string, mode: number, group?: number): Promise<strin
 /** Builds the whole backup host in a fresh temp directory; stop() removes every trace. */
 export async function startBackupHost(options: BackupHostFixtureOptions = {}): Promise<BackupHostFixture> {
   if (!existsSync(DISPATCHER_BUNDLE)) throw new Error('the dispatcher is not built: run `npm run build` first');
+  if (process.getuid?.() !== 0) {
+    throw new Error('The backup-host tests need root: they create a test user, a sudoers rule and private sshd and nginx servers. Run the suite as root.');
+  }
   const undo: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const fn of undo.splice(0).reverse()) {
