@@ -1,8 +1,11 @@
-// The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period.
+// The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period,
+// and of every other record that has outlived its purpose: expired sessions, remember-me logins, wrong-code rows.
 import type { FastifyInstance } from 'fastify';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
+import { purgeOldTwoFactorFailures } from '../two-factor/two-factor.regulation.js';
+import { deleteExpiredRememberLogins, forgetRememberLoginIps } from './remember-me.service.js';
 
 export interface PurgeReport {
   signInAttempts: number;
@@ -59,9 +62,16 @@ export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, 
 export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000): () => void {
   const run = async () => {
     try {
-      const purged = await purgeOldIps(app.database.db, app.clock, app.config.auth.ipRetentionDays);
-      const expired = await deleteExpiredSessions(app.database.db, app.clock, app.config.auth.sessionIdleMinutes);
-      app.log.info({ ...purged, expiredSessions: expired }, 'IP retention purge done');
+      const { db } = app.database;
+      const now = app.clock.now();
+      const retentionDays = app.config.auth.ipRetentionDays;
+      const purged = await purgeOldIps(db, app.clock, retentionDays);
+      const expired = await deleteExpiredSessions(db, app.clock, app.config.auth.sessionIdleMinutes);
+      const twoFactorFailures = await purgeOldTwoFactorFailures(db, now, retentionDays);
+      const rememberLogins = await deleteExpiredRememberLogins(db, now);
+      // A remember-me login lives 5 days; with a shorter IP retention its address goes earlier.
+      await forgetRememberLoginIps(db, new Date(now.getTime() - retentionDays * 86_400_000));
+      app.log.info({ ...purged, expiredSessions: expired, twoFactorFailures, rememberLogins }, 'IP retention purge done');
     } catch (error) {
       app.log.error({ err: error }, 'IP retention purge failed; it runs again at the next interval');
     }

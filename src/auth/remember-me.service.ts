@@ -192,7 +192,7 @@ export async function endRememberLogins(db: Db, userId: string, options: { excep
   return Number(result.numDeletedRows);
 }
 
-/** Removes logins past their 5 days (and so their IP addresses); run with the hourly housekeeping. */
+/** Removes logins past their 5 days (and so their IP addresses); run by the hourly retention job (ip-retention.ts). */
 export async function deleteExpiredRememberLogins(db: Db, now: Date): Promise<number> {
   const result = await db.deleteFrom('remember_logins').where('expires_at', '<=', now).executeTakeFirst();
   return Number(result.numDeletedRows);

@@ -1,9 +1,7 @@
-// Sets up two-factor sign-in on the app: its keys and settings, the "operators must enrol" rule, housekeeping, and the routes.
+// Sets up two-factor sign-in on the app: its keys and settings, the "operators must enrol" rule, and the routes.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { deleteExpiredRememberLogins, forgetRememberLoginIps } from '../auth/remember-me.service.js';
 import { createKeyRing } from './key-ring.js';
 import { recoveryCodeKey } from './recovery-codes.js';
-import { purgeOldTwoFactorFailures } from './two-factor.regulation.js';
 import { registerTwoFactorRoutes } from './two-factor.routes.js';
 import { isTwoFactorOn, type TwoFactorContext } from './two-factor.service.js';
 
@@ -49,29 +47,6 @@ export function registerTwoFactor(app: FastifyInstance): void {
       message: 'Your account must use two-factor sign-in. Set it up first, then try again.',
       requestId: request.id,
     });
-  });
-
-  // Hourly: wrong-code rows past their window and remember-me logins past their 5 days go, with their IP addresses.
-  // Only while the app runs (serve), not at start-up, so a short-lived command or test app does no background work.
-  let timer: NodeJS.Timeout | undefined;
-  const housekeeping = async () => {
-    try {
-      const now = app.clock.now();
-      const failures = await purgeOldTwoFactorFailures(app.database.db, now, app.config.auth.ipRetentionDays);
-      const remembered = await deleteExpiredRememberLogins(app.database.db, now);
-      // A remember-me login lives 5 days; with a shorter IP retention its address goes earlier.
-      await forgetRememberLoginIps(app.database.db, new Date(now.getTime() - app.config.auth.ipRetentionDays * 86_400_000));
-      app.log.debug({ failures, remembered }, 'two-factor housekeeping done');
-    } catch (error) {
-      app.log.warn({ err: error }, 'two-factor housekeeping failed; it runs again in an hour');
-    }
-  };
-  app.addHook('onReady', async () => {
-    timer = setInterval(() => void housekeeping(), 3_600_000);
-    timer.unref();
-  });
-  app.addHook('preClose', async () => {
-    if (timer !== undefined) clearInterval(timer);
   });
 
   registerTwoFactorRoutes(app);

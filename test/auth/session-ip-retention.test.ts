@@ -84,12 +84,29 @@ describe('the IP retention purge', () => {
     expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
   });
 
-  it('runs as a job at once and logs what it did', async () => {
+  it('runs as a job at once, removes remember-me logins past their 5 days with their IPs, and logs what it did', async () => {
+    const user = await createUser(subject.app);
+    const now = subject.clock.now().getTime();
+    const day = 86_400_000;
+    const login = (series: string, createdDaysAgo: number) => ({
+      user_id: user.id,
+      series,
+      token_hash: Buffer.alloc(32, 1),
+      created_at: new Date(now - createdDaysAgo * day),
+      last_used_at: new Date(now - createdDaysAgo * day),
+      expires_at: new Date(now - createdDaysAgo * day + 5 * day),
+      ip: '198.51.100.7',
+    });
+    await db().insertInto('remember_logins').values([login('expired-series', 6), login('live-series', 1)]).execute();
+
     const stop = startIpRetentionJob(subject.app, 60_000);
     try {
       await expect.poll(() => subject.logText(), { timeout: 5_000 }).toContain('IP retention purge done');
     } finally {
       stop();
     }
+    const left = await db().selectFrom('remember_logins').select(['series', 'ip']).where('user_id', '=', user.id).execute();
+    expect(left).toEqual([{ series: 'live-series', ip: '198.51.100.7' }]);
+    expect(subject.logText()).toMatch(/"rememberLogins":1\b/);
   });
 });

@@ -1,6 +1,6 @@
 // A bare SSH client for attacker-side tests: it runs any command line, which the portal's client never does.
 import { readFileSync } from 'node:fs';
-import { Client } from 'ssh2';
+import { Client, type ConnectConfig } from 'ssh2';
 
 export interface ExecOutcome {
   code: number | null;
@@ -47,15 +47,7 @@ export function rawExec(options: RawExecOptions): Promise<ExecOutcome> {
       if (options.command === null) client.shell(false, onChannel);
       else client.exec(options.command, options.env ? { env: options.env } : {}, onChannel);
     });
-    client.connect({
-      host: options.host,
-      port: options.port,
-      username: options.username,
-      privateKey: readFileSync(options.privateKeyPath),
-      localAddress: options.localAddress,
-      readyTimeout: 10_000,
-      hostVerifier: () => true,
-    });
+    client.connect(connectOptions(options));
   });
 }
 
@@ -78,14 +70,19 @@ export function rawOtherRequest(
         client.forwardOut('127.0.0.1', 0, '127.0.0.1', 22, (err) => done(() => (err ? resolve(err.message) : reject(new Error('forwarding was allowed')))));
       }
     });
-    client.connect({
-      host: options.host,
-      port: options.port,
-      username: options.username,
-      privateKey: readFileSync(options.privateKeyPath),
-      localAddress: options.localAddress,
-      readyTimeout: 10_000,
-      hostVerifier: () => true,
-    });
+    client.connect(connectOptions(options));
   });
+}
+
+/** The attacker's side needs no host key pinning: these tests probe what the server allows. */
+function connectOptions(options: Omit<RawExecOptions, 'command' | 'stdin' | 'env'>): ConnectConfig {
+  return {
+    host: options.host,
+    port: options.port,
+    username: options.username,
+    privateKey: readFileSync(options.privateKeyPath),
+    localAddress: options.localAddress,
+    readyTimeout: 10_000,
+    hostVerifier: () => true,
+  };
 }

@@ -1,26 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { launchBrowser, type TestBrowser } from '../harness/browser.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import type { TestApp } from '../harness/app.js';
+import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
 import { createUser, PASSWORD } from '../auth/fixtures.js';
 
-let database: TestDatabase;
+let world: BrowserWorld;
 let subject: TestApp;
 let browser: TestBrowser;
 let origin: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  origin = await subject.app.listen({ host: '127.0.0.1', port: 0 });
-  browser = await launchBrowser();
+  world = await startBrowserWorld();
+  ({ subject, browser, origin } = world);
 });
-afterAll(async () => {
-  await browser?.close();
-  await subject.app.close();
-  await database.drop();
-});
+afterAll(async () => world?.close());
 
 describe('signing in and out in a browser with JavaScript off', () => {
   it('signs in through the real form, reaches the account page, and signs out with the button', async () => {

@@ -1,27 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32Decode, codeAt } from '../../src/two-factor/totp.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { launchBrowser, type TestBrowser } from '../harness/browser.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import type { TestApp } from '../harness/app.js';
+import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
 import { createUser, PASSWORD } from '../auth/fixtures.js';
 import { alignToMidStep } from '../two-factor/fixtures.js';
 
-let database: TestDatabase;
+let world: BrowserWorld;
 let subject: TestApp;
 let browser: TestBrowser;
 let origin: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  origin = await subject.app.listen({ host: '127.0.0.1', port: 0 });
-  browser = await launchBrowser();
+  world = await startBrowserWorld();
+  ({ subject, browser, origin } = world);
 });
-afterAll(async () => {
-  await browser?.close();
-  await subject.app.close();
-  await database.drop();
-});
+afterAll(async () => world?.close());
 
 /** The phone: the code for the app's now, after moving to a fresh 30-second step so no code is reused. */
 function nextCode(secret: Buffer): string {

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { cleanupOnExit, findProgram, freeLoopbackPort, readShipped, renderTemplate, runOk } from './sshd.js';
+import { cleanupOnExit, findProgram, stopProcess, freeLoopbackPort, readShipped, renderTemplate, runOk } from './sshd.js';
 
 export interface NginxOptions {
   /** Private prefix: config, logs, pid and temp files live here. Must be traversable by `user`. */
@@ -82,15 +82,7 @@ async function runNginx(dir: string, configPath: string, host: string, ports: re
   exitedEarly.catch(() => undefined);
   await Promise.race([Promise.all(ports.map((p) => waitForPort(host, p, 10_000))), exitedEarly]);
   return {
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        killNow();
-        await exited;
-      } else {
-        killNow();
-      }
-    },
+    stop: () => stopProcess(child, killNow),
     // What logrotate's postrotate does: the master reopens every log file by name.
     reopenLogs: () => {
       child.kill('SIGUSR1');

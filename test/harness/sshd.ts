@@ -310,15 +310,15 @@ export async function startSshd(options: SshdOptions): Promise<PrivateSshd> {
     hostKeyFingerprint: fingerprintOfPublicKey(hostPublicKey),
     hostPublicKey,
     log: () => log,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        killNow();
-        await exited;
-      } else {
-        killNow();
-      }
-    },
+    stop: () => stopProcess(child, killNow),
   };
 }
 
+
+/** Kills a private server and waits until it has exited, so its port and files are free afterwards. */
+export async function stopProcess(child: ChildProcess, killNow: () => void): Promise<void> {
+  const running = child.exitCode === null && child.signalCode === null;
+  const exited = running ? new Promise((resolve) => child.once('exit', resolve)) : Promise.resolve();
+  killNow();
+  await exited;
+}
