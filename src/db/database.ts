@@ -1,5 +1,6 @@
 // The table types Kysely checks every query against; one interface per table, composed here.
 import type { ColumnType, Generated } from 'kysely';
+import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable } from '../archives/archives.tables.js';
 import type { AccountTokensTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
 import type { BlocksTable, SessionsTable, SignInAttemptsTable } from '../auth/auth.tables.js';
@@ -29,4 +30,7 @@ export interface Database {
   two_factor_failures: TwoFactorFailuresTable;
   two_factor_blocks: TwoFactorBlocksTable;
   remember_logins: RememberLoginsTable;
+  archive_requests: ArchiveRequestsTable;
+  backup_host_events: BackupHostEventsTable;
+  backup_host_sync: BackupHostSyncTable;
 }

@@ -1,0 +1,51 @@
+// Table types of archive requests and the backup host's copied events (migrations/0006_archive_requests.sql).
+import type { ColumnType, Generated } from 'kysely';
+
+export type ArchiveRequestState = 'requested' | 'building' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired';
+
+export interface ArchiveRequestsTable {
+  id: Generated<string>;
+  user_id: string;
+  customer: string;
+  snapshot: string;
+  archive_id: string | null;
+  state: Generated<ArchiveRequestState>;
+  // bigint columns come back from pg as strings; kept as strings and converted where shown.
+  bytes_written: ColumnType<string, string | number | undefined, string | number>;
+  files_written: ColumnType<string, string | number | undefined, string | number>;
+  percent: number | null;
+  size_bytes: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  sha256: string | null;
+  failure_reason: string | null;
+  download_file_name: string | null;
+  requested_at: ColumnType<Date, Date | undefined, never>;
+  requested_ip: string | null;
+  ready_at: Date | null;
+  expires_at: Date | null;
+  finished_at: Date | null;
+  next_poll_at: ColumnType<Date, Date | undefined, Date>;
+  notify_due_at: Date | null;
+  notify_attempts: Generated<number>;
+  notified_at: Date | null;
+  last_notify_error: string | null;
+}
+
+export interface BackupHostEventsTable {
+  host: string;
+  seq: ColumnType<string, string | number, never>;
+  at: Date;
+  type: string;
+  customer: string;
+  archive_id: string;
+  ip: string | null;
+  bytes: ColumnType<string | null, string | number | null, string | number | null>;
+  detail: string | null;
+  received_at: ColumnType<Date, Date | undefined, never>;
+}
+
+export interface BackupHostSyncTable {
+  host: string;
+  last_seq: ColumnType<string, string | number | undefined, string | number>;
+  synced_at: Date | null;
+  last_error: string | null;
+}
