@@ -44,11 +44,8 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
   await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {
     const holder = readLockHolder(paths.buildLock(cfg, req.customer));
     if (holder) fail('An archive for this customer is already being built; please wait until it is ready.', `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`);
-    const estimate = await estimateTarBytes(cfg.findPath, dir, cfg.estimateBudgetMs);
+    // Measured before tar starts writing, so the archive's own first bytes do not count against it.
     const free = freeBytes(cfg.archiveRoot);
-    if (estimate !== null && free < estimate) {
-      fail('The backup host does not have enough free space for this archive right now.', `need ${estimate} bytes, ${free} free in archiveRoot`);
-    }
     const rec: ArchiveRecord = {
       id,
       customer: req.customer,
@@ -57,7 +54,7 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
       createdAt: nowIso(),
       readyAt: null,
       expiresAt: null,
-      estimateBytes: estimate,
+      estimateBytes: null,
       sizeBytes: null,
       sha256: null,
       filesWritten: 0,
@@ -67,13 +64,25 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
       builderNonce: nonce,
     };
     writeRecord(cfg, rec);
-    appendEvent(cfg, { type: 'archive.requested', customer: req.customer, archiveId: id, detail: `snapshot ${req.snapshot}` });
-    await spawnBuilder(cfg, id, nonce, (builder) => {
+    // tar starts now and the size estimate walks the tree alongside it (on trees of many small
+    // files the walk costs a fifth of the build); the builder publishes only once admitted below.
+    const build = await spawnBuilder(cfg, id, nonce, (builder) => {
       // The build lock names the builder, so it goes stale by itself if the builder dies.
       const taken = tryLock(paths.buildLock(cfg, req.customer), { ...builder, archiveId: id });
       if (!taken.taken) throw new Error('build lock taken while holding the customer mutex');
       writeRecord(cfg, { ...rec, builder });
     });
+    const estimate = await estimateTarBytes(cfg.findPath, dir, cfg.estimateBudgetMs);
+    if (estimate !== null && free < estimate) {
+      // Refused as if it never started: no record, no partial file, no event, the lock free again.
+      await build.stop();
+      unlock(paths.buildLock(cfg, req.customer), build.builder);
+      for (const f of [paths.partialFile(cfg, id), paths.progress(cfg, id), paths.record(cfg, id)]) rmSync(f, { force: true });
+      fail('The backup host does not have enough free space for this archive right now.', `need ${estimate} bytes, ${free} free in archiveRoot`);
+    }
+    mutateRecord(cfg, id, (cur) => ({ ...cur, estimateBytes: estimate }));
+    appendEvent(cfg, { type: 'archive.requested', customer: req.customer, archiveId: id, detail: `snapshot ${req.snapshot}` });
+    await build.admit();
   });
   return { archiveId: id, state: 'building' };
 }

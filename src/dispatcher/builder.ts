@@ -1,7 +1,7 @@
 // The detached archive builder: runs tar idle-priority, streams it to a partial file while counting and hashing.
 import { spawn } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, fsyncSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fdatasync, fsyncSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { mutateRecord, readRecord, type ArchiveRecord } from './archive-store.js';
@@ -12,15 +12,28 @@ import { fsyncDir, isErrno, writeJsonAtomic } from './fsutil.js';
 import { groupId, runningAsRoot } from './group.js';
 import { paths } from './layout.js';
 import { unlock } from './lock.js';
-import { processStartTime, selfId, type ProcessId } from './process-id.js';
+import { isAlive, processStartTime, selfId, type ProcessId } from './process-id.js';
 import { snapshotDir } from './snapshot-path.js';
 import { TarMemberCounter } from './tar-counter.js';
 
 /** The hidden argv word that starts builder mode; not an action, so the gate and sudoers never pass it. */
 export const BUILDER_WORD = '__build';
 
+/**
+ * What archive.create holds while the builder runs: the builder starts tar at once, but publishes
+ * the archive only after archive.create has finished checking that the snapshot fits (`admit`).
+ * If the check refuses (`stop`), or archive.create dies first, nothing is ever published.
+ */
+export interface BuilderHandle {
+  readonly builder: ProcessId;
+  admit(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const ADMIT = 'admit';
+
 /** Starts the builder as its own session (so cancel can signal tar with it) and hands it the nonce. */
-export async function spawnBuilder(cfg: DispatcherConfig, id: string, nonce: string, beforeNonce: (builder: ProcessId) => void): Promise<void> {
+export async function spawnBuilder(cfg: DispatcherConfig, id: string, nonce: string, beforeNonce: (builder: ProcessId) => void): Promise<BuilderHandle> {
   const env: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
   for (const k of ['ARCHWAY_DISPATCHER_CONFIG', 'ARCHWAY_DISPATCHER_NOW_OFFSET'] as const) {
     const v = process.env[k];
@@ -31,23 +44,53 @@ export async function spawnBuilder(cfg: DispatcherConfig, id: string, nonce: str
   const child = spawn(process.execPath, [script, BUILDER_WORD, id], { detached: true, stdio: ['pipe', 'ignore', 'ignore'], env, cwd: '/' });
   const pid = child.pid;
   if (pid === undefined) throw new Error('builder did not start');
-  beforeNonce({ pid, startTime: processStartTime(pid) ?? '' });
-  await new Promise<void>((resolve) => {
-    child.stdin!.on('error', () => resolve()); // a builder that died at once is reconciled as failed later
-    child.stdin!.end(nonce, () => resolve());
-  });
+  const builder = { pid, startTime: processStartTime(pid) ?? '' };
+  beforeNonce(builder);
+  const stdin = child.stdin!;
+  // A builder that died at once is reconciled as failed later; its closed pipe is not our error.
+  stdin.on('error', () => {});
+  await new Promise<void>((resolve) => stdin.write(`${nonce}\n`, () => resolve()));
   child.unref();
+  return {
+    builder,
+    admit: () => new Promise<void>((resolve) => stdin.end(`${ADMIT}\n`, () => resolve())),
+    async stop() {
+      try {
+        // The builder leads its own process group: this ends tar too.
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      stdin.destroy();
+      for (const deadline = Date.now() + 5000; isAlive(builder) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+    },
+  };
 }
 
-async function readStdin(limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of process.stdin) {
-    size += (c as Buffer).length;
-    if (size > limit) break;
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** The builder's stdin as lines: the nonce first, later archive.create's verdict; null once it has ended. */
+function stdinLines(limit: number): (index: number) => Promise<string | null> {
+  let text = '';
+  let ended = false;
+  let wake: () => void = () => {};
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (d: string) => {
+    text = (text + d).slice(0, limit);
+    wake();
+  });
+  const end = () => {
+    ended = true;
+    wake();
+  };
+  process.stdin.on('end', end);
+  process.stdin.on('error', end);
+  return async (index) => {
+    for (;;) {
+      const lines = text.split('\n');
+      if (lines.length > index + 1) return lines[index]!;
+      if (ended) return null;
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -66,7 +109,8 @@ const REASONS = {
 
 /** Entry of builder mode. Returns the process exit code. */
 export async function runBuilder(cfg: DispatcherConfig, id: string, log: (detail: string) => void): Promise<number> {
-  const nonce = await readStdin(256);
+  const line = stdinLines(256);
+  const nonce = (await line(0)) ?? '';
   const rec = readRecord(cfg, id);
   const me = selfId();
   // Only a builder started by archive.create for this very record may proceed.
@@ -80,9 +124,19 @@ export async function runBuilder(cfg: DispatcherConfig, id: string, log: (detail
     // lowering our own priority cannot fail for root; ignore elsewhere
   }
   const outcome = await build(cfg, rec, log);
+  if ((await line(1)) !== ADMIT) {
+    // archive.create refused the request, or died before admitting it: the output belongs to nobody.
+    // A record left "building" by a dead archive.create is reconciled as failed, like any dead build.
+    rmSync(paths.partialFile(cfg, rec.id), { force: true });
+    log(`builder ${id}: not admitted by archive.create, discarded`);
+    return 1;
+  }
   finish(cfg, rec, me, outcome, log);
   return outcome.ok ? 0 : 1;
 }
+
+/** How much newly written archive is flushed at a time while tar is still writing. */
+const FLUSH_STEP_BYTES = 32 << 20;
 
 type Outcome = { ok: true; size: number; sha256: string; files: number } | { ok: false; reason: string; detail: string };
 
@@ -132,6 +186,22 @@ async function build(cfg: DispatcherConfig, rec: ArchiveRecord, log: (d: string)
   // One fixed buffer: memory stays flat whatever the archive size.
   const buf = Buffer.allocUnsafe(1 << 20);
   let readError: unknown = null;
+  // The archive must be on disk before it is called ready, but one fsync at the end would wait for
+  // the whole archive to be written out only after tar is done. Flushing what has landed so far,
+  // in the background while tar goes on, lets the disk write while tar reads; the last fsync then
+  // has little left to do.
+  let flushedTo = 0;
+  let flushing = false;
+  const flushBehind = () => {
+    if (flushing || bytes - flushedTo < FLUSH_STEP_BYTES) return;
+    flushing = true;
+    const upTo = bytes;
+    fdatasync(fd, (e) => {
+      flushing = false;
+      // A failed flush is not trusted: the final fsync below reports it.
+      if (!e) flushedTo = upTo;
+    });
+  };
   for (;;) {
     let n = 0;
     try {
@@ -145,6 +215,7 @@ async function build(cfg: DispatcherConfig, rec: ArchiveRecord, log: (d: string)
       hash.update(chunk);
       counter.push(chunk);
       bytes += n;
+      flushBehind();
       const now = Date.now();
       if (now - lastProgress >= cfg.progressIntervalMs) {
         lastProgress = now;
@@ -161,7 +232,7 @@ async function build(cfg: DispatcherConfig, rec: ArchiveRecord, log: (d: string)
     }
     await new Promise((r) => setTimeout(r, 5));
   }
-  while (exit === null) await new Promise((r) => setTimeout(r, 5));
+  while (exit === null || flushing) await new Promise((r) => setTimeout(r, 5));
   const [code, signal] = exit as [number | null, NodeJS.Signals | null];
   const fail = (reason: string, detail: string): Outcome => {
     try {

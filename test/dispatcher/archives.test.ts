@@ -124,11 +124,17 @@ describe('archive.create and archive.status', () => {
 
   it('refuses to start when the archive disk has less free space than the snapshot', () => {
     const ids = readdirSync(join(w.stateDir, 'archives'));
+    const events = w.run('events.since', { after: 0 }).answer.result.events;
+    // tar starts while the size is still being estimated; the refusal must undo that start completely.
     const r = w.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' }, { ARCHWAY_DISPATCHER_FAKE_FREE_BYTES: '1000' });
     expect(r.code).toBe(1);
     expect(r.answer).toEqual({ ok: false, error: { code: 'refused', message: 'The backup host does not have enough free space for this archive right now.' } });
     expect(readdirSync(join(w.stateDir, 'archives'))).toEqual(ids);
     expect(readdirSync(w.archiveRoot)).toEqual([`${archiveId}.tar`]);
+    expect(w.run('events.since', { after: 0 }).answer.result.events).toEqual(events);
+    expect(existsSync(join(w.stateDir, 'locks', `${CUSTOMER}.build`))).toBe(false);
+    // No tar of this snapshot is left running (pgrep exits 1 when nothing matches).
+    expect(spawnSync('pgrep', ['-f', '--', `--directory ${join(w.backupRoot, CUSTOMER)}`]).status).toBe(1);
   });
 
   it('shows progress moving on a bigger tree, then the final size and hash', async () => {
