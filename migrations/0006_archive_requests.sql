@@ -27,6 +27,8 @@ create table archive_requests (
   finished_at timestamptz,        -- when it reached failed, cancelled, downloaded or expired
   -- The status poller: when this request's state should next be asked of the backup host.
   next_poll_at timestamptz not null default now(),
+  -- Failed status calls in a row; each pushes next_poll_at further out, and a good answer resets it.
+  poll_failures integer not null default 0,
   -- The link email: due when set; a retry or a "send the link again" mints a new token.
   notify_due_at timestamptz,
   notify_attempts integer not null default 0,

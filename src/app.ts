@@ -9,6 +9,7 @@ import { Eta } from 'eta';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerAccountRoutes } from './accounts/account.routes.js';
+import { registerArchiveRoutes } from './archives/archive.routes.js';
 import { registerAuth } from './auth/auth.plugin.js';
 import { registerAuthRoutes } from './auth/auth.routes.js';
 import { requireOperator } from './auth/guards.js';
@@ -124,6 +125,7 @@ export async function buildApp({ config, database, logStream, clock }: AppDepend
   registerHealthRoutes(app, database);
   registerAuthRoutes(app);
   registerAccountRoutes(app);
+  registerArchiveRoutes(app);
   registerOperatorRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });

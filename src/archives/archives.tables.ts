@@ -24,6 +24,7 @@ export interface ArchiveRequestsTable {
   expires_at: Date | null;
   finished_at: Date | null;
   next_poll_at: ColumnType<Date, Date | undefined, Date>;
+  poll_failures: Generated<number>;
   notify_due_at: Date | null;
   notify_attempts: Generated<number>;
   notified_at: Date | null;

@@ -12,13 +12,15 @@ export interface PurgeReport {
   sessions: number;
   blocks: number;
   auditLog: number;
+  archiveRequests: number;
+  backupHostEvents: number;
 }
 
 /**
  * Forgets every IP address recorded before `now - retentionDays`: sign-in attempts keep their time
  * and outcome but lose the address (and, when they matched no account, the address typed, which may
  * be someone's mistyped email); sessions that old are long expired and go whole; ended IP blocks go;
- * audit entries lose their IP.
+ * audit entries lose their IP; archive requests and the backup host's copied events lose theirs.
  */
 export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionDays: number): Promise<PurgeReport> {
   const cutoff = new Date(clock.now().getTime() - retentionDays * 86_400_000);
@@ -35,11 +37,16 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
       .executeTakeFirst();
     const blocks = await trx.deleteFrom('blocks').where('scope', '=', 'ip').where('until', '<', cutoff).executeTakeFirst();
     const audit = await trx.updateTable('audit_log').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
+    const requests = await trx.updateTable('archive_requests').set({ requested_ip: null }).where('requested_at', '<', cutoff).where('requested_ip', 'is not', null).executeTakeFirst();
+    // By the event's own time on the backup host: that is when the address was seen.
+    const events = await trx.updateTable('backup_host_events').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
     return {
       signInAttempts: Number(attempts.numUpdatedRows),
       sessions: Number(sessions.numDeletedRows),
       blocks: Number(blocks.numDeletedRows),
       auditLog: Number(audit.numUpdatedRows),
+      archiveRequests: Number(requests.numUpdatedRows),
+      backupHostEvents: Number(events.numUpdatedRows),
     };
   });
 }

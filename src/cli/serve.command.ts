@@ -2,6 +2,9 @@
 import pino from 'pino';
 import { createFirstLookAccounts, describeFirstLookAccounts } from '../accounts/first-look-accounts.js';
 import { buildApp } from '../app.js';
+import { startArchivePoller } from '../archives/archive-poller.js';
+import { startLinkMailer } from '../archives/link-mailer.js';
+import { startEventSync } from '../archives/event-sync.js';
 import { startIpRetentionJob } from '../auth/ip-retention.js';
 import { loadConfig } from '../config.js';
 import { loggerOptions } from '../log.js';
@@ -30,6 +33,7 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
 
     let stopping = false;
     let stopMailWorker: () => Promise<void> = async () => undefined;
+    let stopArchiveJobs: () => Promise<void> = async () => undefined;
     let stopIpPurge: () => void = () => undefined;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -38,8 +42,8 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
       // A request stuck past the grace period must not keep the process alive forever.
       setTimeout(() => process.exit(1), 25_000).unref();
       stopIpPurge();
-      // The worker finishes the message in hand before the database pool closes under it.
-      stopMailWorker()
+      // The mail worker and the archive jobs finish what they have in hand before the database pool closes under them.
+      Promise.all([stopMailWorker(), stopArchiveJobs()])
         .then(() => app.close())
         .then(
           () => process.exit(0),
@@ -57,6 +61,14 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     // Straight to the console, never into the log: the passwords are shown this once.
     if (demo !== null) process.stdout.write(describeFirstLookAccounts(demo, address));
     stopMailWorker = startMailWorker(app);
+    // Only where there is a backup host to ask: archive status polling, the link emails, and every
+    // 20 s its events, which feed the request log and mark downloads.
+    if (config.backupHost !== null) {
+      const stops = [startArchivePoller(app), startLinkMailer(app), startEventSync(app)];
+      stopArchiveJobs = async () => {
+        await Promise.all(stops.map((stop) => stop()));
+      };
+    }
     // Hourly: IP addresses older than ARCHWAY_IP_RETENTION_DAYS are deleted, expired sessions too.
     stopIpPurge = startIpRetentionJob(app);
     return new Promise<number>(() => undefined);

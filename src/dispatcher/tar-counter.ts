@@ -1,6 +1,7 @@
 // Counts the members of a tar stream as it passes, by reading the 512-byte headers between payloads.
 
 const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 /** GNU long-name/long-link pseudo entries describe the next member; they are not members themselves. */
 const META_TYPES = new Set(['L', 'K', 'x', 'g']);
@@ -35,7 +36,7 @@ export class TarMemberCounter {
   }
 
   private onHeader(h: Buffer): void {
-    if (h.every((b) => b === 0)) {
+    if (h.equals(ZERO_BLOCK)) {
       // Two zero blocks end the archive; one is enough to know no member follows.
       this.ended = true;
       return;

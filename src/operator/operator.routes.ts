@@ -1,10 +1,13 @@
-// The operator area: recent sign-in attempts, active blocks with an unblock button, and (first-look) the outbox.
+// The operator area: recent sign-in attempts, active blocks with an unblock button, the request log, and (first-look) the outbox.
 import type { FastifyInstance } from 'fastify';
 import { requireOperator } from '../auth/guards.js';
 import { liftBlock, listActiveBlocks, listRecentAttempts } from '../auth/regulation.js';
 import { regulatorOf } from '../auth/sign-in.service.js';
+import { registerRequestLogRoutes } from './request-log.routes.js';
 
 export function registerOperatorRoutes(app: FastifyInstance): void {
+  registerRequestLogRoutes(app);
+
   app.get<{ Querystring: { unblocked?: string; 'no-block'?: string } }>('/operator', { preHandler: requireOperator }, async (request, reply) => {
     const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(regulatorOf(app))]);
     return reply.header('cache-control', 'no-store').view('operator/index', {

@@ -106,6 +106,9 @@ describe('what we store, and the terms', () => {
       two_factor_recovery_codes: 'recovery codes, only as hashes',
       two_factor_failures: 'Wrong codes are recorded',
       two_factor_blocks: 'a block on an address',
+      archive_requests: 'Each archive you ask for',
+      backup_host_events: 'own record of what happened to each archive',
+      backup_host_sync: 'how far that record has been copied',
     };
     const { rows } = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%'`.execute(world.app.database.db);

@@ -1,0 +1,238 @@
+// Asks the backup host how each building archive is doing, and records progress, readiness or failure.
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { enqueueMail } from '../mail/mail.service.js';
+import { ACTIVE_STATES, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
+import type { ArchiveRequestState } from './archives.tables.js';
+import { archiveBackupHost } from './archive-host.js';
+
+/** How often a building archive is asked about; the page refreshes every 5 s, so progress stays fresh. */
+export const POLL_INTERVAL_MS = 3_000;
+/** After a failed call the wait doubles from the poll interval up to this, so a down host is not hammered. */
+export const MAX_ERROR_DELAY_MS = 5 * 60_000;
+/**
+ * A request still without the backup host's archive id after this long was cut off between the
+ * insert and archive.create's answer (a crash, a restart); it is failed so it blocks nothing.
+ */
+export const UNCONFIRMED_REQUEST_TIMEOUT_MS = 2 * 60_000;
+
+/** The longest the loop itself waits after a failure, so a new request is never left unpolled for long. */
+const MAX_LOOP_PAUSE_MS = 30_000;
+
+export type PollOutcome = 'waiting' | 'progress' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired' | 'error';
+
+export interface PollerOptions {
+  /** The clock that decides what is due; tests pass the app's adjustable clock. */
+  now?: () => Date;
+  /** The backup host to ask; defaults to the one configured for the app. */
+  host?: BackupHost;
+  /** How long an idle poller waits before looking for due requests again. */
+  idleMs?: number;
+}
+
+type PollerApp = { config: Config; database: { db: Kysely<Database> }; log: FastifyBaseLogger };
+
+interface PollContext {
+  db: Kysely<Database>;
+  host: BackupHost;
+  log: FastifyBaseLogger;
+  now: () => Date;
+  publicUrl: string;
+  /** Failed calls in a row in this loop, so the loop itself slows down while the host is down. */
+  errors: number;
+}
+
+export function errorDelayMs(consecutiveErrors: number): number {
+  return Math.min(POLL_INTERVAL_MS * 2 ** Math.max(0, consecutiveErrors - 1), MAX_ERROR_DELAY_MS);
+}
+
+/**
+ * Claims the request due longest with FOR UPDATE SKIP LOCKED and keeps it locked while the
+ * backup host answers, so another instance's poller skips it instead of asking twice.
+ */
+async function pollNext(context: PollContext): Promise<PollOutcome | null> {
+  const now = context.now();
+  return context.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('archive_requests')
+      .selectAll()
+      .where('state', 'in', ACTIVE_STATES)
+      .where('next_poll_at', '<=', now)
+      .orderBy('next_poll_at')
+      .limit(1)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
+    if (row === undefined) return null;
+    const request = toArchiveRequest(row);
+    const log = context.log.child({ archiveRequestId: request.id });
+    const later = (ms: number) => trx.updateTable('archive_requests').set({ next_poll_at: new Date(now.getTime() + ms) }).where('id', '=', request.id).execute();
+
+    if (request.archiveId === null) {
+      if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
+        await later(POLL_INTERVAL_MS);
+        return 'waiting';
+      }
+      await markFinished(trx, request.id, 'failed', 'The request was interrupted before the backup host confirmed it. Please ask again.', now);
+      log.warn('archive request never confirmed by the backup host; marked failed');
+      return 'failed';
+    }
+
+    let status;
+    try {
+      status = await context.host.archiveStatus({ customer: request.customer, archiveId: request.archiveId });
+    } catch (error) {
+      if (error instanceof BackupHostRefused && error.code === 'not_found') {
+        await finishWithEmail(trx, context, request, 'failed', 'The backup host no longer has this archive.', now);
+        log.warn({ reason: error.message }, 'archive unknown to the backup host; marked failed');
+        return 'failed';
+      }
+      if (error instanceof BackupHostError) {
+        context.errors += 1;
+        const failures = row.poll_failures + 1;
+        await trx
+          .updateTable('archive_requests')
+          .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })
+          .where('id', '=', request.id)
+          .execute();
+        log.warn({ reason: error.message, kind: error.name, failures }, 'archive status not available; will ask again later');
+        return 'error';
+      }
+      throw error;
+    }
+    context.errors = 0;
+
+    switch (status.state) {
+      case 'building':
+        await trx
+          .updateTable('archive_requests')
+          .set({
+            state: 'building',
+            bytes_written: status.bytesWritten,
+            files_written: status.filesWritten,
+            percent: status.percent,
+            poll_failures: 0,
+            next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS),
+          })
+          .where('id', '=', request.id)
+          .execute();
+        return 'progress';
+      case 'ready':
+      case 'downloaded':
+      case 'expired': {
+        // "downloaded" or "expired" straight from "building" only happens when polling lagged far
+        // behind; the row then goes there directly, with no email for a link that cannot work.
+        const ready = status.state === 'ready';
+        const state: ArchiveRequestState = status.state;
+        await trx
+          .updateTable('archive_requests')
+          .set({
+            state,
+            bytes_written: status.bytesWritten,
+            files_written: status.filesWritten,
+            percent: 100,
+            size_bytes: status.sizeBytes,
+            sha256: status.sha256,
+            ready_at: status.readyAt === null ? now : new Date(status.readyAt),
+            expires_at: status.expiresAt === null ? null : new Date(status.expiresAt),
+            download_file_name: status.downloadFileName,
+            notify_due_at: ready ? now : null,
+            notify_attempts: 0,
+            poll_failures: 0,
+            finished_at: ready ? null : now,
+          })
+          .where('id', '=', request.id)
+          .execute();
+        log.info({ state, sizeBytes: status.sizeBytes }, 'archive built');
+        return status.state;
+      }
+      case 'failed':
+      case 'cancelled': {
+        const reason = status.failureReason ?? (status.state === 'cancelled' ? 'The archive was cancelled on the backup host.' : 'The archive could not be made.');
+        await finishWithEmail(trx, context, request, status.state, reason, now);
+        log.info({ state: status.state }, 'archive not made');
+        return status.state;
+      }
+    }
+  });
+}
+
+/** Ends the request and queues the "could not be made" email in the same transaction. */
+async function finishWithEmail(db: Kysely<Database>, context: PollContext, request: ArchiveRequest, state: 'failed' | 'cancelled', reason: string, now: Date): Promise<void> {
+  await markFinished(db, request.id, state, reason, now);
+  const owner = await db.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
+  if (owner === undefined || owner.status !== 'active') return;
+  await enqueueMail(db, {
+    to: owner.email,
+    template: 'archive-failed',
+    data: {
+      snapshot: request.snapshot,
+      reason,
+      backupsUrl: `${context.publicUrl}/backups`,
+    },
+  });
+}
+
+function contextFor(app: PollerApp, options: PollerOptions): PollContext | null {
+  const host = options.host ?? archiveBackupHost(app.config);
+  if (host === null) return null;
+  return { db: app.database.db, host, log: app.log.child({ component: 'archive-poller' }), now: options.now ?? (() => new Date()), publicUrl: app.config.publicUrl.replace(/\/+$/, ''), errors: 0 };
+}
+
+/** Polls every request due now, one after another, stopping at the first failed call; says what happened to each. */
+export async function pollDueArchives(app: PollerApp, options: PollerOptions = {}): Promise<PollOutcome[]> {
+  const context = contextFor(app, options);
+  if (context === null) return [];
+  const outcomes: PollOutcome[] = [];
+  for (let outcome = await pollNext(context); outcome !== null; outcome = await pollNext(context)) {
+    outcomes.push(outcome);
+    if (outcome === 'error') break;
+  }
+  return outcomes;
+}
+
+/**
+ * Runs until stopped: polls what is due, then waits (longer after failed calls). Returns the
+ * stopper, which resolves once the request in hand is finished.
+ */
+export function startArchivePoller(app: PollerApp, options: PollerOptions = {}): () => Promise<void> {
+  const context = contextFor(app, options);
+  if (context === null) return async () => undefined;
+  const idleMs = options.idleMs ?? POLL_INTERVAL_MS;
+  let stopped = false;
+  let wake: () => void = () => undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const loop = (async () => {
+    while (!stopped) {
+      let failed = false;
+      try {
+        const outcome = await pollNext(context);
+        if (outcome !== null && outcome !== 'error') continue;
+        failed = outcome === 'error';
+      } catch (error) {
+        // The database may be restarting; the rows are still there when it is back.
+        failed = true;
+        context.log.error({ reason: (error as Error).message }, 'archive poller could not reach the database; trying again later');
+      }
+      // Each row keeps its own backoff in next_poll_at; the loop only slows down a little after a failure.
+      if (!stopped) await pause(failed ? Math.min(errorDelayMs(context.errors), MAX_LOOP_PAUSE_MS) : idleMs);
+    }
+  })();
+
+  return async () => {
+    stopped = true;
+    wake();
+    await loop;
+  };
+}

@@ -1,0 +1,115 @@
+// Reads and writes of archive_requests; plain functions taking the database or a transaction.
+import type { Selectable } from 'kysely';
+import type { Db } from '../accounts/user.repository.js';
+import type { ArchiveRequestState, ArchiveRequestsTable } from './archives.tables.js';
+
+/** One archive request as routes, views and jobs see it (bigints as numbers: archives stay far below 2^53 bytes). */
+export interface ArchiveRequest {
+  id: string;
+  userId: string;
+  customer: string;
+  snapshot: string;
+  archiveId: string | null;
+  state: ArchiveRequestState;
+  bytesWritten: number;
+  filesWritten: number;
+  percent: number | null;
+  sizeBytes: number | null;
+  sha256: string | null;
+  failureReason: string | null;
+  downloadFileName: string | null;
+  requestedAt: Date;
+  readyAt: Date | null;
+  expiresAt: Date | null;
+  finishedAt: Date | null;
+  notifyDueAt: Date | null;
+  notifyAttempts: number;
+  notifiedAt: Date | null;
+  lastNotifyError: string | null;
+}
+
+/** States in which the backup host is still working on the request (the poller asks about these). */
+export const ACTIVE_STATES: readonly ArchiveRequestState[] = ['requested', 'building'];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Request ids come from URLs; anything that is not a lowercase UUID is simply not found. */
+export function isRequestId(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
+
+export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): ArchiveRequest {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    customer: row.customer,
+    snapshot: row.snapshot,
+    archiveId: row.archive_id,
+    state: row.state,
+    bytesWritten: Number(row.bytes_written),
+    filesWritten: Number(row.files_written),
+    percent: row.percent,
+    sizeBytes: row.size_bytes === null ? null : Number(row.size_bytes),
+    sha256: row.sha256,
+    failureReason: row.failure_reason,
+    downloadFileName: row.download_file_name,
+    requestedAt: row.requested_at,
+    readyAt: row.ready_at,
+    expiresAt: row.expires_at,
+    finishedAt: row.finished_at,
+    notifyDueAt: row.notify_due_at,
+    notifyAttempts: row.notify_attempts,
+    notifiedAt: row.notified_at,
+    lastNotifyError: row.last_notify_error,
+  };
+}
+
+/**
+ * Records a new request in state "requested". Returns null when the user already has one
+ * requested or building: the partial unique index decides, so two racing POSTs cannot both pass.
+ */
+export async function insertArchiveRequest(
+  db: Db,
+  values: { userId: string; customer: string; snapshot: string; ip: string; now: Date },
+): Promise<ArchiveRequest | null> {
+  const row = await db
+    .insertInto('archive_requests')
+    .values({ user_id: values.userId, customer: values.customer, snapshot: values.snapshot, requested_ip: values.ip, requested_at: values.now, next_poll_at: values.now })
+    .onConflict((oc) => oc.column('user_id').where('state', 'in', ['requested', 'building']).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  return row === undefined ? null : toArchiveRequest(row);
+}
+
+/** The request with this id if it belongs to this user; anyone else's (or a malformed id) is null. */
+export async function findOwnedRequest(db: Db, userId: string, id: unknown): Promise<ArchiveRequest | null> {
+  if (!isRequestId(id)) return null;
+  const row = await db.selectFrom('archive_requests').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+  return row === undefined ? null : toArchiveRequest(row);
+}
+
+export async function findActiveRequest(db: Db, userId: string): Promise<ArchiveRequest | null> {
+  const row = await db.selectFrom('archive_requests').selectAll().where('user_id', '=', userId).where('state', 'in', ACTIVE_STATES).executeTakeFirst();
+  return row === undefined ? null : toArchiveRequest(row);
+}
+
+export async function listRecentRequests(db: Db, userId: string, limit = 10): Promise<ArchiveRequest[]> {
+  const rows = await db.selectFrom('archive_requests').selectAll().where('user_id', '=', userId).orderBy('requested_at', 'desc').limit(limit).execute();
+  return rows.map(toArchiveRequest);
+}
+
+export async function markBuilding(db: Db, id: string, archiveId: string, nextPollAt: Date): Promise<void> {
+  await db.updateTable('archive_requests').set({ archive_id: archiveId, state: 'building', next_poll_at: nextPollAt }).where('id', '=', id).execute();
+}
+
+/**
+ * Ends a request as failed or cancelled. Leaving "requested"/"building" is what frees the
+ * one-build-per-user index, so every path that gives up on a request ends here.
+ */
+export async function markFinished(db: Db, id: string, state: 'failed' | 'cancelled', reason: string | null, now: Date): Promise<void> {
+  await db
+    .updateTable('archive_requests')
+    .set({ state, failure_reason: reason, finished_at: now, notify_due_at: null })
+    .where('id', '=', id)
+    .execute();
+}

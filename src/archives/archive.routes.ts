@@ -1,0 +1,192 @@
+// The customer's archive pages: the backups list and its request form, one archive's page, cancel, and "send the link again".
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { formatUtc } from '../accounts/account.routes.js';
+import { requireUser, type SignedInUser } from '../auth/guards.js';
+import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
+import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
+import { describeState, formatBytes } from './archive-format.js';
+import { archiveBackupHost } from './archive-host.js';
+import { findActiveRequest, findOwnedRequest, listRecentRequests, type ArchiveRequest } from './archive-request.repository.js';
+import { cancelArchive, customerOf, newestFirst, requestLinkAgain, startArchive, UNAVAILABLE_MESSAGE } from './archive-request.service.js';
+import { registerDownloadRoutes } from './download.routes.js';
+
+interface Form {
+  [field: string]: unknown;
+}
+
+interface IdRoute {
+  Params: { id: string };
+  Querystring: Record<string, unknown>;
+  Body: Form | undefined;
+}
+type IdRequest = FastifyRequest<IdRoute>;
+
+/** The longest snapshot field looked at; the protocol allows 128 characters, anything longer is refused unread. */
+const MAX_SNAPSHOT_FIELD = 128;
+
+export const NO_BACKUP_HOST_MESSAGE = 'Archives cannot be requested on this portal: no backup host is set up yet. Your provider can tell you more.';
+const NO_DOMAIN_MESSAGE = 'Your account has no installation domain, so there are no backups to show. Write to your provider to have it set.';
+const NO_BACKUPS_MESSAGE = 'There are no backups of your installation yet.';
+
+/**
+ * Customers only: someone not signed in goes to sign in, an operator gets the same "no such page"
+ * as any unknown address (operators have no backups, and the operator area is elsewhere).
+ */
+export async function requireCustomer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.user === null) return requireUser(request, reply);
+  if (request.user.role !== 'customer') return reply.callNotFound();
+}
+
+interface BackupsList {
+  snapshots: SnapshotInfo[];
+  /** Why there is no list to choose from, in words for the customer; null when there is one. */
+  problem: string | null;
+}
+
+export function registerArchiveRoutes(app: FastifyInstance): void {
+  const viewHelpers = { fmt: formatUtc, formatBytes, describeState };
+
+  /** The customer's snapshots, or the reason there are none to show; details of a failure go only to the log. */
+  async function loadBackups(request: FastifyRequest, user: SignedInUser): Promise<BackupsList> {
+    const customer = customerOf(user);
+    if (customer === null) return { snapshots: [], problem: NO_DOMAIN_MESSAGE };
+    try {
+      const host = archiveBackupHost(app.config);
+      if (host === null) return { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE };
+      const { snapshots } = await host.listBackups({ customer });
+      return { snapshots: newestFirst(snapshots), problem: null };
+    } catch (error) {
+      if (error instanceof BackupHostRefused && error.code === 'not_found') return { snapshots: [], problem: NO_BACKUPS_MESSAGE };
+      if (error instanceof BackupHostError) {
+        request.log.warn({ reason: error.message, kind: error.name }, 'backups list not available');
+        return { snapshots: [], problem: 'The backup service is not available right now, so your backups cannot be listed. Please try again in a few minutes.' };
+      }
+      throw error;
+    }
+  }
+
+  async function renderBackups(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    values: { list?: BackupsList; error?: string | null; selected?: string | null; activeId?: string | null } = {},
+  ) {
+    const user = request.user as SignedInUser;
+    const list = values.list ?? (await loadBackups(request, user));
+    const selected = values.selected !== undefined && values.selected !== null && list.snapshots.some((s) => s.name === values.selected) ? values.selected : (list.snapshots[0]?.name ?? null);
+    return reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      .view('archives/backups', {
+        title: 'Your backups',
+        ...viewHelpers,
+        snapshots: list.snapshots,
+        problem: list.problem,
+        selected,
+        error: values.error ?? null,
+        activeId: values.activeId ?? null,
+        active: await findActiveRequest(app.database.db, user.id),
+        requests: await listRecentRequests(app.database.db, user.id),
+      });
+  }
+
+  async function renderArchive(reply: FastifyReply, status: number, request: ArchiveRequest, values: { notice?: string | null; error?: string | null } = {}) {
+    const working = request.state === 'requested' || request.state === 'building';
+    return reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      .view('archives/archive', {
+        title: `Archive of ${request.snapshot}`,
+        ...viewHelpers,
+        request,
+        notice: values.notice ?? null,
+        error: values.error ?? null,
+        // No script may run (CSP), and every page must work without one: the browser reloads it.
+        refreshSeconds: working ? 5 : null,
+      });
+  }
+
+  const context = (request: FastifyRequest) => {
+    const host = archiveBackupHost(app.config);
+    return host === null ? null : { db: app.database.db, host, log: request.log, now: app.clock.now(), ip: request.ip };
+  };
+
+  /** The request if the signed-in user owns it; otherwise the same 404 as any unknown address. */
+  async function ownedOr404(request: IdRequest, reply: FastifyReply): Promise<ArchiveRequest | null> {
+    const found = await findOwnedRequest(app.database.db, (request.user as SignedInUser).id, request.params.id);
+    if (found === null) await reply.callNotFound();
+    return found;
+  }
+
+  app.get('/backups', { preHandler: requireCustomer }, async (request, reply) => renderBackups(request, reply, 200));
+
+  app.post<{ Body: Form | undefined }>('/archives', { preHandler: requireCustomer }, async (request, reply) => {
+    const user = request.user as SignedInUser;
+    const field = request.body?.snapshot;
+    if (typeof field !== 'string' || field.length > MAX_SNAPSHOT_FIELD || !isSnapshotName(field)) {
+      return renderBackups(request, reply, 400, { error: 'Choose one of your backups from the list.' });
+    }
+    const customer = customerOf(user);
+    let ctx;
+    try {
+      ctx = context(request);
+    } catch (error) {
+      if (!(error instanceof BackupHostError)) throw error;
+      request.log.warn({ reason: error.message }, 'backup host client cannot be set up');
+      return renderBackups(request, reply, 503, { error: UNAVAILABLE_MESSAGE });
+    }
+    if (ctx === null) return renderBackups(request, reply, 503, { list: { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE } });
+    if (customer === null) return renderBackups(request, reply, 400, { list: { snapshots: [], problem: NO_DOMAIN_MESSAGE } });
+    // Only a snapshot the backup host lists right now: the dispatcher checks again, this gives the clearer message.
+    const list = await loadBackups(request, user);
+    if (list.problem !== null) return renderBackups(request, reply, 503, { list, error: UNAVAILABLE_MESSAGE });
+    if (!list.snapshots.some((s) => s.name === field)) {
+      return renderBackups(request, reply, 400, { list, error: 'That backup is not in your list (any more). Choose one of the backups shown.' });
+    }
+    const started = await startArchive(ctx, user, customer, field);
+    switch (started.outcome) {
+      case 'started':
+        return reply.redirect(`/archives/${started.request.id}`, 303);
+      case 'busy':
+        return renderBackups(request, reply, 409, { list, error: started.message, activeId: started.activeId, selected: field });
+      case 'refused':
+        return renderBackups(request, reply, 409, { list, error: started.message, selected: field });
+      case 'unavailable':
+        return renderBackups(request, reply, 503, { list, error: started.message, selected: field });
+    }
+  });
+
+  app.get<IdRoute>('/archives/:id', { preHandler: requireCustomer }, async (request, reply) => {
+    const found = await ownedOr404(request, reply);
+    if (found === null) return reply;
+    return renderArchive(reply, 200, found, { notice: request.query.sent !== undefined ? 'A new download link is on its way to your email address. Only that newest link works.' : null });
+  });
+
+  app.post<IdRoute>('/archives/:id/cancel', { preHandler: requireCustomer }, async (request, reply) => {
+    const found = await ownedOr404(request, reply);
+    if (found === null) return reply;
+    let ctx;
+    try {
+      ctx = context(request);
+    } catch (error) {
+      if (!(error instanceof BackupHostError)) throw error;
+      ctx = null;
+    }
+    if (ctx === null) return renderArchive(reply, 503, found, { error: 'The backup service is not available right now, so the archive could not be cancelled.' });
+    const result = await cancelArchive(ctx, request.user as SignedInUser, found);
+    if (result.outcome === 'cancelled') return reply.redirect(`/archives/${found.id}`, 303);
+    const status = result.outcome === 'unavailable' ? 503 : 409;
+    const now = await findOwnedRequest(app.database.db, found.userId, found.id);
+    return renderArchive(reply, status, now ?? found, { error: result.message });
+  });
+
+  app.post<IdRoute>('/archives/:id/resend', { preHandler: requireCustomer }, async (request, reply) => {
+    const found = await ownedOr404(request, reply);
+    if (found === null) return reply;
+    const result = await requestLinkAgain(app.database.db, request.user as SignedInUser, found, app.clock.now(), request.ip);
+    if (result.outcome === 'queued') return reply.redirect(`/archives/${found.id}?sent`, 303);
+    return renderArchive(reply, result.outcome === 'too-soon' ? 429 : 409, found, { error: result.message });
+  });
+
+  registerDownloadRoutes(app, viewHelpers);
+}

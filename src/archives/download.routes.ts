@@ -1,0 +1,173 @@
+// The download page: takes the emailed token out of the URL into a sealed cookie, then hands the owner a 60-second link.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { recordAudit } from '../accounts/audit.js';
+import { requireUser, type SignedInUser } from '../auth/guards.js';
+import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
+import { canonicalIp, isToken } from '../protocol/index.js';
+import { archiveBackupHost } from './archive-host.js';
+import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
+import { DOWNLOAD_COOKIE_LIFETIME_MS, downloadCookieKey, downloadCookieName, openDownloadToken, sealDownloadToken } from './download-token-cookie.js';
+
+type DownloadRequest = FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>;
+
+interface Problem {
+  status: number;
+  title: string;
+  message: string;
+  offerResend: boolean;
+  /** The token can never work again (or there is none): the cookie goes. */
+  clearCookie: boolean;
+}
+
+/**
+ * The address the download must come from, written as the downloads NGINX will see it. A portal
+ * listening on a dual-stack socket sees an IPv4 browser as `::ffff:a.b.c.d`, but the browser reaches
+ * the downloads host over IPv4, where NGINX's $remote_addr is the plain dotted quad.
+ */
+export function linkAddress(ip: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip)?.[1];
+  return canonicalIp(mapped ?? ip) ?? ip;
+}
+
+export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record<string, unknown>): void {
+  const secure = app.config.auth.requireHttps;
+  const cookieName = downloadCookieName(secure);
+  const key = downloadCookieKey(app.config.secrets.encryptionKey);
+  // Scoped to one request's page: the token is sent nowhere else, not even to this portal's other pages.
+  const cookieOptions = (id: string) => ({ path: `/downloads/${id}`, secure, httpOnly: true, sameSite: 'lax' as const });
+
+  const renderProblem = (reply: FastifyReply, request: ArchiveRequest, problem: Problem) => {
+    if (problem.clearCookie) reply.clearCookie(cookieName, cookieOptions(request.id));
+    return reply.code(problem.status).view('archives/download', {
+      title: problem.title,
+      ...viewHelpers,
+      kind: 'problem',
+      request,
+      message: problem.message,
+      offerResend: problem.offerResend,
+    });
+  };
+
+  app.get('/downloads/:id', async (request: DownloadRequest, reply) => {
+    // The page shows a link that is valid for a minute and was made for this visit: never kept by a cache.
+    reply.header('cache-control', 'no-store');
+    const id = request.params.id;
+
+    // Step one, before anything else (even before asking who is signed in): the token leaves the
+    // address bar, history and any sign-in redirect at once. It goes into a cookie, not the session,
+    // which is a database row; the access log already censors the `t` parameter.
+    if (Object.hasOwn(request.query, 't')) {
+      if (!isRequestId(id)) return reply.callNotFound();
+      const token = request.query.t;
+      if (typeof token === 'string' && isToken(token)) {
+        const expiresAt = new Date(app.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
+        reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), { ...cookieOptions(id), maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000 });
+      }
+      return reply.redirect(`/downloads/${id}`, 303);
+    }
+
+    // Not signed in: to the sign-in page, which brings the browser back here (the cookie waits).
+    if (request.user === null) return requireUser(request, reply);
+    const user: SignedInUser = request.user;
+    const found = await findOwnedRequest(app.database.db, user.id, id);
+    if (found === null) return reply.callNotFound();
+
+    switch (found.state) {
+      case 'requested':
+      case 'building':
+        return renderProblem(reply, found, {
+          status: 409,
+          title: 'Your archive is not ready yet',
+          message: 'We are still making this archive. We email you a link when it is ready.',
+          offerResend: false,
+          clearCookie: false,
+        });
+      case 'downloaded':
+        return renderProblem(reply, found, {
+          status: 410,
+          title: 'This archive has been downloaded',
+          message: 'This archive has already been downloaded, and each archive can be downloaded once. Ask for a new archive if you need it again.',
+          offerResend: false,
+          clearCookie: true,
+        });
+      case 'expired':
+        return renderProblem(reply, found, {
+          status: 410,
+          title: 'This archive has expired',
+          message: 'This archive has expired and was removed from the backup host. Ask for a new archive if you need one.',
+          offerResend: false,
+          clearCookie: true,
+        });
+      case 'failed':
+      case 'cancelled':
+        return renderProblem(reply, found, {
+          status: 410,
+          title: 'There is nothing to download',
+          message: 'This archive was not made, so there is nothing to download. Ask for a new archive on your backups page.',
+          offerResend: false,
+          clearCookie: true,
+        });
+      case 'ready':
+        break;
+    }
+
+    // A missing, altered, expired, or other request's cookie all read as "no token here".
+    const token = openDownloadToken(key, found.id, request.cookies[cookieName], app.clock.now());
+    if (token === null) {
+      return renderProblem(reply, found, {
+        status: 200,
+        title: 'Open the link from your email',
+        message:
+          'This browser has no valid download link for this archive. Open the link in the newest email we sent you about it (it works here for 15 minutes after you open it), or have us send a new one.',
+        offerResend: true,
+        clearCookie: request.cookies[cookieName] !== undefined,
+      });
+    }
+
+    const clientIp = linkAddress(request.ip);
+    let link;
+    try {
+      const host = archiveBackupHost(app.config);
+      if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
+      link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
+    } catch (error) {
+      if (error instanceof BackupHostRefused) {
+        request.log.info({ archiveRequestId: found.id, reason: error.message }, 'download link refused');
+        // Every refusal is final for this token (replaced, downloaded, expired), so its cookie goes.
+        return renderProblem(reply, found, { status: 410, title: 'This link does not work any more', message: error.userMessage, offerResend: true, clearCookie: true });
+      }
+      if (error instanceof BackupHostError) {
+        request.log.warn({ archiveRequestId: found.id, reason: error.message, kind: error.name }, 'download link not available: backup host');
+        return renderProblem(reply, found, {
+          status: 503,
+          title: 'Please try again in a few minutes',
+          message: 'The backup service is not available right now. Reload this page in a few minutes: your link keeps working here for 15 minutes after you opened it.',
+          offerResend: false,
+          clearCookie: false,
+        });
+      }
+      throw error;
+    }
+    await recordAudit(app.database.db, {
+      actor: user.id,
+      action: 'archive.link_issued',
+      subject: user.id,
+      ip: request.ip,
+      detail: { requestId: found.id, archiveId: found.archiveId, expires: link.expires },
+    });
+    request.log.info({ archiveRequestId: found.id, expires: link.expires }, 'download link issued');
+    const secondsLeft = Math.max(0, link.expires - Math.floor(Date.now() / 1000));
+    return reply.view('archives/download', {
+      title: 'Your download is ready',
+      ...viewHelpers,
+      kind: 'link',
+      request: found,
+      url: link.url,
+      fileName: link.fileName,
+      ip: clientIp,
+      secondsLeft,
+      linkExpires: `${new Date(link.expires * 1000).toISOString().slice(11, 19)} UTC`,
+      script: '/static/download-countdown.js',
+    });
+  });
+}

@@ -1,0 +1,201 @@
+// Copies the backup host's events (events.since) into the portal, in order and once, and applies the
+// state changes the portal learns only from them: a completed download and an expired archive.
+import { isIP } from 'node:net';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { BackupHost } from '../backup-host/index.js';
+import { archiveBackupHost } from './archive-host.js';
+import type { Clock } from '../clock.js';
+import type { Database } from '../db/database.js';
+import { isArchiveId, isCustomer, type DispatcherEvent } from '../protocol/index.js';
+import { applyEventTransition, ensureSyncRow, insertEvents, lockSyncRow, recordSyncDone, recordSyncFailed, type StoredEvent } from './event.repository.js';
+
+/** The portal has one backup host for now; the tables are keyed by host so more can follow. */
+export const DEFAULT_HOST = 'default';
+
+/** Events per events.since call (the protocol allows up to 1000). */
+export const EVENT_PAGE_SIZE = 500;
+
+/**
+ * Pages per sync. The whole sync is one transaction holding the progress row, so a long backlog is
+ * copied in several syncs of at most this many pages rather than in one unbounded transaction.
+ */
+export const EVENT_PAGES_PER_SYNC = 20;
+
+/** How often `archway serve` syncs: a download shows up on the operator page within this. */
+export const EVENT_SYNC_INTERVAL_MS = 20_000;
+
+const MAX_DETAIL_CHARS = 2000;
+const MAX_ERROR_CHARS = 1000;
+
+export interface EventSyncDeps {
+  db: Kysely<Database>;
+  backupHost: Pick<BackupHost, 'eventsSince'>;
+  clock: Clock;
+  log?: FastifyBaseLogger;
+  host?: string;
+  pageSize?: number;
+  maxPages?: number;
+}
+
+export type EventSyncResult =
+  /** `more`: the page limit was reached with full pages; sync again to copy the rest. */
+  | { outcome: 'synced'; received: number; lastSeq: number; more: boolean; downloaded: number; expired: number }
+  /** Another sync (here or in another portal instance) holds the progress row; it does the work. */
+  | { outcome: 'busy' }
+  /** Nothing was stored; last_seq is unchanged and last_error says why. */
+  | { outcome: 'failed'; lastSeq: number; error: string };
+
+/** A problem with what the backup host sent, as opposed to not reaching it. */
+export class MalformedEventError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedEventError';
+  }
+}
+
+/**
+ * One sync: locks the host's progress row (FOR UPDATE SKIP LOCKED, so a second instance skips
+ * instead of waiting or copying the same events), pages through events.since after last_seq,
+ * stores the events, applies their transitions and advances last_seq, all in one transaction.
+ * Any failure rolls all of that back to a savepoint and records only last_error.
+ */
+export async function syncBackupHostEvents(deps: EventSyncDeps): Promise<EventSyncResult> {
+  const host = deps.host ?? DEFAULT_HOST;
+  const pageSize = deps.pageSize ?? EVENT_PAGE_SIZE;
+  const maxPages = deps.maxPages ?? EVENT_PAGES_PER_SYNC;
+  await ensureSyncRow(deps.db, host);
+  return deps.db.transaction().execute(async (trx) => {
+    const row = await lockSyncRow(trx, host);
+    if (row === null) return { outcome: 'busy' } as const;
+    await sql`savepoint event_sync`.execute(trx);
+    try {
+      const result = await copyEvents(trx, deps, host, row.lastSeq, pageSize, maxPages);
+      await recordSyncDone(trx, host, result.lastSeq, deps.clock.now());
+      await sql`release savepoint event_sync`.execute(trx);
+      if (result.received > 0) deps.log?.info({ host, ...result }, 'backup host events copied');
+      return { outcome: 'synced', ...result } as const;
+    } catch (error) {
+      await sql`rollback to savepoint event_sync`.execute(trx);
+      const message = describeError(error);
+      await recordSyncFailed(trx, host, message);
+      deps.log?.warn({ host, lastSeq: row.lastSeq, reason: message }, 'backup host events not copied; trying again at the next sync');
+      return { outcome: 'failed', lastSeq: row.lastSeq, error: message } as const;
+    }
+  });
+}
+
+async function copyEvents(trx: Transaction<Database>, deps: EventSyncDeps, host: string, fromSeq: number, pageSize: number, maxPages: number) {
+  let lastSeq = fromSeq;
+  let received = 0;
+  let downloaded = 0;
+  let expired = 0;
+  for (let page = 1; ; page++) {
+    const answer = await deps.backupHost.eventsSince({ after: lastSeq, limit: pageSize });
+    // The dispatcher's lastSeq is its newest event; below ours means its log was replaced (a
+    // reinstall): copying from 0 again would mix two histories under one host name.
+    if (answer.events.length === 0 && answer.lastSeq < lastSeq) {
+      throw new MalformedEventError(`the backup host's newest event is ${answer.lastSeq}, but the portal has copied up to ${lastSeq}; its event log seems to have been replaced`);
+    }
+    const events = checkEvents(answer.events, lastSeq, pageSize);
+    for (const event of await insertEvents(trx, host, events)) {
+      const changed = await applyEventTransition(trx, event);
+      if (changed === 'downloaded') downloaded++;
+      if (changed === 'expired') expired++;
+    }
+    received += events.length;
+    if (events.length > 0) lastSeq = events[events.length - 1]!.seq;
+    if (events.length < pageSize) return { received, lastSeq, more: false, downloaded, expired };
+    if (page >= maxPages) return { received, lastSeq, more: true, downloaded, expired };
+  }
+}
+
+/**
+ * The answer's shape was checked by the client; each event is checked here before it is stored:
+ * seq strictly increasing after `after`, the fields the protocol promises, an IP that is an IP.
+ */
+function checkEvents(raw: unknown, after: number, pageSize: number): StoredEvent[] {
+  if (!Array.isArray(raw)) throw new MalformedEventError('the backup host answered events.since without a list of events');
+  if (raw.length > pageSize) throw new MalformedEventError(`the backup host sent ${raw.length} events where at most ${pageSize} were asked for`);
+  const events: StoredEvent[] = [];
+  let previous = after;
+  for (const item of raw as Partial<DispatcherEvent>[]) {
+    const seq = item?.seq;
+    const bad = (what: string) => new MalformedEventError(`the backup host sent a malformed event (seq ${String(seq)}): ${what}`);
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq <= previous) throw bad(`seq is not a number after ${previous}`);
+    const at = typeof item.time === 'string' ? new Date(item.time) : null;
+    if (at === null || Number.isNaN(at.getTime())) throw bad('time is not a date');
+    if (typeof item.type !== 'string' || !/^[a-z]+(\.[a-z]+)*$/.test(item.type) || item.type.length > 64) throw bad('type is not an event type');
+    if (!isCustomer(item.customer)) throw bad('customer is not a domain');
+    if (!isArchiveId(item.archiveId)) throw bad('archiveId is not an archive id');
+    if (item.ip !== null && (typeof item.ip !== 'string' || isIP(item.ip) === 0)) throw bad('ip is not an IP address');
+    if (item.bytes !== null && (typeof item.bytes !== 'number' || !Number.isSafeInteger(item.bytes) || item.bytes < 0)) throw bad('bytes is not a byte count');
+    if (item.detail !== null && typeof item.detail !== 'string') throw bad('detail is not text');
+    events.push({
+      seq,
+      at,
+      type: item.type,
+      customer: item.customer,
+      archiveId: item.archiveId,
+      ip: item.ip ?? null,
+      bytes: item.bytes ?? null,
+      // Shown to the operator only; a runaway detail must not fill the table.
+      detail: item.detail === null || item.detail === undefined ? null : item.detail.slice(0, MAX_DETAIL_CHARS),
+    });
+    previous = seq;
+  }
+  return events;
+}
+
+function describeError(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+/g, ' ').trim().slice(0, MAX_ERROR_CHARS) || 'unknown error';
+}
+
+type SyncApp = Pick<FastifyInstance, 'log' | 'clock' | 'config' | 'database'>;
+
+/**
+ * Syncs at once and then every `intervalMs`, and again at once while a backlog remains. Runs only
+ * when a backup host is configured (otherwise returns a stopper that does nothing). The stopper
+ * resolves once the sync in hand has finished, so the database pool is not closed under it.
+ */
+export function startEventSync(app: SyncApp, options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {}): () => Promise<void> {
+  const settings = app.config.backupHost;
+  if (settings === null && options.backupHost === undefined) return async () => undefined;
+  // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
+  // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
+  const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? { eventsSince: async (request) => archiveBackupHost(app.config)!.eventsSince(request) };
+  const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
+  const log = app.log.child({ component: 'event-sync' });
+  let stopped = false;
+  let wake: () => void = () => undefined;
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const loop = (async () => {
+    while (!stopped) {
+      let again = false;
+      try {
+        const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, log });
+        again = result.outcome === 'synced' && result.more;
+      } catch (error) {
+        // The database itself failed (down, restarting); the events wait on the backup host.
+        log.error({ reason: (error as Error).message }, 'event sync could not reach the database; trying again later');
+      }
+      if (!stopped && !again) await pause(intervalMs);
+    }
+  })();
+
+  return async () => {
+    stopped = true;
+    wake();
+    await loop;
+  };
+}

@@ -1,0 +1,137 @@
+// Reads and writes of the backup host's copied events and of how far they have been copied.
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/database.js';
+
+/** One event as the portal stores it (the dispatcher's DispatcherEvent, checked and typed for the database). */
+export interface StoredEvent {
+  seq: number;
+  at: Date;
+  type: string;
+  customer: string;
+  archiveId: string;
+  ip: string | null;
+  bytes: number | null;
+  detail: string | null;
+}
+
+export interface SyncStatus {
+  host: string;
+  lastSeq: number;
+  syncedAt: Date | null;
+  lastError: string | null;
+}
+
+/** Creates the host's progress row if it is missing; never waits for, or touches, an existing one. */
+export async function ensureSyncRow(db: Kysely<Database>, host: string): Promise<void> {
+  await db.insertInto('backup_host_sync').values({ host }).onConflict((oc) => oc.column('host').doNothing()).execute();
+}
+
+/**
+ * Locks the host's progress row for this transaction, or returns null at once when another
+ * transaction (another portal instance) holds it: that one is syncing, so this one need not.
+ */
+export async function lockSyncRow(trx: Transaction<Database>, host: string): Promise<SyncStatus | null> {
+  const row = await trx.selectFrom('backup_host_sync').selectAll().where('host', '=', host).forUpdate().skipLocked().executeTakeFirst();
+  return row === undefined ? null : toStatus(row);
+}
+
+export async function readSyncStatus(db: Kysely<Database>, host: string): Promise<SyncStatus | null> {
+  const row = await db.selectFrom('backup_host_sync').selectAll().where('host', '=', host).executeTakeFirst();
+  return row === undefined ? null : toStatus(row);
+}
+
+function toStatus(row: { host: string; last_seq: string; synced_at: Date | null; last_error: string | null }): SyncStatus {
+  return { host: row.host, lastSeq: Number(row.last_seq), syncedAt: row.synced_at, lastError: row.last_error };
+}
+
+/** Inserts the events; ones already stored are skipped. Returns the ones that were new, in seq order. */
+export async function insertEvents(trx: Transaction<Database>, host: string, events: StoredEvent[]): Promise<StoredEvent[]> {
+  if (events.length === 0) return [];
+  const inserted = await trx
+    .insertInto('backup_host_events')
+    .values(
+      events.map((e) => ({
+        host,
+        seq: e.seq,
+        at: e.at,
+        type: e.type,
+        customer: e.customer,
+        archive_id: e.archiveId,
+        ip: e.ip,
+        bytes: e.bytes,
+        detail: e.detail,
+      })),
+    )
+    .onConflict((oc) => oc.columns(['host', 'seq']).doNothing())
+    .returning('seq')
+    .execute();
+  const fresh = new Set(inserted.map((r) => Number(r.seq)));
+  return events.filter((e) => fresh.has(e.seq));
+}
+
+export async function recordSyncDone(trx: Transaction<Database>, host: string, lastSeq: number, at: Date): Promise<void> {
+  await trx.updateTable('backup_host_sync').set({ last_seq: lastSeq, synced_at: at, last_error: null }).where('host', '=', host).execute();
+}
+
+/** Keeps last_seq and synced_at (the last good sync) and says what went wrong since. */
+export async function recordSyncFailed(trx: Transaction<Database>, host: string, error: string): Promise<void> {
+  await trx.updateTable('backup_host_sync').set({ last_error: error }).where('host', '=', host).execute();
+}
+
+/**
+ * The one state change each event type may make to an archive request, and the states it may make
+ * it from. Anything else (an event out of order, a repeated one, or one for a request already
+ * finished) changes nothing: a downloaded archive that later expires stays "downloaded".
+ */
+const TRANSITIONS = {
+  'download.completed': { to: 'downloaded', from: ['ready'] },
+  'archive.expired': { to: 'expired', from: ['requested', 'building', 'ready'] },
+} as const;
+
+/**
+ * Applies an event's transition to the matching request (same archive id and customer). Returns
+ * the new state, or null when no row changed (unknown archive, wrong state, or no transition).
+ */
+export async function applyEventTransition(trx: Transaction<Database>, event: StoredEvent): Promise<'downloaded' | 'expired' | null> {
+  const rule = TRANSITIONS[event.type as keyof typeof TRANSITIONS] as (typeof TRANSITIONS)[keyof typeof TRANSITIONS] | undefined;
+  if (rule === undefined) return null;
+  const result = await trx
+    .updateTable('archive_requests')
+    .set({ state: rule.to, finished_at: event.at })
+    .where('archive_id', '=', event.archiveId)
+    // The backup host names the customer in every event; a mismatch is not this request's.
+    .where('customer', '=', event.customer)
+    .where('state', 'in', [...rule.from])
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0 ? rule.to : null;
+}
+
+export interface EventRow {
+  seq: number;
+  at: Date;
+  type: string;
+  customer: string;
+  archiveId: string;
+  ip: string | null;
+  bytes: number | null;
+  detail: string | null;
+}
+
+/** Every stored event of these archives, oldest first, grouped by archive id. */
+export async function eventsForArchives(db: Kysely<Database>, host: string, archiveIds: string[]): Promise<Map<string, EventRow[]>> {
+  const byArchive = new Map<string, EventRow[]>();
+  if (archiveIds.length === 0) return byArchive;
+  const rows = await db
+    .selectFrom('backup_host_events')
+    .select(['seq', 'at', 'type', 'customer', 'archive_id', 'ip', 'bytes', 'detail'])
+    .where('host', '=', host)
+    .where('archive_id', 'in', archiveIds)
+    .orderBy('seq')
+    .execute();
+  for (const r of rows) {
+    const list = byArchive.get(r.archive_id) ?? [];
+    list.push({ seq: Number(r.seq), at: r.at, type: r.type, customer: r.customer, archiveId: r.archive_id, ip: r.ip, bytes: r.bytes === null ? null : Number(r.bytes), detail: r.detail });
+    byArchive.set(r.archive_id, list);
+  }
+  return byArchive;
+}

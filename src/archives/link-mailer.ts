@@ -1,0 +1,174 @@
+// Emails the download link of a ready archive: a fresh token each time, armed on the backup host, sent at once, never stored.
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import { recordAudit } from '../accounts/audit.js';
+import { formatUtc } from '../accounts/account.routes.js';
+import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/database.js';
+import { MailNotSent, sendMailNow } from '../mail/mail.service.js';
+import { retryDelayMs } from '../mail/mail.worker.js';
+import { hashToken, newToken } from '../protocol/index.js';
+import { formatBytes } from './archive-format.js';
+import { archiveBackupHost } from './archive-host.js';
+import { toArchiveRequest } from './archive-request.repository.js';
+
+/** Same patience as the mail queue: about 4 hours of retries, waits doubling from 1 minute to 1 hour. */
+export const LINK_MAIL_MAX_ATTEMPTS = 10;
+const MAX_ERROR_LENGTH = 500;
+
+export type NotifyOutcome = 'sent' | 'retry' | 'gave-up' | 'skipped';
+
+export interface LinkMailerOptions {
+  now?: () => Date;
+  host?: BackupHost;
+  idleMs?: number;
+}
+
+type MailerApp = { config: Config; database: { db: Kysely<Database> }; log: FastifyBaseLogger };
+
+interface MailerContext {
+  app: MailerApp;
+  db: Kysely<Database>;
+  host: BackupHost;
+  log: FastifyBaseLogger;
+  now: () => Date;
+  publicUrl: string;
+}
+
+/** The email's link: the portal's download page for this request, the token in the query (moved into a cookie at once). */
+export function downloadPageLink(publicUrl: string, requestId: string, token: string): string {
+  return `${publicUrl}/downloads/${requestId}?t=${token}`;
+}
+
+/** A failure reason fit to store and log: one line, bounded, and never the token. */
+function scrub(reason: string, token: string): string {
+  const clean = reason.split(token).join('[token]').replace(/\s+/g, ' ').trim();
+  return clean.length > MAX_ERROR_LENGTH ? `${clean.slice(0, MAX_ERROR_LENGTH)}…` : clean;
+}
+
+/**
+ * Claims the request whose email is due longest (FOR UPDATE SKIP LOCKED, held while it is armed
+ * and sent, so two instances never mail the same request at once). The token exists only in this
+ * function's memory: the backup host gets its hash, the customer gets the email, nothing else.
+ */
+async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null> {
+  const now = context.now();
+  return context.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('archive_requests')
+      .selectAll()
+      .where('notify_due_at', 'is not', null)
+      .where('notify_due_at', '<=', now)
+      .orderBy('notify_due_at')
+      .limit(1)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
+    if (row === undefined) return null;
+    const request = toArchiveRequest(row);
+    const log = context.log.child({ archiveRequestId: request.id });
+    const owner = await trx.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
+    if (request.state !== 'ready' || request.archiveId === null || owner === undefined || owner.status !== 'active') {
+      await trx.updateTable('archive_requests').set({ notify_due_at: null }).where('id', '=', request.id).execute();
+      log.info({ state: request.state }, 'link email no longer due');
+      return 'skipped';
+    }
+    const attempts = request.notifyAttempts + 1;
+    const token = newToken();
+    try {
+      // Armed before sending: once this succeeds every earlier email's link stops working.
+      await context.host.armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
+      await sendMailNow(context.app, {
+        to: owner.email,
+        template: 'archive-ready',
+        data: {
+          link: downloadPageLink(context.publicUrl, request.id, token),
+          snapshot: request.snapshot,
+          size: request.sizeBytes === null ? 'unknown' : formatBytes(request.sizeBytes),
+          sizeBytes: request.sizeBytes,
+          sha256: request.sha256,
+          expiresAt: request.expiresAt === null ? null : formatUtc(request.expiresAt),
+        },
+      });
+    } catch (error) {
+      const refused = error instanceof BackupHostRefused;
+      // Anything else (a template fault) is recorded by name only: its message might quote the data, link included.
+      const described =
+        error instanceof MailNotSent ? `mail: ${error.reason}` : error instanceof BackupHostError ? `backup host: ${error.message}` : `internal: ${(error as Error).name}`;
+      const reason = scrub(described, token);
+      // A refused arm (downloaded, expired, cancelled meanwhile) or a recipient the server refuses will not change by waiting.
+      const permanent = refused || (error instanceof MailNotSent && error.permanent);
+      if (permanent || attempts >= LINK_MAIL_MAX_ATTEMPTS) {
+        await trx.updateTable('archive_requests').set({ notify_due_at: null, notify_attempts: attempts, last_notify_error: reason }).where('id', '=', request.id).execute();
+        log.error({ attempts, reason }, 'archive link email given up');
+        return 'gave-up';
+      }
+      const nextAttemptAt = new Date(now.getTime() + retryDelayMs(attempts));
+      await trx
+        .updateTable('archive_requests')
+        .set({ notify_due_at: nextAttemptAt, notify_attempts: attempts, last_notify_error: reason })
+        .where('id', '=', request.id)
+        .execute();
+      log.warn({ attempts, nextAttemptAt, reason }, 'archive link email not sent; will retry with a new link');
+      return 'retry';
+    }
+    await trx
+      .updateTable('archive_requests')
+      .set({ notify_due_at: null, notified_at: now, notify_attempts: attempts, last_notify_error: null })
+      .where('id', '=', request.id)
+      .execute();
+    await recordAudit(trx, { actor: 'system', action: 'archive.link_sent', subject: request.userId, detail: { requestId: request.id, attempts } });
+    log.info({ attempts }, 'archive link email sent');
+    return 'sent';
+  });
+}
+
+function contextFor(app: MailerApp, options: LinkMailerOptions): MailerContext | null {
+  const host = options.host ?? archiveBackupHost(app.config);
+  if (host === null) return null;
+  return { app, db: app.database.db, host, log: app.log.child({ component: 'link-mailer' }), now: options.now ?? (() => new Date()), publicUrl: app.config.publicUrl.replace(/\/+$/, '') };
+}
+
+/** Sends every link email due now, one after another, and says what happened to each. */
+export async function sendDueLinks(app: MailerApp, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
+  const context = contextFor(app, options);
+  if (context === null) return [];
+  const outcomes: NotifyOutcome[] = [];
+  for (let outcome = await notifyNext(context); outcome !== null; outcome = await notifyNext(context)) outcomes.push(outcome);
+  return outcomes;
+}
+
+/** Runs until stopped, looking for due link emails every idleMs (default 2 s). Returns the stopper. */
+export function startLinkMailer(app: MailerApp, options: LinkMailerOptions = {}): () => Promise<void> {
+  const context = contextFor(app, options);
+  if (context === null) return async () => undefined;
+  const idleMs = options.idleMs ?? 2_000;
+  let stopped = false;
+  let wake: () => void = () => undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        if ((await notifyNext(context)) !== null) continue;
+      } catch (error) {
+        context.log.error({ reason: (error as Error).message }, 'link mailer could not reach the database; trying again later');
+      }
+      if (!stopped) await pause(idleMs);
+    }
+  })();
+
+  return async () => {
+    stopped = true;
+    wake();
+    await loop;
+  };
+}

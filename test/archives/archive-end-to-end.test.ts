@@ -1,0 +1,200 @@
+// The whole archive flow with the real programs: Chromium (JavaScript off) -> portal -> sshd -> gate -> sudo -> dispatcher -> nginx -> watch.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { insertUser, type User } from '../../src/accounts/user.repository.js';
+import { buildApp } from '../../src/app.js';
+import { pollDueArchives } from '../../src/archives/archive-poller.js';
+import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
+import { sendDueLinks } from '../../src/archives/link-mailer.js';
+import { backupHostFromSettings, type SshBackupHostSettings } from '../../src/backup-host/index.js';
+import { AdjustableClock } from '../../src/clock.js';
+import { startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
+import { httpGet } from '../backup-host/http-get.js';
+import { testConfig } from '../harness/app.js';
+import { launchBrowser, type TestBrowser } from '../harness/browser.js';
+import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
+import { freeLoopbackPort } from '../harness/sshd.js';
+import { everyStoredText, PASSWORD } from './archive-world.js';
+
+let host: BackupHostFixture;
+let watch: WatchProcess;
+let settings: SshBackupHostSettings;
+let database: TestDatabase;
+let sink: SmtpSink;
+let app: FastifyInstance;
+let origin: string;
+let browser: TestBrowser;
+let customer: User;
+const clock = new AdjustableClock();
+const logLines: string[] = [];
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nwatch said:\n${watch?.output() ?? ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  host = await startBackupHost({ dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
+  watch = await host.startWatch();
+  settings = {
+    host: host.sshd.host,
+    port: host.sshd.port,
+    user: host.user.name,
+    privateKeyPath: host.portalKey.privateKeyPath,
+    hostKeyFingerprint: host.sshd.hostKeyFingerprint,
+  };
+  database = await createTestDatabase();
+  sink = await createSmtpSink();
+  // The emailed link must reach this very app, so its address is chosen before the app is built.
+  const port = await freeLoopbackPort();
+  origin = `http://127.0.0.1:${port}`;
+  const config = { ...testConfig(database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: origin }), backupHost: settings };
+  const logStream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  });
+  app = await buildApp({ config, database: database.handle, logStream, clock });
+  await app.listen({ host: '127.0.0.1', port });
+  browser = await launchBrowser();
+
+  customer = await insertUser(app.database.db, {
+    email: 'nora@example.net',
+    role: 'customer',
+    domain: 'nora.example.org',
+    plan: 'small',
+    status: 'active',
+    passwordHash: await app.passwords.hash(PASSWORD),
+  });
+  const snapshot = join(host.backupRoot, 'nora.example.org', 'daily.0');
+  await mkdir(join(snapshot, 'public'), { recursive: true });
+  await writeFile(join(snapshot, 'public', 'index.html'), '<h1>Nora</h1>\n');
+  await writeFile(join(snapshot, 'db.sql'), randomBytes(2 * 1024 * 1024));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+  await sink?.stop();
+  await database?.drop();
+  await host?.stop();
+});
+
+async function signIn(context: BrowserContext, startAt: string) {
+  const page = await context.newPage();
+  await page.goto(startAt);
+  await page.fill('#email', customer.email);
+  await page.fill('#password', PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.click('button:has-text("Sign in")')]);
+  return page;
+}
+
+describe('a customer downloads an archive of their backup', () => {
+  it('asks for it, gets the email, opens the link signed out, signs in, downloads it once, and is told so afterwards', async () => {
+    // Signed in, JavaScript off: the backups page lists the snapshot, the latest chosen.
+    const asking = await browser.newContext();
+    const page = await signIn(asking, `${origin}/sign-in`);
+    await page.goto(`${origin}/backups`);
+    expect(await page.isChecked('input[name="snapshot"][value="daily.0"]')).toBe(true);
+    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Ask for an archive")')]);
+    const requestId = /\/archives\/([0-9a-f-]{36})$/.exec(page.url())?.[1];
+    expect(requestId).toBeDefined();
+    expect(await page.textContent('#archive-state')).toBe('being made');
+
+    // The poller asks the backup host over SSH until the archive is ready.
+    await until('the archive to be ready', async () => {
+      clock.advance(5_000);
+      await pollDueArchives(app, { now: () => clock.now() });
+      const row = await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow();
+      if (row.state === 'failed') throw new Error('the build failed');
+      return row.state === 'ready' ? true : undefined;
+    });
+    await page.reload();
+    expect(await page.textContent('#archive-state')).toBe('ready to download');
+    const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
+    await asking.close();
+
+    // The link mailer arms a new token over SSH and emails the link straight to the SMTP server.
+    expect(await sendDueLinks(app, { now: () => clock.now() })).toEqual(['sent']);
+    const [mail] = await sink.waitForMessages(1);
+    const link = new RegExp(`${origin.replace(/[.:/]/g, '\\$&')}/downloads/${requestId}\\?t=([A-Za-z0-9_-]{43})`).exec(mail!.text ?? '');
+    expect(link).not.toBeNull();
+    const token = link![1]!;
+
+    // Another browser, not signed in, opens the emailed link: through sign-in to the download page.
+    const downloading = await browser.newContext();
+    const visited: string[] = [];
+    const referers: string[] = [];
+    const tab = await downloading.newPage();
+    tab.on('framenavigated', (frame) => {
+      if (frame === tab.mainFrame()) visited.push(frame.url());
+    });
+    tab.on('request', (request) => referers.push(request.headers().referer ?? ''));
+    await tab.goto(link![0]);
+    expect(tab.url()).toBe(`${origin}/sign-in?next=${encodeURIComponent(`/downloads/${requestId}`)}`);
+    await tab.fill('#email', customer.email);
+    await tab.fill('#password', PASSWORD);
+    await Promise.all([tab.waitForNavigation(), tab.click('button:has-text("Sign in")')]);
+    expect(tab.url()).toBe(`${origin}/downloads/${requestId}`);
+    expect(await tab.textContent('h1')).toBe('Your download is ready');
+    expect(await tab.textContent('main')).toContain('only from your address 127.0.0.1');
+    expect(await tab.textContent('main')).toContain('reload this page for a fresh one');
+    const url = await tab.getAttribute('#download-link', 'href');
+    expect(url).toMatch(new RegExp(`^${host.downloadBaseUrl.replace(/[.:/]/g, '\\$&')}/dl/[0-9a-f]{32}/nora\\.example\\.org-daily\\.0-[0-9a-f]{8}\\.tar\\?md5=[A-Za-z0-9_-]{22}&expires=\\d+$`));
+
+    // The token stayed out of every page the browser kept and every Referer it sent.
+    expect(visited.length).toBeGreaterThanOrEqual(2);
+    for (const address of visited) expect(address).not.toContain(token);
+    for (const referer of referers) expect(referer).not.toContain(token);
+    // It sits only in the sealed, HttpOnly cookie of this one page.
+    const cookies = await downloading.cookies();
+    const sealed = cookies.find((c) => c.name === 'archway-download');
+    expect(sealed).toMatchObject({ path: `/downloads/${requestId}`, httpOnly: true, sameSite: 'Lax' });
+    expect(sealed!.value).not.toContain(token);
+
+    // The secure_link URL gives the byte-identical archive, from this address.
+    const fetched = await httpGet(url!, { localAddress: '127.0.0.1' });
+    expect(fetched.status).toBe(200);
+    expect(fetched.body.equals(await readFile(join(host.archiveRoot, `${row.archive_id}.tar`)))).toBe(true);
+    expect(fetched.sha256).toBe(row.sha256);
+
+    // watch reads the download log and marks the archive downloaded; a reload then says so.
+    const client = backupHostFromSettings(settings);
+    await until('the download to be recorded', async () =>
+      (await client.archiveStatus({ customer: 'nora.example.org', archiveId: row.archive_id! })).state === 'downloaded' ? true : undefined,
+    );
+    await tab.reload();
+    expect(await tab.textContent('#download-problem')).toBe('This archive has already been downloaded.');
+    expect(await tab.$('#download-link')).toBeNull();
+    expect((await downloading.cookies()).find((c) => c.name === 'archway-download')).toBeUndefined();
+
+    // Once the portal has copied the backup host's events, its own pages say so too.
+    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock })).toMatchObject({ outcome: 'synced', downloaded: 1 });
+    await tab.goto(`${origin}/archives/${requestId}`);
+    expect(await tab.textContent('#archive-state')).toBe('downloaded');
+    await tab.goto(`${origin}/downloads/${requestId}`);
+    expect(await tab.textContent('#download-problem')).toContain('This archive has already been downloaded');
+    await downloading.close();
+
+    // Nothing the portal stored or logged holds the token.
+    const stored = await everyStoredText({ app });
+    const logged = logLines.join('');
+    expect(logged).toContain('download link issued');
+    for (const text of [stored, logged]) {
+      expect(text).not.toContain(token);
+      expect(text).not.toContain(Buffer.from(token).toString('hex'));
+    }
+  });
+});
