@@ -1,6 +1,7 @@
 // Asks the backup host how each building archive is doing, and records progress, readiness or failure.
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
+import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
@@ -202,37 +203,18 @@ export function startArchivePoller(app: PollerApp, options: PollerOptions = {}):
   const context = contextFor(app, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? POLL_INTERVAL_MS;
-  let stopped = false;
-  let wake: () => void = () => undefined;
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  const loop = (async () => {
-    while (!stopped) {
-      let failed = false;
-      try {
-        const outcome = await pollNext(context);
-        if (outcome !== null && outcome !== 'error') continue;
-        failed = outcome === 'error';
-      } catch (error) {
-        // The database may be restarting; the rows are still there when it is back.
-        failed = true;
-        context.log.error({ reason: (error as Error).message }, 'archive poller could not reach the database; trying again later');
-      }
-      // Each row keeps its own backoff in next_poll_at; the loop only slows down a little after a failure.
-      if (!stopped) await pause(failed ? Math.min(errorDelayMs(context.errors), MAX_LOOP_PAUSE_MS) : idleMs);
+  return startLoop(async () => {
+    let failed = false;
+    try {
+      const outcome = await pollNext(context);
+      if (outcome !== null && outcome !== 'error') return 0;
+      failed = outcome === 'error';
+    } catch (error) {
+      // The database may be restarting; the rows are still there when it is back.
+      failed = true;
+      context.log.error({ reason: (error as Error).message }, 'archive poller could not reach the database; trying again later');
     }
-  })();
-
-  return async () => {
-    stopped = true;
-    wake();
-    await loop;
-  };
+    // Each row keeps its own backoff in next_poll_at; the loop only slows down a little after a failure.
+    return failed ? Math.min(errorDelayMs(context.errors), MAX_LOOP_PAUSE_MS) : idleMs;
+  });
 }

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { startLoop } from '../background-loop.js';
 import type { BackupHost } from '../backup-host/index.js';
 import { archiveBackupHost } from './archive-host.js';
 import type { Clock } from '../clock.js';
@@ -167,35 +168,14 @@ export function startEventSync(app: SyncApp, options: { intervalMs?: number; bac
   const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? { eventsSince: async (request) => archiveBackupHost(app.config)!.eventsSince(request) };
   const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
   const log = app.log.child({ component: 'event-sync' });
-  let stopped = false;
-  let wake: () => void = () => undefined;
-
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  const loop = (async () => {
-    while (!stopped) {
-      let again = false;
-      try {
-        const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, log });
-        again = result.outcome === 'synced' && result.more;
-      } catch (error) {
-        // The database itself failed (down, restarting); the events wait on the backup host.
-        log.error({ reason: (error as Error).message }, 'event sync could not reach the database; trying again later');
-      }
-      if (!stopped && !again) await pause(intervalMs);
+  return startLoop(async () => {
+    try {
+      const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, log });
+      if (result.outcome === 'synced' && result.more) return 0;
+    } catch (error) {
+      // The database itself failed (down, restarting); the events wait on the backup host.
+      log.error({ reason: (error as Error).message }, 'event sync could not reach the database; trying again later');
     }
-  })();
-
-  return async () => {
-    stopped = true;
-    wake();
-    await loop;
-  };
+    return intervalMs;
+  });
 }

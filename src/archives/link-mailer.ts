@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { recordAudit } from '../accounts/audit.js';
 import { formatUtc } from '../accounts/account.routes.js';
+import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
@@ -144,31 +145,12 @@ export function startLinkMailer(app: MailerApp, options: LinkMailerOptions = {})
   const context = contextFor(app, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? 2_000;
-  let stopped = false;
-  let wake: () => void = () => undefined;
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        if ((await notifyNext(context)) !== null) continue;
-      } catch (error) {
-        context.log.error({ reason: (error as Error).message }, 'link mailer could not reach the database; trying again later');
-      }
-      if (!stopped) await pause(idleMs);
+  return startLoop(async () => {
+    try {
+      if ((await notifyNext(context)) !== null) return 0;
+    } catch (error) {
+      context.log.error({ reason: (error as Error).message }, 'link mailer could not reach the database; trying again later');
     }
-  })();
-
-  return async () => {
-    stopped = true;
-    wake();
-    await loop;
-  };
+    return idleMs;
+  });
 }

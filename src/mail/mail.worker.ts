@@ -1,6 +1,7 @@
 // Sends queued mail: claims one due row at a time, delivers it, and records sent, retry or given up.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
+import { startLoop } from '../background-loop.js';
 import type { Config, Secrets } from '../config.js';
 import type { Database } from '../db/database.js';
 import type { RenderedMail } from './mail.renderer.js';
@@ -132,41 +133,24 @@ export function startMailWorker(app: MailApp, options: MailWorkerOptions = {}): 
   const transport = createMailTransport(app.config.mail);
   const log = app.log.child({ component: 'mail' });
   const context: WorkerContext = { db: app.database.db, key: mailQueueKey(app.config.secrets.encryptionKey), transport, log, now: options.now ?? (() => new Date()) };
-  let stopped = false;
-  let wake: () => void = () => undefined;
   let lastPurge = 0;
-
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        const outcome = await deliverNext(context);
-        if (outcome !== null) continue;
-        const now = context.now();
-        if (now.getTime() - lastPurge > 3_600_000) {
-          await purgeFinishedMail(context.db, now);
-          lastPurge = now.getTime();
-        }
-      } catch (error) {
-        // The database may be down or restarting; the queue is still there when it is back.
-        log.error({ reason: (error as Error).message }, 'mail worker could not reach the queue; trying again later');
+  const stop = startLoop(async () => {
+    try {
+      const outcome = await deliverNext(context);
+      if (outcome !== null) return 0;
+      const now = context.now();
+      if (now.getTime() - lastPurge > 3_600_000) {
+        await purgeFinishedMail(context.db, now);
+        lastPurge = now.getTime();
       }
-      if (!stopped) await pause(pollIntervalMs);
+    } catch (error) {
+      // The database may be down or restarting; the queue is still there when it is back.
+      log.error({ reason: (error as Error).message }, 'mail worker could not reach the queue; trying again later');
     }
-  })();
-
+    return pollIntervalMs;
+  });
   return async () => {
-    stopped = true;
-    wake();
-    await loop;
+    await stop();
     transport.close();
   };
 }
