@@ -106,16 +106,8 @@ export async function applyEventTransition(trx: Transaction<Database>, event: St
   return Number(result.numUpdatedRows) > 0 ? rule.to : null;
 }
 
-export interface EventRow {
-  seq: number;
-  at: Date;
-  type: string;
-  customer: string;
-  archiveId: string;
-  ip: string | null;
-  bytes: number | null;
-  detail: string | null;
-}
+/** An event as the request log shows it. */
+export type EventRow = StoredEvent;
 
 /** Every stored event of these archives, oldest first, grouped by archive id. */
 export async function eventsForArchives(db: Kysely<Database>, host: string, archiveIds: string[]): Promise<Map<string, EventRow[]>> {

@@ -1,12 +1,10 @@
 // Test world for the archive pages: the production app on its own database, a real local dispatcher, an SMTP sink.
 import { chmodSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { ParsedMail } from 'mailparser';
 import { insertUser, type User } from '../../src/accounts/user.repository.js';
-import { buildApp } from '../../src/app.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
@@ -14,7 +12,7 @@ import { AdjustableClock } from '../../src/clock.js';
 import type { BackupHostConfig } from '../../src/config.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { BUNDLE, makeWorld, type World } from '../dispatcher/world.js';
-import { testConfig } from '../harness/app.js';
+import { buildTestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 import { WebClient } from '../harness/web-client.js';
@@ -70,17 +68,8 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   // The held tar lives outside the world's roots; the world's config is rewritten to use it.
   const tarPath = slowTar(dispatcher.dir);
   writeFileSync(dispatcher.configPath, JSON.stringify({ ...dispatcher.config, tarPath }), { mode: 0o600 });
-  const base = testConfig(database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env });
   const backupHost = options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
-  const lines: string[] = [];
-  const logStream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
-  const clock = new AdjustableClock();
-  const app = await buildApp({ config: { ...base, backupHost }, database: database.handle, logStream, clock });
+  const { app, clock, logText } = await buildTestApp(database.handle, database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env }, { backupHost });
   await app.ready();
   return {
     database,
@@ -88,7 +77,7 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
     clock,
     sink,
     dispatcher,
-    logText: () => lines.join(''),
+    logText,
     async close() {
       await app.close();
       await sink.stop();

@@ -25,7 +25,8 @@ export interface TestApp {
   clock: AdjustableClock;
 }
 
-export async function buildTestApp(database: DatabaseHandle & { url?: string }, url: string, env: Record<string, string> = {}): Promise<TestApp> {
+/** `overrides` replaces settings that have no environment form in tests (e.g. a local backup host). */
+export async function buildTestApp(database: DatabaseHandle & { url?: string }, url: string, env: Record<string, string> = {}, overrides: Partial<Omit<Config, 'secrets'>> = {}): Promise<TestApp> {
   const lines: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -34,6 +35,6 @@ export async function buildTestApp(database: DatabaseHandle & { url?: string }, 
     },
   });
   const clock = new AdjustableClock();
-  const app = await buildApp({ config: testConfig(url, env), database, logStream, clock });
+  const app = await buildApp({ config: { ...testConfig(url, env), ...overrides }, database, logStream, clock });
   return { app, logText: () => lines.join(''), clock };
 }
