@@ -48,9 +48,10 @@ remove the old key from ARCHWAY_ENCRYPTION_KEYS_OLD and restart again. Key ids a
       };
       if (action === 'status') {
         process.stdout.write(describe(before));
-        // Queued email is sealed with a key derived from ARCHWAY_ENCRYPTION_KEY and is not re-encrypted: change the key when none is waiting.
+        // Queued email is sealed under the key in use when it was queued and is not re-encrypted;
+        // the worker also opens it with the older keys, so those must stay configured until it has gone.
         const pending = await database.db.selectFrom('mail_queue').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').executeTakeFirstOrThrow();
-        process.stdout.write(`queued email waiting to be sent: ${pending.n} (change ARCHWAY_ENCRYPTION_KEY only when this is 0)\n`);
+        process.stdout.write(`queued email waiting to be sent: ${pending.n} (keep older keys in ARCHWAY_ENCRYPTION_KEYS_OLD until this is 0)\n`);
         return 0;
       }
       const report = await reEncryptSecrets(database.db, keys);

@@ -12,6 +12,14 @@ export function mailQueueKey(encryptionKey: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', encryptionKey, Buffer.alloc(0), 'archway mail queue v1', 32));
 }
 
+/**
+ * The keys a queued body may be sealed with: the current one first, then the earlier ones still
+ * configured (ARCHWAY_ENCRYPTION_KEYS_OLD), so mail queued just before a key change still goes out.
+ */
+export function mailQueueKeys(config: { secrets: { encryptionKey: Buffer }; oldEncryptionKeys: Buffer[] }): Buffer[] {
+  return [config.secrets.encryptionKey, ...config.oldEncryptionKeys].map(mailQueueKey);
+}
+
 /** The row's id and recipient are authenticated with the body: moving or redirecting a sealed body breaks it. */
 function associatedData(id: string, recipient: string): Buffer {
   return Buffer.from(`${id}\n${recipient}`, 'utf8');

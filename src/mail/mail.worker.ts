@@ -5,7 +5,7 @@ import { startLoop } from '../background-loop.js';
 import type { Config, Secrets } from '../config.js';
 import type { Database } from '../db/database.js';
 import type { RenderedMail } from './mail.renderer.js';
-import { mailQueueKey, unseal } from './mail-seal.js';
+import { mailQueueKeys, unseal } from './mail-seal.js';
 import { createMailTransport, MailNotSent, type MailTransport } from './mail.transport.js';
 
 /**
@@ -33,7 +33,8 @@ export type DeliveryOutcome = 'sent' | 'retry' | 'failed';
 
 interface WorkerContext {
   db: Kysely<Database>;
-  key: Buffer;
+  /** The current mail queue key first, then earlier ones. */
+  keys: Buffer[];
   transport: MailTransport;
   log: FastifyBaseLogger;
   now: () => Date;
@@ -63,7 +64,7 @@ async function deliverNext(context: WorkerContext): Promise<DeliveryOutcome | nu
     const attempts = row.attempts + 1;
     const log = context.log.child({ mailId: row.id, template: row.template });
     try {
-      const mail = openBody(context.key, row);
+      const mail = openBody(context.keys, row);
       await context.transport.deliver(row.id, row.recipient, mail);
     } catch (error) {
       const failure = error instanceof MailNotSent ? error : new MailNotSent('the queued body cannot be opened (altered, moved to another row, or sealed with another key)', true);
@@ -98,9 +99,17 @@ async function deliverNext(context: WorkerContext): Promise<DeliveryOutcome | nu
   });
 }
 
-function openBody(key: Buffer, row: { id: string; recipient: string; body: Buffer | null }): RenderedMail {
+function openBody(keys: Buffer[], row: { id: string; recipient: string; body: Buffer | null }): RenderedMail {
   if (row.body === null) throw new Error('a pending row has no body');
-  return JSON.parse(unseal(key, row.id, row.recipient, Buffer.from(row.body))) as RenderedMail;
+  const sealed = Buffer.from(row.body);
+  for (const key of keys.slice(0, -1)) {
+    try {
+      return JSON.parse(unseal(key, row.id, row.recipient, sealed)) as RenderedMail;
+    } catch {
+      // sealed under an earlier key, or altered: the last key's failure is the one reported
+    }
+  }
+  return JSON.parse(unseal(keys.at(-1)!, row.id, row.recipient, sealed)) as RenderedMail;
 }
 
 async function purgeFinishedMail(db: Kysely<Database>, now: Date): Promise<void> {
@@ -114,7 +123,7 @@ async function purgeFinishedMail(db: Kysely<Database>, now: Date): Promise<void>
 /** Delivers every message due now, one after another, and says what happened to each. */
 export async function deliverDueMail(app: MailApp, options: Pick<MailWorkerOptions, 'now'> = {}): Promise<DeliveryOutcome[]> {
   const transport = createMailTransport(app.config.mail);
-  const context: WorkerContext = { db: app.database.db, key: mailQueueKey(app.config.secrets.encryptionKey), transport, log: app.log.child({ component: 'mail' }), now: options.now ?? (() => new Date()) };
+  const context: WorkerContext = { db: app.database.db, keys: mailQueueKeys(app.config), transport, log: app.log.child({ component: 'mail' }), now: options.now ?? (() => new Date()) };
   const outcomes: DeliveryOutcome[] = [];
   try {
     for (let outcome = await deliverNext(context); outcome !== null; outcome = await deliverNext(context)) outcomes.push(outcome);
@@ -132,7 +141,7 @@ export function startMailWorker(app: MailApp, options: MailWorkerOptions = {}): 
   const pollIntervalMs = options.pollIntervalMs ?? 5_000;
   const transport = createMailTransport(app.config.mail);
   const log = app.log.child({ component: 'mail' });
-  const context: WorkerContext = { db: app.database.db, key: mailQueueKey(app.config.secrets.encryptionKey), transport, log, now: options.now ?? (() => new Date()) };
+  const context: WorkerContext = { db: app.database.db, keys: mailQueueKeys(app.config), transport, log, now: options.now ?? (() => new Date()) };
   let lastPurge = 0;
   const stop = startLoop(async () => {
     try {

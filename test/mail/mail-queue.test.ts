@@ -188,6 +188,24 @@ describe('the mail queue', () => {
     expect(row?.last_error).toBe('the queued body cannot be opened (altered, moved to another row, or sealed with another key)');
   });
 
+  it('still sends mail queued before the encryption key changed while the old key is configured, and only then', async () => {
+    const newKey = randomBytes(32);
+    const rotated = (oldEncryptionKeys: Buffer[]) => ({
+      ...subject.app,
+      log: subject.app.log,
+      config: { ...subject.app.config, secrets: { ...subject.app.config.secrets, encryptionKey: newKey }, oldEncryptionKeys },
+    });
+    await enqueueMail(db(), testMessage('queued before the key change'));
+    expect(await deliverDueMail(rotated([subject.app.config.secrets.encryptionKey]), { now })).toEqual(['sent']);
+    expect(sink.messages.map((m) => m.text)).toEqual([expect.stringContaining('queued before the key change')]);
+
+    await enqueueMail(db(), testMessage('queued before the key change, old key forgotten'));
+    expect(await deliverDueMail(rotated([]), { now })).toEqual(['failed']);
+    expect(sink.messages).toHaveLength(1);
+    const failed = (await queueRows()).find((r) => r.status === 'failed');
+    expect(failed?.last_error).toBe('the queued body cannot be opened (altered, moved to another row, or sealed with another key)');
+  });
+
   it('sends a plain-text part and an HTML part, and the HTML escapes the data', async () => {
     const note = '<script>alert("x")</script> & <b>bold</b>';
     await enqueueMail(db(), testMessage(note));
