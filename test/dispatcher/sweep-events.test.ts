@@ -133,6 +133,29 @@ describe('events.since', () => {
     expect(events.at(-1)!.seq).toBeGreaterThan(newest);
   });
 
+  it('finds the events after any seq in a long log with torn and foreign lines, exactly as a full read would', () => {
+    const long = makeWorld();
+    const lines: string[] = [];
+    const expected: { seq: number }[] = [];
+    for (let seq = 1; seq <= 3000; seq++) {
+      const ev = { seq, time: '2026-11-22T10:00:00.000Z', type: 'link.issued', customer: CUSTOMER, archiveId: 'a'.repeat(32), ip: '192.0.2.1', bytes: null, detail: 'x'.repeat(seq % 97) };
+      lines.push(JSON.stringify(seq % 500 === 0 ? { ...ev, src: { ino: 1, end: seq } } : ev));
+      expected.push(ev);
+      // A crash mid-write leaves a torn line; the next event starts on a fresh line.
+      if (seq % 701 === 0) lines.push('{"seq":' + String(seq + 1) + ',"time":"2026-');
+      if (seq % 997 === 0) lines.push('not an event');
+    }
+    mkdirSync(long.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(long.stateDir, 'events.log'), `${lines.join('\n')}\n`, { mode: 0o600 });
+    for (const [after, limit] of [[0, 5], [1, 3], [499, 2], [500, 1], [700, 3], [701, 4], [996, 2], [1500, 1000], [2999, 10], [3000, 10], [4000, 10]] as const) {
+      const r = long.run('events.since', { after, limit });
+      expect(r.code).toBe(0);
+      const want = expected.filter((e) => e.seq > after).slice(0, limit);
+      expect(r.answer.result.events, `after ${after}`).toEqual(want);
+      expect(r.answer.result.lastSeq, `after ${after}`).toBe(want.length > 0 ? want.at(-1)!.seq : 3000);
+    }
+  });
+
   it('refuses bad paging values', () => {
     for (const req of [{ after: -1 }, { after: '0' }, { after: 0, limit: 0 }, { after: 0, limit: 1001 }, {}]) {
       expect(w.run('events.since', req).code, JSON.stringify(req)).toBe(1);
