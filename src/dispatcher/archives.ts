@@ -17,6 +17,7 @@ import type { DispatcherConfig } from './config.js';
 import { estimateTarBytes } from './estimate.js';
 import { appendEvent } from './events.js';
 import { fail, notFound } from './failure.js';
+import { groupId } from './group.js';
 import { paths } from './layout.js';
 import { readLockHolder, tryLock, unlock } from './lock.js';
 import { isAlive, selfId } from './process-id.js';
@@ -39,6 +40,11 @@ export function ownedRecord(cfg: DispatcherConfig, customer: string, archiveId: 
 
 export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateRequest): Promise<ArchiveCreateResult> {
   const dir = snapshotDir(cfg, req.customer, req.snapshot);
+  // Checked now rather than when the finished archive is handed to nginx: a build of hours would
+  // otherwise end in this failure.
+  if (groupId(cfg.nginxGroup) === null) {
+    fail('The backup host is misconfigured; the operator has been told in the log.', `nginxGroup ${cfg.nginxGroup} does not exist`, 'internal');
+  }
   const id = randomBytes(16).toString('hex');
   const nonce = randomBytes(32).toString('hex');
   await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {

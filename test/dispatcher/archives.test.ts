@@ -212,6 +212,17 @@ describe('archive.create and archive.status', () => {
     expect(w.run('archive.status', { customer: BIG, archiveId: id }).answer.result.state).toBe('failed');
   });
 
+  it('refuses to start a build when the nginx group it must hand the archive to does not exist', () => {
+    const broken = makeWorld();
+    writeFileSync(broken.configPath, JSON.stringify({ ...broken.config, nginxGroup: 'no-such-group-archway' }), { mode: 0o600 });
+    mkdirSync(join(broken.backupRoot, CUSTOMER, 'daily.0'), { recursive: true });
+    const r = broken.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' });
+    expect(r.code).toBe(2);
+    expect(r.answer).toEqual({ ok: false, error: { code: 'internal', message: 'The backup host is misconfigured; the operator has been told in the log.' } });
+    expect(readdirSync(broken.archiveRoot)).toEqual([]);
+    expect(broken.run('events.since', { after: 0 }).answer.result.events).toEqual([]);
+  });
+
   it('tells the customer the disk is full when tar runs out of space, and keeps no partial file', async () => {
     const full = makeWorld();
     const fakeTar = join(full.dir, 'tar-disk-full');
