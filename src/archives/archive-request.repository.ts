@@ -82,6 +82,11 @@ export async function insertArchiveRequest(
 }
 
 /** The request with this id if it belongs to this user; anyone else's (or a malformed id) is null. */
+export async function findRequest(db: Db, id: string): Promise<ArchiveRequest | null> {
+  const row = await db.selectFrom('archive_requests').selectAll().where('id', '=', id).executeTakeFirst();
+  return row === undefined ? null : toArchiveRequest(row);
+}
+
 export async function findOwnedRequest(db: Db, userId: string, id: unknown): Promise<ArchiveRequest | null> {
   if (!isRequestId(id)) return null;
   const row = await db.selectFrom('archive_requests').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
@@ -98,8 +103,21 @@ export async function listRecentRequests(db: Db, userId: string, limit = 10): Pr
   return rows.map(toArchiveRequest);
 }
 
-export async function markBuilding(db: Db, id: string, archiveId: string, nextPollAt: Date): Promise<void> {
-  await db.updateTable('archive_requests').set({ archive_id: archiveId, state: 'building', next_poll_at: nextPollAt }).where('id', '=', id).execute();
+/**
+ * Records the backup host's archive id, and moves the request to "building" only if it is still
+ * "requested": the owner may have cancelled it while archive.create was running. Says whether it moved.
+ */
+export async function markBuilding(db: Db, id: string, archiveId: string, nextPollAt: Date): Promise<boolean> {
+  const moved = await db
+    .updateTable('archive_requests')
+    .set({ archive_id: archiveId, state: 'building', next_poll_at: nextPollAt })
+    .where('id', '=', id)
+    .where('state', '=', 'requested')
+    .executeTakeFirst();
+  if (Number(moved.numUpdatedRows) > 0) return true;
+  // Kept for the operator's request log, which joins the backup host's events by archive id.
+  await db.updateTable('archive_requests').set({ archive_id: archiveId }).where('id', '=', id).where('archive_id', 'is', null).execute();
+  return false;
 }
 
 /**

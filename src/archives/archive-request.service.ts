@@ -6,7 +6,7 @@ import type { SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import { isCustomer, type SnapshotInfo } from '../protocol/index.js';
-import { findActiveRequest, insertArchiveRequest, markBuilding, markFinished, type ArchiveRequest } from './archive-request.repository.js';
+import { findActiveRequest, findRequest, insertArchiveRequest, markBuilding, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
 
 /** How soon the poller first asks about a new build: progress shows up on the first page refresh. */
 export const FIRST_POLL_DELAY_MS = 2_000;
@@ -54,13 +54,20 @@ export async function startArchive(context: ArchiveContext, user: SignedInUser, 
   const request = await insertArchiveRequest(db, { userId: user.id, customer, snapshot, ip, now });
   if (request === null) return { outcome: 'busy', message: BUSY_MESSAGE, activeId: (await findActiveRequest(db, user.id))?.id ?? null };
   const requestLog = log.child({ archiveRequestId: request.id });
+  let archiveId: string | null = null;
   try {
-    const created = await host.createArchive({ customer, snapshot });
-    await markBuilding(db, request.id, created.archiveId, new Date(now.getTime() + FIRST_POLL_DELAY_MS));
-    await recordAudit(db, { actor: user.id, action: 'archive.requested', subject: user.id, ip, detail: { requestId: request.id, snapshot, archiveId: created.archiveId } });
-    requestLog.info({ archiveId: created.archiveId }, 'archive requested');
-    return { outcome: 'started', request: { ...request, archiveId: created.archiveId, state: 'building' } };
+    archiveId = (await host.createArchive({ customer, snapshot })).archiveId;
+    if (!(await markBuilding(db, request.id, archiveId, new Date(now.getTime() + FIRST_POLL_DELAY_MS)))) {
+      // Cancelled (or given up) while archive.create was running: stop the build it started.
+      await stopOrphanedBuild(host, customer, archiveId, requestLog);
+      return { outcome: 'started', request: (await findRequest(db, request.id)) ?? request };
+    }
+    await recordAudit(db, { actor: user.id, action: 'archive.requested', subject: user.id, ip, detail: { requestId: request.id, snapshot, archiveId } });
+    requestLog.info({ archiveId }, 'archive requested');
+    return { outcome: 'started', request: { ...request, archiveId, state: 'building' } };
   } catch (error) {
+    // The build may have started before something here failed: nobody would ever collect it.
+    if (archiveId !== null) await stopOrphanedBuild(host, customer, archiveId, requestLog);
     if (error instanceof BackupHostRefused) {
       await markFinished(db, request.id, 'failed', error.userMessage, context.now);
       requestLog.info({ reason: error.message }, 'archive request refused by the backup host');
@@ -76,35 +83,53 @@ export async function startArchive(context: ArchiveContext, user: SignedInUser, 
   }
 }
 
+/** Best effort: the request row no longer wants this build (a failed cancel leaves it to finish and expire). */
+async function stopOrphanedBuild(host: BackupHost, customer: string, archiveId: string, log: FastifyBaseLogger): Promise<void> {
+  try {
+    await host.cancelArchive({ customer, archiveId });
+    log.info({ archiveId }, 'build started for a request that had already ended; cancelled it');
+  } catch (error) {
+    log.warn({ archiveId, reason: (error as Error).message }, 'build started for a request that had already ended; could not cancel it');
+  }
+}
+
 export type CancelOutcome = { outcome: 'cancelled' } | { outcome: 'not-building'; message: string } | { outcome: 'unavailable'; message: string } | { outcome: 'refused'; message: string };
 
-/** Stops a build. A request the backup host has not confirmed yet is simply ended here. */
-export async function cancelArchive(context: ArchiveContext, user: SignedInUser, request: ArchiveRequest): Promise<CancelOutcome> {
+/**
+ * Stops a build. A request the backup host has not confirmed yet is simply ended here. The row stays
+ * locked from the check to the end, so the poller (which skips locked rows) cannot take the backup
+ * host's "cancelled" for a failure in between and email the owner about their own decision.
+ */
+export async function cancelArchive(context: ArchiveContext, user: SignedInUser, requestId: string): Promise<CancelOutcome> {
   const { db, host, log, now, ip } = context;
-  if (request.state !== 'requested' && request.state !== 'building') {
-    return { outcome: 'not-building', message: 'This archive is no longer being made, so there is nothing to cancel.' };
-  }
-  if (request.archiveId !== null) {
-    try {
-      const answer = await host.cancelArchive({ customer: request.customer, archiveId: request.archiveId });
-      if (answer.state !== 'cancelled') {
-        // It finished (or failed) just before the cancel arrived: the poller records what it became.
-        await db.updateTable('archive_requests').set({ next_poll_at: now }).where('id', '=', request.id).execute();
-        return { outcome: 'not-building', message: 'This archive finished before it could be cancelled.' };
-      }
-    } catch (error) {
-      if (error instanceof BackupHostRefused) return { outcome: 'refused', message: error.userMessage };
-      if (error instanceof BackupHostError) {
-        log.warn({ archiveRequestId: request.id, reason: error.message }, 'cancel failed: backup host not available');
-        return { outcome: 'unavailable', message: 'The backup service is not available right now, so the archive could not be cancelled. Please try again in a few minutes.' };
-      }
-      throw error;
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('archive_requests').selectAll().where('id', '=', requestId).forUpdate().executeTakeFirstOrThrow();
+    const request = toArchiveRequest(row);
+    if (request.state !== 'requested' && request.state !== 'building') {
+      return { outcome: 'not-building', message: 'This archive is no longer being made, so there is nothing to cancel.' } as const;
     }
-  }
-  await markFinished(db, request.id, 'cancelled', null, now);
-  await recordAudit(db, { actor: user.id, action: 'archive.cancelled', subject: user.id, ip, detail: { requestId: request.id, archiveId: request.archiveId } });
-  log.info({ archiveRequestId: request.id }, 'archive cancelled by its owner');
-  return { outcome: 'cancelled' };
+    if (request.archiveId !== null) {
+      try {
+        const answer = await host.cancelArchive({ customer: request.customer, archiveId: request.archiveId });
+        if (answer.state !== 'cancelled') {
+          // It finished (or failed) just before the cancel arrived: the poller records what it became.
+          await trx.updateTable('archive_requests').set({ next_poll_at: now }).where('id', '=', request.id).execute();
+          return { outcome: 'not-building', message: 'This archive finished before it could be cancelled.' } as const;
+        }
+      } catch (error) {
+        if (error instanceof BackupHostRefused) return { outcome: 'refused', message: error.userMessage } as const;
+        if (error instanceof BackupHostError) {
+          log.warn({ archiveRequestId: request.id, reason: error.message }, 'cancel failed: backup host not available');
+          return { outcome: 'unavailable', message: 'The backup service is not available right now, so the archive could not be cancelled. Please try again in a few minutes.' } as const;
+        }
+        throw error;
+      }
+    }
+    await markFinished(trx, request.id, 'cancelled', null, now);
+    await recordAudit(trx, { actor: user.id, action: 'archive.cancelled', subject: user.id, ip, detail: { requestId: request.id, archiveId: request.archiveId } });
+    log.info({ archiveRequestId: request.id }, 'archive cancelled by its owner');
+    return { outcome: 'cancelled' } as const;
+  });
 }
 
 export type ResendOutcome = { outcome: 'queued' } | { outcome: 'not-ready' | 'already-queued' | 'too-soon'; message: string };
@@ -122,6 +147,8 @@ export async function requestLinkAgain(db: Kysely<Database>, user: SignedInUser,
     .where('id', '=', request.id)
     .where('state', '=', 'ready')
     .where('notify_due_at', 'is', null)
+    // Checked again here: an email sent while this request waited for the row counts too.
+    .where((eb) => eb.or([eb('notified_at', 'is', null), eb('notified_at', '<=', new Date(now.getTime() - RESEND_INTERVAL_MS))]))
     .executeTakeFirst();
   if (Number(updated.numUpdatedRows) === 0) return { outcome: 'already-queued', message: 'A new link is already on its way to your email address.' };
   await recordAudit(db, { actor: user.id, action: 'archive.link_requested', subject: user.id, ip, detail: { requestId: request.id } });

@@ -1,10 +1,11 @@
 // Asking for an archive, watching it being made, cancelling it: the customer's pages with a real local dispatcher.
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/accounts/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
+import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings } from '../../src/backup-host/index.js';
 import { createOperator, signInOperator } from '../auth/fixtures.js';
 import { freeLoopbackPort, generateKeyPair } from '../harness/sshd.js';
@@ -313,6 +314,38 @@ describe('one archive page', () => {
     releaseBuild(newest);
     const next = await askForArchive(client, 'daily.1');
     await pollUntil(world, next, ['ready']);
+  });
+
+  it('keeps a cancel made while the backup host is still starting the build, and stops that build', async () => {
+    const { user, client } = await customerWithBackups();
+    const otherTab = await signedIn(world, user);
+    // archive.create answers only after its size walk; a slow `find` holds it open for a while.
+    const slowFind = join(world.dispatcher.dir, 'slow-find');
+    writeFileSync(slowFind, '#!/bin/sh\nsleep 2\nexec find "$@"\n', { mode: 0o755 });
+    const config = readFileSync(world.dispatcher.configPath, 'utf8');
+    writeFileSync(world.dispatcher.configPath, JSON.stringify({ ...JSON.parse(config), findPath: slowFind }), { mode: 0o600 });
+    let id = '';
+    try {
+      await client.get('/backups');
+      const asking = client.post('/archives', { snapshot: 'daily.1' });
+      await expect.poll(async () => (await activeRows(user.id)).length, { timeout: 10_000 }).toBe(1);
+      id = (await activeRows(user.id))[0]!.id;
+      await otherTab.get(`/archives/${id}`);
+      expect((await otherTab.post(`/archives/${id}/cancel`, {})).status).toBe(303);
+      expect((await asking).location).toBe(`/archives/${id}`);
+    } finally {
+      writeFileSync(world.dispatcher.configPath, config, { mode: 0o600 });
+    }
+    const row = await requestRow(world, id);
+    expect(row.state).toBe('cancelled');
+    // The build the backup host had started is cancelled there too, and nothing is ever sent.
+    expect(row.archive_id).not.toBeNull();
+    expect(world.dispatcher.run('archive.status', { customer: user.domain, archiveId: row.archive_id }).answer.result.state).toBe('cancelled');
+    await pollDueArchives(world.app, { now: () => world.clock.now() });
+    await sendDueLinks(world.app, { now: () => world.clock.now() });
+    expect((await requestRow(world, id)).state).toBe('cancelled');
+    expect((await deliverQueuedMail(world)).filter((m) => m.to && !Array.isArray(m.to) && m.to.value[0]?.address === user.email)).toEqual([]);
+    expect((await client.get(`/archives/${id}`)).body).toContain('<dd id="archive-state">cancelled</dd>');
   });
 
   it('records a failed build with its reason and emails the customer, without a link', async () => {
