@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import fastifyFormbody from '@fastify/formbody';
 import fastifyHelmet from '@fastify/helmet';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifyView from '@fastify/view';
 import { Eta } from 'eta';
@@ -21,6 +22,7 @@ import type { DatabaseHandle } from './db/connect.js';
 import { registerDeviceRoutes } from './devices/devices.routes.js';
 import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
 import { registerHealthRoutes } from './http/health.routes.js';
+import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
 import { configureMailQueue } from './mail/mail.service.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
@@ -120,6 +122,8 @@ export async function buildApp({ config, database, logStream, clock }: AppDepend
   registerRememberMe(app);
   registerTwoFactor(app);
   registerDeviceRoutes(app);
+  // Only routes with their own config.rateLimit are limited (the pages that call the backup host).
+  await app.register(fastifyRateLimit, { ...rateLimitSettings, global: false });
 
   registerErrorPages(app);
   registerHealthRoutes(app, database);

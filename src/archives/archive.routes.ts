@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { formatUtc } from '../accounts/account.routes.js';
 import { requireUser, type SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
+import { perUserPerMinute } from '../http/rate-limit.js';
 import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
 import { describeState, formatBytes } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
@@ -118,9 +119,10 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     return found;
   }
 
-  app.get('/backups', { preHandler: requireCustomer }, async (request, reply) => renderBackups(request, reply, 200));
+  // Each load calls backups.list on the backup host: limited per user, and no HEAD route runs it either.
+  app.get('/backups', { preHandler: requireCustomer, exposeHeadRoute: false, config: { rateLimit: perUserPerMinute(30) } }, async (request, reply) => renderBackups(request, reply, 200));
 
-  app.post<{ Body: Form | undefined }>('/archives', { preHandler: requireCustomer }, async (request, reply) => {
+  app.post<{ Body: Form | undefined }>('/archives', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
     const user = request.user as SignedInUser;
     const field = request.body?.snapshot;
     if (typeof field !== 'string' || field.length > MAX_SNAPSHOT_FIELD || !isSnapshotName(field)) {
@@ -162,7 +164,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     return renderArchive(reply, 200, found, { notice: request.query.sent !== undefined ? 'A new download link is on its way to your email address. Only that newest link works.' : null });
   });
 
-  app.post<IdRoute>('/archives/:id/cancel', { preHandler: requireCustomer }, async (request, reply) => {
+  app.post<IdRoute>('/archives/:id/cancel', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
     const found = await ownedOr404(request, reply);
     if (found === null) return reply;
     let ctx;
@@ -173,14 +175,14 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       ctx = null;
     }
     if (ctx === null) return renderArchive(reply, 503, found, { error: 'The backup service is not available right now, so the archive could not be cancelled.' });
-    const result = await cancelArchive(ctx, request.user as SignedInUser, found);
+    const result = await cancelArchive(ctx, request.user as SignedInUser, found.id);
     if (result.outcome === 'cancelled') return reply.redirect(`/archives/${found.id}`, 303);
     const status = result.outcome === 'unavailable' ? 503 : 409;
     const now = await findOwnedRequest(app.database.db, found.userId, found.id);
     return renderArchive(reply, status, now ?? found, { error: result.message });
   });
 
-  app.post<IdRoute>('/archives/:id/resend', { preHandler: requireCustomer }, async (request, reply) => {
+  app.post<IdRoute>('/archives/:id/resend', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
     const found = await ownedOr404(request, reply);
     if (found === null) return reply;
     const result = await requestLinkAgain(app.database.db, request.user as SignedInUser, found, app.clock.now(), request.ip);

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { recordAudit } from '../accounts/audit.js';
 import { requireUser, type SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
-import { canonicalIp, isToken } from '../protocol/index.js';
+import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
 import { DOWNLOAD_COOKIE_LIFETIME_MS, downloadCookieKey, downloadCookieName, openDownloadToken, sealDownloadToken } from './download-token-cookie.js';
@@ -48,7 +48,32 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
     });
   };
 
-  app.get('/downloads/:id', async (request: DownloadRequest, reply) => {
+  const setTokenCookie = (reply: FastifyReply, id: string, token: string) => {
+    const expiresAt = new Date(app.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
+    reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), { ...cookieOptions(id), maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000 });
+  };
+
+  /**
+   * The emailed token opens the page once: after it has served a link it is replaced on the backup
+   * host by a fresh one that only this browser's cookie holds, so the address that stays in the
+   * browser's history (a redirect's source is kept there) cannot be used again by someone else.
+   * If the backup host cannot take the new one, the old token simply keeps working.
+   */
+  const replaceToken = async (request: FastifyRequest, reply: FastifyReply, found: ArchiveRequest) => {
+    const next = newToken();
+    try {
+      await archiveBackupHost(app.config)!.armArchive({ customer: found.customer, archiveId: found.archiveId!, tokenHash: hashToken(next) });
+    } catch (error) {
+      request.log.warn({ archiveRequestId: found.id, reason: (error as Error).message }, 'download token not replaced; the emailed one keeps working');
+      return;
+    }
+    setTokenCookie(reply, found.id, next);
+  };
+
+  // Each page load issues a link on the backup host: at most 10 a minute per user, and HEAD (which Fastify
+  // would answer by running this handler) gets the ordinary 404. The `?t=` step only sets the cookie and
+  // redirects: it is never refused, so the token always leaves the address bar, and it is not counted.
+  app.get('/downloads/:id', { exposeHeadRoute: false, config: { rateLimit: { max: 10, timeWindow: 60_000, allowList: (request) => Object.hasOwn(request.query as object, 't') } } }, async (request: DownloadRequest, reply) => {
     // The page shows a link that is valid for a minute and was made for this visit: never kept by a cache.
     reply.header('cache-control', 'no-store');
     const id = request.params.id;
@@ -59,10 +84,7 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
     if (Object.hasOwn(request.query, 't')) {
       if (!isRequestId(id)) return reply.callNotFound();
       const token = request.query.t;
-      if (typeof token === 'string' && isToken(token)) {
-        const expiresAt = new Date(app.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
-        reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), { ...cookieOptions(id), maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000 });
-      }
+      if (typeof token === 'string' && isToken(token)) setTokenCookie(reply, id, token);
       return reply.redirect(`/downloads/${id}`, 303);
     }
 
@@ -156,6 +178,7 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
       detail: { requestId: found.id, archiveId: found.archiveId, expires: link.expires },
     });
     request.log.info({ archiveRequestId: found.id, expires: link.expires }, 'download link issued');
+    await replaceToken(request, reply, found);
     const secondsLeft = Math.max(0, link.expires - Math.floor(Date.now() / 1000));
     return reply.view('archives/download', {
       title: 'Your download is ready',

@@ -1,5 +1,6 @@
 // The one place that turns a thrown error into an HTML page, without details of server faults.
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { RATE_LIMITED_CODE, RATE_LIMITED_MESSAGE } from './rate-limit.js';
 
 /** Messages for client mistakes Fastify itself detects; anything else gets a plain status line. */
 export const BAD_REQUEST_MESSAGE = 'The request could not be understood. Please go back and try again.';
@@ -14,10 +15,11 @@ const CLIENT_MESSAGES: Record<number, string> = {
   429: 'Too many requests. Please wait a moment and try again.',
 };
 
-/** Messages for refusals that have their own Fastify error code (a missing or wrong CSRF token). */
+/** Messages for refusals that have their own error code (a missing or wrong CSRF token, a rate limit reached). */
 const CODE_MESSAGES: Record<string, string> = {
   FST_CSRF_MISSING_SECRET: 'This form has expired or did not come from this site. Go back, reload the page and try again.',
   FST_CSRF_INVALID_TOKEN: 'This form has expired or did not come from this site. Go back, reload the page and try again.',
+  [RATE_LIMITED_CODE]: RATE_LIMITED_MESSAGE,
 };
 
 export function registerErrorPages(app: FastifyInstance): void {

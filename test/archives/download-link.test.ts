@@ -243,7 +243,26 @@ describe('the download page', () => {
     expect(fresh.status).toBe(200);
     expect(fresh.body).toContain('id="download-link"');
     const archiveId = (await requestRow(world, id)).archive_id!;
-    expect(dispatcherEvents(archiveId).filter((t) => t === 'archive.armed')).toHaveLength(2);
+    // One hash per email, and the replacement armed once the newest link had served its page.
+    expect(dispatcherEvents(archiveId).filter((t) => t === 'archive.armed')).toHaveLength(3);
+  });
+
+  it('lets the emailed link serve one page: replayed later (from browser history) it gives no link, while the browser that used it still can', async () => {
+    const { user, client, id, link } = await readyArchive();
+    await client.get(link.path);
+    const first = await client.get(`/downloads/${id}`);
+    expect(first.status).toBe(200);
+    expect(first.body).toContain('id="download-link"');
+    const reload = await client.get(`/downloads/${id}`);
+    expect(reload.status).toBe(200);
+    expect(reload.body).toContain('id="download-link"');
+
+    const later = await signedIn(world, user);
+    await later.get(link.path);
+    const replay = await later.get(`/downloads/${id}`);
+    expect(replay.status).toBe(410);
+    expect(replay.body).not.toContain('id="download-link"');
+    expect((await client.get(`/downloads/${id}`)).body).toContain('id="download-link"');
   });
 
   it('treats a tampered cookie, one copied from another archive, and an expired one as no cookie', async () => {
