@@ -47,7 +47,26 @@ export interface RequestLogEntry {
   sizeBytes: number | null;
   finishedAt: Date | null;
   failureReason: string | null;
+  linkEmail: LinkEmailStatus | null;
   events: EventRow[];
+}
+
+/** The "ready" email as the operator needs to know it: a customer who never got it cannot download. */
+export type LinkEmailStatus =
+  | { kind: 'due'; at: Date }
+  | { kind: 'sent'; at: Date }
+  | { kind: 'retrying'; attempts: number; error: string; nextAt: Date }
+  | { kind: 'given-up'; attempts: number; error: string };
+
+function linkEmailStatus(r: { notified_at: Date | null; notify_due_at: Date | null; notify_attempts: number; last_notify_error: string | null }): LinkEmailStatus | null {
+  // A successful send clears the error, so an error means the latest attempt failed.
+  if (r.last_notify_error !== null) {
+    return r.notify_due_at !== null
+      ? { kind: 'retrying', attempts: r.notify_attempts, error: r.last_notify_error, nextAt: r.notify_due_at }
+      : { kind: 'given-up', attempts: r.notify_attempts, error: r.last_notify_error };
+  }
+  if (r.notify_due_at !== null) return { kind: 'due', at: r.notify_due_at };
+  return r.notified_at !== null ? { kind: 'sent', at: r.notified_at } : null;
 }
 
 export type RequestLogPage = { found: true; entries: RequestLogEntry[]; nextBefore: string | null } | { found: false };
@@ -82,6 +101,10 @@ export async function readRequestLog(db: Kysely<Database>, host: string, query: 
       'r.size_bytes',
       'r.finished_at',
       'r.failure_reason',
+      'r.notified_at',
+      'r.notify_due_at',
+      'r.notify_attempts',
+      'r.last_notify_error',
     ]);
   if (query.filter !== '') {
     const pattern = likePattern(query.filter);
@@ -111,6 +134,7 @@ export async function readRequestLog(db: Kysely<Database>, host: string, query: 
     sizeBytes: r.size_bytes === null ? null : Number(r.size_bytes),
     finishedAt: r.finished_at,
     failureReason: r.failure_reason,
+    linkEmail: linkEmailStatus(r),
     // Events of this archive id for another customer are not this request's story.
     events: (r.archive_id === null ? [] : (events.get(r.archive_id) ?? [])).filter((e) => e.customer === r.customer),
   }));
@@ -123,7 +147,7 @@ const EVENT_LABELS: Record<string, string> = {
   'archive.ready': 'Archive ready',
   'archive.failed': 'Build failed',
   'archive.cancelled': 'Cancelled',
-  'archive.armed': 'Armed for a link email',
+  'archive.armed': 'New download token (an email sent, or the emailed one used and replaced)',
   'link.issued': 'Link issued',
   'download.completed': 'Download completed',
   'download.interrupted': 'Download interrupted',

@@ -111,7 +111,7 @@ describe('the request log', () => {
         'Time (UTC) Event IP Bytes Detail',
         `${when(0)} Build started on the backup host snapshot daily.2`,
         `${when(1)} Archive ready 3145728`,
-        `${when(2)} Armed for a link email`,
+        `${when(2)} New download token (an email sent, or the emailed one used and replaced)`,
         `${when(3)} Link issued 192.0.2.41 expires 1790000000`,
         `${when(4)} Download interrupted 192.0.2.41 1000 status 200, completion none, size 3145728`,
         `${when(5)} Link issued 192.0.2.42`,
@@ -119,6 +119,28 @@ describe('the request log', () => {
       ].join(' '),
     ]);
     expect(page.body).not.toContain('203.0.113.99');
+  });
+
+  it('says whether the link email went out, is being retried, or was given up, with the reason', async () => {
+    const bob = await customerWith('bob@mail-trouble.example', 'mail-trouble.example');
+    const at = (m: number) => new Date(subject.clock.now().getTime() + m * MINUTE);
+    const stamp = (m: number) => at(m).toISOString().slice(0, 19).replace('T', ' ');
+    const rows = [await request(bob), await request(bob), await request(bob), await request(bob, { state: 'building' })];
+    const set = (i: number, values: Record<string, unknown>) => db().updateTable('archive_requests').set(values).where('id', '=', rows[i]!.id).execute();
+    await set(0, { notified_at: at(-30), notify_attempts: 1 });
+    await set(1, { notify_due_at: at(4), notify_attempts: 3, last_notify_error: 'SMTP 451 <b>try later</b>' });
+    await set(2, { notify_due_at: null, notify_attempts: 10, last_notify_error: 'SMTP 550 mailbox unavailable' });
+
+    const page = await desk.get('/operator/requests?q=mail-trouble.example');
+    const linkLines = sectionsOf(page.body).map((text) => /Link email (.*?) No events from the backup host yet\./.exec(text)?.[1] ?? null);
+    // Newest first: the building one has no email yet.
+    expect(linkLines).toEqual([
+      null,
+      'given up after 10 attempt(s): SMTP 550 mailbox unavailable',
+      // The stored reason is shown escaped.
+      `not sent after 3 attempt(s), trying again ${stamp(4)}: SMTP 451 &lt;b&gt;try later&lt;/b&gt;`,
+      `sent ${stamp(-30)}`,
+    ]);
   });
 
   it('shows newest first, 50 to a page, with a link to older requests that keeps the search', async () => {
