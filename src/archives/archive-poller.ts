@@ -6,7 +6,7 @@ import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-h
 import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
-import { ACTIVE_STATES, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
+import { ACTIVE_STATES, claimDue, markFinished, type ArchiveRequest } from './archive-request.repository.js';
 import type { ArchiveRequestState } from './archives.tables.js';
 import { archiveBackupHost } from './archive-host.js';
 
@@ -57,18 +57,8 @@ export function errorDelayMs(consecutiveErrors: number): number {
 async function pollNext(context: PollContext): Promise<PollOutcome | null> {
   const now = context.now();
   return context.db.transaction().execute(async (trx) => {
-    const row = await trx
-      .selectFrom('archive_requests')
-      .selectAll()
-      .where('state', 'in', ACTIVE_STATES)
-      .where('next_poll_at', '<=', now)
-      .orderBy('next_poll_at')
-      .limit(1)
-      .forUpdate()
-      .skipLocked()
-      .executeTakeFirst();
-    if (row === undefined) return null;
-    const request = toArchiveRequest(row);
+    const request = await claimDue(trx, 'next_poll_at', now, ACTIVE_STATES);
+    if (request === null) return null;
     const log = context.log.child({ archiveRequestId: request.id });
     const later = (ms: number) => trx.updateTable('archive_requests').set({ next_poll_at: new Date(now.getTime() + ms) }).where('id', '=', request.id).execute();
 
@@ -93,7 +83,7 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
       }
       if (error instanceof BackupHostError) {
         context.errors += 1;
-        const failures = row.poll_failures + 1;
+        const failures = request.pollFailures + 1;
         await trx
           .updateTable('archive_requests')
           .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })

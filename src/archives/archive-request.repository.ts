@@ -1,6 +1,7 @@
 // Reads and writes of archive_requests; plain functions taking the database or a transaction.
-import type { Selectable } from 'kysely';
+import type { Selectable, Transaction } from 'kysely';
 import type { Db } from '../accounts/user.repository.js';
+import type { Database } from '../db/database.js';
 import type { ArchiveRequestState, ArchiveRequestsTable } from './archives.tables.js';
 
 /** One archive request as routes, views and jobs see it (bigints as numbers: archives stay far below 2^53 bytes). */
@@ -26,6 +27,8 @@ export interface ArchiveRequest {
   notifyAttempts: number;
   notifiedAt: Date | null;
   lastNotifyError: string | null;
+  /** Failed status calls in a row; the poller's backoff for this request. */
+  pollFailures: number;
 }
 
 /** States in which the backup host is still working on the request (the poller asks about these). */
@@ -61,6 +64,7 @@ export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): Archive
     notifyAttempts: row.notify_attempts,
     notifiedAt: row.notified_at,
     lastNotifyError: row.last_notify_error,
+    pollFailures: row.poll_failures,
   };
 }
 
@@ -82,6 +86,18 @@ export async function insertArchiveRequest(
 }
 
 /** The request with this id if it belongs to this user; anyone else's (or a malformed id) is null. */
+/**
+ * The request whose `column` came due longest ago, locked FOR UPDATE SKIP LOCKED: the caller keeps
+ * it while it talks to the backup host, and another portal instance skips it instead of doing the
+ * same work twice. Null when nothing is due (or everything due is someone else's right now).
+ */
+export async function claimDue(trx: Transaction<Database>, column: 'next_poll_at' | 'notify_due_at', now: Date, states?: readonly ArchiveRequestState[]): Promise<ArchiveRequest | null> {
+  let query = trx.selectFrom('archive_requests').selectAll().where(column, '<=', now);
+  if (states !== undefined) query = query.where('state', 'in', states);
+  const row = await query.orderBy(column).limit(1).forUpdate().skipLocked().executeTakeFirst();
+  return row === undefined ? null : toArchiveRequest(row);
+}
+
 export async function findRequest(db: Db, id: string): Promise<ArchiveRequest | null> {
   const row = await db.selectFrom('archive_requests').selectAll().where('id', '=', id).executeTakeFirst();
   return row === undefined ? null : toArchiveRequest(row);

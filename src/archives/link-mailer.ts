@@ -12,7 +12,7 @@ import { retryDelayMs } from '../mail/mail.worker.js';
 import { hashToken, newToken } from '../protocol/index.js';
 import { formatBytes } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
-import { toArchiveRequest } from './archive-request.repository.js';
+import { claimDue } from './archive-request.repository.js';
 
 /** Same patience as the mail queue: about 4 hours of retries, waits doubling from 1 minute to 1 hour. */
 export const LINK_MAIL_MAX_ATTEMPTS = 10;
@@ -56,18 +56,8 @@ function scrub(reason: string, token: string): string {
 async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null> {
   const now = context.now();
   return context.db.transaction().execute(async (trx) => {
-    const row = await trx
-      .selectFrom('archive_requests')
-      .selectAll()
-      .where('notify_due_at', 'is not', null)
-      .where('notify_due_at', '<=', now)
-      .orderBy('notify_due_at')
-      .limit(1)
-      .forUpdate()
-      .skipLocked()
-      .executeTakeFirst();
-    if (row === undefined) return null;
-    const request = toArchiveRequest(row);
+    const request = await claimDue(trx, 'notify_due_at', now);
+    if (request === null) return null;
     const log = context.log.child({ archiveRequestId: request.id });
     const owner = await trx.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
     if (request.state !== 'ready' || request.archiveId === null || owner === undefined || owner.status !== 'active') {

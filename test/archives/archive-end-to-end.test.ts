@@ -13,7 +13,7 @@ import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings, type SshBackupHostSettings } from '../../src/backup-host/index.js';
 import { AdjustableClock } from '../../src/clock.js';
-import { startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
+import { eventually, startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
 import { httpGet } from '../backup-host/http-get.js';
 import { testConfig } from '../harness/app.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
@@ -34,15 +34,8 @@ let customer: User;
 const clock = new AdjustableClock();
 const logLines: string[] = [];
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nwatch said:\n${watch?.output() ?? ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Waits for `probe`; a timeout says what watch printed, the usual reason for a wait that never ends. */
+const until = <T,>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000) => eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
 
 beforeAll(async () => {
   host = await startBackupHost({ dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });

@@ -135,6 +135,25 @@ export async function askForArchive(client: WebClient, snapshot: string): Promis
   return id;
 }
 
+export interface ReadyArchive {
+  user: User;
+  client: WebClient;
+  id: string;
+  link: { path: string; token: string };
+}
+
+/** A signed-in customer with a ready archive whose link email has just arrived. */
+export async function readyArchive(world: ArchiveWorld): Promise<ReadyArchive> {
+  const user = await makeCustomer(world);
+  makeSnapshot(world, user.domain!, 'daily.0', 1);
+  const client = await signedIn(world, user);
+  const id = await askForArchive(client, 'daily.0');
+  await pollUntil(world, id, ['ready']);
+  const mails = await sendLinks(world);
+  if (mails.length !== 1) throw new Error(`expected one link email, got ${mails.length}`);
+  return { user, client, id, link: downloadLinkIn(mails[0]!) };
+}
+
 export async function requestRow(world: ArchiveWorld, id: string) {
   return world.app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }

@@ -2,7 +2,6 @@
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { hashToken, newToken } from '../../src/protocol/index.js';
 import { WebClient, type Page } from '../harness/web-client.js';
@@ -17,7 +16,9 @@ import {
   requestRow,
   sendLinks,
   signedIn,
+  readyArchive as readyArchiveIn,
   startArchiveWorld,
+  type ReadyArchive,
   type ArchiveWorld,
 } from './archive-world.js';
 
@@ -33,18 +34,11 @@ afterAll(async () => world?.close());
 const db = () => world.app.database.db;
 const COOKIE = 'archway-download';
 
-/** A customer with a ready archive whose link email has just arrived. */
-async function readyArchive(w: ArchiveWorld = world): Promise<{ user: User; client: WebClient; id: string; link: { path: string; token: string } }> {
-  const user = await makeCustomer(w);
-  makeSnapshot(w, user.domain!, 'daily.0', 1);
-  const client = await signedIn(w, user);
-  const id = await askForArchive(client, 'daily.0');
-  await pollUntil(w, id, ['ready']);
-  const mails = await sendLinks(w);
-  expect(mails).toHaveLength(1);
-  const link = downloadLinkIn(mails[0]!);
-  tokensSeen.push(link.token);
-  return { user, client, id, link };
+/** A ready archive whose emailed token is remembered, to be looked for in the database and logs later. */
+async function readyArchive(w: ArchiveWorld = world): Promise<ReadyArchive> {
+  const ready = await readyArchiveIn(w);
+  tokensSeen.push(ready.link.token);
+  return ready;
 }
 
 /** The client's cookie header with the download cookie replaced by `value` (the session stays). */

@@ -3,10 +3,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
 import { RATE_LIMITED_MESSAGE } from '../../src/http/rate-limit.js';
 import { WebClient, type Page } from '../harness/web-client.js';
-import { askForArchive, downloadLinkIn, makeCustomer, makeSnapshot, pollUntil, requestRow, sendLinks, signedIn, startArchiveWorld, type ArchiveWorld } from './archive-world.js';
+import { makeCustomer, makeSnapshot, readyArchive as readyArchiveIn, requestRow, signedIn, startArchiveWorld, type ArchiveWorld } from './archive-world.js';
 
 let world: ArchiveWorld;
 
@@ -23,17 +22,7 @@ const BACKUPS_LIMIT = 30;
 const FORM_LIMIT = 10;
 const LINK = /<a id="download-link" href="([^"]+)">/;
 
-/** A customer with a ready archive whose link email has just arrived. */
-async function readyArchive(): Promise<{ user: User; client: WebClient; id: string; link: { path: string; token: string } }> {
-  const user = await makeCustomer(world);
-  makeSnapshot(world, user.domain!, 'daily.0', 1);
-  const client = await signedIn(world, user);
-  const id = await askForArchive(client, 'daily.0');
-  await pollUntil(world, id, ['ready']);
-  const mails = await sendLinks(world);
-  expect(mails).toHaveLength(1);
-  return { user, client, id, link: downloadLinkIn(mails[0]!) };
-}
+const readyArchive = () => readyArchiveIn(world);
 
 /** Link directories on the backup host, and `link.issued` events in its log: both grow by one per link. */
 function linksIssued(): { directories: number; events: number } {

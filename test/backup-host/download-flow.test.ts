@@ -15,7 +15,7 @@ import {
 } from '../../src/backup-host/index.js';
 import { hashToken, newToken, type ArchiveStatusResult, type DispatcherEvent } from '../../src/protocol/index.js';
 import { findProgram, run } from '../harness/sshd.js';
-import { ENCRYPTED_KEY_PASSPHRASE, startBackupHost, type BackupHostFixture, type WatchProcess } from './fixture.js';
+import { ENCRYPTED_KEY_PASSPHRASE, eventually, startBackupHost, type BackupHostFixture, type WatchProcess } from './fixture.js';
 import { httpGet } from './http-get.js';
 
 const CUSTOMER = 'example.org';
@@ -33,15 +33,8 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nwatch said:\n${watch?.output() ?? ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits for `probe`; a timeout says what watch printed, the usual reason for a wait that never ends. */
+const until = <T,>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) => eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
 
 /** A generated backup snapshot: nested directories, random files, an empty file and a symlink out. */
 async function makeSnapshot(customer: string, snapshot: string, bytes: number): Promise<void> {

@@ -84,6 +84,17 @@ async function dirFor(path: string, mode: number, group?: number): Promise<strin
   return path;
 }
 
+/** Polls `probe` until it returns something other than undefined; past the timeout, fails naming `what` (and `explain()`). */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, options: { timeoutMs?: number; explain?: () => string } = {}): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${options.explain ? `\n${options.explain()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Builds the whole backup host in a fresh temp directory; stop() removes every trace. */
 export async function startBackupHost(options: BackupHostFixtureOptions = {}): Promise<BackupHostFixture> {
   if (!existsSync(DISPATCHER_BUNDLE)) throw new Error('the dispatcher is not built: run `npm run build` first');
