@@ -90,7 +90,7 @@ try {
   await mkdir(snapshotDir, { recursive: true });
   process.stdout.write(`writing a ${SIZE_MIB} MiB snapshot... `);
   await writeRandomFile(join(snapshotDir, 'data.bin'), SIZE_MIB);
-  const client = backupHostFromSettings({ host: host.sshd.host, port: host.sshd.port, user: host.user.name, privateKeyPath: host.portalKey.privateKeyPath, hostKeyFingerprint: host.sshd.hostKeyFingerprint });
+  const client = backupHostFromSettings(host.portalSettings);
   process.stdout.write('building the archive with the dispatcher... ');
   const t0 = Date.now();
   const { archiveId } = await client.createArchive({ customer, snapshot: 'daily.0' });

@@ -37,7 +37,7 @@ try {
   const dir = join(host.backupRoot, customer, 'daily.0');
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'file.txt'), 'hello\n');
-  const client = backupHostFromSettings({ host: host.sshd.host, port: host.sshd.port, user: host.user.name, privateKeyPath: host.portalKey.privateKeyPath, hostKeyFingerprint: host.sshd.hostKeyFingerprint });
+  const client = backupHostFromSettings(host.portalSettings);
   const { archiveId } = await client.createArchive({ customer, snapshot: 'daily.0' });
   for (;;) {
     const s = await client.archiveStatus({ customer, archiveId });

@@ -40,13 +40,7 @@ const until = <T,>(what: string, probe: () => Promise<T | undefined>, timeoutMs 
 beforeAll(async () => {
   host = await startBackupHost({ dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
   watch = await host.startWatch();
-  settings = {
-    host: host.sshd.host,
-    port: host.sshd.port,
-    user: host.user.name,
-    privateKeyPath: host.portalKey.privateKeyPath,
-    hostKeyFingerprint: host.sshd.hostKeyFingerprint,
-  };
+  settings = host.portalSettings;
   database = await createTestDatabase();
   sink = await createSmtpSink();
   // The emailed link must reach this very app, so its address is chosen before the app is built.

@@ -81,13 +81,7 @@ function linkDirOf(url: string): string {
 beforeAll(async () => {
   host = await startBackupHost({ linkTtlSeconds: LINK_TTL, linkGraceSeconds: 0, dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
   watch = await host.startWatch();
-  settings = {
-    host: host.sshd.host,
-    port: host.sshd.port,
-    user: host.user.name,
-    privateKeyPath: host.portalKey.privateKeyPath,
-    hostKeyFingerprint: host.sshd.hostKeyFingerprint,
-  };
+  settings = host.portalSettings;
   client = backupHostFromSettings(settings);
   await makeSnapshot(CUSTOMER, 'daily.1', 1024 * 1024);
   await makeSnapshot(CUSTOMER, 'daily.0', 48 * 1024 * 1024);

@@ -5,6 +5,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { SshBackupHostSettings } from '../../src/backup-host/index.js';
 import { startNginx, type PrivateNginx } from '../harness/nginx.js';
 import {
   authorizedKeyLine,
@@ -53,6 +54,8 @@ export interface BackupHostFixture {
   nginx: PrivateNginx | null;
   /** Authorized with from="127.0.0.1" (or portalAddress): the portal's key. */
   portalKey: KeyPair;
+  /** The portal's client settings for this host: its sshd, the test user, the portal key, the pinned host key. */
+  portalSettings: SshBackupHostSettings;
   /** Authorized only from="127.0.0.9": proves the from= binding. */
   elsewhereKey: KeyPair;
   /** A passphrase-protected portal key (passphrase: ENCRYPTED_KEY_PASSPHRASE), same binding as portalKey. */
@@ -205,6 +208,7 @@ export async function startBackupHost(options: BackupHostFixtureOptions = {}): P
       sshd,
       nginx,
       portalKey,
+      portalSettings: { host: sshd.host, port: sshd.port, user: user.name, privateKeyPath: portalKey.privateKeyPath, hostKeyFingerprint: sshd.hostKeyFingerprint },
       elsewhereKey,
       encryptedPortalKey,
       backupRoot,
