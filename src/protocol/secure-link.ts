@@ -13,9 +13,9 @@ export function hashToken(token: string): string {
 
 /**
  * The value nginx computes for `secure_link_md5 "$secure_link_expires$uri$remote_addr <secret>"`:
- * base64url of the raw md5 digest, without padding.
+ * base64url of the raw md5 digest, without padding. `expires` is signed as written in the URL.
  */
-export function secureLinkMd5(expires: number, uri: string, clientIp: string, secret: string): string {
+export function secureLinkMd5(expires: number | string, uri: string, clientIp: string, secret: string): string {
   return createHash('md5').update(`${expires}${uri}${clientIp} ${secret}`, 'utf8').digest('base64url');
 }
 

@@ -1,0 +1,248 @@
+// The first-look download server: serves the dispatcher's signed links as the shipped NGINX downloads vhost does.
+//
+// It stands in for nginx/downloads.server.conf.in on a newcomer's computer, and a conformance test holds the
+// two side by side (test/first-look/download-server-conformance.test.ts). What it copies, rule by rule:
+// secure_link (403 wrong hash or address, 410 expired), limit_except GET, the friendly error pages,
+// disable_symlinks if_not_owner from=LINK_ROOT, max_ranges 0 (no Range, no Accept-Ranges), the headers,
+// and the archway_download log line for signed GETs, written when the response ends.
+import { readFileSync } from 'node:fs';
+import { appendFile, lstat, open, stat, type FileHandle } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PROJECT_ROOT } from '../paths.js';
+import { canonicalIp } from '../protocol/index.js';
+import { isoTimeLikeNginx, nginxUri, requestTimeLikeNginx, secureLinkState } from './nginx-semantics.js';
+
+export interface DownloadServerOptions {
+  host: string;
+  /** 0 = any free port. */
+  port: number;
+  linkRoot: string;
+  /** First line is the secure_link secret, as for the dispatcher. */
+  secureLinkSecretFile: string;
+  /** The download log `dispatcher watch` follows (log_format archway_download). */
+  accessLog: string;
+  /** Where the error pages send the customer back to (the install's --portal-url). */
+  portalUrl?: string;
+}
+
+export interface DownloadServer {
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** The vhost's download location: a 32-hex link directory and a file name, nothing else under LINK_ROOT. */
+const LINK_LOCATION = /^\/dl\/([0-9a-f]{32})\/([A-Za-z0-9][A-Za-z0-9._-]{0,250}\.tar)$/;
+const DEFAULT_PORTAL_URL = 'http://127.0.0.1:3000/backups';
+const READ_CHUNK = 1 << 20;
+
+type ErrorStatus = 403 | 404 | 410;
+
+/** The shipped error pages, rendered as the install script renders them (its --portal-url check included). */
+export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Buffer> {
+  if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
+  const pages = new Map<ErrorStatus, Buffer>();
+  for (const status of [403, 404, 410] as const) {
+    const template = readFileSync(path.join(PROJECT_ROOT, 'nginx', 'errors', `${status}.html.in`), 'utf8');
+    pages.set(status, Buffer.from(template.replaceAll('@@PORTAL_URL@@', portalUrl), 'utf8'));
+  }
+  return pages;
+}
+
+/** NGINX's own page for a status it has no error_page for (server_tokens off). */
+function builtinPage(status: 400 | 500): Buffer {
+  const title = status === 400 ? '400 Bad Request' : '500 Internal Server Error';
+  return Buffer.from(`<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`);
+}
+
+function readSecret(file: string): string {
+  const secret = readFileSync(file, 'utf8').split('\n')[0]?.trim() ?? '';
+  if (secret.length < 16) throw new Error(`the secure_link secret in ${file} is shorter than 16 characters`);
+  return secret;
+}
+
+/** $remote_addr: an IPv4 client of a dual-stack socket is written as IPv4, IPv6 as NGINX spells it. */
+function remoteAddr(req: IncomingMessage): string {
+  const raw = req.socket.remoteAddress ?? '';
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(raw);
+  return v4 ? v4[1]! : (canonicalIp(raw) ?? raw);
+}
+
+type Opened = { handle: FileHandle; size: number; mtimeMs: number } | { status: 403 | 404 | 500 };
+
+/** errno -> status as ngx_http_static_module maps a failed open. */
+function openFailure(error: unknown): { status: 403 | 404 | 500 } {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return { status: 404 };
+  if (code === 'EACCES' || code === 'ELOOP') return { status: 403 };
+  return { status: 500 };
+}
+
+/**
+ * Opens LINK_ROOT/<dir>/<file> under `disable_symlinks if_not_owner from=LINK_ROOT`: each component below
+ * the link root may be a symlink only when the link's owner owns what it points at (the dispatcher's
+ * links to archives are); anything else is refused as NGINX refuses it (403).
+ */
+async function openLink(linkRoot: string, dir: string, file: string): Promise<Opened> {
+  const dirPath = path.join(linkRoot, dir);
+  const filePath = path.join(dirPath, file);
+  let handle: FileHandle | undefined;
+  try {
+    const target = await stat(dirPath);
+    if ((await lstat(dirPath)).uid !== target.uid) return { status: 403 };
+    if (!target.isDirectory()) return { status: 404 };
+    handle = await open(filePath, 'r');
+    const opened = await handle.stat();
+    if ((await lstat(filePath)).uid !== opened.uid || !opened.isFile()) {
+      await handle.close();
+      // A directory would get NGINX's 301 to "<uri>/" and then the catch-all 404; the dispatcher never makes one.
+      return { status: opened.isFile() ? 403 : 404 };
+    }
+    return { handle, size: opened.size, mtimeMs: opened.mtimeMs };
+  } catch (error) {
+    await handle?.close();
+    return openFailure(error);
+  }
+}
+
+export async function startDownloadServer(options: DownloadServerOptions): Promise<DownloadServer> {
+  const secret = readSecret(options.secureLinkSecretFile);
+  const pages = renderDownloadErrorPages(options.portalUrl ?? DEFAULT_PORTAL_URL);
+  const inFlight = new Set<Promise<void>>();
+  let logWrites: Promise<void> = Promise.resolve();
+
+  /** One line of `log_format archway_download escape=json`, appended in order, one write each. */
+  const logDownload = (entry: { started: Date; remote: string; uri: string; status: number; bytes: number; completion: 'OK' | '' }): void => {
+    const line =
+      `{"time":${JSON.stringify(isoTimeLikeNginx(entry.started))},"remote_addr":${JSON.stringify(entry.remote)},` +
+      `"uri":${JSON.stringify(entry.uri)},"status":${entry.status},"bytes":${entry.bytes},` +
+      `"completion":"${entry.completion}","request_time":${requestTimeLikeNginx(Date.now() - entry.started.getTime())}}\n`;
+    logWrites = logWrites
+      .then(() => appendFile(options.accessLog, line, { mode: 0o640 }))
+      .catch((error: unknown) => {
+        // A lost line means a download is never recorded: say so where the operator looks.
+        console.error(`first-look download server: cannot write ${options.accessLog}: ${String(error)}`);
+      });
+  };
+
+  const sendPage = (req: IncomingMessage, res: ServerResponse, status: ErrorStatus): void => {
+    const page = pages.get(status)!;
+    res.writeHead(status, {
+      'Content-Type': 'text/html; charset=utf-8',
+      'Content-Length': page.length,
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+    });
+    res.end(req.method === 'HEAD' ? undefined : page);
+  };
+
+  const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: 400 | 500): void => {
+    const page = builtinPage(status);
+    res.writeHead(status, { 'Content-Type': 'text/html', 'Content-Length': page.length, ...(status === 400 ? { Connection: 'close' } : {}) });
+    res.end(req.method === 'HEAD' ? undefined : page);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = new Date();
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const uri = nginxUri(q === -1 ? target : target.slice(0, q));
+    if (uri === null) return sendBuiltin(req, res, 400);
+    const link = LINK_LOCATION.exec(uri);
+    if (!link) return sendPage(req, res, 404);
+
+    // The rewrite phase (secure_link's `if`s) runs before the access phase (limit_except), as in NGINX.
+    const remote = remoteAddr(req);
+    const signature = secureLinkState(q === -1 ? '' : target.slice(q + 1), uri, remote, secret, Math.floor(started.getTime() / 1000));
+    if (signature === '') return sendPage(req, res, 403);
+    if (signature === '0') return sendPage(req, res, 410);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendPage(req, res, 403);
+    // Only signed GETs reach the download log (map $archway_signed): a HEAD transfers nothing.
+    const logged = req.method === 'GET';
+
+    const opened = await openLink(options.linkRoot, link[1]!, link[2]!);
+    if ('status' in opened) {
+      // 403 and 404 go through error_page into another location, whose log is not the download log.
+      if (opened.status !== 500) return sendPage(req, res, opened.status);
+      sendBuiltin(req, res, 500);
+      if (logged) logDownload({ started, remote, uri, status: 500, bytes: 0, completion: 'OK' });
+      return;
+    }
+    const { handle: file, size, mtimeMs } = opened;
+    try {
+      res.writeHead(200, {
+        'Content-Type': 'application/x-tar',
+        'Content-Length': size,
+        'Last-Modified': new Date(mtimeMs).toUTCString(),
+        ETag: `"${Math.floor(mtimeMs / 1000).toString(16)}-${size.toString(16)}"`,
+        'Content-Disposition': `attachment; filename="${link[2]!}"`,
+        'X-Content-Type-Options': 'nosniff',
+        'Cache-Control': 'private, no-store',
+        'Referrer-Policy': 'no-referrer',
+      });
+      if (!logged) {
+        res.end();
+        return;
+      }
+      let sent = 0;
+      let completion: 'OK' | '' = 'OK';
+      if (size > 0) {
+        const body = file.createReadStream({ start: 0, end: size - 1, highWaterMark: READ_CHUNK, autoClose: false });
+        body.on('data', (chunk: Buffer | string) => {
+          sent += chunk.length;
+        });
+        // pipeline waits for the socket to take each chunk (back-pressure) and fails if the client goes away.
+        await pipeline(body, res).catch(() => (completion = ''));
+      } else {
+        res.end();
+      }
+      if (sent !== size) {
+        // The file shrank under us: cut the connection so the client sees a short download, as NGINX does.
+        completion = '';
+        res.destroy();
+      }
+      logDownload({ started, remote, uri, status: 200, bytes: sent, completion });
+    } finally {
+      await file.close();
+    }
+  };
+
+  const server = createServer((req, res) => {
+    const done = handle(req, res)
+      .catch((error: unknown) => {
+        console.error(`first-look download server: ${String(error)}`);
+        if (!res.headersSent) sendBuiltin(req, res, 500);
+        else res.destroy();
+      })
+      .finally(() => inFlight.delete(done));
+    inFlight.add(done);
+  });
+  // NGINX's send_timeout and keepalive_timeout: a client that stops reading is dropped after a minute.
+  server.timeout = 60_000;
+  server.keepAliveTimeout = 75_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostInUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    port,
+    url: `http://${hostInUrl}:${port}`,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Downloads in progress are cut, and logged as not complete, instead of holding the stop for minutes.
+      server.closeAllConnections();
+      await closed;
+      await Promise.all([...inFlight]);
+      await logWrites;
+    },
+  };
+}

@@ -1,0 +1,117 @@
+// How NGINX reads a request for the downloads vhost: $uri, $arg_*, $secure_link, $time_iso8601, as its C code does.
+import { timingSafeEqual } from 'node:crypto';
+import { secureLinkMd5 } from '../protocol/index.js';
+
+/**
+ * NGINX's $uri from the raw request path: one pass of %XX decoding (a bad escape is a 400), then
+ * merged slashes and resolved `.` and `..` segments, a decoded `%2F` counting as `/` (as in
+ * ngx_http_parse_complex_uri). Null means NGINX answers 400 (bad escape, NUL, `..` above the root).
+ */
+export function nginxUri(rawPath: string): string | null {
+  if (!rawPath.startsWith('/')) return null;
+  const bytes: number[] = [];
+  const raw = Buffer.from(rawPath, 'latin1');
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c !== 0x25) {
+      bytes.push(c);
+      continue;
+    }
+    const hex = rawPath.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
+    bytes.push(parseInt(hex, 16));
+    i += 2;
+  }
+  if (bytes.includes(0)) return null;
+  // The bytes are kept one char each: the location pattern is ASCII, anything else only has to not match.
+  const decoded = Buffer.from(bytes).toString('latin1');
+  const out: string[] = [];
+  const segments = decoded.split('/');
+  const trailing = segments.at(-1) === '' || segments.at(-1) === '.' || segments.at(-1) === '..';
+  for (const segment of segments) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      if (out.length === 0) return null;
+      out.pop();
+      continue;
+    }
+    out.push(segment);
+  }
+  return `/${out.join('/')}${trailing && out.length > 0 ? '/' : ''}`;
+}
+
+/** $arg_<name>: the first `name=` (case-insensitive) at the start or after `&`, raw, not decoded (ngx_http_arg). */
+export function nginxArg(args: string, name: string): string {
+  const lower = args.toLowerCase();
+  const key = `${name.toLowerCase()}=`;
+  for (let at = lower.indexOf(key); at !== -1; at = lower.indexOf(key, at + 1)) {
+    if (at !== 0 && args[at - 1] !== '&') continue;
+    const end = args.indexOf('&', at + key.length);
+    return args.slice(at + key.length, end === -1 ? undefined : end);
+  }
+  return '';
+}
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** ngx_decode_base64url: stops at `=`, refuses other characters and a length of 4n+1; spare bits are ignored. */
+function decodeBase64url(text: string): Buffer | null {
+  let len = text.indexOf('=');
+  if (len === -1) len = text.length;
+  const values: number[] = [];
+  for (let i = 0; i < len; i++) {
+    const v = BASE64URL.indexOf(text[i]!);
+    if (v === -1) return null;
+    values.push(v);
+  }
+  if (len % 4 === 1) return null;
+  const out: number[] = [];
+  for (let i = 0; i + 1 < values.length; i += 4) {
+    const [a, b, c, d] = [values[i]!, values[i + 1]!, values[i + 2], values[i + 3]];
+    out.push(((a << 2) | (b >> 4)) & 0xff);
+    if (c !== undefined) out.push(((b << 4) | (c >> 2)) & 0xff);
+    if (d !== undefined && c !== undefined) out.push(((c << 6) | d) & 0xff);
+  }
+  return Buffer.from(out);
+}
+
+/** ngx_atotm: digits only, at least one; anything else is -1. */
+function parseExpires(text: string): number {
+  return /^[0-9]{1,15}$/.test(text) ? Number(text) : -1;
+}
+
+/**
+ * $secure_link for `secure_link $arg_md5,$arg_expires` and
+ * `secure_link_md5 "$secure_link_expires$uri$remote_addr <secret>"`:
+ * '' = missing or wrong signature (or another address), '0' = expired, '1' = valid.
+ */
+export function secureLinkState(args: string, uri: string, remoteAddr: string, secret: string, nowSeconds: number): '' | '0' | '1' {
+  const md5 = nginxArg(args, 'md5');
+  const expiresText = nginxArg(args, 'expires');
+  const expires = parseExpires(expiresText);
+  if (expires <= 0 || md5.length > 24) return '';
+  const given = decodeBase64url(md5);
+  if (given === null || given.length !== 16) return '';
+  // The signed text uses the expiry exactly as written in the URL ($secure_link_expires), leading zeros and all.
+  const expected = Buffer.from(secureLinkMd5(expiresText, uri, remoteAddr, secret), 'base64url');
+  if (!timingSafeEqual(given, expected)) return '';
+  return expires < nowSeconds ? '0' : '1';
+}
+
+/** $time_iso8601: local time with its offset, to the second. */
+export function isoTimeLikeNginx(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const offset = -date.getTimezoneOffset();
+  const sign = offset < 0 ? '-' : '+';
+  const abs = Math.abs(offset);
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
+  );
+}
+
+/** $request_time: seconds with milliseconds ("%T.%03M"). */
+export function requestTimeLikeNginx(ms: number): string {
+  const whole = Math.max(0, Math.floor(ms));
+  return `${Math.floor(whole / 1000)}.${String(whole % 1000).padStart(3, '0')}`;
+}
