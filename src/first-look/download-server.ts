@@ -154,12 +154,12 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     const link = LINK_LOCATION.exec(uri);
     if (!link) return sendPage(req, res, 404);
 
-    // The rewrite phase (secure_link's `if`s) runs before the access phase (limit_except), as in NGINX.
+    // limit_except swaps in its own location config, without the secure_link `if`s: any other method is 403.
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendPage(req, res, 403);
     const remote = remoteAddr(req);
     const signature = secureLinkState(q === -1 ? '' : target.slice(q + 1), uri, remote, secret, Math.floor(started.getTime() / 1000));
     if (signature === '') return sendPage(req, res, 403);
     if (signature === '0') return sendPage(req, res, 410);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendPage(req, res, 403);
     // Only signed GETs reach the download log (map $archway_signed): a HEAD transfers nothing.
     const logged = req.method === 'GET';
 

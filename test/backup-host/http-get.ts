@@ -19,11 +19,14 @@ export interface GetOptions {
   stopAfterBytes?: number;
   /** Do not keep the body in memory (large downloads): only count and hash it. */
   discardBody?: boolean;
+  /** The request target sent as written (`..`, `%2F`), instead of the URL's normalised path. */
+  rawPath?: string;
 }
 
 export function httpGet(url: string, options: GetOptions): Promise<Fetched & { bytes: number }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', localAddress: options.localAddress, headers: options.headers, agent: false }, (res) => {
+    const target = { method: options.method ?? 'GET', localAddress: options.localAddress, headers: options.headers, agent: false as const };
+    const req = request(url, options.rawPath === undefined ? target : { ...target, path: options.rawPath }, (res) => {
       const chunks: Buffer[] = [];
       const hash = createHash('sha256');
       let bytes = 0;

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { renderDownloadErrorPages } from '../../src/first-look/download-server.js';
 import { cleanupOnExit, findProgram, stopProcess, freeLoopbackPort, readShipped, renderTemplate, runOk } from './sshd.js';
 
 export interface NginxOptions {
@@ -29,16 +30,6 @@ export interface PrivateNginx {
   /** Sends the master SIGUSR1, as logrotate does after moving the logs away. */
   reopenLogs(): void;
   stop(): Promise<void>;
-}
-
-/** Renders the shipped error pages with the portal's address; the URL goes into an href. */
-export function renderErrorPages(portalUrl: string): Record<string, string> {
-  if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in an href');
-  const pages: Record<string, string> = {};
-  for (const status of ['403', '404', '410']) {
-    pages[`${status}.html`] = renderTemplate(readShipped(`nginx/errors/${status}.html.in`), { PORTAL_URL: portalUrl });
-  }
-  return pages;
 }
 
 /** The secure_link_md5 include; the secret must not contain what nginx would read as syntax. */
@@ -120,8 +111,9 @@ export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
   await chmod(dir, 0o755);
   const port = await freeLoopbackPort(host);
 
-  for (const [name, html] of Object.entries(renderErrorPages(options.portalUrl ?? 'https://portal.example.net/'))) {
-    await writeFile(join(dir, 'errors', name), html, { mode: 0o644 });
+  // Rendered by the same code as the first-look download server's, which checks the URL as the install does.
+  for (const [status, html] of renderDownloadErrorPages(options.portalUrl ?? 'https://portal.example.net/')) {
+    await writeFile(join(dir, 'errors', `${status}.html`), html, { mode: 0o644 });
   }
   const secretConf = join(dir, 'secure-link-secret.conf');
   await writeFile(secretConf, renderSecretConf(options.secret), { mode: 0o600 });

@@ -1,0 +1,307 @@
+// The first-look download server answers every kind of request as the shipped NGINX downloads vhost does.
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, lchown, mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDownloadLine } from '../../src/dispatcher/watch.js';
+import { startDownloadServer, type DownloadServer } from '../../src/first-look/download-server.js';
+import { secureLinkMd5 } from '../../src/protocol/index.js';
+import { eventually } from '../backup-host/fixture.js';
+import { httpGet, type GetOptions } from '../backup-host/http-get.js';
+import { startNginx, type PrivateNginx } from '../harness/nginx.js';
+import { findProgram, run } from '../harness/sshd.js';
+
+const PORTAL = 'https://portal.example.net/backups';
+const CUSTOMER = '127.0.0.2';
+const STRANGER = '127.0.0.3';
+const FILE = 'example.org-daily.0-0123abcd.tar';
+/** Big enough that neither server can hand it all to the socket buffers before the client leaves. */
+const BIG = 256 * 1024 * 1024;
+
+let base: string;
+let nginx: PrivateNginx;
+let firstLook: DownloadServer;
+let linkRoot: string;
+let archiveRoot: string;
+let nginxLog: string;
+let firstLookLog: string;
+let secret: string;
+let archive: Buffer;
+let wwwData: number;
+
+async function owned(path: string, mode: number): Promise<void> {
+  await chown(path, 0, wwwData);
+  await chmod(path, mode);
+}
+
+/** A link as the dispatcher makes it: a root-owned symlink in a fresh random directory under the link root. */
+async function makeLink(target: string, options: { linkOwner?: number } = {}): Promise<string> {
+  const dir = randomBytes(16).toString('hex');
+  await mkdir(join(linkRoot, dir));
+  await owned(join(linkRoot, dir), 0o750);
+  await symlink(target, join(linkRoot, dir, FILE));
+  if (options.linkOwner !== undefined) await lchown(join(linkRoot, dir, FILE), options.linkOwner, options.linkOwner);
+  return `/dl/${dir}/${FILE}`;
+}
+
+function query(uri: string, ip: string, expires = Math.floor(Date.now() / 1000) + 60): string {
+  return `?md5=${secureLinkMd5(expires, uri, ip, secret)}&expires=${expires}`;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  sha256: string;
+  bytes: number;
+}
+
+/** Sends the same request, byte for byte, to NGINX and to the first-look server. */
+async function askBoth(rawPath: string, options: Omit<GetOptions, 'rawPath'>): Promise<{ nginx: Answer; firstLook: Answer }> {
+  const one = (baseUrl: string) => httpGet(baseUrl, { discardBody: true, ...options, rawPath });
+  return { nginx: await one(nginx.baseUrl), firstLook: await one(firstLook.url) };
+}
+
+/** The parts of an answer a browser, a download manager or an attacker acts on. */
+function essentials(a: Answer, withBody: boolean): Record<string, unknown> {
+  return {
+    status: a.status,
+    contentLength: a.headers['content-length'],
+    contentType: a.headers['content-type'],
+    contentDisposition: a.headers['content-disposition'],
+    acceptRanges: a.headers['accept-ranges'],
+    contentRange: a.headers['content-range'],
+    cacheControl: a.headers['cache-control'],
+    nosniff: a.headers['x-content-type-options'],
+    ...(withBody ? { sha256: a.sha256, bytes: a.bytes } : {}),
+  };
+}
+
+async function expectSameAnswer(rawPath: string, options: Omit<GetOptions, 'rawPath'>, expectedStatus: number): Promise<Answer> {
+  const got = await askBoth(rawPath, options);
+  expect(got.nginx.status, `nginx for ${rawPath}`).toBe(expectedStatus);
+  expect(essentials(got.firstLook, true), `first look for ${rawPath}`).toEqual(essentials(got.nginx, true));
+  return got.nginx;
+}
+
+/** What `watch` makes of a download log: its parsed records, without the clock fields. */
+async function watchRecords(log: string): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const parsed = parseDownloadLine(l);
+      expect(parsed, `watch parses ${l}`).not.toBeNull();
+      const { time, ...rest } = parsed!;
+      expect(time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/);
+      expect(JSON.parse(l)).toHaveProperty('request_time');
+      return rest;
+    });
+}
+
+beforeAll(async () => {
+  wwwData = Number((await run(findProgram('getent'), ['group', 'www-data'])).stdout.split(':')[2]);
+  base = await mkdtemp(join(tmpdir(), 'archway-fl-dl-'));
+  await chmod(base, 0o755);
+  archiveRoot = join(base, 'archives');
+  linkRoot = join(base, 'links');
+  for (const d of [archiveRoot, linkRoot]) {
+    await mkdir(d);
+    await owned(d, 0o750);
+  }
+  archive = randomBytes(3 * 1024 * 1024 + 17);
+  await writeFile(join(archiveRoot, 'a.tar'), archive);
+  await owned(join(archiveRoot, 'a.tar'), 0o640);
+  // Sparse: a large archive costs no disk and reads fast.
+  await writeFile(join(archiveRoot, 'big.tar'), '');
+  await truncate(join(archiveRoot, 'big.tar'), BIG);
+  await owned(join(archiveRoot, 'big.tar'), 0o640);
+  secret = randomBytes(32).toString('base64url');
+  const secretFile = join(base, 'secure-link.secret');
+  await writeFile(secretFile, `${secret}\n`, { mode: 0o600 });
+  nginxLog = join(base, 'nginx', 'logs', 'download.log');
+  firstLookLog = join(base, 'first-look', 'download.log');
+  await mkdir(join(base, 'first-look'));
+  nginx = await startNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog: nginxLog, portalUrl: PORTAL });
+  firstLook = await startDownloadServer({ host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: secretFile, accessLog: firstLookLog, portalUrl: PORTAL });
+});
+
+afterAll(async () => {
+  await firstLook?.close();
+  await nginx?.stop();
+  if (base) await rm(base, { recursive: true, force: true });
+});
+
+describe('the first-look download server next to the shipped NGINX vhost', () => {
+  it('serves a signed link whole, as an attachment, with the same headers', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await expectSameAnswer(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER }, 200);
+    expect(got.sha256).toBe(createHash('sha256').update(archive).digest('hex'));
+    expect(got.headers['content-disposition']).toBe(`attachment; filename="${FILE}"`);
+    expect(got.headers['content-length']).toBe(String(archive.length));
+    expect(got.headers['accept-ranges']).toBeUndefined();
+  });
+
+  it('ignores a Range header and sends the whole file without Accept-Ranges', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    for (const range of ['bytes=100-199', 'bytes=0-', 'bytes=-5', 'bytes=1-2,5-6']) {
+      const got = await expectSameAnswer(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER, headers: { Range: range } }, 200);
+      expect(got.bytes).toBe(archive.length);
+    }
+  });
+
+  it('answers a HEAD with the length and no body', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const got = await expectSameAnswer(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER, method: 'HEAD' }, 200);
+    expect(got.headers['content-length']).toBe(String(archive.length));
+    expect(got.bytes).toBe(0);
+  });
+
+  it('answers 403 with the same friendly page to a wrong hash, a changed expiry, a missing signature and another address', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const good = query(uri, CUSTOMER);
+    const md5 = /md5=([^&]+)/.exec(good)![1]!;
+    const flipped = good.replace(md5, `${md5.slice(0, 5)}${md5[5] === 'A' ? 'B' : 'A'}${md5.slice(6)}`);
+    const later = good.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 3600}`);
+    const cases: Array<[string, string]> = [
+      [uri + flipped, CUSTOMER],
+      [uri + later, CUSTOMER],
+      [uri, CUSTOMER],
+      [`${uri}?md5=${md5}`, CUSTOMER],
+      [`${uri}?md5=!!&expires=1`, CUSTOMER],
+      [uri + good, STRANGER],
+      [uri + query(uri, CUSTOMER, Math.floor(Date.now() / 1000) - 10), STRANGER],
+    ];
+    for (const [path, from] of cases) {
+      for (const method of ['GET', 'HEAD']) {
+        const got = await expectSameAnswer(path, { localAddress: from, method }, 403);
+        if (method === 'GET') expect(got.sha256).toBe(createHash('sha256').update(await readFile(join(base, 'nginx', 'errors', '403.html'))).digest('hex'));
+      }
+    }
+  });
+
+  it('answers 410 with the same page to an expired link, and 403 to any method but GET and HEAD, signed or not', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const expired = uri + query(uri, CUSTOMER, Math.floor(Date.now() / 1000) - 1);
+    await expectSameAnswer(expired, { localAddress: CUSTOMER }, 410);
+    await expectSameAnswer(expired, { localAddress: CUSTOMER, method: 'HEAD' }, 410);
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+      for (const path of [uri + query(uri, CUSTOMER), expired, uri]) await expectSameAnswer(path, { localAddress: CUSTOMER, method }, 403);
+    }
+  });
+
+  it('serves nothing outside the link root: other paths, `..`, encoded dots and internal pages', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const dir = uri.split('/')[2]!;
+    const outside = '/archives/a.tar';
+    const notFound = [
+      '/', '/dl/', `/dl/${dir}/`, `/dl/${dir}`, outside, outside + query(outside, CUSTOMER),
+      `/dl/${dir}/../../archives/a.tar`, `/dl/${dir}/%2e%2e/%2E%2E/archives/a.tar`, `/dl/${dir}/${FILE}/..`,
+      '/_archway_errors/403.html', `/dl/${dir}/.${FILE}`, `/dl/${dir}/sub/${FILE}`, `/DL/${dir}/${FILE}`,
+    ];
+    for (const path of notFound) await expectSameAnswer(path, { localAddress: CUSTOMER }, 404);
+    // A signed link whose directory is gone (used, or swept).
+    const gone = `/dl/${randomBytes(16).toString('hex')}/${FILE}`;
+    await expectSameAnswer(gone + query(gone, CUSTOMER), { localAddress: CUSTOMER }, 404);
+    for (const path of ['/../etc/passwd', `/dl/${dir}/%zz`, `/dl/${dir}/${FILE}%00`]) {
+      await expectSameAnswer(path, { localAddress: CUSTOMER }, 400);
+    }
+  });
+
+  it('reads encoded slashes as slashes, like NGINX: the decoded path is what is signed', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const dir = uri.split('/')[2]!;
+    const got = await expectSameAnswer(`/dl/${dir}%2F${FILE}${query(uri, CUSTOMER)}`, { localAddress: CUSTOMER }, 200);
+    expect(got.bytes).toBe(archive.length);
+    await expectSameAnswer(`/dl%2f${dir}//${FILE}${query(uri, CUSTOMER)}`, { localAddress: CUSTOMER }, 200);
+    // Signed for the encoded spelling: NGINX checks the decoded one, so the signature is wrong.
+    const encoded = `/dl/${dir}%2F${FILE}`;
+    await expectSameAnswer(encoded + query(encoded, CUSTOMER), { localAddress: CUSTOMER }, 403);
+  });
+
+  it('follows a symlink out of the link root only when its owner owns the target, as disable_symlinks if_not_owner', async () => {
+    // Owned by nobody, pointing at root's archive: refused even when signed.
+    const foreign = await makeLink(join(archiveRoot, 'a.tar'), { linkOwner: 65534 });
+    await expectSameAnswer(foreign + query(foreign, CUSTOMER), { localAddress: CUSTOMER }, 403);
+    // A link directory that is itself somebody else's symlink to a directory holding the archive.
+    const dir = randomBytes(16).toString('hex');
+    const elsewhere = join(base, `elsewhere-${dir}`);
+    await mkdir(elsewhere);
+    await owned(elsewhere, 0o750);
+    await symlink(join(archiveRoot, 'a.tar'), join(elsewhere, FILE));
+    await symlink(elsewhere, join(linkRoot, dir));
+    await lchown(join(linkRoot, dir), 65534, 65534);
+    const viaDir = `/dl/${dir}/${FILE}`;
+    await expectSameAnswer(viaDir + query(viaDir, CUSTOMER), { localAddress: CUSTOMER }, 403);
+    // The same owner on both ends is how the dispatcher's links look, wherever they point.
+    const sameOwner = await makeLink('/etc/hostname');
+    await expectSameAnswer(sameOwner + query(sameOwner, CUSTOMER), { localAddress: CUSTOMER }, 200);
+    // A dangling link, and a link to itself.
+    const dangling = await makeLink(join(archiveRoot, 'missing.tar'));
+    await expectSameAnswer(dangling + query(dangling, CUSTOMER), { localAddress: CUSTOMER }, 404);
+    const loopDir = randomBytes(16).toString('hex');
+    await mkdir(join(linkRoot, loopDir));
+    await owned(join(linkRoot, loopDir), 0o750);
+    await symlink(FILE, join(linkRoot, loopDir, FILE));
+    const loop = `/dl/${loopDir}/${FILE}`;
+    await expectSameAnswer(loop + query(loop, CUSTOMER), { localAddress: CUSTOMER }, 403);
+  });
+
+  it('logs a client that stops half-way as not complete, with the bytes it was sent', async () => {
+    const uri = await makeLink(join(archiveRoot, 'big.tar'));
+    const got = await askBoth(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER, stopAfterBytes: 1024 * 1024 });
+    for (const a of [got.nginx, got.firstLook]) {
+      expect(a.status).toBe(200);
+      expect(a.headers['content-length']).toBe(String(BIG));
+    }
+    const lineFor = async (log: string) =>
+      eventually(`the interrupted download in ${log}`, async () => (await watchRecords(log)).find((r) => r.uri === uri));
+    const [fromNginx, fromFirstLook] = [await lineFor(nginxLog), await lineFor(firstLookLog)];
+    for (const record of [fromNginx, fromFirstLook]) {
+      expect(record).toMatchObject({ remote_addr: CUSTOMER, uri, status: 200, completion: '' });
+      expect(record.bytes).toBeGreaterThan(0);
+      expect(record.bytes).toBeLessThan(BIG);
+    }
+  });
+
+  it('writes the same download log records as NGINX, for exactly the signed GETs', async () => {
+    // The sentinel: one more complete download, last, so both logs are known to be written through.
+    const sentinel = await makeLink(join(archiveRoot, 'a.tar'));
+    await expectSameAnswer(sentinel + query(sentinel, CUSTOMER), { localAddress: CUSTOMER }, 200);
+    const settled = (log: string) => eventually(`the sentinel in ${log}`, async () => {
+      const records = await watchRecords(log);
+      return records.some((r) => r.uri === sentinel) ? records : undefined;
+    });
+    // Interrupted downloads differ in how many bytes left before the client went; the rest must be equal.
+    const comparable = (records: Array<Record<string, unknown>>) =>
+      records.map((r) => (r.completion === '' ? { ...r, bytes: 'some' } : r)).map((r) => JSON.stringify(r)).sort();
+    const [fromNginx, fromFirstLook] = [await settled(nginxLog), await settled(firstLookLog)];
+    expect(comparable(fromFirstLook)).toEqual(comparable(fromNginx));
+    // The signed, successful GETs above; never a HEAD, a 403, a 404 or a 410.
+    expect(fromNginx.every((r) => r.status === 200 && r.remote_addr === CUSTOMER)).toBe(true);
+    expect(fromNginx.length).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('the first-look download server on its own', () => {
+  it('streams a 512 MiB archive with memory that does not grow with it', async () => {
+    const size = 512 * 1024 * 1024;
+    await writeFile(join(archiveRoot, 'huge.tar'), '');
+    await truncate(join(archiveRoot, 'huge.tar'), size);
+    const uri = await makeLink(join(archiveRoot, 'huge.tar'));
+    // The server runs in this process and the client (curl) outside it, so this RSS is the server's.
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    try {
+      const curl = await run(findProgram('curl'), ['-s', '-o', '/dev/null', '--interface', CUSTOMER, '-w', '%{http_code} %{size_download}', firstLook.url + uri + query(uri, CUSTOMER)]);
+      expect(curl.stdout).toBe(`200 ${size}`);
+    } finally {
+      clearInterval(sampler);
+      await rm(join(archiveRoot, 'huge.tar'));
+    }
+    // Garbage-collected read buffers come and go; an archive held in memory would add all 512 MiB.
+    expect(peak - before, `RSS before ${before >> 20} MiB, peak ${peak >> 20} MiB`).toBeLessThan(128 * 1024 * 1024);
+  });
+});
