@@ -13,7 +13,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PROJECT_ROOT } from '../paths.js';
 import { canonicalIp } from '../protocol/index.js';
-import { isoTimeLikeNginx, nginxUri, requestTimeLikeNginx, secureLinkState } from './nginx-semantics.js';
+import { conditionalStatus, isoTimeLikeNginx, nginxUri, requestTimeLikeNginx, secureLinkState } from './nginx-semantics.js';
 
 export interface DownloadServerOptions {
   host: string;
@@ -52,9 +52,12 @@ export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Bu
   return pages;
 }
 
+const BUILTIN_TITLES = { 400: '400 Bad Request', 412: '412 Precondition Failed', 500: '500 Internal Server Error' } as const;
+type BuiltinStatus = keyof typeof BUILTIN_TITLES;
+
 /** NGINX's own page for a status it has no error_page for (server_tokens off). */
-function builtinPage(status: 400 | 500): Buffer {
-  const title = status === 400 ? '400 Bad Request' : '500 Internal Server Error';
+function builtinPage(status: BuiltinStatus): Buffer {
+  const title = BUILTIN_TITLES[status];
   return Buffer.from(`<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`);
 }
 
@@ -139,10 +142,12 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     res.end(req.method === 'HEAD' ? undefined : page);
   };
 
-  const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: 400 | 500): void => {
+  /** Returns the body bytes sent, for the log. */
+  const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: BuiltinStatus): number => {
     const page = builtinPage(status);
     res.writeHead(status, { 'Content-Type': 'text/html', 'Content-Length': page.length, ...(status === 400 ? { Connection: 'close' } : {}) });
     res.end(req.method === 'HEAD' ? undefined : page);
+    return req.method === 'HEAD' ? 0 : page.length;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -150,7 +155,10 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const uri = nginxUri(q === -1 ? target : target.slice(0, q));
-    if (uri === null) return sendBuiltin(req, res, 400);
+    if (uri === null) {
+      sendBuiltin(req, res, 400);
+      return;
+    }
     const link = LINK_LOCATION.exec(uri);
     if (!link) return sendPage(req, res, 404);
 
@@ -167,22 +175,36 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     if ('status' in opened) {
       // 403 and 404 go through error_page into another location, whose log is not the download log.
       if (opened.status !== 500) return sendPage(req, res, opened.status);
-      sendBuiltin(req, res, 500);
-      if (logged) logDownload({ started, remote, uri, status: 500, bytes: 0, completion: 'OK' });
+      const bytes = sendBuiltin(req, res, 500);
+      if (logged) logDownload({ started, remote, uri, status: 500, bytes, completion: 'OK' });
       return;
     }
     const { handle: file, size, mtimeMs } = opened;
     try {
-      res.writeHead(200, {
-        'Content-Type': 'application/x-tar',
-        'Content-Length': size,
-        'Last-Modified': new Date(mtimeMs).toUTCString(),
-        ETag: `"${Math.floor(mtimeMs / 1000).toString(16)}-${size.toString(16)}"`,
+      const lastModified = Math.floor(mtimeMs / 1000);
+      const etag = `"${lastModified.toString(16)}-${size.toString(16)}"`;
+      const status = conditionalStatus(req.headers, etag, lastModified);
+      if (status === 412) {
+        const bytes = sendBuiltin(req, res, 412);
+        // NGINX ends this one from inside its header filter, which leaves $request_completion empty.
+        if (logged) logDownload({ started, remote, uri, status, bytes, completion: '' });
+        return;
+      }
+      // add_header (without `always`) applies to 200 and 304; a 304 has no type or length.
+      res.writeHead(status, {
+        ...(status === 200 ? { 'Content-Type': 'application/x-tar', 'Content-Length': size } : {}),
+        'Last-Modified': new Date(lastModified * 1000).toUTCString(),
+        ETag: etag,
         'Content-Disposition': `attachment; filename="${link[2]!}"`,
         'X-Content-Type-Options': 'nosniff',
         'Cache-Control': 'private, no-store',
         'Referrer-Policy': 'no-referrer',
       });
+      if (status === 304) {
+        res.end();
+        if (logged) logDownload({ started, remote, uri, status, bytes: 0, completion: 'OK' });
+        return;
+      }
       if (!logged) {
         res.end();
         return;

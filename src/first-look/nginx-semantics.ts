@@ -115,3 +115,47 @@ export function requestTimeLikeNginx(ms: number): string {
   const whole = Math.max(0, Math.floor(ms));
   return `${Math.floor(whole / 1000)}.${String(whole % 1000).padStart(3, '0')}`;
 }
+
+/** ngx_http_test_if_match: `*`, or the entity tag in a comma-separated list (weak `W/` allowed for If-None-Match). */
+function matchesEtag(header: string, etag: string, weak: boolean): boolean {
+  if (header === '*') return true;
+  let at = 0;
+  while (at < header.length) {
+    if (weak && header.startsWith('W/', at) && header.length - at > 2) at += 2;
+    if (header.startsWith(etag, at)) {
+      let end = at + etag.length;
+      while (header[end] === ' ' || header[end] === '\t') end++;
+      if (end === header.length || header[end] === ',') return true;
+    }
+    while (at < header.length && header[at] !== ',') at++;
+    while (at < header.length && (header[at] === ' ' || header[at] === '\t' || header[at] === ',')) at++;
+  }
+  return false;
+}
+
+/** An HTTP date in seconds, or -1 when NGINX could not read it either. */
+function httpTime(text: string): number {
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? -1 : Math.floor(ms / 1000);
+}
+
+/**
+ * ngx_http_not_modified_filter for a 200 with this ETag and Last-Modified (`if_modified_since exact`):
+ * 412 when If-Unmodified-Since or If-Match fails, 304 when the client's copy is current, else 200.
+ */
+export function conditionalStatus(headers: Readonly<Record<string, string | string[] | undefined>>, etag: string, lastModifiedSeconds: number): 200 | 304 | 412 {
+  const one = (name: string) => {
+    const v = headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const ius = one('if-unmodified-since');
+  if (ius !== undefined && !(httpTime(ius) >= lastModifiedSeconds)) return 412;
+  const ifMatch = one('if-match');
+  if (ifMatch !== undefined && !matchesEtag(ifMatch, etag, false)) return 412;
+  const ims = one('if-modified-since');
+  const inm = one('if-none-match');
+  if (ims === undefined && inm === undefined) return 200;
+  if (ims !== undefined && httpTime(ims) !== lastModifiedSeconds) return 200;
+  if (inm !== undefined && !matchesEtag(inm, etag, true)) return 200;
+  return 304;
+}
