@@ -119,8 +119,9 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
 
   /** One line of `log_format archway_download escape=json`, appended in order, one write each. */
   const logDownload = (entry: { started: Date; remote: string; uri: string; status: number; bytes: number; completion: 'OK' | '' }): void => {
+    // $time_iso8601 is when the line is written (the end of the request), $request_time how long it took.
     const line =
-      `{"time":${JSON.stringify(isoTimeLikeNginx(entry.started))},"remote_addr":${JSON.stringify(entry.remote)},` +
+      `{"time":${JSON.stringify(isoTimeLikeNginx(new Date()))},"remote_addr":${JSON.stringify(entry.remote)},` +
       `"uri":${JSON.stringify(entry.uri)},"status":${entry.status},"bytes":${entry.bytes},` +
       `"completion":"${entry.completion}","request_time":${requestTimeLikeNginx(Date.now() - entry.started.getTime())}}\n`;
     logWrites = logWrites
@@ -152,7 +153,10 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = new Date();
-    const target = req.url ?? '/';
+    // An absolute-form target (`GET http://host/path`) names the path after its authority, as for NGINX.
+    const raw = req.url ?? '/';
+    const authority = /^https?:\/\/[^/?]*/i.exec(raw)?.[0];
+    const target = authority === undefined ? raw : `/${raw.slice(authority.length).replace(/^\//, '')}`;
     const q = target.indexOf('?');
     const uri = nginxUri(q === -1 ? target : target.slice(0, q));
     if (uri === null) {

@@ -244,6 +244,24 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     await expectSameAnswer(encoded + query(encoded, CUSTOMER), { localAddress: CUSTOMER }, 403);
   });
 
+  it('reads the signature parameters and the request target as NGINX does', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const expires = Math.floor(Date.now() / 1000) + 60;
+    const md5 = secureLinkMd5(expires, uri, CUSTOMER, secret);
+    const cases: Array<[string, number]> = [
+      [`${uri}?MD5=${md5}&Expires=${expires}`, 200],
+      [`${uri}?expires=${expires}&x=1&md5=${md5}`, 200],
+      [`${uri}?md5=${md5}==&expires=${expires}`, 200],
+      [`${uri}?md5=${md5.slice(0, -1)}&expires=${expires}`, 403],
+      [`${uri}?md5=AAAA${md5.slice(4)}&md5=${md5}&expires=${expires}`, 403],
+      [`${uri}?xmd5=${md5}&expires=${expires}`, 403],
+      [`${uri}?md5=${secureLinkMd5(`00${expires}`, uri, CUSTOMER, secret)}&expires=00${expires}`, 200],
+      [`${uri}?md5=${md5}&expires=${expires}0000000000000000000000`, 403],
+      [`http://downloads.example.net${uri}?md5=${md5}&expires=${expires}`, 200],
+    ];
+    for (const [path, status] of cases) await expectSameAnswer(path, { localAddress: CUSTOMER }, status);
+  });
+
   it('follows a symlink out of the link root only when its owner owns the target, as disable_symlinks if_not_owner', async () => {
     // Owned by nobody, pointing at root's archive: refused even when signed.
     const foreign = await makeLink(join(archiveRoot, 'a.tar'), { linkOwner: 65534 });
