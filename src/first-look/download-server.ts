@@ -41,9 +41,12 @@ const READ_CHUNK = 1 << 20;
 
 type ErrorStatus = 403 | 404 | 410;
 
-/** The shipped error pages, rendered as the install script renders them (its --portal-url check included). */
+/**
+ * The shipped error pages, rendered as the install script renders them, with its --portal-url check
+ * (plus brackets, for a first look on an IPv6 loopback: http://[::1]:3000).
+ */
 export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Buffer> {
-  if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
+  if (!/^https?:\/\/[A-Za-z0-9.:/_[\]-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
   const pages = new Map<ErrorStatus, Buffer>();
   for (const status of [403, 404, 410] as const) {
     const template = readFileSync(path.join(PROJECT_ROOT, 'nginx', 'errors', `${status}.html.in`), 'utf8');

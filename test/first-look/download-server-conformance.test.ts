@@ -328,6 +328,21 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
 });
 
 describe('the first-look download server on its own', () => {
+  it('refuses to start with a portal URL that would break out of the href, or a short or missing secret', async () => {
+    const options = { host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: join(base, 'secure-link.secret'), accessLog: join(base, 'unused.log') };
+    await expect(startDownloadServer({ ...options, portalUrl: 'https://portal.example.net/"><script>alert(1)</script>' })).rejects.toThrow(/portal URL/);
+    await expect(startDownloadServer({ ...options, portalUrl: 'javascript:alert(1)' })).rejects.toThrow(/portal URL/);
+    await writeFile(join(base, 'short.secret'), 'too-short\n');
+    await expect(startDownloadServer({ ...options, secureLinkSecretFile: join(base, 'short.secret') })).rejects.toThrow(/shorter than 16/);
+    await expect(startDownloadServer({ ...options, secureLinkSecretFile: join(base, 'missing.secret') })).rejects.toThrow(/ENOENT/);
+    // An IPv6 loopback portal is a valid link target.
+    const v6 = await startDownloadServer({ ...options, portalUrl: 'http://[::1]:3000/backups' });
+    const page = await httpGet(`${v6.url}/nothing-here`, { localAddress: '127.0.0.1' });
+    await v6.close();
+    expect(page.status).toBe(404);
+    expect(page.body.toString()).toContain('href="http://[::1]:3000/backups"');
+  });
+
   it('streams a 512 MiB archive with memory that does not grow with it', async () => {
     const size = 512 * 1024 * 1024;
     await writeFile(join(archiveRoot, 'huge.tar'), '');
