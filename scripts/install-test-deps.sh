@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: PostgreSQL server, sshd, sudo, nginx,
-# Chromium, openssl, curl, systemd-analyze, and docker-compose (only to validate docker-compose.yml;
-# no engine is needed).
+# Chromium, openssl, curl, systemd-analyze, logrotate, testssl.sh (rates the portal vhost's TLS on
+# loopback), and docker-compose (only to validate docker-compose.yml; no engine is needed).
 # Idempotent: installs only what is missing. Runs as root, or asks sudo when it has something to install.
 set -euo pipefail
 
@@ -15,6 +15,8 @@ declare -A needed=(
   [openssl]='command -v openssl'
   [curl]='command -v curl'
   [systemd]='command -v systemd-analyze'
+  [logrotate]='command -v logrotate || test -x /usr/sbin/logrotate'
+  [testssl.sh]='command -v testssl'
 )
 
 missing=()

@@ -1,8 +1,9 @@
 # Archway backup host image: sshd + gate + sudo + root-only dispatcher + downloads nginx + watch/sweep.
 # Build the dispatcher first (`npm run build`); the image takes the one bundled file.
-FROM debian:bookworm-slim
+# Node 24 LTS from the official image (bookworm's own nodejs is 18, older than the dispatcher supports).
+FROM node:24-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openssh-server sudo nginx-light nodejs tar coreutils util-linux ca-certificates \
+ && apt-get install -y --no-install-recommends openssh-server sudo nginx-light tar coreutils util-linux ca-certificates \
  && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default /etc/ssh/ssh_host_*
 COPY deploy /opt/archway/deploy
 COPY nginx /opt/archway/nginx

@@ -11,3 +11,6 @@ RUN rm -f /etc/nginx/conf.d/default.conf \
         -e "s|@@PORTAL_UPSTREAMS@@|server ${PORTAL_UPSTREAM};|g" /tmp/portal.conf.in > /etc/nginx/conf.d/archway-portal.conf \
  && ! grep -q '@@' /etc/nginx/conf.d/archway-portal.conf \
  && rm /tmp/portal.conf.in
+# Healthy = TLS answers and the portal behind it is ready (/readyz through the vhost, as a browser gets there).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["curl", "-fsSk", "-o", "/dev/null", "https://127.0.0.1/readyz"]

@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.js';
 import { lockEmbeddedDatabase } from './embedded-lock.js';
+import { checkEmbeddedDataDirectory, EmbeddedDatabaseUnusable } from './embedded-version.js';
 import { PGliteDialect } from './pglite-dialect.js';
 
 export interface DatabaseHandle {
@@ -39,7 +40,11 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const unlock = lockEmbeddedDatabase(options.dataDir);
   try {
-    const pglite = await PGlite.create(dir);
+    checkEmbeddedDataDirectory(dir);
+    const pglite = await PGlite.create(dir).catch((error: unknown) => {
+      // PGlite says only "failed to initialize properly"; the operator needs to know which directory.
+      throw new EmbeddedDatabaseUnusable(dir, `could not be opened (${error instanceof Error ? error.message : String(error)})`);
+    });
     const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     return handle(db, 'embedded', unlock);
   } catch (error) {

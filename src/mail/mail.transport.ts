@@ -1,7 +1,7 @@
 // Delivers a rendered message: over SMTP with nodemailer, or as an .eml file in first-look mode.
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { MailConfig } from '../config.js';
 import type { RenderedMail } from './mail.renderer.js';
@@ -45,7 +45,7 @@ function envelope(mail: MailConfig, id: string, recipient: string, rendered: Ren
 }
 
 function smtpTransport(mail: MailConfig, smtpUrl: string): MailTransport {
-  let transporter: nodemailer.Transporter | null = null;
+  let transporter: Transporter | null = null;
   return {
     async deliver(id, recipient, rendered) {
       try {

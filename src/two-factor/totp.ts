@@ -1,6 +1,6 @@
 // TOTP (RFC 6238) with otplib: secrets, the otpauth:// URI and its QR code, and code checks that say which time step matched.
 import { randomBytes } from 'node:crypto';
-import { authenticator } from 'otplib';
+import { generateSync, generateURI, ScureBase32Plugin, verifySync } from 'otplib';
 import QRCode from 'qrcode';
 
 export const STEP_SECONDS = 30;
@@ -9,41 +9,17 @@ export const DRIFT_STEPS = 1;
 /** RFC 4226 asks for at least 128 bits and recommends 160: 20 bytes, 32 base32 characters. */
 export const SECRET_BYTES = 20;
 
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+// otplib's own base32 (RFC 4648, no padding): what authenticator apps expect in the URI and when typed.
+const base32 = new ScureBase32Plugin();
+const TOTP_OPTIONS = { period: STEP_SECONDS, digits: 6, algorithm: 'sha1' } as const;
 
-/** RFC 4648 base32 without padding: what authenticator apps expect in the URI and when typed. */
 export function base32Encode(bytes: Buffer): string {
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  return out;
+  return base32.encode(bytes);
 }
 
+/** Spaces (the grouped form the page shows) and case do not matter; anything else not base32 throws. */
 export function base32Decode(text: string): Buffer {
-  const clean = text.replace(/[\s=]/g, '').toUpperCase();
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const char of clean) {
-    const index = BASE32.indexOf(char);
-    if (index < 0) throw new RangeError('not base32');
-    value = (value << 5) | index;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 255);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
+  return Buffer.from(base32.decode(text.replace(/\s/g, '').toUpperCase()));
 }
 
 export function generateSecret(): Buffer {
@@ -54,13 +30,9 @@ export function timeStep(now: Date): number {
   return Math.floor(now.getTime() / 1000 / STEP_SECONDS);
 }
 
-function authenticatorAt(now: Date) {
-  return authenticator.clone({ step: STEP_SECONDS, window: DRIFT_STEPS, epoch: now.getTime(), digits: 6 });
-}
-
 /** The code an app shows at `now` (tests and the browser test play the phone with it). */
 export function codeAt(secret: Buffer, now: Date): string {
-  return authenticatorAt(now).generate(base32Encode(secret));
+  return generateSync({ ...TOTP_OPTIONS, secret, epoch: now.getTime() / 1000 });
 }
 
 /** Six digits, spaces allowed ("123 456" as some apps show it). */
@@ -76,13 +48,15 @@ export function normalizeTotpInput(input: string): string | null {
 export function matchingStep(secret: Buffer, code: string, now: Date): number | null {
   const digits = normalizeTotpInput(code);
   if (digits === null) return null;
-  const delta = authenticatorAt(now).checkDelta(digits, base32Encode(secret));
-  return delta === null ? null : timeStep(now) + delta;
+  // A tolerance of one step in seconds either side checks exactly the steps before, at and after now.
+  const result = verifySync({ ...TOTP_OPTIONS, secret, token: digits, epoch: now.getTime() / 1000, epochTolerance: DRIFT_STEPS * STEP_SECONDS });
+  // otplib types the answer for TOTP and HOTP alike; a valid TOTP answer carries its step.
+  return result.valid && 'timeStep' in result ? result.timeStep : null;
 }
 
-/** otpauth://totp/Issuer:account?secret=...&issuer=Issuer, the Key Uri Format authenticator apps read. */
+/** otpauth://totp/Issuer:account?secret=...&issuer=Issuer, the Key Uri Format authenticator apps read (SHA-1, 6 digits, 30 s). */
 export function otpauthUri(issuer: string, account: string, secret: Buffer): string {
-  return authenticator.clone({ step: STEP_SECONDS, digits: 6 }).keyuri(account, issuer, base32Encode(secret));
+  return generateURI({ ...TOTP_OPTIONS, issuer, label: account, secret: base32Encode(secret) });
 }
 
 /** The QR code as inline SVG: drawn on the server, so enrolment works with JavaScript off. */

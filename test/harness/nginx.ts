@@ -145,6 +145,15 @@ export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
   return { host, port, baseUrl: `http://${host}:${port}`, accessLog, errorLog: join(dir, 'logs', 'error.log'), configPath, stop, reopenLogs };
 }
 
+/** Whether the installed nginx is at least major.minor.patch (`nginx -v` prints "nginx version: nginx/1.22.1" on stderr). */
+export async function nginxVersionAtLeast(major: number, minor: number, patch: number): Promise<boolean> {
+  const { stderr } = await runOk(findProgram('nginx'), ['-v']);
+  const found = /nginx\/(\d+)\.(\d+)\.(\d+)/.exec(stderr);
+  if (!found) throw new Error(`cannot read the nginx version from: ${stderr}`);
+  const [a, b, c] = found.slice(1).map(Number) as [number, number, number];
+  return a !== major ? a > major : b !== minor ? b > minor : c >= patch;
+}
+
 /** A self-signed certificate for loopback TLS tests (the clients do not verify it). */
 export async function makeSelfSignedCert(dir: string, commonName: string): Promise<{ cert: string; key: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -157,6 +166,25 @@ export async function makeSelfSignedCert(dir: string, commonName: string): Promi
   return { cert, key };
 }
 
+/**
+ * A test certificate authority and a server certificate it signed for `serverName` (90 days, SAN,
+ * serverAuth, a CRL address): what a client that trusts `ca` accepts, as with a real CA.
+ */
+export async function makeCaSignedCert(dir: string, serverName: string): Promise<{ ca: string; cert: string; key: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const [ca, caKey, cert, key] = ['ca.pem', 'ca-key.pem', 'tls-cert.pem', 'tls-key.pem'].map((name) => join(dir, name)) as [string, string, string, string];
+  const openssl = findProgram('openssl');
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await runOk(openssl, ['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=Archway test CA', '-keyout', caKey, '-out', ca,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await runOk(openssl, ['req', '-x509', ...ec, '-days', '90', '-subj', `/CN=${serverName}`, '-keyout', key, '-out', cert, '-CA', ca, '-CAkey', caKey,
+    '-addext', `subjectAltName=DNS:${serverName}`, '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-addext', 'keyUsage=critical,digitalSignature', '-addext', 'extendedKeyUsage=serverAuth',
+    // Public CAs name a CRL; testssl rates a certificate without one high. Nobody fetches it here.
+    '-addext', 'crlDistributionPoints=URI:http://ca.example.net/archway-test.crl']);
+  return { ca, cert, key };
+}
+
 export interface PrivatePortalNginx {
   httpPort: number;
   httpsPort: number;
@@ -167,10 +195,17 @@ export interface PrivatePortalNginx {
  * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the
  * listen lines are rewritten (port 80/443 on every address becomes 127.0.0.1:<free port>).
  */
-export async function startPortalNginx(options: { dir: string; upstreamPort: number; serverName: string; user?: string }): Promise<PrivatePortalNginx> {
+export async function startPortalNginx(options: {
+  dir: string;
+  upstreamPort: number;
+  serverName: string;
+  user?: string;
+  /** Certificate and key to serve; a self-signed one for serverName by default. */
+  tls?: { cert: string; key: string };
+}): Promise<PrivatePortalNginx> {
   const dir = options.dir;
   for (const sub of ['', 'logs', 'tmp']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
-  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+  const tls = options.tls ?? (await makeSelfSignedCert(join(dir, 'tls'), options.serverName));
   const httpPort = await freeLoopbackPort();
   const httpsPort = await freeLoopbackPort();
   let vhost = renderTemplate(readShipped('nginx/portal.conf.in'), {
@@ -179,11 +214,14 @@ export async function startPortalNginx(options: { dir: string; upstreamPort: num
     TLS_KEY: tls.key,
     PORTAL_UPSTREAMS: `server 127.0.0.1:${options.upstreamPort};`,
   });
+  // nginx before 1.25.1 (Debian 12 has 1.22) knows HTTP/2 only as a listen parameter.
+  const http2 = (await nginxVersionAtLeast(1, 25, 1)) ? '' : ' http2';
   const rewrites: Array<[RegExp, string]> = [
     [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${httpPort};`],
-    [/^(\s*)listen 443 ssl http2;$/m, `$1listen 127.0.0.1:${httpsPort} ssl http2;`],
+    [/^(\s*)listen 443 ssl;$/m, `$1listen 127.0.0.1:${httpsPort} ssl${http2};`],
     [/^\s*listen \[::\]:80;\n/m, ''],
-    [/^\s*listen \[::\]:443 ssl http2;\n/m, ''],
+    [/^\s*listen \[::\]:443 ssl;\n/m, ''],
+    [/^(\s*)http2 on;$/m, http2 === '' ? '$1http2 on;' : ''],
   ];
   for (const [pattern, replacement] of rewrites) {
     if (!pattern.test(vhost)) throw new Error(`portal vhost no longer has ${pattern}`);

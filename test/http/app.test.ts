@@ -143,6 +143,27 @@ describe('the web skeleton', () => {
   });
 });
 
+describe('the public files', () => {
+  it('serves the stylesheet and the countdown script with their types, and nothing outside public/', async () => {
+    const css = await subject.app.inject({ url: '/static/app.css' });
+    expect(css.statusCode).toBe(200);
+    expect(css.headers['content-type']).toMatch(/^text\/css/);
+    expect(css.body).toContain('{');
+    const js = await subject.app.inject({ url: '/static/download-countdown.js' });
+    expect(js.statusCode).toBe(200);
+    expect(js.headers['content-type']).toMatch(/^(text|application)\/javascript/);
+    for (const url of ['/static/../package.json', '/static/%2e%2e/package.json', '/static/missing.css']) {
+      const res = await subject.app.inject({ url });
+      expect(res.statusCode, url).toBe(404);
+      expect(res.body, url).not.toContain('"dependencies"');
+    }
+    // The folder itself is not listed.
+    const folder = await subject.app.inject({ url: '/static/' });
+    expect(folder.statusCode).toBe(403);
+    expect(folder.body).not.toContain('download-countdown.js');
+  });
+});
+
 describe('stopping', () => {
   it('finishes a request already in flight and turns new connections away', async () => {
     const db = await createTestDatabase();
