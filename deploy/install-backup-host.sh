@@ -210,7 +210,7 @@ sed "s|@@SECRET@@|$SECRET|" "$REPO/nginx/secure-link-secret.conf.in" > "$tmp"
 put 0600 root:root "$tmp" "$NGINX_ARCHWAY/secure-link-secret.conf"
 rm -f "$tmp"
 put_rendered 0644 root:root "$REPO/nginx/downloads.server.conf.in" "$NGINX_ARCHWAY/downloads.server.conf"
-for page in 403 404 410; do
+for page in 403 404 410 429; do
   put_rendered 0644 root:root "$REPO/nginx/errors/$page.html.in" "$NGINX_ARCHWAY/errors/$page.html"
 done
 put_rendered 0644 root:root "$REPO/nginx/downloads.conf.in" "$NGINX_DIR/sites-available/archway-downloads.conf"

@@ -35,7 +35,7 @@ export interface PrivateNginx {
 export function renderErrorPages(portalUrl: string): Record<string, string> {
   if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in an href');
   const pages: Record<string, string> = {};
-  for (const status of ['403', '404', '410']) {
+  for (const status of ['403', '404', '410', '429']) {
     pages[`${status}.html`] = renderTemplate(readShipped(`nginx/errors/${status}.html.in`), { PORTAL_URL: portalUrl });
   }
   return pages;
@@ -111,15 +111,11 @@ ${httpBody}
 `;
 }
 
-/** Starts nginx in the foreground with the downloads vhost rendered from nginx/ into a private prefix. */
-export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
-  const host = options.host ?? '127.0.0.1';
-  if (!host.startsWith('127.')) throw new Error('the private nginx listens on loopback only');
+/** Writes the downloads vhost's pieces (error pages, secret, http-level file, server body) into a private prefix. */
+async function prepareDownloads(options: NginxOptions): Promise<{ serverInclude: string; accessLog: string }> {
   const dir = options.dir;
   for (const sub of ['', 'logs', 'tmp', 'errors']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755);
-  const port = await freeLoopbackPort(host);
-
   for (const [name, html] of Object.entries(renderErrorPages(options.portalUrl ?? 'https://portal.example.net/'))) {
     await writeFile(join(dir, 'errors', name), html, { mode: 0o644 });
   }
@@ -139,6 +135,16 @@ export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
     }),
     { mode: 0o644 },
   );
+  return { serverInclude, accessLog };
+}
+
+/** Starts nginx in the foreground with the downloads vhost rendered from nginx/ into a private prefix. */
+export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
+  const host = options.host ?? '127.0.0.1';
+  if (!host.startsWith('127.')) throw new Error('the private nginx listens on loopback only');
+  const dir = options.dir;
+  const { serverInclude, accessLog } = await prepareDownloads(options);
+  const port = await freeLoopbackPort(host);
   const configPath = join(dir, 'nginx.conf');
   const httpBody = `
     include ${join(dir, 'archway-http.conf')};
@@ -165,28 +171,17 @@ export async function makeSelfSignedCert(dir: string, commonName: string): Promi
   return { cert, key };
 }
 
-export interface PrivatePortalNginx {
+export interface PrivateTlsNginx {
   httpPort: number;
   httpsPort: number;
+  accessLog: string;
   stop(): Promise<void>;
 }
 
-/**
- * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the
- * listen lines are rewritten (port 80/443 on every address becomes 127.0.0.1:<free port>).
- */
-export async function startPortalNginx(options: { dir: string; upstreamPort: number; serverName: string; user?: string }): Promise<PrivatePortalNginx> {
-  const dir = options.dir;
-  for (const sub of ['', 'logs', 'tmp']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
-  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+/** Moves a shipped TLS vhost's port 80/443 listen lines (every address) to 127.0.0.1:<free port>. */
+async function onLoopbackPorts(vhost: string): Promise<{ vhost: string; httpPort: number; httpsPort: number }> {
   const httpPort = await freeLoopbackPort();
   const httpsPort = await freeLoopbackPort();
-  let vhost = renderTemplate(readShipped('nginx/portal.conf.in'), {
-    SERVER_NAME: options.serverName,
-    TLS_CERT: tls.cert,
-    TLS_KEY: tls.key,
-    PORTAL_UPSTREAMS: `server 127.0.0.1:${options.upstreamPort};`,
-  });
   const rewrites: Array<[RegExp, string]> = [
     [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${httpPort};`],
     [/^(\s*)listen 443 ssl http2;$/m, `$1listen 127.0.0.1:${httpsPort} ssl http2;`],
@@ -194,14 +189,56 @@ export async function startPortalNginx(options: { dir: string; upstreamPort: num
     [/^\s*listen \[::\]:443 ssl http2;\n/m, ''],
   ];
   for (const [pattern, replacement] of rewrites) {
-    if (!pattern.test(vhost)) throw new Error(`portal vhost no longer has ${pattern}`);
+    if (!pattern.test(vhost)) throw new Error(`vhost no longer has ${pattern}`);
     vhost = vhost.replace(pattern, replacement);
   }
+  return { vhost, httpPort, httpsPort };
+}
+
+/**
+ * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the listen
+ * lines and the access log's path (/var/log/nginx/access.log) are rewritten.
+ */
+export async function startPortalNginx(options: { dir: string; upstreamPort: number; serverName: string; user?: string }): Promise<PrivateTlsNginx> {
+  const dir = options.dir;
+  for (const sub of ['', 'logs', 'tmp']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
+  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+  const rendered = renderTemplate(readShipped('nginx/portal.conf.in'), {
+    SERVER_NAME: options.serverName,
+    TLS_CERT: tls.cert,
+    TLS_KEY: tls.key,
+    PORTAL_UPSTREAMS: `server 127.0.0.1:${options.upstreamPort};`,
+  });
+  const accessLog = join(dir, 'logs', 'access.log');
+  // Without an access_log of its own the vhost would log to the http-level one: the same file.
+  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(rendered.replaceAll('access_log /var/log/nginx/access.log ', `access_log ${accessLog} `));
   const vhostPath = join(dir, 'portal.conf');
   await writeFile(vhostPath, vhost, { mode: 0o644 });
   const configPath = join(dir, 'nginx.conf');
-  const httpBody = `    access_log ${join(dir, 'logs', 'access.log')};\n    include ${vhostPath};`;
+  const httpBody = `    access_log ${accessLog};\n    include ${vhostPath};`;
   await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
   const { stop } = await runNginx(dir, configPath, '127.0.0.1', [httpPort, httpsPort]);
-  return { httpPort, httpsPort, stop };
+  return { httpPort, httpsPort, accessLog, stop };
+}
+
+/** Starts nginx with the shipped downloads TLS vhost (downloads.conf.in around the server body). */
+export async function startDownloadsTlsNginx(options: NginxOptions & { serverName: string }): Promise<PrivateTlsNginx> {
+  const dir = options.dir;
+  const { serverInclude, accessLog } = await prepareDownloads(options);
+  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+  const rendered = renderTemplate(readShipped('nginx/downloads.conf.in'), {
+    SERVER_NAME: options.serverName,
+    TLS_CERT: tls.cert,
+    TLS_KEY: tls.key,
+    SERVER_INCLUDE: serverInclude,
+    ACCESS_LOG: accessLog,
+  });
+  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(rendered);
+  const vhostPath = join(dir, 'downloads.conf');
+  await writeFile(vhostPath, vhost, { mode: 0o644 });
+  const configPath = join(dir, 'nginx.conf');
+  const httpBody = `    access_log ${accessLog};\n    include ${join(dir, 'archway-http.conf')};\n    include ${vhostPath};`;
+  await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
+  const { stop } = await runNginx(dir, configPath, '127.0.0.1', [httpPort, httpsPort]);
+  return { httpPort, httpsPort, accessLog, stop };
 }
