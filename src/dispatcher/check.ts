@@ -4,6 +4,7 @@ import { dirname, sep } from 'node:path';
 import type { CheckFinding } from '../protocol/index.js';
 import type { DispatcherConfig } from './config.js';
 import { groupId } from './group.js';
+import { rateFindings } from './limits.js';
 
 function stat(path: string): Stats | null {
   try {
@@ -75,5 +76,6 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
   }
   const logSt = stat(cfg.downloadLog);
   add(logSt === null || logSt.isFile(), 'download log', `${cfg.downloadLog} ${logSt ? 'exists' : 'does not exist yet (nginx creates it on first request)'}`);
+  findings.push(...rateFindings(cfg));
   return { findings };
 }
