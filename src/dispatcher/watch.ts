@@ -1,5 +1,5 @@
 // watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
-import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { canonicalIp, LINK_DIR_PATTERN } from '../protocol/index.js';
 import { mutateRecord } from './archive-store.js';
 import { nowSeconds } from './clock.js';
@@ -69,21 +69,25 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
   // The link goes at the first request, finished or not: a link is for one download attempt.
   rmSync(paths.linkDir(cfg, linkId), { recursive: true, force: true });
   if (link.usedAt === null) writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, usedAt: nowSeconds() });
-  let size: number | null = null;
+  let size = null as number | null;
+  let state = null as string | null;
   let completed = false;
   mutateRecord(cfg, link.archiveId, (rec) => {
     size = rec.sizeBytes;
-    completed = entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
-    if (!completed || rec.state !== 'ready') return null;
-    return { ...rec, state: 'downloaded' };
+    state = rec.state;
+    completed = rec.state === 'ready' && entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
+    return completed ? { ...rec, state: 'downloaded' } : null;
   });
+  if (state !== 'ready') {
+    // Only the first complete download counts: a later request (served before its link went) is noted, not recorded.
+    note(`watch: ${entry.status} for link ${linkId} of ${link.archiveId} (${state ?? 'no record'}) from ${entry.remote_addr}, ${entry.bytes} bytes; not counted`);
+    return;
+  }
   if (completed) {
-    // A completed archive cannot be downloaded again, so its token is of no further use.
-    try {
-      unlinkSync(paths.tokenHash(cfg, link.archiveId));
-    } catch {
-      // already gone
-    }
+    // A completed archive cannot be downloaded again: its token and its file are of no further use,
+    // and the file's disk space is every customer's (the record stays for status and the operator).
+    rmSync(paths.tokenHash(cfg, link.archiveId), { force: true });
+    rmSync(paths.archiveFile(cfg, link.archiveId), { force: true });
   }
   appendEvent(cfg, {
     type: completed ? 'download.completed' : 'download.interrupted',

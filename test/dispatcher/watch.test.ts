@@ -107,6 +107,45 @@ describe('watch', () => {
     expect(again).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } } });
   });
 
+  it('counts only the first complete download of an archive, then removes its file and keeps its record', async () => {
+    const a = await readyArchive();
+    const first = issue(a.id);
+    const second = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    // Two whole downloads (two links, or one link served twice before watch read the log), then a late partial one.
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, 'OK'));
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, 'OK', '192.0.2.8'));
+    appendFileSync(w.downloadLog, logLine(second.uri, 200, 10, ''));
+    // The last line is the sentinel: watch notes it in the call log.
+    await waitFor('the late lines to be noted', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').match(/not counted/g)?.length === 2 ? true : null));
+    expect(downloadEvents().slice(before).map((e: { type: string; ip: string }) => [e.type, e.ip])).toEqual([['download.completed', '192.0.2.7']]);
+    expect(existsSync(join(w.archiveRoot, `${a.id}.tar`))).toBe(false);
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result).toMatchObject({ state: 'downloaded', sizeBytes: a.size, percent: 100 });
+    expect(readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')).toContain(`for link ${first.linkId} of ${a.id} (downloaded) from 192.0.2.8, ${a.size} bytes; not counted`);
+  });
+
+  it('reads only a bounded window of a long event log when it starts', async () => {
+    // Years of events with no download in them: watch must not read them all to find where it was.
+    await stopWatch();
+    const line = `${JSON.stringify({ seq: 0, time: '2020-01-01T00:00:00.000Z', type: 'archive.armed', customer: CUSTOMER, archiveId: 'a'.repeat(32), ip: null, bytes: null, detail: 'x'.repeat(120) })}\n`;
+    const events = join(w.stateDir, 'events.log');
+    const kept = readFileSync(events);
+    const filler = Buffer.from(line.repeat(Math.ceil((48 << 20) / line.length)));
+    writeFileSync(events, Buffer.concat([kept, filler]));
+    try {
+      const p = startWatch();
+      appendFileSync(w.downloadLog, 'a line watch skips\n');
+      await waitFor('watch to read the download log', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').includes(`"pid":${p.pid},"outcome":"note","detail":"watch: skipped a line`) ? true : null));
+      const rchar = Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${p.pid}/io`, 'utf8'))?.[1]);
+      expect(rchar).toBeGreaterThan(0);
+      expect(rchar).toBeLessThan(16 << 20);
+    } finally {
+      await stopWatch();
+      writeFileSync(events, kept);
+    }
+  });
+
   it('skips garbage, foreign and unknown-link lines and keeps going', async () => {
     const a = await readyArchive();
     const { uri } = issue(a.id);

@@ -67,6 +67,12 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
     nginxGroup: 'root',
     progressIntervalMs: 10,
     watchPollMs: 20,
+    // The host's limits are tested on their own (limits.test.ts); elsewhere tests build freely.
+    maxReadyArchivesPerCustomer: 1000,
+    archiveCreatePerCustomerPerDay: 100_000,
+    archiveCreatePerHour: 100_000,
+    linkIssuePerCustomerPerHour: 100_000,
+    linkIssuePerHour: 1_000_000,
     ...overrides,
   };
   writeFileSync(w.configPath, JSON.stringify(config), { mode: 0o600 });
