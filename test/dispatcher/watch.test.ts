@@ -185,6 +185,34 @@ describe('watch', () => {
     ]);
   });
 
+  it('after a rotation keeps reading the old file, where workers finishing a download before the reload log it', async () => {
+    const a = await readyArchive();
+    const b = await readyArchive();
+    const la = issue(a.id);
+    const lb = issue(b.id);
+    startWatch();
+    const before = downloadEvents().length;
+    renameSync(w.downloadLog, `${w.downloadLog}.1`);
+    writeFileSync(w.downloadLog, logLine(lb.uri, 200, 10, ''));
+    await waitFor('the new file to be read', () => (downloadEvents().length === before + 1 ? true : null));
+    // An old worker (nginx reloaded, not reopened) ends its download now, in the old file.
+    appendFileSync(`${w.downloadLog}.1`, logLine(la.uri, 200, a.size, 'OK'));
+    const events = await waitFor('the late line of the old file', () => (downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null));
+    expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([
+      ['download.interrupted', b.id],
+      ['download.completed', a.id],
+    ]);
+    // A restart resumes on the current file, not on the old one's newer event.
+    await stopWatch();
+    appendFileSync(w.downloadLog, logLine(lb.uri, 200, 20, ''));
+    startWatch();
+    await waitFor('the line after the restart', () => (downloadEvents().length === before + 3 ? true : null));
+    // A sentinel line: anything replayed at start would be recorded before it.
+    appendFileSync(w.downloadLog, logLine(lb.uri, 200, 30, ''));
+    await waitFor('the sentinel', () => downloadEvents().some((e: { bytes: number }) => e.bytes === 30));
+    expect(downloadEvents().slice(before).map((e: { bytes: number }) => e.bytes)).toEqual([10, a.size, 20, 30]);
+  });
+
   it('resumes after a restart without losing or counting a line twice', async () => {
     const a = await readyArchive();
     const b = await readyArchive();
