@@ -1,9 +1,9 @@
 // Limits the backup host holds by itself, whatever the portal (or a stolen portal key) asks: ready archives, builds and links.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BUNDLE, makeWorld, tokenHash, waitFor, type World } from './world.js';
+import { installDispatcher, makeWorld, tokenHash, waitFor, type World } from './world.js';
 
 const TOKEN = 'T'.repeat(43);
 
@@ -30,10 +30,7 @@ function callLog(w: World): Array<{ action: string; outcome: string; detail: str
 }
 
 function check(w: World) {
-  const installed = join(w.dir, 'archway-dispatcher');
-  copyFileSync(BUNDLE, installed);
-  chmodSync(installed, 0o700);
-  const r = spawnSync(process.execPath, [installed, 'check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
+  const r = spawnSync(installDispatcher(w), ['check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
   return { code: r.status, findings: JSON.parse(r.stdout).result.findings as Array<{ ok: boolean; what: string; detail: string }>, stderr: r.stderr };
 }
 
