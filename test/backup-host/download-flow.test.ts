@@ -170,9 +170,11 @@ describe('building and downloading an archive', () => {
     expect(link.expires).toBeGreaterThan(Date.now() / 1000);
     expect(existsSync(linkDirOf(link.url))).toBe(true);
 
+    // Read first: watch deletes the file as soon as the download completes.
+    const expected = await readFile(archivePath);
     const got = await httpGet(link.url, { localAddress: '127.0.0.2' });
     expect(got.status).toBe(200);
-    expect(got.body.equals(await readFile(archivePath))).toBe(true);
+    expect(got.body.equals(expected)).toBe(true);
     expect(got.headers['content-disposition']).toBe(`attachment; filename="${link.fileName}"`);
 
     const after = await until('the download to be recorded', async () => {
