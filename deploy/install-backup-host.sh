@@ -78,7 +78,12 @@ SERVER_NAME=${SERVER_NAME%%:*}
 [ -n "$TLS_KEY" ] || TLS_KEY=/etc/letsencrypt/live/$SERVER_NAME/privkey.pem
 safe_path "$TLS_CERT" && safe_path "$TLS_KEY" || die "--tls-cert/--tls-key must be absolute plain paths"
 getent group "$NGINX_GROUP" >/dev/null || die "group $NGINX_GROUP does not exist (is nginx installed?)"
-command -v node >/dev/null || die "node (>= 18) must be installed and on the default PATH"
+command -v node >/dev/null || die "node (>= 20) must be installed and on the default PATH"
+# The dispatcher runs as root under sudo: its interpreter is named by absolute path, never found
+# through PATH by /usr/bin/env (check verifies it).
+NODE_BIN=$(readlink -f "$(command -v node)")
+safe_path "$NODE_BIN" || die "node's path $NODE_BIN must be an absolute plain path"
+[ "$(head -c 2 "$DISPATCHER_SRC")" = '#!' ] || die "$DISPATCHER_SRC does not start with #!"
 
 # Layout (all under PREFIX).
 DISPATCHER_DIR=$PREFIX/usr/local/lib/archway-dispatcher
@@ -92,8 +97,11 @@ ARCHIVE_ROOT=$PREFIX/srv/archway/archives
 LINK_ROOT=$PREFIX/srv/archway/links
 NGINX_DIR=$PREFIX/etc/nginx
 NGINX_ARCHWAY=$NGINX_DIR/archway
-DOWNLOAD_LOG=$PREFIX/var/log/nginx/archway-download.log
-ACCESS_LOG=$PREFIX/var/log/nginx/archway-downloads-access.log
+# Root-owned, apart from nginx's own log directory: the nginx worker can create nothing here (see
+# deploy/logrotate/archway-downloads.in for why the files stay root's).
+LOG_DIR=$PREFIX/var/log/archway
+DOWNLOAD_LOG=$LOG_DIR/download.log
+ACCESS_LOG=$LOG_DIR/downloads-access.log
 SYSTEMD_DIR=$PREFIX/etc/systemd/system
 for p in "$DISPATCHER" "$GATE" "$STATE_DIR" "$ARCHIVE_ROOT" "$LINK_ROOT" "$DOWNLOAD_LOG"; do
   safe_path "$p" || die "unsafe path $p"
@@ -143,8 +151,16 @@ dir 0700 root:root "$DISPATCHER_DIR"
 dir 0700 root:root "$ETC"
 dir 0700 root:root "$STATE_DIR"
 dir 0750 "root:$NGINX_GROUP" "$ARCHIVE_ROOT"
-dir 0750 "root:$NGINX_GROUP" "$LINK_ROOT"
-dir 0755 root:root "$(dirname "$DOWNLOAD_LOG")"
+# nginx only traverses LINK_ROOT (the random directory name is the secret); it never lists it.
+dir 0710 "root:$NGINX_GROUP" "$LINK_ROOT"
+dir 0755 root:root "$LOG_DIR"
+LOG_GROUP=root
+if getent group adm >/dev/null; then LOG_GROUP=adm; fi
+for f in "$DOWNLOAD_LOG" "$ACCESS_LOG"; do
+  [ -e "$f" ] || : > "$f"
+  chown "root:$LOG_GROUP" "$f"
+  chmod 0640 "$f"
+done
 dir 0755 root:root "$NGINX_ARCHWAY"
 dir 0755 root:root "$NGINX_ARCHWAY/errors"
 
@@ -162,7 +178,10 @@ SECRET=$(head -n 1 "$SECRET_FILE")
 case "$SECRET" in ''|*[!A-Za-z0-9_-]*) die "$SECRET_FILE must hold one base64url line" ;; esac
 
 # 4. The dispatcher (root-only) and its config.
-put 0700 root:root "$DISPATCHER_SRC" "$DISPATCHER"
+tmp=$(mktemp)
+{ printf '#!%s\n' "$NODE_BIN"; tail -n +2 "$DISPATCHER_SRC"; } > "$tmp"
+put 0700 root:root "$tmp" "$DISPATCHER"
+rm -f "$tmp"
 tmp=$(mktemp)
 cat > "$tmp" <<EOF
 {
@@ -210,19 +229,22 @@ sed "s|@@SECRET@@|$SECRET|" "$REPO/nginx/secure-link-secret.conf.in" > "$tmp"
 put 0600 root:root "$tmp" "$NGINX_ARCHWAY/secure-link-secret.conf"
 rm -f "$tmp"
 put_rendered 0644 root:root "$REPO/nginx/downloads.server.conf.in" "$NGINX_ARCHWAY/downloads.server.conf"
-for page in 403 404 410; do
+for page in 403 404 410 429; do
   put_rendered 0644 root:root "$REPO/nginx/errors/$page.html.in" "$NGINX_ARCHWAY/errors/$page.html"
 done
 put_rendered 0644 root:root "$REPO/nginx/downloads.conf.in" "$NGINX_DIR/sites-available/archway-downloads.conf"
 mkdir -p "$NGINX_DIR/sites-enabled"
 ln -sfn ../sites-available/archway-downloads.conf "$NGINX_DIR/sites-enabled/archway-downloads.conf"
 
-# 9. systemd: watch (always running) and sweep (every minute).
+# 9. logrotate for the downloads vhost's logs (root-owned files, nginx reloaded).
+put_rendered 0644 root:root "$HERE/logrotate/archway-downloads.in" "$PREFIX/etc/logrotate.d/archway-downloads"
+
+# 10. systemd: watch (always running) and sweep (every minute).
 put_rendered 0644 root:root "$HERE/systemd/archway-watch.service.in" "$SYSTEMD_DIR/archway-watch.service"
 put_rendered 0644 root:root "$HERE/systemd/archway-sweep.service.in" "$SYSTEMD_DIR/archway-sweep.service"
 put 0644 root:root "$HERE/systemd/archway-sweep.timer" "$SYSTEMD_DIR/archway-sweep.timer"
 
-# 10. Start or reload what runs, only on a real install.
+# 11. Start or reload what runs, only on a real install.
 if [ -z "$PREFIX" ] && [ "$START" = yes ]; then
   sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; }
   nginx -t && { systemctl reload nginx 2>/dev/null || true; }

@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { recordAudit } from '../accounts/audit.js';
 import { requireUser, type SignedInUser } from '../auth/guards.js';
-import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
+import { BackupHostError, BackupHostLimited, BackupHostRefused } from '../backup-host/index.js';
 import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
@@ -153,6 +153,11 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
       if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
       link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
     } catch (error) {
+      if (error instanceof BackupHostLimited) {
+        // A limit of the backup host's: the token is still good once it has passed, so the cookie stays.
+        request.log.warn({ archiveRequestId: found.id, reason: error.message, code: error.code }, 'download link refused: backup host limit');
+        return renderProblem(reply, found, { status: 429, title: 'Please try again later', message: error.userMessage, offerResend: false, clearCookie: false });
+      }
       if (error instanceof BackupHostRefused) {
         request.log.info({ archiveRequestId: found.id, reason: error.message }, 'download link refused');
         // Every refusal is final for this token (replaced, downloaded, expired), so its cookie goes.

@@ -17,7 +17,7 @@ import {
   type Requests,
   type Results,
 } from '../protocol/index.js';
-import { BackupHostInternalError, BackupHostRefused } from './errors.js';
+import { BackupHostInternalError, BackupHostLimited, BackupHostRefused } from './errors.js';
 import type { RawOutcome, Transport } from './transport.js';
 
 export interface BackupHost {
@@ -60,6 +60,7 @@ export function interpretOutcome<A extends RemoteAction>(action: A, outcome: Raw
     throw new BackupHostInternalError(`backup host answered ${action} with exit 0 but not a valid result`);
   }
   if (outcome.exitCode === EXIT_REFUSED) {
+    if (answer && !answer.ok && (answer.error.code === 'quota' || answer.error.code === 'busy')) throw new BackupHostLimited(answer.error.code, answer.error.message);
     if (answer && !answer.ok && answer.error.code !== 'internal') throw new BackupHostRefused(answer.error.code, answer.error.message);
     // No envelope: the gate or sudo refused before the dispatcher ran (their stderr says why).
     throw new BackupHostRefused('refused', `The backup host refused the request (${oneLine(outcome.stderr) || 'no reason given'}).`);

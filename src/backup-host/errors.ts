@@ -35,11 +35,24 @@ export class BackupHostKeyMismatch extends BackupHostUnreachable {
 
 /** The dispatcher (or the gate) refused the request (exit 1): bad request, not allowed, not found. */
 export class BackupHostRefused extends BackupHostError {
-  readonly code: 'refused' | 'not_found';
-  constructor(code: 'refused' | 'not_found', dispatcherMessage: string) {
+  readonly code: 'refused' | 'not_found' | 'quota' | 'busy';
+  constructor(code: 'refused' | 'not_found' | 'quota' | 'busy', dispatcherMessage: string, userMessage = dispatcherMessage) {
     // The dispatcher's messages are written to be user-safe (contract), so they pass through.
-    super(`backup host refused the call (${code}): ${dispatcherMessage}`, dispatcherMessage);
+    super(`backup host refused the call (${code}): ${dispatcherMessage}`, userMessage);
     this.code = code;
+  }
+}
+
+const HOST_BUSY_MESSAGE = 'The backup service is handling too many requests right now. Please try again in an hour.';
+
+/**
+ * A limit the backup host holds by itself (see docs/BACKUP-HOST.md): `quota` is this customer's
+ * (the dispatcher's message says which, and what to do), `busy` the host-wide rate. Not final:
+ * the same request works once the limit has passed, so a download token stays usable.
+ */
+export class BackupHostLimited extends BackupHostRefused {
+  constructor(code: 'quota' | 'busy', dispatcherMessage: string) {
+    super(code, dispatcherMessage, code === 'busy' ? HOST_BUSY_MESSAGE : dispatcherMessage);
   }
 }
 

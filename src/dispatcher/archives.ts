@@ -10,14 +10,15 @@ import {
   type ArchiveStatusRequest,
   type ArchiveStatusResult,
 } from '../protocol/index.js';
-import { mutateRecord, readProgress, readRecord, reconcile, writeRecord, type ArchiveRecord } from './archive-store.js';
+import { listRecordIds, mutateRecord, readProgress, readRecord, reconcile, writeRecord, type ArchiveRecord } from './archive-store.js';
 import { spawnBuilder } from './builder.js';
-import { nowIso } from './clock.js';
+import { nowIso, nowMs } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { estimateTarBytes } from './estimate.js';
 import { appendEvent } from './events.js';
 import { fail, notFound } from './failure.js';
 import { groupId } from './group.js';
+import { admit } from './limits.js';
 import { paths } from './layout.js';
 import { readLockHolder, tryLock, unlock } from './lock.js';
 import { isAlive, selfId } from './process-id.js';
@@ -50,6 +51,16 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
   await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {
     const holder = readLockHolder(paths.buildLock(cfg, req.customer));
     if (holder) fail('An archive for this customer is already being built; please wait until it is ready.', `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`);
+    // Ready archives hold disk until downloaded or expired; a full archive disk stops every customer.
+    const ready = readyArchiveCount(cfg, req.customer);
+    if (ready >= cfg.maxReadyArchivesPerCustomer) {
+      fail(
+        `You already have ${ready} archives ready to download. Please download one (or wait until one expires) before asking for another.`,
+        `limit: ${ready} ready archives for ${req.customer}, at most ${cfg.maxReadyArchivesPerCustomer}`,
+        'quota',
+      );
+    }
+    admit(cfg, 'archive.create', req.customer);
     // Measured before tar starts writing, so the archive's own first bytes do not count against it.
     const free = freeBytes(cfg.archiveRoot);
     const rec: ArchiveRecord = {
@@ -91,6 +102,15 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
     await build.admit();
   });
   return { archiveId: id, state: 'building' };
+}
+
+function readyArchiveCount(cfg: DispatcherConfig, customer: string): number {
+  let n = 0;
+  for (const id of listRecordIds(cfg)) {
+    const rec = readRecord(cfg, id);
+    if (rec?.customer === customer && rec.state === 'ready' && (rec.expiresAt === null || Date.parse(rec.expiresAt) > nowMs())) n++;
+  }
+  return n;
 }
 
 // withMutex is synchronous; create needs to await the builder hand-off while holding the mutex.

@@ -1,9 +1,10 @@
 // check: the install self-check; prints one line per finding and fails when any finding is bad.
-import { lstatSync, statSync, type Stats } from 'node:fs';
-import { dirname, sep } from 'node:path';
+import { closeSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { basename, dirname, sep } from 'node:path';
 import type { CheckFinding } from '../protocol/index.js';
 import type { DispatcherConfig } from './config.js';
 import { groupId } from './group.js';
+import { rateFindings } from './limits.js';
 
 function stat(path: string): Stats | null {
   try {
@@ -14,6 +15,27 @@ function stat(path: string): Stats | null {
 }
 
 const octal = (m: number) => (m & 0o7777).toString(8).padStart(4, '0');
+
+/** The dispatcher's #! line must name its interpreter by absolute path: under /usr/bin/env, PATH picks it. */
+function interpreterFinding(dispatcherFile: string | undefined, owner: number, add: (ok: boolean, what: string, detail: string) => void): void {
+  let first = '';
+  try {
+    const fd = openSync(dispatcherFile ?? '', 'r');
+    try {
+      const buf = Buffer.alloc(256);
+      first = buf.toString('utf8', 0, readSync(fd, buf, 0, buf.length, 0)).split('\n')[0] ?? '';
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return add(false, 'dispatcher interpreter', `${dispatcherFile ?? '(unknown)'} is not readable`);
+  }
+  const m = /^#!(\/[^\s]+)$/.exec(first);
+  if (!m || basename(m[1]!) === 'env') return add(false, 'dispatcher interpreter', `first line ${JSON.stringify(first.slice(0, 80))} (want #!/absolute/path/to/node, no env)`);
+  const st = stat(m[1]!);
+  const ok = st !== null && st.isFile() && (st.uid === 0 || st.uid === owner) && (st.mode & 0o022) === 0;
+  add(ok, 'dispatcher interpreter', `${m[1]} ${ok ? 'is owned by root and not writable by others' : 'is missing, a symlink, not owned by root or writable by others'}`);
+}
 
 export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefined = process.argv[1]): { findings: CheckFinding[] } {
   const findings: CheckFinding[] = [];
@@ -39,6 +61,7 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
     }
     add(weak.length === 0, 'dispatcher directories', weak.length === 0 ? 'every directory above the dispatcher is owned by root (or this user) and not writable by others' : `writable by others: ${weak.join(', ')}`);
   }
+  interpreterFinding(dispatcherFile, owner, add);
   rootOnly('dispatcher configuration', cfg.configPath, 0o600);
   rootOnly('secure link secret', cfg.secureLinkSecretFile, 0o600);
   const secret = stat(cfg.secureLinkSecretFile);
@@ -52,7 +75,8 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
   };
   dir('backup root', cfg.backupRoot, 0o755);
   dir('archive root', cfg.archiveRoot, 0o755);
-  dir('link root', cfg.linkRoot, 0o755);
+  // nginx only traverses LINK_ROOT: a listing would show every live link's random directory name.
+  dir('link root', cfg.linkRoot, 0o710);
   dir('state directory', cfg.stateDir, 0o700);
 
   // Overlapping roots would let sweep delete backups or nginx serve state files.
@@ -73,7 +97,12 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
     }
     add(ok, `${what} program`, `${path} ${ok ? 'is executable and not writable by others' : 'is missing, not executable or writable by others'}`);
   }
+  // watch (root) believes this log: nothing but nginx's root-opened descriptor may write it, so
+  // neither the file nor its directory may belong to or be writable by anyone else.
+  dir('download log directory', dirname(cfg.downloadLog), 0o755);
   const logSt = stat(cfg.downloadLog);
-  add(logSt === null || logSt.isFile(), 'download log', `${cfg.downloadLog} ${logSt ? 'exists' : 'does not exist yet (nginx creates it on first request)'}`);
+  const logOk = logSt === null || (logSt.isFile() && logSt.uid === owner && (logSt.mode & 0o022) === 0);
+  add(logOk, 'download log', logSt ? `${cfg.downloadLog} owner uid ${logSt.uid}, mode ${octal(logSt.mode)} (want uid ${owner}, not writable by others)` : `${cfg.downloadLog} does not exist yet (nginx creates it on start)`);
+  findings.push(...rateFindings(cfg));
   return { findings };
 }

@@ -28,6 +28,12 @@ export interface DispatcherConfig {
   readonly nicePath: string;
   readonly ionicePath: string;
   readonly findPath: string;
+  /** Limits held here, where a stolen portal key cannot change them (docs/BACKUP-HOST.md). */
+  readonly maxReadyArchivesPerCustomer: number;
+  readonly archiveCreatePerCustomerPerDay: number;
+  readonly archiveCreatePerHour: number;
+  readonly linkIssuePerCustomerPerHour: number;
+  readonly linkIssuePerHour: number;
 }
 
 const PATH_FIELDS = ['backupRoot', 'archiveRoot', 'linkRoot', 'stateDir', 'secureLinkSecretFile', 'downloadLog'] as const;
@@ -47,6 +53,11 @@ const NUMBER_FIELDS: Record<string, NumberField> = {
   estimateBudgetMs: { def: 5000, min: 0, max: 600_000 },
   progressIntervalMs: { def: 250, min: 10, max: 60_000 },
   watchPollMs: { def: 250, min: 10, max: 60_000 },
+  maxReadyArchivesPerCustomer: { def: 3, min: 1, max: 1000 },
+  archiveCreatePerCustomerPerDay: { def: 10, min: 1, max: 100_000 },
+  archiveCreatePerHour: { def: 60, min: 1, max: 100_000 },
+  linkIssuePerCustomerPerHour: { def: 30, min: 1, max: 100_000 },
+  linkIssuePerHour: { def: 600, min: 1, max: 1_000_000 },
 };
 // Tools are found in fixed system directories, never through PATH, which a caller might influence.
 const TOOL_DEFAULTS = { tarPath: '/usr/bin/tar', nicePath: '/usr/bin/nice', ionicePath: '/usr/bin/ionice', findPath: '/usr/bin/find' } as const;

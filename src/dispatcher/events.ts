@@ -75,16 +75,20 @@ export function appendEvent(cfg: DispatcherConfig, ev: NewEvent): number {
   });
 }
 
+/** How far back from the event log's end watch looks for its last position (the saved state covers older ones). */
+const LAST_POSITION_WINDOW = 4 << 20;
+
 /** The newest download-log position recorded in an event, so watch never counts a line twice. */
 export function lastWatchPosition(cfg: DispatcherConfig): { ino: number; end: number } | null {
   if (!existsSync(paths.eventsLog(cfg))) return null;
   let found: { ino: number; end: number } | null = null;
   const fd = openSync(paths.eventsLog(cfg), 'r');
   try {
-    // Scan backwards in growing windows until an event with a source position appears.
+    // Scan backwards in growing windows until an event with a source position appears, but only
+    // so far: on a years-old log with no recent download, watch would otherwise read all of it.
     const size = fstatSync(fd).size;
     let window = 65536;
-    while (found === null) {
+    while (found === null && window <= LAST_POSITION_WINDOW) {
       const start = Math.max(0, size - window);
       const buf = Buffer.alloc(size - start);
       readSync(fd, buf, 0, buf.length, start);

@@ -6,7 +6,7 @@ import { ensureDir } from './fsutil.js';
 export function initState(cfg: DispatcherConfig): void {
   // Token hashes, locks and records are root-only: nothing on the host besides root needs them.
   ensureDir(cfg.stateDir, 0o700);
-  for (const sub of ['archives', 'tokens', 'links', 'locks']) ensureDir(join(cfg.stateDir, sub), 0o700);
+  for (const sub of ['archives', 'tokens', 'links', 'locks', 'rates']) ensureDir(join(cfg.stateDir, sub), 0o700);
 }
 
 export const paths = {
@@ -22,6 +22,8 @@ export const paths = {
   watchState: (cfg: DispatcherConfig) => join(cfg.stateDir, 'watch.json'),
   watchLock: (cfg: DispatcherConfig) => join(cfg.stateDir, 'locks', 'watch.lock'),
   callLog: (cfg: DispatcherConfig) => join(cfg.stateDir, 'dispatcher.log'),
+  rateLedger: (cfg: DispatcherConfig, action: string) => join(cfg.stateDir, 'rates', `${action}.json`),
+  ratesMutex: (cfg: DispatcherConfig) => join(cfg.stateDir, 'locks', 'rates.mutex'),
   archiveFile: (cfg: DispatcherConfig, id: string) => join(cfg.archiveRoot, `${id}.tar`),
   partialFile: (cfg: DispatcherConfig, id: string) => join(cfg.archiveRoot, `${id}.tar.partial`),
   linkDir: (cfg: DispatcherConfig, linkId: string) => join(cfg.linkRoot, linkId),

@@ -11,6 +11,7 @@ import { fail, internal } from './failure.js';
 import { fsyncDir, writeJsonAtomic } from './fsutil.js';
 import { groupId, runningAsRoot } from './group.js';
 import { paths } from './layout.js';
+import { admit } from './limits.js';
 
 export interface LinkRecord {
   linkId: string;
@@ -53,6 +54,8 @@ function tokenMatches(cfg: DispatcherConfig, archiveId: string, token: string): 
 }
 
 export function issueLink(cfg: DispatcherConfig, req: LinkIssueRequest): LinkIssueResult {
+  // Counted before anything else: whoever holds the portal's key can ask, so every ask is bounded.
+  admit(cfg, 'link.issue', req.customer);
   const rec = ownedRecord(cfg, req.customer, req.archiveId);
   // State first: the portal has already checked ownership, and "already downloaded" helps the customer more.
   if (rec.state === 'downloaded') fail('This archive has already been downloaded.', `link refused: ${req.archiveId} downloaded`);

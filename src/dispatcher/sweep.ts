@@ -94,7 +94,8 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
     // Re-read: a build may have started after the records were listed above.
     const state = records.get(m[1]!) === 'building' ? 'building' : readRecord(cfg, m[1]!)?.state;
     const isPartial = m[2] !== undefined;
-    const keep = isPartial ? state === 'building' : state === 'ready' || state === 'downloaded';
+    // A downloaded archive's file goes at once (watch); one left by a crash in between goes here.
+    const keep = isPartial ? state === 'building' : state === 'ready';
     if (keep) continue;
     rmSync(join(cfg.archiveRoot, name), { force: true });
     if (isPartial) partialsRemoved++;

@@ -1,5 +1,5 @@
 // watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
-import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { canonicalIp, LINK_DIR_PATTERN } from '../protocol/index.js';
 import { mutateRecord } from './archive-store.js';
 import { nowSeconds } from './clock.js';
@@ -69,21 +69,25 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
   // The link goes at the first request, finished or not: a link is for one download attempt.
   rmSync(paths.linkDir(cfg, linkId), { recursive: true, force: true });
   if (link.usedAt === null) writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, usedAt: nowSeconds() });
-  let size: number | null = null;
+  let size = null as number | null;
+  let state = null as string | null;
   let completed = false;
   mutateRecord(cfg, link.archiveId, (rec) => {
     size = rec.sizeBytes;
-    completed = entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
-    if (!completed || rec.state !== 'ready') return null;
-    return { ...rec, state: 'downloaded' };
+    state = rec.state;
+    completed = rec.state === 'ready' && entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
+    return completed ? { ...rec, state: 'downloaded' } : null;
   });
+  if (state !== 'ready') {
+    // Only the first complete download counts: a later request (served before its link went) is noted, not recorded.
+    note(`watch: ${entry.status} for link ${linkId} of ${link.archiveId} (${state ?? 'no record'}) from ${entry.remote_addr}, ${entry.bytes} bytes; not counted`);
+    return;
+  }
   if (completed) {
-    // A completed archive cannot be downloaded again, so its token is of no further use.
-    try {
-      unlinkSync(paths.tokenHash(cfg, link.archiveId));
-    } catch {
-      // already gone
-    }
+    // A completed archive cannot be downloaded again: its token and its file are of no further use,
+    // and the file's disk space is every customer's (the record stays for status and the operator).
+    rmSync(paths.tokenHash(cfg, link.archiveId), { force: true });
+    rmSync(paths.archiveFile(cfg, link.archiveId), { force: true });
   }
   appendEvent(cfg, {
     type: completed ? 'download.completed' : 'download.interrupted',
@@ -105,7 +109,17 @@ class Follower {
   constructor(
     private readonly cfg: DispatcherConfig,
     private readonly note: (d: string) => void,
+    /** The previous file after a rotation is followed without saving: the saved position is the current file's. */
+    private readonly saves = true,
   ) {}
+
+  /** Hands this follower's open file to a non-saving follower (this one is left closed). */
+  handOver(): Follower {
+    const old = new Follower(this.cfg, this.note, false);
+    [old.fd, old.ino, old.offset] = [this.fd, this.ino, this.offset];
+    this.fd = null;
+    return old;
+  }
 
   /** Reads and applies every complete line from offset; the offset moves only past whole lines. */
   drain(): number {
@@ -164,6 +178,7 @@ class Follower {
   }
 
   save(): void {
+    if (!this.saves) return;
     writeJsonAtomic(paths.watchState(this.cfg), { ino: this.ino, offset: this.offset } satisfies WatchState);
   }
 }
@@ -189,6 +204,8 @@ function resumePoint(cfg: DispatcherConfig): WatchState | null {
   const saved = readJsonOrNull<WatchState>(paths.watchState(cfg));
   const fromEvents = lastWatchPosition(cfg);
   if (saved && fromEvents && fromEvents.ino === saved.ino) return { ino: saved.ino, offset: Math.max(saved.offset, fromEvents.end) };
+  // Saved on the current file: a newer event of another file came from the previous one, followed after a rotation.
+  if (saved && saved.ino === inodeOf(cfg.downloadLog)) return saved;
   if (fromEvents && (!saved || fromEvents.ino !== saved.ino) && (inodeOf(cfg.downloadLog) === fromEvents.ino || inodeOf(`${cfg.downloadLog}.1`) === fromEvents.ino)) {
     return { ino: fromEvents.ino, offset: fromEvents.end };
   }
@@ -206,6 +223,9 @@ export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void)
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const f = new Follower(cfg, note);
+  // After a rotation, nginx workers that were serving a download when nginx reloaded log its end to
+  // the old file; it is followed until the next rotation (logrotate reloads nginx, see docs).
+  let previous: Follower | null = null;
   try {
     const resume = resumePoint(cfg);
     const rotated = `${cfg.downloadLog}.1`;
@@ -222,12 +242,14 @@ export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void)
     while (!stopping) {
       if (f.fd === null) f.open(cfg.downloadLog, 0);
       f.drain();
+      previous?.drain();
       const current = inodeOf(cfg.downloadLog);
       // Rotated by rename: nginx keeps writing the old file until it reopens its logs, so switch
       // only once the new file has content (nginx has reopened) and the old one is drained.
       if (f.fd !== null && current !== null && current !== f.ino && sizeOf(cfg.downloadLog) > 0) {
         f.drain();
-        f.close();
+        previous?.close();
+        previous = f.handOver();
         f.open(cfg.downloadLog, 0);
         f.save();
         continue;
@@ -235,9 +257,11 @@ export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void)
       await new Promise((r) => setTimeout(r, cfg.watchPollMs));
     }
     f.drain();
+    previous?.drain();
     if (f.fd !== null) f.save();
   } finally {
     f.close();
+    previous?.close();
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
     unlock(paths.watchLock(cfg), me);

@@ -39,7 +39,7 @@ const LINK_LOCATION = /^\/dl\/([0-9a-f]{32})\/([A-Za-z0-9][A-Za-z0-9._-]{0,250}\
 const DEFAULT_PORTAL_URL = 'http://127.0.0.1:3000/backups';
 const READ_CHUNK = 1 << 20;
 
-type ErrorStatus = 403 | 404 | 410;
+type ErrorStatus = 403 | 404 | 410 | 429;
 
 /**
  * The shipped error pages, rendered as the install script renders them, with its --portal-url check
@@ -48,7 +48,7 @@ type ErrorStatus = 403 | 404 | 410;
 export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Buffer> {
   if (!/^https?:\/\/[A-Za-z0-9.:/_[\]-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
   const pages = new Map<ErrorStatus, Buffer>();
-  for (const status of [403, 404, 410] as const) {
+  for (const status of [403, 404, 410, 429] as const) {
     const template = readFileSync(path.join(PROJECT_ROOT, 'nginx', 'errors', `${status}.html.in`), 'utf8');
     pages.set(status, Buffer.from(template.replaceAll('@@PORTAL_URL@@', portalUrl), 'utf8'));
   }

@@ -1,7 +1,11 @@
 // The one answer envelope every dispatcher call prints, and the exit code that goes with it.
 import { EXIT_DONE, EXIT_INTERNAL, EXIT_REFUSED } from './actions.js';
 
-export type ErrorCode = 'refused' | 'not_found' | 'internal';
+/**
+ * refused/not_found: this request may not be done; quota: this customer reached a limit the backup
+ * host sets (ready archives, builds per day, links per hour); busy: the host-wide rate is reached.
+ */
+export type ErrorCode = 'refused' | 'not_found' | 'quota' | 'busy' | 'internal';
 
 export interface OkAnswer<R> {
   ok: true;
@@ -27,7 +31,7 @@ export function exitCodeFor(answer: Answer<unknown>): number {
   return answer.error.code === 'internal' ? EXIT_INTERNAL : EXIT_REFUSED;
 }
 
-const ERROR_CODES: ReadonlySet<string> = new Set(['refused', 'not_found', 'internal']);
+const ERROR_CODES: ReadonlySet<string> = new Set(['refused', 'not_found', 'quota', 'busy', 'internal']);
 
 /**
  * Parses the dispatcher's stdout on the portal side. Returns null when it is not exactly one

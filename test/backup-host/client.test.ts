@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackupHostConfigError,
   BackupHostInternalError,
+  BackupHostLimited,
   BackupHostRefused,
   BackupHostTimeout,
   BackupHostUnreachable,
@@ -63,6 +64,18 @@ describe('answers and failures as the portal sees them', () => {
     const err = await createBackupHost(t).archiveStatus({ customer: 'example.org', archiveId: 'b'.repeat(32) }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackupHostRefused);
     expect(err).toMatchObject({ code: 'not_found', userMessage: 'No such archive.' });
+  });
+
+  it("turns the host's limits into BackupHostLimited: a customer's quota keeps the dispatcher's message, a busy host gets the portal's", async () => {
+    const quota = 'You already have 3 archives ready to download. Please download one (or wait until one expires) before asking for another.';
+    const asked = { customer: 'example.org', snapshot: 'daily.0' };
+    const q = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'quota', message: quota } }) })).createArchive(asked).catch((e: unknown) => e);
+    expect(q).toBeInstanceOf(BackupHostLimited);
+    expect(q).toMatchObject({ code: 'quota', userMessage: quota });
+    const busy = { ok: false, error: { code: 'busy', message: 'The backup host is handling too many requests right now.' } };
+    const b = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify(busy) })).createArchive(asked).catch((e: unknown) => e);
+    expect(b).toBeInstanceOf(BackupHostLimited);
+    expect(b).toMatchObject({ code: 'busy', userMessage: 'The backup service is handling too many requests right now. Please try again in an hour.' });
   });
 
   it('turns a refusal by the gate (exit 1, no envelope) into BackupHostRefused', async () => {

@@ -170,9 +170,11 @@ describe('building and downloading an archive', () => {
     expect(link.expires).toBeGreaterThan(Date.now() / 1000);
     expect(existsSync(linkDirOf(link.url))).toBe(true);
 
+    // Read first: watch deletes the file as soon as the download completes.
+    const expected = await readFile(archivePath);
     const got = await httpGet(link.url, { localAddress: '127.0.0.2' });
     expect(got.status).toBe(200);
-    expect(got.body.equals(await readFile(archivePath))).toBe(true);
+    expect(got.body.equals(expected)).toBe(true);
     expect(got.headers['content-disposition']).toBe(`attachment; filename="${link.fileName}"`);
 
     const after = await until('the download to be recorded', async () => {
@@ -184,6 +186,9 @@ describe('building and downloading an archive', () => {
     const completed = (await events()).filter((e) => e.type === 'download.completed' && e.archiveId === archiveId);
     expect(completed).toHaveLength(1);
     expect(completed[0]).toMatchObject({ customer: CUSTOMER, ip: '127.0.0.2', bytes: status.sizeBytes });
+    // Its disk space goes back at once; the record stays for the customer's page and the operator.
+    expect(existsSync(archivePath)).toBe(false);
+    expect(after).toMatchObject({ sizeBytes: status.sizeBytes, sha256: status.sha256 });
   });
 
   it('refuses a second link once the archive was downloaded', async () => {
@@ -264,6 +269,28 @@ describe('the download log over time', () => {
     const archiveId = await downloadAnArchive();
     await until('the download to be recorded', async () => ((await completedDownloads(archiveId)) === 1 ? true : undefined));
     expect((await client.archiveStatus({ customer: CUSTOMER, archiveId })).state).toBe('downloaded');
+  });
+
+  it('counts only the first of two whole downloads of one link served before watch removed it', async () => {
+    const { archiveId, status } = await buildReady(CUSTOMER, 'daily.1');
+    const { link } = await armedLink(CUSTOMER, archiveId, '127.0.0.2');
+    // Watch paused: nginx serves the link twice in a row, as it could in the moment before watch reads the log.
+    watch.child.kill('SIGSTOP');
+    let twice: Array<{ status: number; sha256: string }>;
+    try {
+      twice = [await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true }), await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true })];
+    } finally {
+      watch.child.kill('SIGCONT');
+    }
+    expect(twice.map((g) => [g.status, g.sha256])).toEqual([[200, status.sha256], [200, status.sha256]]);
+    // The second line is the sentinel: watch notes it in the call log without recording it.
+    await until('watch to note the second download', async () => {
+      const log = await readFile(join(host.stateDir, 'dispatcher.log'), 'utf8');
+      return log.includes(`of ${archiveId} (downloaded) from 127.0.0.2, ${status.sizeBytes} bytes; not counted`) ? true : undefined;
+    });
+    expect(await completedDownloads(archiveId)).toBe(1);
+    expect((await events()).filter((e) => e.archiveId === archiveId && e.type.startsWith('download.'))).toHaveLength(1);
+    expect(existsSync(join(host.archiveRoot, `${archiveId}.tar`))).toBe(false);
   });
 
   it('records a download made while watch was stopped once it runs again, exactly once', async () => {

@@ -3,15 +3,18 @@ import { randomBytes } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { lchown } from 'node:fs/promises';
+import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secureLinkMd5 } from '../../src/protocol/index.js';
 import { startNginx, type PrivateNginx } from '../harness/nginx.js';
 import { findProgram, run } from '../harness/sshd.js';
+import { eventually } from './fixture.js';
 import { httpGet } from './http-get.js';
 
 const PORTAL = 'https://portal.example.net/downloads';
+const BIG = 24 * 1024 * 1024;
 let base: string;
 let nginx: PrivateNginx;
 let linkRoot: string;
@@ -55,6 +58,8 @@ beforeAll(async () => {
   archive = randomBytes(3 * 1024 * 1024 + 17);
   await writeFile(join(archiveRoot, 'a.tar'), archive, { mode: 0o640 });
   await chown(join(archiveRoot, 'a.tar'), 0, wwwData);
+  await writeFile(join(archiveRoot, 'big.tar'), Buffer.alloc(BIG, 1), { mode: 0o640 });
+  await chown(join(archiveRoot, 'big.tar'), 0, wwwData);
   secret = randomBytes(32).toString('base64url');
   downloadLog = join(base, 'nginx', 'logs', 'download.log');
   nginx = await startNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog, portalUrl: PORTAL });
@@ -74,7 +79,7 @@ describe('the downloads vhost', () => {
     expect(got.headers['content-disposition']).toBe('attachment; filename="example.org-daily.0-0123abcd.tar"');
     expect(got.headers['content-type']).toBe('application/x-tar');
     expect(got.headers['content-length']).toBe(String(archive.length));
-    expect(await readFile(nginx.accessLog, 'utf8')).toContain(`"GET ${uri}?md5=`);
+    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`, 'm'));
     const line = (await downloadLogLines()).find((l) => l.uri === uri);
     expect(line).toMatchObject({ remote_addr: '127.0.0.2', uri, status: 200, bytes: archive.length, completion: 'OK' });
     expect(typeof line?.time).toBe('string');
@@ -96,7 +101,7 @@ describe('the downloads vhost', () => {
     expect(got.headers['content-type']).toMatch(/^text\/html/);
     expect(got.body.toString()).toContain(`href="${PORTAL}"`);
     expect((await downloadLogLines()).some((l) => l.uri === uri)).toBe(false);
-    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.3 .*"GET ${uri}\\?md5=.*" 403 `, 'm'));
+    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.3 .*"GET ${uri} HTTP/1\\.1" 403 `, 'm'));
   });
 
   it('answers 403 to a tampered expiry and to a missing signature', async () => {
@@ -140,6 +145,56 @@ describe('the downloads vhost', () => {
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(archive.length));
     expect((await downloadLogLines()).some((l) => l.uri === uri)).toBe(false);
+  });
+
+  it('keeps the signature and expiry out of the access log, for served and refused links alike', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const url = signed(uri, '127.0.0.2');
+    const md5 = new URL(url).searchParams.get('md5')!;
+    expect((await httpGet(url, { localAddress: '127.0.0.3', headers: { Referer: `${url}&more=1` } })).status).toBe(403);
+    expect((await httpGet(url, { localAddress: '127.0.0.2' })).status).toBe(200);
+    const linesOf = (text: string) => text.split('\n').filter((l) => l.includes(` ${uri} `));
+    const log = await eventually('both access log lines', async () => {
+      const text = await readFile(nginx.accessLog, 'utf8');
+      return linesOf(text).length === 2 ? text : undefined;
+    });
+    expect(linesOf(log)).toEqual([
+      expect.stringMatching(new RegExp(`^127\\.0\\.0\\.3 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 403 \\d+ "${nginx.baseUrl}${uri}" "-"$`)),
+      expect.stringMatching(new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`)),
+    ]);
+    expect(log).not.toContain(md5);
+    expect(log).not.toContain('expires=');
+  });
+
+  it('serves one request at a time per link: a second GET while the first runs gets 429 and a page, then the link works again', async () => {
+    const uri = await makeLink(join(archiveRoot, 'big.tar'), 'example.org-daily.0-0badcafe.tar');
+    const url = signed(uri, '127.0.0.2');
+    // The first download stops reading after its headers, so nginx is still sending (the file is far larger than socket buffers).
+    const first = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(url, { localAddress: '127.0.0.2', agent: false }, (res) => {
+        res.pause();
+        resolve(res);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(first.statusCode).toBe(200);
+    const second = await httpGet(url, { localAddress: '127.0.0.2' });
+    expect(second.status).toBe(429);
+    expect(second.body.toString()).toContain('already running');
+    expect(second.body.toString()).toContain(`href="${PORTAL}"`);
+    let firstBytes = 0;
+    await new Promise<void>((resolve, reject) => {
+      first.on('data', (chunk: Buffer) => (firstBytes += chunk.length));
+      first.on('end', resolve);
+      first.on('error', reject);
+      first.resume();
+    });
+    expect(firstBytes).toBe(BIG);
+    // Only the served request reaches the download log that watch follows.
+    expect((await downloadLogLines()).filter((l) => l.uri === uri).map((l) => l.status)).toEqual([200]);
+    const third = await httpGet(url, { localAddress: '127.0.0.2', stopAfterBytes: 1 });
+    expect(third.status).toBe(200);
   });
 
   it('refuses methods other than GET and HEAD', async () => {

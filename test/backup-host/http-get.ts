@@ -1,6 +1,7 @@
 // A download client bound to a chosen loopback address, able to stop half-way like a dropped connection.
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface Fetched {
   status: number;
@@ -53,6 +54,32 @@ export function httpGet(url: string, options: GetOptions): Promise<Fetched & { b
       });
     });
     req.on('error', (err) => reject(err));
+    req.end();
+  });
+}
+
+export interface TlsFetched {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Every header as sent, repeated ones included (rawHeaders), lower-cased names. */
+  raw: Array<[string, string]>;
+  body: string;
+}
+
+/** One HTTPS request to a private nginx on 127.0.0.1 (its self-signed certificate is not checked). */
+export function httpsGet(port: number, path: string, options: { headers?: Record<string, string>; localAddress?: string; servername: string }): Promise<TlsFetched> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, path, localAddress: options.localAddress ?? '127.0.0.2', headers: options.headers, rejectUnauthorized: false, servername: options.servername, agent: false },
+      (res) => {
+        let body = '';
+        const raw: Array<[string, string]> = [];
+        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) raw.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw, body }));
+      },
+    );
+    req.on('error', reject);
     req.end();
   });
 }

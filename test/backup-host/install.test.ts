@@ -78,6 +78,40 @@ describe('deploy/install-backup-host.sh', () => {
     expect(await modeOf(join(prefix, 'var/lib/archway'))).toBe('0700 0:0');
   });
 
+  it('installs the dispatcher with node named by absolute path, which its own check verifies', async () => {
+    const dispatcher = join(prefix, 'usr/local/lib/archway-dispatcher/archway-dispatcher.mjs');
+    const node = (await runOk(findProgram('readlink'), ['-f', findProgram('node')])).stdout.trim();
+    expect((await readFile(dispatcher, 'utf8')).split('\n')[0]).toBe(`#!${node}`);
+    // Run the file itself, as sudo does.
+    const out = await run(dispatcher, ['check'], { env: { PATH: '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: join(prefix, 'usr/local/lib/archway-dispatcher/dispatcher.json') } });
+    expect(out.stderr).toMatch(new RegExp(`^ok {3}dispatcher interpreter: ${node} is owned by root`, 'm'));
+    expect(out.stderr).toMatch(/^ok {3}link root: .* mode 0710/m);
+    expect(out.stderr).toMatch(/^ok {3}download log: .*archway\/download\.log owner uid 0, mode 0640/m);
+  });
+
+  it('keeps LINK_ROOT traversable but not listable by nginx, and the downloads logs root-owned in a root-owned directory', async () => {
+    const wwwData = (await runOk(findProgram('getent'), ['group', 'www-data'])).stdout.split(':')[2];
+    const adm = (await runOk(findProgram('getent'), ['group', 'adm'])).stdout.split(':')[2];
+    expect(await modeOf(join(prefix, 'srv/archway/links'))).toBe(`0710 0:${wwwData}`);
+    expect(await modeOf(join(prefix, 'var/log/archway'))).toBe('0755 0:0');
+    expect(await modeOf(join(prefix, 'var/log/archway/download.log'))).toBe(`0640 0:${adm}`);
+    expect(await modeOf(join(prefix, 'var/log/archway/downloads-access.log'))).toBe(`0640 0:${adm}`);
+    const config = JSON.parse(await readFile(join(prefix, 'usr/local/lib/archway-dispatcher/dispatcher.json'), 'utf8'));
+    expect(config.downloadLog).toBe(join(prefix, 'var/log/archway/download.log'));
+  });
+
+  it('ships a logrotate config that recreates the logs root-owned and reloads nginx instead of reopening', async () => {
+    const path = join(prefix, 'etc/logrotate.d/archway-downloads');
+    expect(await modeOf(path)).toBe('0644 0:0');
+    const text = await readFile(path, 'utf8');
+    const stanza = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+    expect(stanza[0]).toBe(`${join(prefix, 'var/log/archway/download.log')} ${join(prefix, 'var/log/archway/downloads-access.log')} {`);
+    expect(stanza.map((l) => l.trim())).toEqual(expect.arrayContaining(['create 0640 root adm', 'delaycompress', 'postrotate', 'endscript', '}']));
+    expect(text).toContain('kill -HUP');
+    expect(text).not.toMatch(/^[^#]*(USR1|reopen|rotate nginx)/m);
+    expect(text).not.toMatch(/^[^#]*copytruncate/m);
+  });
+
   it('writes a gate that only execs the installed dispatcher through sudo -n', async () => {
     const gate = await readFile(join(prefix, 'usr/local/sbin/archway-gate'), 'utf8');
     expect(gate).toContain(`exec sudo -n ${join(prefix, 'usr/local/lib/archway-dispatcher/archway-dispatcher.mjs')} "$SSH_ORIGINAL_COMMAND"`);

@@ -1,33 +1,19 @@
 // The shipped portal vhost: HTTPS only, HSTS, and the portal sees the client's real address, never a forged one.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPortalNginx, type PrivatePortalNginx } from '../harness/nginx.js';
-import { httpGet } from './http-get.js';
+import { startPortalNginx, type PrivateTlsNginx } from '../harness/nginx.js';
+import { httpGet, httpsGet } from './http-get.js';
 
 let base: string;
-let nginx: PrivatePortalNginx;
+let nginx: PrivateTlsNginx;
 let upstream: Server;
 let seen: IncomingHttpHeaders[] = [];
 let upstreamStatus = 200;
 
-function httpsGet(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      { host: '127.0.0.1', port, path, localAddress: '127.0.0.2', headers, rejectUnauthorized: false, servername: 'portal.example.net', agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (path: string, headers: Record<string, string>) => httpsGet(nginx.httpsPort, path, { headers, servername: 'portal.example.net' });
 
 beforeAll(async () => {
   base = await mkdtemp(join(tmpdir(), 'archway-portal-vhost-'));
@@ -56,9 +42,15 @@ describe('the portal vhost', () => {
     expect(seen).toEqual([]);
   });
 
+  it('redirects to its configured name, whatever Host the client sent', async () => {
+    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}/sign-in`, { localAddress: '127.0.0.2', headers: { Host: 'evil.example.com' } });
+    expect(got.status).toBe(301);
+    expect(got.headers.location).toBe('https://portal.example.net/sign-in');
+  });
+
   it('proxies HTTPS to the portal with the client address, overwriting a forged X-Forwarded-For, and sends HSTS', async () => {
     seen = [];
-    const got = await httpsGet(nginx.httpsPort, '/account', { Host: 'portal.example.net', 'X-Forwarded-For': '203.0.113.66', 'X-Forwarded-Proto': 'http' });
+    const got = await get('/account', { Host: 'portal.example.net', 'X-Forwarded-For': '203.0.113.66', 'X-Forwarded-Proto': 'http' });
     expect(got.status).toBe(200);
     expect(got.body).toBe('portal');
     expect(got.headers['strict-transport-security']).toBe('max-age=63072000; includeSubDomains');
@@ -69,7 +61,7 @@ describe('the portal vhost', () => {
   it('sends HSTS on error answers too', async () => {
     upstreamStatus = 500;
     try {
-      const got = await httpsGet(nginx.httpsPort, '/', { Host: 'portal.example.net' });
+      const got = await get('/', { Host: 'portal.example.net' });
       expect(got.status).toBe(500);
       expect(got.headers['strict-transport-security']).toBe('max-age=63072000; includeSubDomains');
     } finally {

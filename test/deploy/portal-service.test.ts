@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
-import { startPortalNginx, type PrivatePortalNginx } from '../harness/nginx.js';
+import { startPortalNginx, type PrivateTlsNginx } from '../harness/nginx.js';
 import { findProgram, run, runOk } from '../harness/sshd.js';
 
 const UNIT = join(PROJECT_ROOT, 'deploy/systemd/archway-portal.service');
@@ -85,7 +85,7 @@ describe('the archway-portal systemd unit', () => {
 
 describe('the logrotate config for the vhosts\' logs', () => {
   let upstream: Server;
-  let nginx: PrivatePortalNginx;
+  let nginx: PrivateTlsNginx;
   let dir: string;
 
   beforeAll(async () => {

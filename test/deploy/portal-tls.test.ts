@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeCaSignedCert, startPortalNginx, type PrivatePortalNginx } from '../harness/nginx.js';
+import { makeCaSignedCert, startPortalNginx, type PrivateTlsNginx } from '../harness/nginx.js';
 import { findProgram, run } from '../harness/sshd.js';
 
 const SERVER_NAME = 'portal.example.net';
@@ -17,7 +17,7 @@ interface Finding {
 
 let base: string;
 let upstream: Server;
-let nginx: PrivatePortalNginx;
+let nginx: PrivateTlsNginx;
 let ca: string;
 
 beforeAll(async () => {

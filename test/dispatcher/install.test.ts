@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, readFileSync, statSync, writeFileSync } from '
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE, makeWorld, type World } from './world.js';
+import { BUNDLE, installDispatcher, makeWorld, type World } from './world.js';
 
 describe('the bundle', () => {
   it('is one executable file that imports only node: built-ins', () => {
@@ -45,15 +45,13 @@ describe('check', () => {
   let w: World;
   let installed: string;
   const check = () => {
-    const r = spawnSync(process.execPath, [installed, 'check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
+    const r = spawnSync(installed, ['check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
     return { code: r.status, answer: JSON.parse(r.stdout), stderr: r.stderr };
   };
 
   beforeAll(() => {
     w = makeWorld();
-    installed = join(w.dir, 'archway-dispatcher');
-    copyFileSync(BUNDLE, installed);
-    chmodSync(installed, 0o700);
+    installed = installDispatcher(w);
     writeFileSync(w.downloadLog, '');
   });
 
@@ -75,6 +73,31 @@ describe('check', () => {
     const bad = r.answer.result.findings.filter((f: { ok: boolean }) => !f.ok).map((f: { what: string }) => f.what);
     expect(bad).toEqual(['dispatcher file', 'secure link secret']);
     expect(r.stderr).toMatch(/^BAD  secure link secret: .* mode 0644/m);
+  });
+
+  it('flags a dispatcher run through /usr/bin/env, a link root nginx could list, and a download log others can write', () => {
+    const text = readFileSync(installed, 'utf8');
+    writeFileSync(installed, `#!/usr/bin/env node${text.slice(text.indexOf('\n'))}`);
+    chmodSync(w.linkRoot, 0o750);
+    chmodSync(w.downloadLog, 0o666);
+    const bad = () => check().answer.result.findings.filter((f: { ok: boolean }) => !f.ok);
+    let found;
+    try {
+      // Run through node itself: the file's own #! line is what check reads.
+      const r = spawnSync(process.execPath, [installed, 'check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      found = JSON.parse(r.stdout).result.findings.filter((f: { ok: boolean }) => !f.ok);
+    } finally {
+      writeFileSync(installed, text);
+      chmodSync(w.linkRoot, 0o710);
+      chmodSync(w.downloadLog, 0o644);
+    }
+    expect(found).toEqual([
+      { ok: false, what: 'dispatcher interpreter', detail: 'first line "#!/usr/bin/env node" (want #!/absolute/path/to/node, no env)' },
+      { ok: false, what: 'link root', detail: `${w.linkRoot} owner uid 0, mode 0750 (want uid 0, at most 0710)` },
+      { ok: false, what: 'download log', detail: `${w.downloadLog} owner uid 0, mode 0666 (want uid 0, not writable by others)` },
+    ]);
+    expect(bad()).toEqual([]);
   });
 
   it('flags roots that overlap', () => {

@@ -107,6 +107,45 @@ describe('watch', () => {
     expect(again).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } } });
   });
 
+  it('counts only the first complete download of an archive, then removes its file and keeps its record', async () => {
+    const a = await readyArchive();
+    const first = issue(a.id);
+    const second = issue(a.id);
+    startWatch();
+    const before = downloadEvents().length;
+    // Two whole downloads (two links, or one link served twice before watch read the log), then a late partial one.
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, 'OK'));
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, 'OK', '192.0.2.8'));
+    appendFileSync(w.downloadLog, logLine(second.uri, 200, 10, ''));
+    // The last line is the sentinel: watch notes it in the call log.
+    await waitFor('the late lines to be noted', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').match(/not counted/g)?.length === 2 ? true : null));
+    expect(downloadEvents().slice(before).map((e: { type: string; ip: string }) => [e.type, e.ip])).toEqual([['download.completed', '192.0.2.7']]);
+    expect(existsSync(join(w.archiveRoot, `${a.id}.tar`))).toBe(false);
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result).toMatchObject({ state: 'downloaded', sizeBytes: a.size, percent: 100 });
+    expect(readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')).toContain(`for link ${first.linkId} of ${a.id} (downloaded) from 192.0.2.8, ${a.size} bytes; not counted`);
+  });
+
+  it('reads only a bounded window of a long event log when it starts', async () => {
+    // Years of events with no download in them: watch must not read them all to find where it was.
+    await stopWatch();
+    const line = `${JSON.stringify({ seq: 0, time: '2020-01-01T00:00:00.000Z', type: 'archive.armed', customer: CUSTOMER, archiveId: 'a'.repeat(32), ip: null, bytes: null, detail: 'x'.repeat(120) })}\n`;
+    const events = join(w.stateDir, 'events.log');
+    const kept = readFileSync(events);
+    const filler = Buffer.from(line.repeat(Math.ceil((48 << 20) / line.length)));
+    writeFileSync(events, Buffer.concat([kept, filler]));
+    try {
+      const p = startWatch();
+      appendFileSync(w.downloadLog, 'a line watch skips\n');
+      await waitFor('watch to read the download log', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').includes(`"pid":${p.pid},"outcome":"note","detail":"watch: skipped a line`) ? true : null));
+      const rchar = Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${p.pid}/io`, 'utf8'))?.[1]);
+      expect(rchar).toBeGreaterThan(0);
+      expect(rchar).toBeLessThan(16 << 20);
+    } finally {
+      await stopWatch();
+      writeFileSync(events, kept);
+    }
+  });
+
   it('skips garbage, foreign and unknown-link lines and keeps going', async () => {
     const a = await readyArchive();
     const { uri } = issue(a.id);
@@ -144,6 +183,34 @@ describe('watch', () => {
       ['download.completed', a.id],
       ['download.interrupted', b.id],
     ]);
+  });
+
+  it('after a rotation keeps reading the old file, where workers finishing a download before the reload log it', async () => {
+    const a = await readyArchive();
+    const b = await readyArchive();
+    const la = issue(a.id);
+    const lb = issue(b.id);
+    startWatch();
+    const before = downloadEvents().length;
+    renameSync(w.downloadLog, `${w.downloadLog}.1`);
+    writeFileSync(w.downloadLog, logLine(lb.uri, 200, 10, ''));
+    await waitFor('the new file to be read', () => (downloadEvents().length === before + 1 ? true : null));
+    // An old worker (nginx reloaded, not reopened) ends its download now, in the old file.
+    appendFileSync(`${w.downloadLog}.1`, logLine(la.uri, 200, a.size, 'OK'));
+    const events = await waitFor('the late line of the old file', () => (downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null));
+    expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([
+      ['download.interrupted', b.id],
+      ['download.completed', a.id],
+    ]);
+    // A restart resumes on the current file, not on the old one's newer event.
+    await stopWatch();
+    appendFileSync(w.downloadLog, logLine(lb.uri, 200, 20, ''));
+    startWatch();
+    await waitFor('the line after the restart', () => (downloadEvents().length === before + 3 ? true : null));
+    // A sentinel line: anything replayed at start would be recorded before it.
+    appendFileSync(w.downloadLog, logLine(lb.uri, 200, 30, ''));
+    await waitFor('the sentinel', () => downloadEvents().some((e: { bytes: number }) => e.bytes === 30));
+    expect(downloadEvents().slice(before).map((e: { bytes: number }) => e.bytes)).toEqual([10, a.size, 20, 30]);
   });
 
   it('resumes after a restart without losing or counting a line twice', async () => {

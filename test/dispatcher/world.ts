@@ -51,6 +51,7 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
     configPath: join(dir, 'dispatcher.json'),
   };
   for (const d of [w.backupRoot, w.archiveRoot, w.linkRoot, join(dir, 'nginx')]) mkdirSync(d, { recursive: true, mode: 0o755 });
+  chmodSync(w.linkRoot, 0o710);
   const secretFile = join(dir, 'secure-link.secret');
   writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
   const config = {
@@ -67,6 +68,12 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
     nginxGroup: 'root',
     progressIntervalMs: 10,
     watchPollMs: 20,
+    // The host's limits are tested on their own (limits.test.ts); elsewhere tests build freely.
+    maxReadyArchivesPerCustomer: 1000,
+    archiveCreatePerCustomerPerDay: 100_000,
+    archiveCreatePerHour: 100_000,
+    linkIssuePerCustomerPerHour: 100_000,
+    linkIssuePerHour: 1_000_000,
     ...overrides,
   };
   writeFileSync(w.configPath, JSON.stringify(config), { mode: 0o600 });
@@ -91,6 +98,15 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
       return spawn(process.execPath, [BUNDLE, ...argv], { env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     },
   };
+}
+
+/** A copy of the bundle as the installer leaves it: root-only, its #! line naming node by absolute path. */
+export function installDispatcher(w: World): string {
+  const installed = join(w.dir, 'archway-dispatcher');
+  const text = readFileSync(BUNDLE, 'utf8');
+  writeFileSync(installed, `#!${process.execPath}${text.slice(text.indexOf('\n'))}`, { mode: 0o700 });
+  chmodSync(installed, 0o700);
+  return installed;
 }
 
 export interface ManifestEntry {

@@ -102,15 +102,11 @@ ${httpBody}
 `;
 }
 
-/** Starts nginx in the foreground with the downloads vhost rendered from nginx/ into a private prefix. */
-export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
-  const host = options.host ?? '127.0.0.1';
-  if (!host.startsWith('127.')) throw new Error('the private nginx listens on loopback only');
+/** Writes the downloads vhost's pieces (error pages, secret, http-level file, server body) into a private prefix. */
+async function prepareDownloads(options: NginxOptions): Promise<{ serverInclude: string; accessLog: string }> {
   const dir = options.dir;
   for (const sub of ['', 'logs', 'tmp', 'errors']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755);
-  const port = await freeLoopbackPort(host);
-
   // Rendered by the same code as the first-look download server's, which checks the URL as the install does.
   for (const [status, html] of renderDownloadErrorPages(options.portalUrl ?? 'https://portal.example.net/')) {
     await writeFile(join(dir, 'errors', `${status}.html`), html, { mode: 0o644 });
@@ -131,6 +127,16 @@ export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
     }),
     { mode: 0o644 },
   );
+  return { serverInclude, accessLog };
+}
+
+/** Starts nginx in the foreground with the downloads vhost rendered from nginx/ into a private prefix. */
+export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
+  const host = options.host ?? '127.0.0.1';
+  if (!host.startsWith('127.')) throw new Error('the private nginx listens on loopback only');
+  const dir = options.dir;
+  const { serverInclude, accessLog } = await prepareDownloads(options);
+  const port = await freeLoopbackPort(host);
   const configPath = join(dir, 'nginx.conf');
   const httpBody = `
     include ${join(dir, 'archway-http.conf')};
@@ -185,15 +191,39 @@ export async function makeCaSignedCert(dir: string, serverName: string): Promise
   return { ca, cert, key };
 }
 
-export interface PrivatePortalNginx {
+export interface PrivateTlsNginx {
   httpPort: number;
   httpsPort: number;
+  accessLog: string;
   stop(): Promise<void>;
 }
 
+/** Moves a shipped TLS vhost's port 80/443 listen lines (every address) to 127.0.0.1:<free port>. */
+async function onLoopbackPorts(vhost: string): Promise<{ vhost: string; httpPort: number; httpsPort: number }> {
+  const httpPort = await freeLoopbackPort();
+  const httpsPort = await freeLoopbackPort();
+  // The portal vhost uses `http2 on;` (nginx >= 1.25.1); the downloads vhost, installed on Debian 12's
+  // nginx 1.22, keeps `listen ... ssl http2`. Older nginx here gets the listen-parameter form for both.
+  const modern = await nginxVersionAtLeast(1, 25, 1);
+  const hasHttp2On = /^\s*http2 on;$/m.test(vhost);
+  const http2 = hasHttp2On && modern ? '' : ' http2';
+  const rewrites: Array<[RegExp, string]> = [
+    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${httpPort};`],
+    [/^(\s*)listen 443 ssl(?: http2)?;$/m, `$1listen 127.0.0.1:${httpsPort} ssl${http2};`],
+    [/^\s*listen \[::\]:80;\n/m, ''],
+    [/^\s*listen \[::\]:443 ssl(?: http2)?;\n/m, ''],
+  ];
+  if (hasHttp2On && !modern) rewrites.push([/^\s*http2 on;\n/m, '']);
+  for (const [pattern, replacement] of rewrites) {
+    if (!pattern.test(vhost)) throw new Error(`vhost no longer has ${pattern}`);
+    vhost = vhost.replace(pattern, replacement);
+  }
+  return { vhost, httpPort, httpsPort };
+}
+
 /**
- * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the
- * listen lines are rewritten (port 80/443 on every address becomes 127.0.0.1:<free port>).
+ * Starts nginx with the shipped portal vhost in front of an upstream on loopback. Only the listen
+ * lines and the access log's path (/var/log/nginx/access.log) are rewritten.
  */
 export async function startPortalNginx(options: {
   dir: string;
@@ -202,36 +232,46 @@ export async function startPortalNginx(options: {
   user?: string;
   /** Certificate and key to serve; a self-signed one for serverName by default. */
   tls?: { cert: string; key: string };
-}): Promise<PrivatePortalNginx> {
+}): Promise<PrivateTlsNginx> {
   const dir = options.dir;
   for (const sub of ['', 'logs', 'tmp']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
   const tls = options.tls ?? (await makeSelfSignedCert(join(dir, 'tls'), options.serverName));
-  const httpPort = await freeLoopbackPort();
-  const httpsPort = await freeLoopbackPort();
-  let vhost = renderTemplate(readShipped('nginx/portal.conf.in'), {
+  const rendered = renderTemplate(readShipped('nginx/portal.conf.in'), {
     SERVER_NAME: options.serverName,
     TLS_CERT: tls.cert,
     TLS_KEY: tls.key,
     PORTAL_UPSTREAMS: `server 127.0.0.1:${options.upstreamPort};`,
   });
-  // nginx before 1.25.1 (Debian 12 has 1.22) knows HTTP/2 only as a listen parameter.
-  const http2 = (await nginxVersionAtLeast(1, 25, 1)) ? '' : ' http2';
-  const rewrites: Array<[RegExp, string]> = [
-    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${httpPort};`],
-    [/^(\s*)listen 443 ssl;$/m, `$1listen 127.0.0.1:${httpsPort} ssl${http2};`],
-    [/^\s*listen \[::\]:80;\n/m, ''],
-    [/^\s*listen \[::\]:443 ssl;\n/m, ''],
-    [/^(\s*)http2 on;$/m, http2 === '' ? '$1http2 on;' : ''],
-  ];
-  for (const [pattern, replacement] of rewrites) {
-    if (!pattern.test(vhost)) throw new Error(`portal vhost no longer has ${pattern}`);
-    vhost = vhost.replace(pattern, replacement);
-  }
+  const accessLog = join(dir, 'logs', 'access.log');
+  // Without an access_log of its own the vhost would log to the http-level one: the same file.
+  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(rendered.replaceAll('access_log /var/log/nginx/access.log ', `access_log ${accessLog} `));
   const vhostPath = join(dir, 'portal.conf');
   await writeFile(vhostPath, vhost, { mode: 0o644 });
   const configPath = join(dir, 'nginx.conf');
-  const httpBody = `    access_log ${join(dir, 'logs', 'access.log')};\n    include ${vhostPath};`;
+  const httpBody = `    access_log ${accessLog};\n    include ${vhostPath};`;
   await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
   const { stop } = await runNginx(dir, configPath, '127.0.0.1', [httpPort, httpsPort]);
-  return { httpPort, httpsPort, stop };
+  return { httpPort, httpsPort, accessLog, stop };
+}
+
+/** Starts nginx with the shipped downloads TLS vhost (downloads.conf.in around the server body). */
+export async function startDownloadsTlsNginx(options: NginxOptions & { serverName: string }): Promise<PrivateTlsNginx> {
+  const dir = options.dir;
+  const { serverInclude, accessLog } = await prepareDownloads(options);
+  const tls = await makeSelfSignedCert(join(dir, 'tls'), options.serverName);
+  const rendered = renderTemplate(readShipped('nginx/downloads.conf.in'), {
+    SERVER_NAME: options.serverName,
+    TLS_CERT: tls.cert,
+    TLS_KEY: tls.key,
+    SERVER_INCLUDE: serverInclude,
+    ACCESS_LOG: accessLog,
+  });
+  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(rendered);
+  const vhostPath = join(dir, 'downloads.conf');
+  await writeFile(vhostPath, vhost, { mode: 0o644 });
+  const configPath = join(dir, 'nginx.conf');
+  const httpBody = `    access_log ${accessLog};\n    include ${join(dir, 'archway-http.conf')};\n    include ${vhostPath};`;
+  await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
+  const { stop } = await runNginx(dir, configPath, '127.0.0.1', [httpPort, httpsPort]);
+  return { httpPort, httpsPort, accessLog, stop };
 }
