@@ -77,16 +77,14 @@ function reachFix(error: unknown, local: boolean): string {
  * dispatcher runs (no answer), and an older dispatcher says "Unknown action".
  */
 async function checkActions(transport: Transport, fix: string): Promise<CheckResult> {
-  const missing: string[] = [];
-  for (const action of REMOTE_ACTIONS.filter((a) => a !== 'ping')) {
-    try {
-      const outcome = await transport.run(action, JSON.stringify({ archway_doctor: true }));
-      const answer = parseAnswer(outcome.stdout);
-      if (answer === null || answer.ok || !answer.error.message.startsWith('Bad request')) missing.push(action);
-    } catch {
-      missing.push(action);
-    }
-  }
+  const probe = JSON.stringify({ archway_doctor: true });
+  const reached = await Promise.all(
+    REMOTE_ACTIONS.filter((a) => a !== 'ping').map(async (action) => {
+      const answer = parseAnswer((await transport.run(action, probe).catch(() => ({ stdout: '' }))).stdout);
+      return { action, ok: answer !== null && !answer.ok && answer.error.message.startsWith('Bad request') };
+    }),
+  );
+  const missing = reached.filter((r) => !r.ok).map((r) => r.action);
   if (missing.length === 0) return pass(...ACTIONS, `all ${REMOTE_ACTIONS.length} actions reach the dispatcher`);
   return fail(...ACTIONS, `not reaching the dispatcher: ${missing.join(', ')}`, fix);
 }

@@ -28,7 +28,7 @@ const MARK: Record<CheckStatus, string> = { pass: '✓', fail: '✗', skipped: '
 
 /** One line per check, then one line of totals. */
 export function formatText(results: readonly CheckResult[]): string {
-  const lines = results.map((r) => `${MARK[r.status]} ${r.title}: ${r.detail}${r.fix === null ? '' : `. Fix: ${r.fix}`}`);
+  const lines = results.map((r) => `${MARK[r.status]} ${r.title}: ${r.detail}${r.fix === null ? '' : `${/[.!?]$/.test(r.detail) ? '' : '.'} Fix: ${r.fix}`}`);
   const count = (status: CheckStatus): number => results.filter((r) => r.status === status).length;
   const totals = [`${count('pass')} passed`, `${count('fail')} failed`, `${count('skipped')} not checked`, `${count('not-applicable')} do not apply`];
   lines.push(`${allHealthy(results) ? 'All is well' : 'Not ready'}: ${totals.filter((t) => !t.startsWith('0 ')).join(', ')}.`);

@@ -12,8 +12,6 @@ export interface DoctorOptions {
   sendTestTo?: string | null;
   /** Our clock; tests shift it to stand for a host whose clock is wrong. */
   now?: () => number;
-  /** Tests point this at a copy of migrations/ with a file the database has not seen. */
-  migrationsDir?: string;
 }
 
 export interface DoctorReport {
@@ -35,7 +33,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
     return { mode: null, results: [fail(...CONFIG, problems, 'correct the settings named here (.env.example describes each); the other checks need a valid configuration')] };
   }
   const groups = await Promise.all([
-    checkDatabase(config, options.migrationsDir),
+    checkDatabase(config),
     checkMail(config, options.sendTestTo ?? null),
     checkBackupHostSetup(config, now),
     checkPublicCertificate(config.publicUrl, now).then((r) => [r]),

@@ -31,9 +31,10 @@ export async function checkPublicCertificate(publicUrl: string, now: () => numbe
     return fail(...CERTIFICATE, `${url.host} presented a certificate this machine does not trust (${presented.authorizationError})`,
       'install a certificate for this exact name from a public CA, with its whole chain (fullchain.pem)');
   }
-  const daysLeft = Math.floor((presented.validTo - now()) / DAY_MS);
+  const msLeft = presented.validTo - now();
+  const daysLeft = Math.floor(msLeft / DAY_MS);
   const until = new Date(presented.validTo).toISOString().slice(0, 10);
-  if (daysLeft < MIN_DAYS_LEFT) return fail(...CERTIFICATE, `${url.host}: expires ${until}, in ${daysLeft} days (less than ${MIN_DAYS_LEFT})`, renew);
+  if (msLeft < MIN_DAYS_LEFT * DAY_MS) return fail(...CERTIFICATE, `${url.host}: expires ${until}, in ${daysLeft} days (less than ${MIN_DAYS_LEFT})`, renew);
   return pass(...CERTIFICATE, `${url.host}: trusted, valid until ${until} (${daysLeft} days)`);
 }
 
