@@ -1,7 +1,7 @@
 // Doctor checks of the backup host: reached with the pinned key, the expected dispatcher and actions, clocks agree, downloads refuse a bad link.
 import { checkBackupHost } from '../backup-host/check.js';
 import { createBackupHost } from '../backup-host/backup-host.js';
-import { BackupHostConfigError, BackupHostKeyMismatch } from '../backup-host/errors.js';
+import { BackupHostKeyMismatch } from '../backup-host/errors.js';
 import { isLocalSettings, transportFromSettings } from '../backup-host/factory.js';
 import type { Transport } from '../backup-host/transport.js';
 import type { Config } from '../config.js';
@@ -16,7 +16,7 @@ const CLOCK = ['backup-host.clock', 'clock skew with the backup host'] as const;
 const DOWNLOADS = ['backup-host.downloads', 'downloads vhost refuses a wrongly signed link'] as const;
 
 // Links live 60 s and are checked by the backup host's clock: a few seconds of skew is all they tolerate.
-export const MAX_CLOCK_SKEW_SECONDS = 5;
+const MAX_CLOCK_SKEW_SECONDS = 5;
 
 export async function checkBackupHostSetup(config: Config, now: () => number): Promise<CheckResult[]> {
   const settings = config.backupHost;
@@ -29,10 +29,12 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
   try {
     transport = transportFromSettings(settings);
   } catch (error) {
-    const because = 'the portal\'s SSH key cannot be loaded';
-    const fix = error instanceof BackupHostConfigError ? 'make ARCHWAY_BACKUP_HOST_KEY_FILE readable by the portal and its passphrase right' : 'see the message';
-    return [fail(...reachable, describeError(error), fix), ...[VERSION, ROOTS, ACTIONS, CLOCK, DOWNLOADS].map(([id, title]) => skipped(id, title, because))];
+    // Only set-up errors get here: an unreadable or undecryptable key, a malformed fingerprint.
+    const fix = 'make ARCHWAY_BACKUP_HOST_KEY_FILE readable by the portal, its passphrase right, and the fingerprint SHA256:...';
+    return [fail(...reachable, describeError(error), fix), ...[VERSION, ROOTS, ACTIONS, CLOCK, DOWNLOADS].map(([id, title]) => skipped(id, title, 'the SSH client cannot be set up'))];
   }
+  // The downloads vhost needs no SSH, so it is checked whatever the ping says.
+  const downloads = local ? Promise.resolve(notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX')) : checkDownloads(config.backupHostDownloadsUrl, now);
 
   // checkBackupHost turns the ping's error into text; keeping the error itself lets the fix name the cause.
   let pingError: unknown = null;
@@ -43,7 +45,7 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
     return [
       fail(...reachable, check.problems.join('; '), reachFix(pingError, local)),
       ...[VERSION, ROOTS, ACTIONS, CLOCK].map(([id, title]) => skipped(id, title, because)),
-      local ? notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX') : await checkDownloads(config.backupHostDownloadsUrl, now),
+      await downloads,
     ];
   }
   const upgrade = 'install the dispatcher, gate and sudoers rule from this release on the backup host (docs/DEPLOY-BACKUP-HOST.md)';
@@ -58,7 +60,7 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
       : fail(...ROOTS, `missing or unusable: ${missingRoots.join(', ')}`, 'create them as the dispatcher config names them (run "archway-dispatcher check" on the backup host)'),
     await checkActions(transport, upgrade),
     checkClock(check.clockSkewSeconds),
-    local ? notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX') : await checkDownloads(config.backupHostDownloadsUrl, now),
+    await downloads,
   ];
 }
 

@@ -56,6 +56,7 @@ function secretsOf(config: Config, env: Record<string, string | undefined>): str
     if (password !== '') secrets.push(password, safeDecode(password), `${username}:${password}`);
   }
   if (config.secrets !== null) secrets.push(config.secrets.sessionSecret, config.secrets.passwordPepper, config.secrets.encryptionKey.toString('hex'));
+  secrets.push(...config.oldPasswordPeppers, ...config.oldEncryptionKeys.map((k) => k.toString('hex')));
   if (config.backupHost !== null && 'privateKeyPassphrase' in config.backupHost && config.backupHost.privateKeyPassphrase) {
     secrets.push(config.backupHost.privateKeyPassphrase);
   }

@@ -52,7 +52,7 @@ async function sendTest(transporter: nodemailer.Transporter, from: string, to: s
     });
     return pass(...SEND_TEST, `the SMTP server accepted a message to ${to}; check that it arrived (and not as spam)`);
   } catch (error) {
-    return fail(...SEND_TEST, `to ${to}: ${failureReason(error, smtpUrl)}`, 'read the server\'s reply above: a refused sender means ARCHWAY_MAIL_FROM is not allowed for this login');
+    return fail(...SEND_TEST, `to ${to}: ${failureReason(error, smtpUrl)}`, 'the server\'s reply says why; if it refused the sender, ARCHWAY_MAIL_FROM is not allowed for this login');
   }
 }
 
