@@ -84,6 +84,8 @@ export interface Config {
   auth: AuthConfig;
   /** Null when no backup host is configured (archive requests are then unavailable). */
   backupHost: BackupHostConfig | null;
+  /** The backup host's downloads vhost (its dispatcher's downloadBaseUrl); only `archway doctor` uses it. */
+  backupHostDownloadsUrl: string | null;
 }
 
 export class ConfigError extends Error {
@@ -372,6 +374,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const migrateOnStart = reader.bool('ARCHWAY_MIGRATE_ON_START', mode === 'first-look');
 
   const backupHost = readBackupHost(reader);
+  const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
   const oldEncryptionKeys = readOldKeys(reader);
   const oldPasswordPeppers = readOldPeppers(reader);
 
@@ -393,6 +396,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
     auth,
     backupHost,
+    backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),
   };
   return Object.freeze(config);
 }

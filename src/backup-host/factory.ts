@@ -2,6 +2,7 @@
 import { createBackupHost, type BackupHost } from './backup-host.js';
 import { createLocalTransport } from './local.transport.js';
 import { createSshTransport, type SshTransportConfig } from './ssh.transport.js';
+import type { Transport } from './transport.js';
 
 /** The SSH transport's own settings: one definition, so config, factory and transport cannot drift apart. */
 export type SshBackupHostSettings = SshTransportConfig;
@@ -18,11 +19,14 @@ export function isLocalSettings(s: BackupHostSettings): s is LocalBackupHostSett
   return 'localDispatcherConfig' in s;
 }
 
-export function backupHostFromSettings(settings: BackupHostSettings): BackupHost {
+/** The raw transport, for callers that must see the dispatcher's answers uninterpreted (`archway doctor`). */
+export function transportFromSettings(settings: BackupHostSettings): Transport {
   if (isLocalSettings(settings)) {
-    return createBackupHost(
-      createLocalTransport({ dispatcherConfigPath: settings.localDispatcherConfig, dispatcherPath: settings.localDispatcherPath, callTimeoutMs: settings.callTimeoutMs }),
-    );
+    return createLocalTransport({ dispatcherConfigPath: settings.localDispatcherConfig, dispatcherPath: settings.localDispatcherPath, callTimeoutMs: settings.callTimeoutMs });
   }
-  return createBackupHost(createSshTransport(settings));
+  return createSshTransport(settings);
+}
+
+export function backupHostFromSettings(settings: BackupHostSettings): BackupHost {
+  return createBackupHost(transportFromSettings(settings));
 }

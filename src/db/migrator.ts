@@ -44,3 +44,9 @@ export async function migrateToLatest(db: Kysely<any>, dir: string = MIGRATIONS_
   if (error) throw new MigrationFailed(failed?.migrationName, error);
   return { applied: (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) };
 }
+
+/** Names of the files in migrations/ that the database has not applied; reads only, never creates Kysely's tables. */
+export async function pendingMigrations(db: Kysely<any>, dir: string = MIGRATIONS_DIR): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: new SqlFileMigrationProvider(dir) });
+  return (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+}

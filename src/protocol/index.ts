@@ -5,3 +5,4 @@ export * from './types.js';
 export * from './envelope.js';
 export * from './validate.js';
 export * from './secure-link.js';
+export * from './version.js';

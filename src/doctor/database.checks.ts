@@ -1,0 +1,89 @@
+// Doctor checks of the database: it answers, every migration is applied, and the portal's role holds no more power than it needs.
+import { sql, type Kysely } from 'kysely';
+import type { Config } from '../config.js';
+import { connectDatabase } from '../db/connect.js';
+import type { Database } from '../db/database.js';
+import { pendingMigrations } from '../db/migrator.js';
+import { describeError, fail, notApplicable, pass, skipped, type CheckResult } from './check-result.js';
+
+const REACHABLE = ['database.reachable', 'database reachable'] as const;
+const MIGRATIONS = ['database.migrations', 'database migrations current'] as const;
+const ROLE = ['database.role', 'database role restricted'] as const;
+
+interface RoleRow {
+  role: string;
+  database: string;
+  rolsuper: boolean;
+  rolcreatedb: boolean;
+  rolcreaterole: boolean;
+  rolbypassrls: boolean;
+  can_create: boolean;
+}
+
+export async function checkDatabase(config: Config): Promise<CheckResult[]> {
+  if (config.databaseUrl === null) {
+    // Opening the embedded database would take the lock a running first-look portal holds.
+    const why = 'first look uses the embedded database, which `npm start` migrates itself';
+    return [notApplicable(...REACHABLE, why), notApplicable(...MIGRATIONS, why), notApplicable(...ROLE, why)];
+  }
+  const database = await connectDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 });
+  try {
+    let version: string;
+    try {
+      const { rows } = await sql<{ server_version: string }>`show server_version`.execute(database.db);
+      version = rows[0]?.server_version ?? 'unknown version';
+    } catch (error) {
+      const because = 'the database is not reachable';
+      return [
+        fail(...REACHABLE, describeError(error), 'start PostgreSQL or correct the host, port, database, user or password in ARCHWAY_DATABASE_URL'),
+        skipped(...MIGRATIONS, because),
+        skipped(...ROLE, because),
+      ];
+    }
+    return [pass(...REACHABLE, `PostgreSQL ${version}`), await checkMigrations(database.db), await checkRole(database.db)];
+  } finally {
+    await database.close();
+  }
+}
+
+async function checkMigrations(db: Kysely<Database>): Promise<CheckResult> {
+  try {
+    const pending = await pendingMigrations(db);
+    if (pending.length === 0) return pass(...MIGRATIONS, 'every file in migrations/ is applied');
+    return fail(...MIGRATIONS, `${pending.length} pending: ${pending.join(', ')}`, 'run "archway migrate"');
+  } catch (error) {
+    return fail(...MIGRATIONS, `cannot read the applied migrations: ${describeError(error)}`, 'let the portal\'s database role read the kysely_migration table');
+  }
+}
+
+/**
+ * Today the portal runs as one role that also applies migrations, so it must be able to create
+ * tables in its schema; what it must not have is power beyond its own database.
+ */
+async function checkRole(db: Kysely<Database>): Promise<CheckResult> {
+  const { rows } = await sql<RoleRow>`
+    select current_user as role, current_database() as database, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolbypassrls,
+           has_database_privilege(current_database(), 'CREATE') as can_create
+    from pg_roles r where r.rolname = current_user`.execute(db);
+  const row = rows[0];
+  if (row === undefined) return fail(...ROLE, 'the current role is not in pg_roles', 'connect as an ordinary login role');
+  const powers = [
+    row.rolsuper ? 'is a superuser' : null,
+    row.rolcreatedb ? 'may create databases (CREATEDB)' : null,
+    row.rolcreaterole ? 'may create roles (CREATEROLE)' : null,
+    row.rolbypassrls ? 'bypasses row-level security (BYPASSRLS)' : null,
+    row.can_create ? 'may create schemas in the database (CREATE on the database, e.g. as its owner)' : null,
+  ].filter((p): p is string => p !== null);
+  if (powers.length === 0) return pass(...ROLE, `role ${row.role} is not a superuser and cannot create databases, roles or schemas`);
+  if (row.rolsuper) {
+    // Taking superuser from the role may lock the operator out; the portal gets its own role instead.
+    const fix = `give the portal its own login role (not ${row.role}) that owns only its schema, and name it in ARCHWAY_DATABASE_URL (README, "Operations")`;
+    return fail(...ROLE, `role ${row.role} ${powers.join(', ')}`, fix);
+  }
+  return fail(
+    ...ROLE,
+    `role ${row.role} ${powers.join(', ')}`,
+    `as a superuser run: ALTER ROLE ${row.role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; ALTER DATABASE ${row.database} OWNER TO postgres; ` +
+      `REVOKE CREATE ON DATABASE ${row.database} FROM ${row.role}, PUBLIC; GRANT USAGE, CREATE ON SCHEMA public TO ${row.role} (README, "Operations")`,
+  );
+}
