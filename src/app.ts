@@ -25,6 +25,7 @@ import { registerHealthRoutes } from './http/health.routes.js';
 import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
 import { configureMailQueue } from './mail/mail.service.js';
+import { registerMailboxRoutes } from './mail/mailbox.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
@@ -113,7 +114,8 @@ export async function buildApp({ config, database, logStream, clock }: AppDepend
   await app.register(fastifyView, {
     engine: { eta: new Eta({ views: VIEWS_DIR, cache: config.production, autoEscape: true }) },
     templates: VIEWS_DIR,
-    defaultContext: { firstLook: config.mode === 'first-look' },
+    // mailbox: mail goes to the outbox (first look), so each user reads theirs at /mailbox.
+    defaultContext: { firstLook: config.mode === 'first-look', mailbox: config.mail.smtpUrl === null },
   });
   // HTTPS, session cookie and store, request.user, CSRF: before any route, so none can miss them.
   await registerAuth(app);
@@ -133,6 +135,7 @@ export async function buildApp({ config, database, logStream, clock }: AppDepend
   registerOperatorRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });
+  registerMailboxRoutes(app);
 
   app.get('/', async (_request, reply) => reply.view('pages/home', { title: 'Welcome' }));
 

@@ -60,6 +60,11 @@ export interface AuthConfig {
   regulation: RegulationConfig;
 }
 
+export interface ArchivesConfig {
+  /** After a completed download, how long before the customer may ask for the next archive (0: no wait). */
+  cooldownMs: number;
+}
+
 /** How the portal reaches the dispatcher: SSH to the backup host, or a local dispatcher for a first look. */
 export type BackupHostConfig = SshBackupHostSettings | LocalBackupHostSettings;
 
@@ -86,6 +91,7 @@ export interface Config {
   backupHost: BackupHostConfig | null;
   /** The backup host's downloads vhost (its dispatcher's downloadBaseUrl); only `archway doctor` uses it. */
   backupHostDownloadsUrl: string | null;
+  archives: ArchivesConfig;
 }
 
 export class ConfigError extends Error {
@@ -147,6 +153,20 @@ class Reader {
     if (/^(0|false|no|off)$/i.test(raw)) return false;
     this.problems.push(`${name} must be true or false (got "${raw}").`);
     return fallback;
+  }
+
+  /** A duration such as 24h, 90m, 30s, 2d or 0, in milliseconds, from 0 to `maxMs`. */
+  duration(name: string, fallbackMs: number, maxMs: number): number {
+    const raw = this.plain(name);
+    if (raw === undefined) return fallbackMs;
+    const match = /^(\d{1,9})\s*(s|m|h|d)?$/i.exec(raw);
+    const unitMs = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match?.[2] ?? (match?.[1] === '0' ? 's' : '')).toLowerCase()];
+    const ms = match === null || unitMs === undefined ? NaN : Number(match[1]) * unitMs;
+    if (!(ms <= maxMs)) {
+      this.problems.push(`${name} must be a duration with its unit, like 24h, 90m, 30s or 2d, at most ${maxMs / 86_400_000} days, or 0 for none (got "${raw}").`);
+      return fallbackMs;
+    }
+    return ms;
   }
 
   /** A URL setting; with `secret`, it may also come from NAME_FILE (a database URL holds a password). */
@@ -375,6 +395,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
 
   const backupHost = readBackupHost(reader);
   const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
+  // Building an archive is the expensive part of the service; first look waits minutes, not a day, to show it.
+  const archives: ArchivesConfig = { cooldownMs: reader.duration('ARCHWAY_ARCHIVE_COOLDOWN', mode === 'first-look' ? 2 * 60_000 : 24 * 3_600_000, 30 * 86_400_000) };
   const oldEncryptionKeys = readOldKeys(reader);
   const oldPasswordPeppers = readOldPeppers(reader);
 
@@ -397,6 +419,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     auth,
     backupHost,
     backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),
+    archives,
   };
   return Object.freeze(config);
 }

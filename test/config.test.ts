@@ -127,6 +127,20 @@ describe('configuration', () => {
     ]);
   });
 
+  it('waits 24 hours after a download before the next archive, 2 minutes in first look, or what ARCHWAY_ARCHIVE_COOLDOWN says', () => {
+    const server = { ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS };
+    expect(loadConfig(server, '/srv/archway').archives).toEqual({ cooldownMs: 24 * 3_600_000 });
+    expect(loadConfig({}, '/srv/archway').archives).toEqual({ cooldownMs: 120_000 });
+    for (const [value, ms] of [['90m', 5_400_000], ['30s', 30_000], ['2d', 172_800_000], ['12H', 43_200_000], ['0', 0], ['30d', 2_592_000_000]] as const) {
+      expect(loadConfig({ ...server, ARCHWAY_ARCHIVE_COOLDOWN: value }, '/srv/archway').archives.cooldownMs).toBe(ms);
+    }
+    for (const value of ['24', '1w', '-1h', '1.5h', 'soon', '31d', '1h30m']) {
+      expect(problemsOf({ ...server, ARCHWAY_ARCHIVE_COOLDOWN: value })).toEqual([
+        `ARCHWAY_ARCHIVE_COOLDOWN must be a duration with its unit, like 24h, 90m, 30s or 2d, at most 30 days, or 0 for none (got "${value}").`,
+      ]);
+    }
+  });
+
   it('requires an SMTP server in server mode and a sender address in production', () => {
     expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, NODE_ENV: 'production', ARCHWAY_PUBLIC_URL: 'https://p.example.net' })).toEqual([
       'ARCHWAY_SMTP_URL (or ARCHWAY_SMTP_URL_FILE) is missing: the portal must be able to send email.',

@@ -27,3 +27,13 @@ const STATE_WORDS: Record<ArchiveRequestState, string> = {
 export function describeState(state: ArchiveRequestState): string {
   return STATE_WORDS[state];
 }
+
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+
+/** A wait as the backups page says it: "in 5 minutes", "in 23 hours and 40 minutes" (rounded up to the minute). */
+export function describeWait(ms: number): string {
+  const minutes = Math.max(1, Math.ceil(ms / 60_000));
+  if (minutes < 60) return `in ${plural(minutes, 'minute')}`;
+  const rest = minutes % 60;
+  return `in ${plural(Math.floor(minutes / 60), 'hour')}${rest === 0 ? '' : ` and ${plural(rest, 'minute')}`}`;
+}

@@ -29,6 +29,11 @@ export interface ArchiveRequest {
   lastNotifyError: string | null;
   /** Failed status calls in a row; the poller's backoff for this request. */
   pollFailures: number;
+  /** From the backup host's download.completed event (the time is finishedAt). */
+  downloadedIp: string | null;
+  downloadedBytes: number | null;
+  /** When the download receipt email was queued; null before the download completed. */
+  receiptQueuedAt: Date | null;
 }
 
 /** States in which the backup host is still working on the request (the poller asks about these). */
@@ -65,6 +70,9 @@ export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): Archive
     notifiedAt: row.notified_at,
     lastNotifyError: row.last_notify_error,
     pollFailures: row.poll_failures,
+    downloadedIp: row.downloaded_ip,
+    downloadedBytes: row.downloaded_bytes === null ? null : Number(row.downloaded_bytes),
+    receiptQueuedAt: row.receipt_queued_at,
   };
 }
 
@@ -112,6 +120,20 @@ export async function findOwnedRequest(db: Db, userId: string, id: unknown): Pro
 export async function findActiveRequest(db: Db, userId: string): Promise<ArchiveRequest | null> {
   const row = await db.selectFrom('archive_requests').selectAll().where('user_id', '=', userId).where('state', 'in', ACTIVE_STATES).executeTakeFirst();
   return row === undefined ? null : toArchiveRequest(row);
+}
+
+/** When the user's newest completed download finished, or null: the request cooldown runs from it. */
+export async function lastDownloadedAt(db: Db, userId: string): Promise<Date | null> {
+  const row = await db
+    .selectFrom('archive_requests')
+    .select('finished_at')
+    .where('user_id', '=', userId)
+    .where('state', '=', 'downloaded')
+    .where('finished_at', 'is not', null)
+    .orderBy('finished_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.finished_at ?? null;
 }
 
 export async function listRecentRequests(db: Db, userId: string, limit = 10): Promise<ArchiveRequest[]> {

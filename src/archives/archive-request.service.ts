@@ -6,7 +6,7 @@ import type { SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import { isCustomer, type SnapshotInfo } from '../protocol/index.js';
-import { findActiveRequest, findRequest, insertArchiveRequest, markBuilding, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
+import { findActiveRequest, findRequest, insertArchiveRequest, lastDownloadedAt, markBuilding, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
 
 /** How soon the poller first asks about a new build: progress shows up on the first page refresh. */
 export const FIRST_POLL_DELAY_MS = 2_000;
@@ -34,6 +34,18 @@ export function customerOf(user: Pick<SignedInUser, 'role' | 'domain'>): string 
 /** Snapshots newest first, as the page lists them (the dispatcher already sorts; this does not rely on it). */
 export function newestFirst(snapshots: SnapshotInfo[]): SnapshotInfo[] {
   return [...snapshots].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : a.name.localeCompare(b.name)));
+}
+
+/**
+ * When the user may ask for the next archive, if that is still ahead: the cooldown runs from their
+ * newest completed download. Null when they may ask now.
+ */
+export async function cooldownEnd(db: Kysely<Database>, userId: string, cooldownMs: number, now: Date): Promise<Date | null> {
+  if (cooldownMs === 0) return null;
+  const last = await lastDownloadedAt(db, userId);
+  if (last === null) return null;
+  const end = new Date(last.getTime() + cooldownMs);
+  return end > now ? end : null;
 }
 
 export type StartOutcome =

@@ -5,10 +5,11 @@ import { requireUser, type SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
 import { perUserPerMinute } from '../http/rate-limit.js';
 import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
-import { describeState, formatBytes } from './archive-format.js';
+import { describeState, describeWait, formatBytes } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findActiveRequest, findOwnedRequest, listRecentRequests, type ArchiveRequest } from './archive-request.repository.js';
-import { cancelArchive, customerOf, newestFirst, requestLinkAgain, startArchive, UNAVAILABLE_MESSAGE } from './archive-request.service.js';
+import { cancelArchive, cooldownEnd, customerOf, newestFirst, requestLinkAgain, startArchive, UNAVAILABLE_MESSAGE } from './archive-request.service.js';
+import { lastInterruptedDownload, PROGRESS_REFRESH_SECONDS, progressOf } from './archive-progress.js';
 import { registerDownloadRoutes } from './download.routes.js';
 
 interface Form {
@@ -36,6 +37,18 @@ const NO_BACKUPS_MESSAGE = 'There are no backups of your installation yet.';
 export async function requireCustomer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (request.user === null) return requireUser(request, reply);
   if (request.user.role !== 'customer') return reply.callNotFound();
+}
+
+/** The cooldown as the backups page shows it: the end rounded up to the minute, so the time shown is never early. */
+interface Cooldown {
+  until: Date;
+  wait: string;
+  retryAfterSeconds: number;
+}
+
+function describeCooldown(end: Date, now: Date): Cooldown {
+  const until = new Date(Math.ceil(end.getTime() / 60_000) * 60_000);
+  return { until, wait: describeWait(end.getTime() - now.getTime()), retryAfterSeconds: Math.ceil((end.getTime() - now.getTime()) / 1000) };
 }
 
 interface BackupsList {
@@ -66,15 +79,25 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     }
   }
 
+  /** The cooldown after the user's last completed download, or null when they may ask for an archive now. */
+  async function cooldownOf(user: SignedInUser): Promise<Cooldown | null> {
+    const now = app.clock.now();
+    const end = await cooldownEnd(app.database.db, user.id, app.config.archives.cooldownMs, now);
+    return end === null ? null : describeCooldown(end, now);
+  }
+
   async function renderBackups(
     request: FastifyRequest,
     reply: FastifyReply,
     status: number,
-    values: { list?: BackupsList; error?: string | null; selected?: string | null; activeId?: string | null } = {},
+    values: { list?: BackupsList; error?: string | null; selected?: string | null; activeId?: string | null; cooldown?: Cooldown | null } = {},
   ) {
     const user = request.user as SignedInUser;
-    const list = values.list ?? (await loadBackups(request, user));
+    const cooldown = values.cooldown !== undefined ? values.cooldown : await cooldownOf(user);
+    // During the cooldown there is nothing to choose, so the backup host is not asked for the list.
+    const list = cooldown !== null ? { snapshots: [], problem: null } : (values.list ?? (await loadBackups(request, user)));
     const selected = values.selected !== undefined && values.selected !== null && list.snapshots.some((s) => s.name === values.selected) ? values.selected : (list.snapshots[0]?.name ?? null);
+    if (cooldown !== null && status === 429) reply.header('retry-after', String(cooldown.retryAfterSeconds));
     return reply
       .code(status)
       .header('cache-control', 'no-store')
@@ -86,6 +109,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
         selected,
         error: values.error ?? null,
         activeId: values.activeId ?? null,
+        cooldown,
         active: await findActiveRequest(app.database.db, user.id),
         requests: await listRecentRequests(app.database.db, user.id),
       });
@@ -102,8 +126,10 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
         request,
         notice: values.notice ?? null,
         error: values.error ?? null,
-        // No script may run (CSP), and every page must work without one: the browser reloads it.
-        refreshSeconds: working ? 5 : null,
+        interrupted: request.state === 'ready' ? await lastInterruptedDownload(app.database.db, request) : null,
+        // Without JavaScript the browser reloads the page; with it, the script takes over and stops that reload.
+        refreshSeconds: working ? PROGRESS_REFRESH_SECONDS : null,
+        script: working ? '/static/archive-progress.js' : null,
       });
   }
 
@@ -124,6 +150,9 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
 
   app.post<{ Body: Form | undefined }>('/archives', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
     const user = request.user as SignedInUser;
+    // Refused before anything else, the backup host included: 429, as for any limit that lifts at a known time (Retry-After).
+    const cooldown = await cooldownOf(user);
+    if (cooldown !== null) return renderBackups(request, reply, 429, { cooldown });
     const field = request.body?.snapshot;
     if (typeof field !== 'string' || field.length > MAX_SNAPSHOT_FIELD || !isSnapshotName(field)) {
       return renderBackups(request, reply, 400, { error: 'Choose one of your backups from the list.' });
@@ -162,6 +191,13 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     const found = await ownedOr404(request, reply);
     if (found === null) return reply;
     return renderArchive(reply, 200, found, { notice: request.query.sent !== undefined ? 'A new download link is on its way to your email address. Only that newest link works.' : null });
+  });
+
+  // What the progress script polls instead of reloading the page: the owner's only (anyone else's is the 404 of an unknown page).
+  app.get<IdRoute>('/archives/:id/progress', { preHandler: requireCustomer, exposeHeadRoute: false }, async (request, reply) => {
+    const found = await ownedOr404(request, reply);
+    if (found === null) return reply;
+    return reply.header('cache-control', 'no-store').send(progressOf(found));
   });
 
   app.post<IdRoute>('/archives/:id/cancel', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {

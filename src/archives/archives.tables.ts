@@ -1,4 +1,4 @@
-// Table types of archive requests and the backup host's copied events (migrations/0006_archive_requests.sql).
+// Table types of archive requests and the backup host's copied events (migrations/0006_archive_requests.sql, 0007_archive_downloads.sql).
 import type { ColumnType, Generated } from 'kysely';
 
 export type ArchiveRequestState = 'requested' | 'building' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired';
@@ -29,6 +29,9 @@ export interface ArchiveRequestsTable {
   notify_attempts: Generated<number>;
   notified_at: Date | null;
   last_notify_error: string | null;
+  downloaded_ip: string | null;
+  downloaded_bytes: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  receipt_queued_at: Date | null;
 }
 
 export interface BackupHostEventsTable {

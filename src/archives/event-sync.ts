@@ -6,6 +6,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import type { BackupHost } from '../backup-host/index.js';
 import { archiveBackupHost } from './archive-host.js';
+import { queueDownloadReceipt } from './download-receipt.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 import { isArchiveId, isCustomer, type DispatcherEvent } from '../protocol/index.js';
@@ -33,6 +34,8 @@ export interface EventSyncDeps {
   db: Kysely<Database>;
   backupHost: Pick<BackupHost, 'eventsSince'>;
   clock: Clock;
+  /** The portal's address, for the links in the download receipt. */
+  publicUrl: string;
   log?: FastifyBaseLogger;
   host?: string;
   pageSize?: number;
@@ -101,8 +104,12 @@ async function copyEvents(trx: Transaction<Database>, deps: EventSyncDeps, host:
     const events = checkEvents(answer.events, lastSeq, pageSize);
     for (const event of await insertEvents(trx, host, events)) {
       const changed = await applyEventTransition(trx, event);
-      if (changed === 'downloaded') downloaded++;
-      if (changed === 'expired') expired++;
+      if (changed?.state === 'downloaded') {
+        downloaded++;
+        // In the same transaction as the state change: both happen once, or (on a rollback) neither.
+        await queueDownloadReceipt(trx, changed.requestId, deps.clock.now(), deps.publicUrl);
+      }
+      if (changed?.state === 'expired') expired++;
     }
     received += events.length;
     if (events.length > 0) lastSeq = events[events.length - 1]!.seq;
@@ -170,7 +177,7 @@ export function startEventSync(app: SyncApp, options: { intervalMs?: number; bac
   const log = app.log.child({ component: 'event-sync' });
   return startLoop(async () => {
     try {
-      const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, log });
+      const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, publicUrl: app.config.publicUrl, log });
       if (result.outcome === 'synced' && result.more) return 0;
     } catch (error) {
       // The database itself failed (down, restarting); the events wait on the backup host.

@@ -89,21 +89,24 @@ const TRANSITIONS = {
 } as const;
 
 /**
- * Applies an event's transition to the matching request (same archive id and customer). Returns
- * the new state, or null when no row changed (unknown archive, wrong state, or no transition).
+ * Applies an event's transition to the matching request (same archive id and customer); a completed
+ * download also records its address and bytes. Returns the request and its new state, or null when
+ * no row changed (unknown archive, wrong state, or no transition).
  */
-export async function applyEventTransition(trx: Transaction<Database>, event: StoredEvent): Promise<'downloaded' | 'expired' | null> {
+export async function applyEventTransition(trx: Transaction<Database>, event: StoredEvent): Promise<{ requestId: string; state: 'downloaded' | 'expired' } | null> {
   const rule = TRANSITIONS[event.type as keyof typeof TRANSITIONS] as (typeof TRANSITIONS)[keyof typeof TRANSITIONS] | undefined;
   if (rule === undefined) return null;
-  const result = await trx
+  const download = rule.to === 'downloaded' ? { downloaded_ip: event.ip, downloaded_bytes: event.bytes } : {};
+  const row = await trx
     .updateTable('archive_requests')
-    .set({ state: rule.to, finished_at: event.at })
+    .set({ state: rule.to, finished_at: event.at, ...download })
     .where('archive_id', '=', event.archiveId)
     // The backup host names the customer in every event; a mismatch is not this request's.
     .where('customer', '=', event.customer)
     .where('state', 'in', [...rule.from])
+    .returning('id')
     .executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0 ? rule.to : null;
+  return row === undefined ? null : { requestId: row.id, state: rule.to };
 }
 
 /** An event as the request log shows it. */

@@ -38,6 +38,7 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
     const blocks = await trx.deleteFrom('blocks').where('scope', '=', 'ip').where('until', '<', cutoff).executeTakeFirst();
     const audit = await trx.updateTable('audit_log').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
     const requests = await trx.updateTable('archive_requests').set({ requested_ip: null }).where('requested_at', '<', cutoff).where('requested_ip', 'is not', null).executeTakeFirst();
+    const downloads = await trx.updateTable('archive_requests').set({ downloaded_ip: null }).where('finished_at', '<', cutoff).where('downloaded_ip', 'is not', null).executeTakeFirst();
     // By the event's own time on the backup host: that is when the address was seen.
     const events = await trx.updateTable('backup_host_events').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
     return {
@@ -45,7 +46,7 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
       sessions: Number(sessions.numDeletedRows),
       blocks: Number(blocks.numDeletedRows),
       auditLog: Number(audit.numUpdatedRows),
-      archiveRequests: Number(requests.numUpdatedRows),
+      archiveRequests: Number(requests.numUpdatedRows) + Number(downloads.numUpdatedRows),
       backupHostEvents: Number(events.numUpdatedRows),
     };
   });

@@ -1,12 +1,39 @@
-// Reads the .eml files first-look mode writes back into headers and plain text, for the outbox viewer.
+// Reads the .eml files first-look mode writes back into headers, plain text and HTML, for the outbox and mailbox pages.
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { OUTBOX_FILE_NAME } from './mail.transport.js';
 
 export interface OutboxMessage {
   date: string;
   from: string;
   to: string;
   subject: string;
-  /** The text/plain part, decoded; null if the file has none. The HTML part is never read. */
+  /** The text/plain part, decoded; null if the file has none. */
   text: string | null;
+  /** The text/html part, decoded; null if the file has none. Untrusted markup: only ever shown sandboxed. */
+  html: string | null;
+}
+
+/** Names of the messages, newest first; only names the mail transport writes, so nothing else in the folder is reachable. */
+export async function outboxFileNames(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [] as string[];
+    throw error;
+  });
+  return names.filter((name) => OUTBOX_FILE_NAME.test(name)).sort().reverse();
+}
+
+/** One message of the outbox; `name` must come from outboxFileNames(). */
+export async function readOutboxFile(dir: string, name: string): Promise<OutboxMessage> {
+  return readOutboxMessage(await readFile(path.join(dir, name), 'latin1'));
+}
+
+/** The bare addresses of a To header (`a@x, "B" <b@y>` -> a@x, b@y), lowercased. */
+export function recipientAddresses(to: string): string[] {
+  return to
+    .split(',')
+    .map((part) => (/<([^<>]*)>\s*$/.exec(part)?.[1] ?? part).trim().toLowerCase())
+    .filter((address) => address !== '');
 }
 
 /**
@@ -16,7 +43,14 @@ export interface OutboxMessage {
 export function readOutboxMessage(source: string): OutboxMessage {
   const { headers, body } = splitPart(source.replace(/\r\n/g, '\n'));
   const header = (name: string) => decodeEncodedWords(headers.get(name) ?? '');
-  return { date: header('date'), from: header('from'), to: header('to'), subject: header('subject'), text: findTextPart(headers, body) };
+  return {
+    date: header('date'),
+    from: header('from'),
+    to: header('to'),
+    subject: header('subject'),
+    text: findPart(headers, body, 'text/plain'),
+    html: findPart(headers, body, 'text/html'),
+  };
 }
 
 function splitPart(part: string): { headers: Map<string, string>; body: string } {
@@ -32,7 +66,8 @@ function splitPart(part: string): { headers: Map<string, string>; body: string }
   return { headers, body: end === -1 ? '' : part.slice(end + 2) };
 }
 
-function findTextPart(headers: Map<string, string>, body: string): string | null {
+/** The first part of this MIME type, decoded to UTF-8 text, or null. */
+function findPart(headers: Map<string, string>, body: string, wanted: 'text/plain' | 'text/html'): string | null {
   const type = headers.get('content-type') ?? 'text/plain';
   if (/^multipart\//i.test(type)) {
     const boundary = /boundary="?([^";]+)"?/i.exec(type)?.[1];
@@ -40,12 +75,12 @@ function findTextPart(headers: Map<string, string>, body: string): string | null
     for (const chunk of body.split(`--${boundary}`).slice(1)) {
       if (chunk.startsWith('--')) break;
       const part = splitPart(chunk.replace(/^\n/, ''));
-      const text = findTextPart(part.headers, part.body);
+      const text = findPart(part.headers, part.body, wanted);
       if (text !== null) return text;
     }
     return null;
   }
-  if (!/^text\/plain\b/i.test(type)) return null;
+  if (type.split(';')[0]!.trim().toLowerCase() !== wanted) return null;
   const encoding = (headers.get('content-transfer-encoding') ?? '7bit').toLowerCase();
   const bytes = encoding === 'base64' ? Buffer.from(body, 'base64') : Buffer.from(encoding === 'quoted-printable' ? decodeQuotedPrintable(body) : body, 'latin1');
   return bytes.toString('utf8').trimEnd();

@@ -1,9 +1,7 @@
 // The operator's view of the first-look outbox: lists the .eml files and shows one as plain text.
-import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyPluginAsync, preHandlerHookHandler } from 'fastify';
-import { readOutboxMessage, type OutboxMessage } from './outbox.reader.js';
-import { OUTBOX_FILE_NAME } from './mail.transport.js';
+import { outboxFileNames, readOutboxFile } from './outbox.reader.js';
 
 export interface OutboxRoutesOptions {
   /** The guard (requireOperator): the outbox holds every user's invitation and reset links. */
@@ -11,19 +9,6 @@ export interface OutboxRoutesOptions {
 }
 
 const LISTED_AT_MOST = 200;
-
-/** Names of the messages, newest first; only names the mail transport writes, so nothing else in the folder is reachable. */
-async function outboxFileNames(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return [] as string[];
-    throw error;
-  });
-  return names.filter((name) => OUTBOX_FILE_NAME.test(name)).sort().reverse();
-}
-
-async function readMessage(dir: string, name: string): Promise<OutboxMessage> {
-  return readOutboxMessage(await readFile(path.join(dir, name), 'latin1'));
-}
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -60,7 +45,7 @@ export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app,
 
   app.get('/operator/outbox', { preHandler }, async (request, reply) => {
     const names = (await outboxFileNames(dir)).slice(0, LISTED_AT_MOST);
-    const messages = await Promise.all(names.map(async (name) => ({ name, ...(await readMessage(dir, name)) })));
+    const messages = await Promise.all(names.map(async (name) => ({ name, ...(await readOutboxFile(dir, name)) })));
     // The list shows who was invited; no cache should keep it.
     reply.header('cache-control', 'no-store');
     return reply.view('mail/outbox', { title: 'Outbox', messages, outboxDir: path.basename(dir), listPath: request.routeOptions.url });
@@ -70,7 +55,7 @@ export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app,
     const { name } = request.params;
     // Only a name from the listing reaches the file system: no "..", no slashes, no other files.
     if (!(await outboxFileNames(dir)).includes(name)) return reply.callNotFound();
-    const message = await readMessage(dir, name);
+    const message = await readOutboxFile(dir, name);
     reply.header('cache-control', 'no-store');
     const listPath = (request.routeOptions.url ?? '').replace(/\/:name$/, '');
     const textHtml = message.text === null ? null : textWithPortalLinks(message.text, app.config.publicUrl);

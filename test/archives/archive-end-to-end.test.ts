@@ -20,6 +20,7 @@ import { launchBrowser, type TestBrowser } from '../harness/browser.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 import { freeLoopbackPort } from '../harness/sshd.js';
+import { WebClient } from '../harness/web-client.js';
 import { everyStoredText, PASSWORD } from './archive-world.js';
 
 let host: BackupHostFixture;
@@ -168,7 +169,7 @@ describe('a customer downloads an archive of their backup', () => {
     expect((await downloading.cookies()).find((c) => c.name === 'archway-download')).toBeUndefined();
 
     // Once the portal has copied the backup host's events, its own pages say so too.
-    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock })).toMatchObject({ outcome: 'synced', downloaded: 1 });
+    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({ outcome: 'synced', downloaded: 1 });
     await tab.goto(`${origin}/archives/${requestId}`);
     expect(await tab.textContent('#archive-state')).toBe('downloaded');
     await tab.goto(`${origin}/downloads/${requestId}`);
@@ -184,4 +185,89 @@ describe('a customer downloads an archive of their backup', () => {
       expect(text).not.toContain(Buffer.from(token).toString('hex'));
     }
   });
+
+  it('records a download cut off half-way as interrupted, offers a fresh link on the page, and the second download completes', async () => {
+    const iris = await insertUser(app.database.db, {
+      email: 'iris@example.net',
+      role: 'customer',
+      domain: 'iris.example.org',
+      plan: 'small',
+      status: 'active',
+      passwordHash: await app.passwords.hash(PASSWORD),
+    });
+    const snapshot = join(host.backupRoot, 'iris.example.org', 'daily.0');
+    await mkdir(snapshot, { recursive: true });
+    // Large enough that the socket buffers cannot take it all before the client hangs up.
+    await writeFile(join(snapshot, 'db.sql'), randomBytes(24 * 1024 * 1024));
+    const client = new WebClient(app);
+    expect((await client.signIn(iris.email, PASSWORD)).status).toBe(303);
+    await client.get('/backups');
+    const asked = await client.post('/archives', { snapshot: 'daily.0' });
+    const requestId = /^\/archives\/([0-9a-f-]{36})$/.exec(asked.location ?? '')?.[1];
+    expect(requestId).toBeDefined();
+    await until('the archive to be ready', async () => {
+      clock.advance(5_000);
+      await pollDueArchives(app, { now: () => clock.now() });
+      const row = await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow();
+      return row.state === 'ready' ? true : undefined;
+    }, 60_000);
+    const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
+    const size = Number(row.size_bytes);
+    const mailsBefore = sink.messages.length;
+    expect(await sendDueLinks(app, { now: () => clock.now() })).toEqual(['sent']);
+    const [mail] = (await sink.waitForMessages(mailsBefore + 1)).slice(mailsBefore);
+    const token = /\/downloads\/[0-9a-f-]{36}\?t=([A-Za-z0-9_-]{43})/.exec(mail!.text ?? '')![1]!;
+
+    const linkOnPage = async () => {
+      const page = await client.get(`/downloads/${requestId}`);
+      expect(page.status).toBe(200);
+      return /id="download-link" href="([^"]+)"/.exec(page.body)![1]!.replace(/&amp;/g, '&');
+    };
+    expect((await client.get(`/downloads/${requestId}?t=${token}`)).status).toBe(303);
+    const first = await linkOnPage();
+
+    // The client stops after 1 MiB of the 24: NGINX logs the request as not complete.
+    const cut = await httpGet(first, { localAddress: '127.0.0.1', stopAfterBytes: 1024 * 1024, discardBody: true });
+    expect(cut).toMatchObject({ status: 200, aborted: true });
+    const backupHost = backupHostFromSettings(settings);
+    const sync = () => syncBackupHostEvents({ db: app.database.db, backupHost, clock, publicUrl: origin });
+    await until('the interrupted download to be recorded', async () => {
+      const { events } = await backupHost.eventsSince({ after: 0, limit: 1000 });
+      return events.some((e) => e.archiveId === row.archive_id && e.type === 'download.interrupted') ? true : undefined;
+    });
+    expect(await sync()).toMatchObject({ outcome: 'synced' });
+    const state = async () => (await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow()).state;
+    expect(await state()).toBe('ready');
+    const interrupted = await app.database.db
+      .selectFrom('backup_host_events')
+      .selectAll()
+      .where('archive_id', '=', row.archive_id!)
+      .where('type', '=', 'download.interrupted')
+      .executeTakeFirstOrThrow();
+    expect(interrupted.ip).toBe('127.0.0.1');
+    expect(Number(interrupted.bytes)).toBeLessThan(size);
+
+    // The archive's page says so and leads back to the download page, which hands out a fresh link.
+    const archivePage = await client.get(`/archives/${requestId}`);
+    expect(archivePage.body).toContain('<dd id="archive-state">ready to download</dd>');
+    expect(archivePage.body).toMatch(/<p class="flash" role="status" id="download-interrupted">Your download [^<]* from 127\.0\.0\.1 stopped after /);
+    expect(archivePage.body).toContain(`<a href="/downloads/${requestId}" id="fresh-link">Open the download page again</a>`);
+    const second = await linkOnPage();
+    expect(second).not.toBe(first);
+    // The cut-off link is gone; the fresh one delivers the whole archive.
+    expect((await httpGet(first, { localAddress: '127.0.0.1', discardBody: true })).status).toBe(404);
+    const whole = await httpGet(second, { localAddress: '127.0.0.1', discardBody: true });
+    expect(whole).toMatchObject({ status: 200, aborted: false, bytes: size, sha256: row.sha256 });
+
+    await until('the completed download to be recorded', async () =>
+      (await backupHost.archiveStatus({ customer: 'iris.example.org', archiveId: row.archive_id! })).state === 'downloaded' ? true : undefined,
+    );
+    expect(await sync()).toMatchObject({ outcome: 'synced' });
+    expect(await state()).toBe('downloaded');
+    const done = await client.get(`/archives/${requestId}`);
+    expect(done.body).toContain('<dd id="archive-state">downloaded</dd>');
+    expect(done.body).toContain('<dd id="downloaded-ip">127.0.0.1</dd>');
+    expect(done.body).toContain(`(${size} bytes)</dd>`);
+    expect(done.body).not.toContain('id="download-interrupted"');
+  }, 120_000);
 });

@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 const db = () => subject.app.database.db;
-const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({ db: db(), backupHost, clock: subject.clock, ...overrides });
+const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({ db: db(), backupHost, clock: subject.clock, publicUrl: subject.app.config.publicUrl, ...overrides });
 
 /** Everything the dispatcher has recorded, as events.since gives it. */
 const dispatcherEvents = (): DispatcherEvent[] => w.run('events.since', { after: 0 }).answer.result.events;

@@ -1,0 +1,41 @@
+// The download receipt: an email to the archive's owner when the backup host reports the download complete.
+import type { Transaction } from 'kysely';
+import { formatUtc } from '../accounts/account.routes.js';
+import type { Database } from '../db/database.js';
+import { enqueueMail } from '../mail/mail.service.js';
+import { formatBytes } from './archive-format.js';
+
+/**
+ * Queues the receipt for a request the event sync has just moved to "downloaded", in that same
+ * transaction. receipt_queued_at is claimed first, so even a second call for the same request
+ * queues nothing. Says whether it queued the email.
+ */
+export async function queueDownloadReceipt(trx: Transaction<Database>, requestId: string, now: Date, publicUrl: string): Promise<boolean> {
+  const claimed = await trx
+    .updateTable('archive_requests')
+    .set({ receipt_queued_at: now })
+    .where('id', '=', requestId)
+    .where('state', '=', 'downloaded')
+    .where('receipt_queued_at', 'is', null)
+    .returning(['user_id', 'snapshot', 'finished_at', 'downloaded_ip', 'downloaded_bytes', 'size_bytes', 'sha256'])
+    .executeTakeFirst();
+  if (claimed === undefined) return false;
+  const user = await trx.selectFrom('users').select('email').where('id', '=', claimed.user_id).executeTakeFirstOrThrow();
+  const bytes = Number(claimed.downloaded_bytes ?? claimed.size_bytes ?? 0);
+  const portal = publicUrl.replace(/\/+$/, '');
+  await enqueueMail(trx, {
+    to: user.email,
+    template: 'archive-downloaded',
+    data: {
+      snapshot: claimed.snapshot,
+      at: formatUtc(claimed.finished_at ?? now),
+      ip: claimed.downloaded_ip ?? 'an address the backup host did not record',
+      size: `${formatBytes(bytes)} (${bytes} bytes)`,
+      sha256: claimed.sha256 ?? 'not known',
+      archiveUrl: `${portal}/archives/${requestId}`,
+      devicesUrl: `${portal}/account/devices`,
+      forgotPasswordUrl: `${portal}/forgot-password`,
+    },
+  });
+  return true;
+}
