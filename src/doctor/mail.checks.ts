@@ -1,5 +1,5 @@
 // Doctor checks of outgoing mail: the SMTP server accepts EHLO, TLS and AUTH as configured; a test message only when asked.
-import nodemailer from 'nodemailer';
+import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config.js';
 import { failureReason, smtpOptions } from '../mail/mail.transport.js';
 import { fail, notApplicable, pass, skipped, type CheckResult } from './check-result.js';
@@ -41,7 +41,7 @@ export async function checkMail(config: Config, sendTestTo: string | null): Prom
   }
 }
 
-async function sendTest(transporter: nodemailer.Transporter, from: string, to: string, smtpUrl: string): Promise<CheckResult> {
+async function sendTest(transporter: Transporter, from: string, to: string, smtpUrl: string): Promise<CheckResult> {
   try {
     await transporter.sendMail({
       from,
