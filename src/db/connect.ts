@@ -42,7 +42,8 @@ function guardClient(client: pg.PoolClient): void {
     const result = query(...args);
     if (result instanceof Promise) {
       result.catch((error: unknown) => {
-        if (error instanceof Error && error.message === 'Query read timeout') (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        // end() marks the client as ending at once (so the pool drops it on release) and cuts the hung query's socket.
+        if (error instanceof Error && error.message === 'Query read timeout') client.end().catch(() => undefined);
       });
     }
     return result;
