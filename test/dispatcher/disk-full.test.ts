@@ -1,6 +1,6 @@
 // A real full disk under the archive root: a 2 MiB tmpfs that fills while GNU tar writes the archive.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,7 @@ afterAll(() => {
 });
 
 describe('an archive root that runs out of space', () => {
-  it('tells the customer the disk is full (real GNU tar, real ENOSPC) and keeps no partial file', async () => {
+  it('tells the customer the disk is full when real GNU tar reports a short write, and keeps no partial file', async () => {
     const world = makeWorld({ archiveRoot: mountPoint });
     writeFileSync(world.configPath, JSON.stringify({ ...world.config, archiveRoot: mountPoint, tarPath: slowTar(world.dir) }), { mode: 0o600 });
     const snapshot = join(world.backupRoot, CUSTOMER, 'daily.0');
@@ -31,11 +31,14 @@ describe('an archive root that runs out of space', () => {
     writeFileSync(join(snapshot, 'data.bin'), randomBytes(1024 * 1024));
     writeFileSync(join(snapshot, HOLD_FILE), '');
     const id = world.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' }).answer.result.archiveId;
+    const filler = join(mountPoint, 'filler');
     try {
-      execFileSync('dd', ['if=/dev/zero', `of=${join(mountPoint, 'filler')}`, 'bs=64k', 'count=40'], { stdio: 'ignore' });
+      execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k', 'count=1000'], { stdio: 'ignore' });
     } catch {
       // dd stops at "No space left on device": the disk is full, as intended.
     }
+    // Less than one tar block (10 KiB) left: tar's next write is short, the way real disks fill up mid-block.
+    truncateSync(filler, statSync(filler).size - 4096);
     rmSync(join(snapshot, HOLD_FILE));
     const status = await waitFor('the failure', () => {
       const s = world.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result;
