@@ -43,6 +43,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
+  const cut = () => {
+    for (const [a, b] of pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    pairs.clear();
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   return {
@@ -55,17 +62,11 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     silence: () => void (silent = true),
     resume: () => void (silent = false),
-    cut() {
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
-    },
+    cut,
     connections: () => opened,
     heldBytes: () => held,
     async close() {
-      this.cut();
+      cut();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
