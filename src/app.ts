@@ -22,6 +22,7 @@ import type { DatabaseHandle } from './db/connect.js';
 import { registerDeviceRoutes } from './devices/devices.routes.js';
 import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
 import { registerHealthRoutes } from './http/health.routes.js';
+import { fastifyLimitOptions, HTTP_LIMITS, type HttpLimits } from './http/limits.js';
 import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
 import { configureMailQueue } from './mail/mail.service.js';
@@ -38,6 +39,8 @@ export interface AppDependencies {
   logStream?: DestinationStream;
   /** What "now" is for sessions, blocks and token expiry; tests pass one they can move. */
   clock?: Clock;
+  /** The client connection limits; tests shorten them. */
+  httpLimits?: Partial<HttpLimits>;
 }
 
 declare module 'fastify' {
@@ -48,8 +51,10 @@ declare module 'fastify' {
   }
 }
 
-export async function buildApp({ config, database, logStream, clock }: AppDependencies): Promise<FastifyInstance> {
+export async function buildApp({ config, database, logStream, clock, httpLimits }: AppDependencies): Promise<FastifyInstance> {
+  const limits = { ...HTTP_LIMITS, ...httpLimits };
   const app = Fastify({
+    ...fastifyLimitOptions(limits),
     logger: loggerOptions(config.logLevel, logStream),
     genReqId: () => randomUUID(),
     // Forms are small; a larger body is refused with 413 before it is parsed.
@@ -72,6 +77,7 @@ export async function buildApp({ config, database, logStream, clock }: AppDepend
       return reply.code(400).view('errors/error', { title: 'That did not work', status: 400, message: BAD_REQUEST_MESSAGE, requestId: request.id });
     }
   });
+  app.server.maxConnections = limits.maxConnections;
   app.decorate('config', config);
   app.decorate('database', database);
   app.decorate('clock', clock ?? systemClock);

@@ -247,7 +247,8 @@ async function build(cfg: DispatcherConfig, rec: ArchiveRecord, log: (d: string)
   if (readError !== null) return fail(REASONS.write, `read back: ${String(readError)}`);
   if (code !== 0) {
     // tar reports a full disk on stderr; the customer gets a reason they can act on (or wait for).
-    const reason = /No space left on device/.test(stderr) ? REASONS.noSpace : code === 1 ? REASONS.changed : REASONS.tarFailed;
+    // GNU tar says "No space left on device", or only "Wrote only N of M bytes" when a short write hits ENOSPC.
+    const reason = /No space left on device|Wrote only \d+ of \d+ bytes/.test(stderr) ? REASONS.noSpace : code === 1 ? REASONS.changed : REASONS.tarFailed;
     return fail(reason, `tar exit ${code} signal ${signal}: ${oneLine}`);
   }
   if (stderr !== '') log(`builder ${rec.id}: tar warnings: ${oneLine}`);

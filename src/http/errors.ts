@@ -1,6 +1,10 @@
 // The one place that turns a thrown error into an HTML page, without details of server faults.
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { RATE_LIMITED_CODE, RATE_LIMITED_MESSAGE } from './rate-limit.js';
+
+/** Seconds a client is asked to wait when the database is away: about one restart or failover. */
+export const DATABASE_RETRY_AFTER_SECONDS = 30;
 
 /** Messages for client mistakes Fastify itself detects; anything else gets a plain status line. */
 export const BAD_REQUEST_MESSAGE = 'The request could not be understood. Please go back and try again.';
@@ -33,6 +37,20 @@ export function registerErrorPages(app: FastifyInstance): void {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // A database restart or partition is an outage of a dependency, not a fault: 503 and when to come back.
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ reason: error.message }, 'request failed: database unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS))
+        .header('cache-control', 'no-store')
+        .view('errors/error', {
+          title: 'Please try again in a moment',
+          status: 503,
+          message: 'The service is briefly unavailable. Nothing you did caused it; please try again in a minute.',
+          requestId: request.id,
+        });
+    }
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');

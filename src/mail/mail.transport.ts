@@ -24,10 +24,15 @@ export class MailNotSent extends Error {
 
 // Short enough that a dead server fails an attempt quickly; long enough for a slow relay.
 const SMTP_TIMEOUTS = { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 30_000 };
+/**
+ * The whole delivery, connect to final "250", ends within this: the socket timeout restarts at
+ * every byte, so a relay that drips continuation lines would otherwise hold the sender forever.
+ */
+export const DELIVERY_DEADLINE_MS = 60_000;
 const MAX_REASON_LENGTH = 500;
 
-export function createMailTransport(mail: MailConfig): MailTransport {
-  return mail.smtpUrl === null ? outboxTransport(mail) : smtpTransport(mail, mail.smtpUrl);
+export function createMailTransport(mail: MailConfig, deadlineMs = DELIVERY_DEADLINE_MS): MailTransport {
+  return mail.smtpUrl === null ? outboxTransport(mail) : smtpTransport(mail, mail.smtpUrl, deadlineMs);
 }
 
 function envelope(mail: MailConfig, id: string, recipient: string, rendered: RenderedMail) {
@@ -44,17 +49,23 @@ function envelope(mail: MailConfig, id: string, recipient: string, rendered: Ren
   };
 }
 
-function smtpTransport(mail: MailConfig, smtpUrl: string): MailTransport {
+function smtpTransport(mail: MailConfig, smtpUrl: string, deadlineMs: number): MailTransport {
   let transporter: Transporter | null = null;
   return {
     async deliver(id, recipient, rendered) {
+      let timer: NodeJS.Timeout | undefined;
       try {
         // Created on first use, inside the try: a malformed URL becomes a recorded failure, not a crash.
         transporter ??= nodemailer.createTransport({ ...smtpOptions(smtpUrl), ...SMTP_TIMEOUTS, logger: false, debug: false });
-        await transporter.sendMail(envelope(mail, id, recipient, rendered));
+        const deadline = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new MailNotSent(`the SMTP server did not finish the delivery within ${deadlineMs / 1000} s`, false)), deadlineMs);
+        });
+        await Promise.race([transporter.sendMail(envelope(mail, id, recipient, rendered)), deadline]);
       } catch (error) {
         if (error instanceof MailNotSent) throw error;
         throw new MailNotSent(failureReason(error, smtpUrl), isPermanent(error));
+      } finally {
+        clearTimeout(timer);
       }
     },
     close() {

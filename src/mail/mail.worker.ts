@@ -1,12 +1,14 @@
 // Sends queued mail: claims one due row at a time, delivers it, and records sent, retry or given up.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import type { Kysely } from 'kysely';
+import type { Kysely, Updateable } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import type { Config, Secrets } from '../config.js';
 import type { Database } from '../db/database.js';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import type { RenderedMail } from './mail.renderer.js';
+import type { MailQueueTable } from './mail.tables.js';
 import { mailQueueKeys, unseal } from './mail-seal.js';
-import { createMailTransport, MailNotSent, type MailTransport } from './mail.transport.js';
+import { createMailTransport, DELIVERY_DEADLINE_MS, MailNotSent, type MailTransport } from './mail.transport.js';
 
 /**
  * 10 attempts, waits doubling from 1 minute up to 1 hour: the last attempt is about 4 hours
@@ -27,6 +29,8 @@ export interface MailWorkerOptions {
   now?: () => Date;
   /** How long an idle worker waits before looking for due mail again. */
   pollIntervalMs?: number;
+  /** The overall deadline of one delivery; tests shorten it. */
+  deliveryDeadlineMs?: number;
 }
 
 export type DeliveryOutcome = 'sent' | 'retry' | 'failed';
@@ -38,19 +42,26 @@ interface WorkerContext {
   transport: MailTransport;
   log: FastifyBaseLogger;
   now: () => Date;
+  /** How long a claimed row waits before it is due again if its outcome is never recorded. */
+  leaseMs: number;
 }
 
 type MailApp = Pick<FastifyInstance, 'log'> & { config: Config & { secrets: Secrets }; database: { db: Kysely<Database> } };
 
+/** A claimed row is due again this long after its delivery's deadline, if its outcome was never recorded. */
+const LEASE_MARGIN_MS = 60_000;
+
 /**
- * Claims the oldest due message with FOR UPDATE SKIP LOCKED and keeps the row locked while it is
- * sent, so another worker (here or in another instance) skips it instead of sending it again.
- * A crash between sending and committing sends it again: delivery is at least once.
+ * Claim, commit, call, record: a short transaction claims the oldest due message (FOR UPDATE
+ * SKIP LOCKED, then its attempt is counted and it is leased until the delivery surely ended), the
+ * SMTP call runs with no transaction or row lock held, and a second short statement records the
+ * outcome. A crash or a lost database during the call leaves the lease, after which the message is
+ * sent again with the same Message-ID: delivery is at least once, and the window is the call itself.
  */
 async function deliverNext(context: WorkerContext): Promise<DeliveryOutcome | null> {
   const now = context.now();
-  return context.db.transaction().execute(async (trx) => {
-    const row = await trx
+  const row = await context.db.transaction().execute(async (trx) => {
+    const due = await trx
       .selectFrom('mail_queue')
       .select(['id', 'recipient', 'template', 'body', 'attempts'])
       .where('status', '=', 'pending')
@@ -60,43 +71,57 @@ async function deliverNext(context: WorkerContext): Promise<DeliveryOutcome | nu
       .forUpdate()
       .skipLocked()
       .executeTakeFirst();
-    if (row === undefined) return null;
-    const attempts = row.attempts + 1;
-    const log = context.log.child({ mailId: row.id, template: row.template });
-    try {
-      const mail = openBody(context.keys, row);
-      await context.transport.deliver(row.id, row.recipient, mail);
-    } catch (error) {
-      const failure = error instanceof MailNotSent ? error : new MailNotSent('the queued body cannot be opened (altered, moved to another row, or sealed with another key)', true);
-      // A refusal often quotes the address; the row keeps it, the log need not.
-      const loggedReason = failure.reason.split(row.recipient).join('[recipient]');
-      if (failure.permanent || attempts >= MAIL_RETRY.maxAttempts) {
-        // Giving up removes the body too: a message that will never be sent must not keep its link.
-        await trx
-          .updateTable('mail_queue')
-          .set({ status: 'failed', body: null, attempts, last_error: failure.reason, finished_at: now })
-          .where('id', '=', row.id)
-          .execute();
-        log.error({ attempts, reason: loggedReason }, 'mail given up');
-        return 'failed';
-      }
-      const nextAttemptAt = new Date(now.getTime() + retryDelayMs(attempts));
-      await trx
-        .updateTable('mail_queue')
-        .set({ attempts, last_error: failure.reason, next_attempt_at: nextAttemptAt })
-        .where('id', '=', row.id)
-        .execute();
-      log.warn({ attempts, nextAttemptAt, reason: loggedReason }, 'mail not sent; will retry');
-      return 'retry';
-    }
+    if (due === undefined) return null;
     await trx
       .updateTable('mail_queue')
-      .set({ status: 'sent', body: null, attempts, last_error: null, finished_at: now })
-      .where('id', '=', row.id)
+      .set({ attempts: due.attempts + 1, next_attempt_at: new Date(now.getTime() + context.leaseMs) })
+      .where('id', '=', due.id)
       .execute();
-    log.info({ attempts }, 'mail sent');
-    return 'sent';
+    return due;
   });
+  if (row === null) return null;
+  const attempts = row.attempts + 1;
+  const log = context.log.child({ mailId: row.id, template: row.template });
+  // Recorded only while the claim is still ours: a lease that ran out meanwhile belongs to the next attempt.
+  const record = (values: Updateable<MailQueueTable>) =>
+    recordOutcome(() => context.db.updateTable('mail_queue').set(values).where('id', '=', row.id).where('attempts', '=', attempts).where('status', '=', 'pending').execute());
+  try {
+    const mail = openBody(context.keys, row);
+    await context.transport.deliver(row.id, row.recipient, mail);
+  } catch (error) {
+    const failure = error instanceof MailNotSent ? error : new MailNotSent('the queued body cannot be opened (altered, moved to another row, or sealed with another key)', true);
+    // A refusal often quotes the address; the row keeps it, the log need not.
+    const loggedReason = failure.reason.split(row.recipient).join('[recipient]');
+    const ended = context.now();
+    if (failure.permanent || attempts >= MAIL_RETRY.maxAttempts) {
+      // Giving up removes the body too: a message that will never be sent must not keep its link.
+      await record({ status: 'failed', body: null, last_error: failure.reason, finished_at: ended });
+      log.error({ attempts, reason: loggedReason }, 'mail given up');
+      return 'failed';
+    }
+    const nextAttemptAt = new Date(ended.getTime() + retryDelayMs(attempts));
+    await record({ last_error: failure.reason, next_attempt_at: nextAttemptAt });
+    log.warn({ attempts, nextAttemptAt, reason: loggedReason }, 'mail not sent; will retry');
+    return 'retry';
+  }
+  await record({ status: 'sent', body: null, last_error: null, finished_at: context.now() });
+  log.info({ attempts }, 'mail sent');
+  return 'sent';
+}
+
+/**
+ * Records what the call did, trying again a few times over about 2 s when the database is away: a
+ * pooled connection the server just dropped fails once before the pool notices.
+ */
+export async function recordOutcome<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await write();
+    } catch (error) {
+      if (attempt >= 4 || !isDatabaseUnavailable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+    }
+  }
 }
 
 function openBody(keys: Buffer[], row: { id: string; recipient: string; body: Buffer | null }): RenderedMail {
@@ -120,10 +145,22 @@ async function purgeFinishedMail(db: Kysely<Database>, now: Date): Promise<void>
     .execute();
 }
 
+function workerContext(app: MailApp, options: MailWorkerOptions): WorkerContext {
+  const deadlineMs = options.deliveryDeadlineMs ?? DELIVERY_DEADLINE_MS;
+  return {
+    db: app.database.db,
+    keys: mailQueueKeys(app.config),
+    transport: createMailTransport(app.config.mail, deadlineMs),
+    log: app.log.child({ component: 'mail' }),
+    now: options.now ?? (() => new Date()),
+    leaseMs: deadlineMs + LEASE_MARGIN_MS,
+  };
+}
+
 /** Delivers every message due now, one after another, and says what happened to each. */
-export async function deliverDueMail(app: MailApp, options: Pick<MailWorkerOptions, 'now'> = {}): Promise<DeliveryOutcome[]> {
-  const transport = createMailTransport(app.config.mail);
-  const context: WorkerContext = { db: app.database.db, keys: mailQueueKeys(app.config), transport, log: app.log.child({ component: 'mail' }), now: options.now ?? (() => new Date()) };
+export async function deliverDueMail(app: MailApp, options: Omit<MailWorkerOptions, 'pollIntervalMs'> = {}): Promise<DeliveryOutcome[]> {
+  const context = workerContext(app, options);
+  const { transport } = context;
   const outcomes: DeliveryOutcome[] = [];
   try {
     for (let outcome = await deliverNext(context); outcome !== null; outcome = await deliverNext(context)) outcomes.push(outcome);
@@ -139,9 +176,8 @@ export async function deliverDueMail(app: MailApp, options: Pick<MailWorkerOptio
  */
 export function startMailWorker(app: MailApp, options: MailWorkerOptions = {}): () => Promise<void> {
   const pollIntervalMs = options.pollIntervalMs ?? 5_000;
-  const transport = createMailTransport(app.config.mail);
-  const log = app.log.child({ component: 'mail' });
-  const context: WorkerContext = { db: app.database.db, keys: mailQueueKeys(app.config), transport, log, now: options.now ?? (() => new Date()) };
+  const context = workerContext(app, options);
+  const { transport, log } = context;
   let lastPurge = 0;
   const stop = startLoop(async () => {
     try {

@@ -46,7 +46,7 @@ export interface ArchiveWorldOptions {
  * Writes a stand-in for tar that waits while the snapshot holds HOLD_FILE, then runs the real tar:
  * a build the test can keep "building" for as long as it needs, and then let finish.
  */
-function slowTar(dir: string): string {
+export function slowTar(dir: string): string {
   const path = join(dir, 'held-tar.sh');
   writeFileSync(
     path,

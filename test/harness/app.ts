@@ -5,6 +5,7 @@ import { buildApp } from '../../src/app.js';
 import { AdjustableClock } from '../../src/clock.js';
 import { loadConfig, type Config, type Secrets } from '../../src/config.js';
 import type { DatabaseHandle } from '../../src/db/connect.js';
+import type { HttpLimits } from '../../src/http/limits.js';
 
 export const TEST_SECRETS = {
   ARCHWAY_SESSION_SECRET: 'test-session-secret-0123456789abcdef-0123456789',
@@ -26,7 +27,13 @@ export interface TestApp {
 }
 
 /** `overrides` replaces settings that have no environment form in tests (e.g. a local backup host). */
-export async function buildTestApp(database: DatabaseHandle & { url?: string }, url: string, env: Record<string, string> = {}, overrides: Partial<Omit<Config, 'secrets'>> = {}): Promise<TestApp> {
+export async function buildTestApp(
+  database: DatabaseHandle & { url?: string },
+  url: string,
+  env: Record<string, string> = {},
+  overrides: Partial<Omit<Config, 'secrets'>> = {},
+  httpLimits: Partial<HttpLimits> = {},
+): Promise<TestApp> {
   const lines: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -35,6 +42,6 @@ export async function buildTestApp(database: DatabaseHandle & { url?: string }, 
     },
   });
   const clock = new AdjustableClock();
-  const app = await buildApp({ config: { ...testConfig(url, env), ...overrides }, database, logStream, clock });
+  const app = await buildApp({ config: { ...testConfig(url, env), ...overrides }, database, logStream, clock, httpLimits });
   return { app, logText: () => lines.join(''), clock };
 }
