@@ -58,6 +58,8 @@ export interface AuthConfig {
   /** Customers, too, must enrol in two-factor sign-in before using the portal (operators always must). */
   twoFactorForCustomers: boolean;
   regulation: RegulationConfig;
+  /** "Forgot password" requests one client address (IPv6: its /64) may make per hour, whatever address it asks for. */
+  resetRequestsPerIpPerHour: number;
 }
 
 /** How the portal reaches the dispatcher: SSH to the backup host, or a local dispatcher for a first look. */
@@ -361,6 +363,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       userBlockMaxMinutes: reader.int('ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES', 15, 1, 24 * 60),
       escalationHours: reader.int('ARCHWAY_SIGNIN_ESCALATION_HOURS', 24, 1, 24 * 30),
     },
+    resetRequestsPerIpPerHour: reader.int('ARCHWAY_RESET_REQUESTS_PER_IP_PER_HOUR', 10, 1, 10_000),
   };
   if (auth.regulation.ipBlockMaxMinutes < auth.regulation.ipBlockMinutes) {
     reader.problems.push('ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_IP_BLOCK_MINUTES.');

@@ -1,5 +1,6 @@
 // The rules for accounts: inviting, setting a password from a link, asking for a reset, changing the email.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import { addressBlockKey, normalizeIp } from '../auth/regulation.js';
 import { endUserSessions } from '../auth/session.service.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
 import { checkPassword } from '../auth/password-policy.js';
@@ -84,21 +85,45 @@ export async function addUser(db: Kysely<Database>, account: ValidAccount, conte
  * and quietly does nothing otherwise. The caller answers the same either way and does not wait for
  * this, so neither the words nor the time of the answer tell whether the address is known.
  * An invited user who lost the invitation gets a link too: it sets their first password the same way.
+ *
+ * Both limits are checked and counted in one transaction holding the client address's lock and then
+ * the account's row, so parallel requests cannot all see "under the limit": at most
+ * MAX_RESETS_PER_HOUR links per account, and at most `maxPerIpPerHour` requests (any address asked
+ * for) per client address (IPv6 per /64), so one client cannot mail every customer.
  */
-export async function requestPasswordReset(db: Kysely<Database>, email: string, context: LinkContext): Promise<'sent' | 'ignored'> {
-  const user = await findUserByEmail(db, email);
-  if (user === null || user.status === 'suspended') return 'ignored';
-  const recent = await countRecentTokens(db, user.id, 'password_reset', new Date(context.now.getTime() - 3_600_000));
-  if (recent >= MAX_RESETS_PER_HOUR) return 'ignored';
-  await db.transaction().execute(async (trx) => {
-    const token = await issueAccountToken(trx, user.id, 'password_reset', context.now);
+export async function requestPasswordReset(
+  db: Kysely<Database>,
+  email: string,
+  context: LinkContext & { ip: string; maxPerIpPerHour: number },
+): Promise<'sent' | 'ignored' | 'address-limited' | 'account-limited'> {
+  const hourAgo = new Date(context.now.getTime() - 3_600_000);
+  return db.transaction().execute(async (trx) => {
+    const range = addressBlockKey(context.ip);
+    await sql`select pg_advisory_xact_lock(hashtext(${`archway-reset:ip:${range}`}))`.execute(trx);
+    await trx.deleteFrom('password_reset_requests').where('at', '<', new Date(context.now.getTime() - 86_400_000)).execute();
+    const fromAddress = await trx
+      .selectFrom('password_reset_requests')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where(sql<boolean>`ip <<= ${range}::inet`)
+      .where('at', '>', hourAgo)
+      .executeTakeFirstOrThrow();
+    if (Number(fromAddress.n) >= context.maxPerIpPerHour) return 'address-limited';
+    await trx.insertInto('password_reset_requests').values({ at: context.now, ip: normalizeIp(context.ip) }).execute();
+
+    const found = await findUserByEmail(trx, email);
+    if (found === null || found.status === 'suspended') return 'ignored';
+    // The row lock makes the count and the new token one step for this account.
+    await trx.selectFrom('users').select('id').where('id', '=', found.id).forUpdate().execute();
+    const recent = await countRecentTokens(trx, found.id, 'password_reset', hourAgo);
+    if (recent >= MAX_RESETS_PER_HOUR) return 'account-limited';
+    const token = await issueAccountToken(trx, found.id, 'password_reset', context.now);
     await enqueueMail(trx, {
-      to: user.email,
+      to: found.email,
       template: 'password-reset',
-      data: { email: user.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
+      data: { email: found.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
     });
+    return 'sent';
   });
-  return 'sent';
 }
 
 export type SetPasswordResult =
