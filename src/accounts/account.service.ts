@@ -9,7 +9,7 @@ import { enqueueMail } from '../mail/mail.service.js';
 import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
 import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { recordAudit } from './audit.js';
-import { findUserByEmail, findUserById, insertUser, type Db, type User } from './user.repository.js';
+import { findUserByEmail, findUserById, insertUser, takenDomains, type Db, type User } from './user.repository.js';
 
 /** At most this many reset emails per account per hour: "forgot password" must not flood an inbox. */
 export const MAX_RESETS_PER_HOUR = 3;
@@ -18,6 +18,14 @@ export class EmailAlreadyUsed extends Error {
   constructor(readonly email: string) {
     super(`There is already an account with the email address ${email}.`);
     this.name = 'EmailAlreadyUsed';
+  }
+}
+
+/** Backups are picked by the domain, so one domain belongs to one account. */
+export class DomainAlreadyUsed extends Error {
+  constructor(readonly domain: string) {
+    super(`There is already an account with the domain ${domain}.`);
+    this.name = 'DomainAlreadyUsed';
   }
 }
 
@@ -43,6 +51,11 @@ const hours = (ms: number): number => Math.round(ms / 3_600_000);
 /** PostgreSQL's unique_violation, raised when two writers race for the same address. */
 export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
+
+/** The unique violation of the domain index (migration 0009), as opposed to the address's. */
+export function isDomainViolation(error: unknown): boolean {
+  return isUniqueViolation(error) && (error as { constraint?: unknown }).constraint === 'users_domain_normalised';
 }
 
 /**
@@ -72,9 +85,11 @@ export async function addUser(db: Kysely<Database>, account: ValidAccount, conte
   try {
     return await db.transaction().execute(async (trx) => {
       if ((await findUserByEmail(trx, account.email)) !== null) throw new EmailAlreadyUsed(account.email);
+      if (account.domain !== null && (await takenDomains(trx, [account.domain])).size > 0) throw new DomainAlreadyUsed(account.domain);
       return inviteUser(trx, account, context);
     });
   } catch (error) {
+    if (isDomainViolation(error)) throw new DomainAlreadyUsed(account.domain ?? '');
     if (isUniqueViolation(error)) throw new EmailAlreadyUsed(account.email);
     throw error;
   }

@@ -238,6 +238,35 @@ describe('archway users set-email', () => {
   });
 });
 
+describe('one account per domain', () => {
+  it('refuses to add or import a domain another account has, whatever its case or a trailing dot, naming the line', async () => {
+    await makeUser(world, { email: 'owner@example.net', domain: 'shop.example.org' });
+    const before = await users();
+    const add = await runCli(['users', 'add', '--email', 'intruder@example.net', '--domain', ' Shop.Example.org. ', '--plan', 'small'], { env });
+    expect(add.code).toBe(65);
+    expect(add.stderr).toBe('archway users: There is already an account with the domain shop.example.org.\n');
+
+    const file = csv(
+      'domains.csv',
+      ['email,domain,plan', 'new1@example.net,fresh.example.org,small', 'new2@example.net,SHOP.example.org,small', 'new3@example.net,fresh.example.org.,small', ''].join('\n'),
+    );
+    const result = await runCli(['users', 'import', file], { env });
+    expect(result.code).toBe(65);
+    expect(result.stderr).toBe(`archway users: nothing was imported from ${file}:\n  line 4: the domain fresh.example.org is already on line 2 of this file.\n`);
+    const second = csv('domains2.csv', 'email,domain,plan\nnew1@example.net,fresh.example.org,small\nnew2@example.net,SHOP.example.org,small\n');
+    const clash = await runCli(['users', 'import', second], { env });
+    expect(clash.stderr).toBe(`archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the domain shop.example.org.\n`);
+    expect(await users()).toEqual(before);
+    expect(await queued()).toEqual([]);
+  });
+
+  it('is held by the database too, for a writer that does not normalise', async () => {
+    await makeUser(world, { email: 'first-writer@example.net', domain: 'held.example.org' });
+    const raw = db().insertInto('users').values({ email: 'raw-writer@example.net', role: 'customer', domain: ' HELD.example.org.', plan: 'small' });
+    await expect(raw.execute()).rejects.toMatchObject({ code: '23505', constraint: 'users_domain_normalised' });
+  });
+});
+
 describe('an import that fails half-way inside the database', () => {
   it('leaves no account, token or queued mail of the rows before the failure', async () => {
     const { importUsers } = await import('../../src/accounts/user-import.js');
