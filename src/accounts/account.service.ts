@@ -64,6 +64,13 @@ export function isDomainViolation(error: unknown): boolean {
  */
 export async function inviteUser(trx: Db, account: ValidAccount, context: LinkContext & { actor: string | null }): Promise<User> {
   const user = await insertUser(trx, { ...account, status: 'invited' });
+  await queueInvitation(trx, user, context);
+  await recordAudit(trx, { actor: context.actor, action: 'user.invited', subject: user.id, detail: { role: user.role }, at: context.now });
+  return user;
+}
+
+/** A fresh invitation link to the user's current address. */
+async function queueInvitation(trx: Db, user: User, context: LinkContext): Promise<void> {
   const token = await issueAccountToken(trx, user.id, 'invitation', context.now);
   await enqueueMail(trx, {
     to: user.email,
@@ -76,8 +83,6 @@ export async function inviteUser(trx: Db, account: ValidAccount, context: LinkCo
       validDays: Math.round(TOKEN_LIFETIME_MS.invitation / 86_400_000),
     },
   });
-  await recordAudit(trx, { actor: context.actor, action: 'user.invited', subject: user.id, detail: { role: user.role }, at: context.now });
-  return user;
 }
 
 /** One account, checked and invited in one transaction. */
@@ -207,10 +212,16 @@ export async function setPasswordWithToken(
  * The operator changes a user's email (the customer asks by email; there is no self-service change,
  * as the seed decided). Audited; both the old and the new address are told, the old one so that a
  * change the customer did not ask for is noticed.
+ *
+ * Whatever was sent to the old address stops working, since whoever reads that mailbox may not be the
+ * customer any more: every session and remember-me login ends, open reset and invitation links are
+ * spent (an invited user gets a new invitation at the new address), and each ready archive's link
+ * email is made due again, so the link mailer arms a fresh token (which retires the old email's link
+ * on the backup host) and sends it to the new address.
  */
 export async function changeUserEmail(
   db: Kysely<Database>,
-  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null },
+  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null; publicUrl: string },
 ): Promise<{ user: User; oldEmail: string }> {
   const newEmail = normalizeEmail(input.newEmail);
   try {
@@ -221,6 +232,16 @@ export async function changeUserEmail(
       if (other !== null && other.id !== user.id) throw new EmailAlreadyUsed(newEmail);
       if (user.email === newEmail) throw new InvalidAccountField('email', `The account already has the address ${newEmail}.`);
       await trx.updateTable('users').set({ email: newEmail }).where('id', '=', user.id).execute();
+      const changed = { ...user, email: newEmail };
+      await endUserSessions(trx, user.id);
+      await trx.updateTable('account_tokens').set({ used_at: input.now }).where('user_id', '=', user.id).where('used_at', 'is', null).execute();
+      if (user.status === 'invited') await queueInvitation(trx, changed, { publicUrl: input.publicUrl, now: input.now });
+      await trx
+        .updateTable('archive_requests')
+        .set({ notify_due_at: input.now, notify_attempts: 0, last_notify_error: null })
+        .where('user_id', '=', user.id)
+        .where('state', '=', 'ready')
+        .execute();
       await recordAudit(trx, {
         actor: input.actor,
         action: 'user.email_changed',
@@ -232,7 +253,7 @@ export async function changeUserEmail(
       const data = { oldEmail: user.email, newEmail, at: input.now.toISOString() };
       await enqueueMail(trx, { to: user.email, template: 'email-changed', data: { ...data, recipient: 'old' } });
       await enqueueMail(trx, { to: newEmail, template: 'email-changed', data: { ...data, recipient: 'new' } });
-      return { user: { ...user, email: newEmail }, oldEmail: user.email };
+      return { user: changed, oldEmail: user.email };
     });
   } catch (error) {
     if (isUniqueViolation(error)) throw new EmailAlreadyUsed(newEmail);

@@ -56,7 +56,8 @@ import     Creates every account of a CSV file with a header row; columns:
            An address or a domain belongs to one account only (domains compared without case
            or a trailing dot).
 set-email  Changes an account's email address (customers ask for this by email). The change is
-           written to the audit log and both the old and the new address are told.
+           written to the audit log and both the old and the new address are told. Every session
+           and open link of the account ends; ready archives get a new link at the new address.
 
 Mail is queued in the database and sent by the running portal (archway serve).`,
   options: {
@@ -131,9 +132,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     const current = text('email');
     const next = text('new-email');
     if (current === undefined || next === undefined) throw new UsageError('archway users set-email needs --email and --new-email.');
-    return withDatabase(async ({ db }) => {
+    return withDatabase(async ({ db, publicUrl }) => {
       try {
-        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date() });
+        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date(), publicUrl });
         process.stdout.write(`Changed ${oldEmail} to ${user.email}. Both addresses are told; the change is in the audit log.\n`);
         return 0;
       } catch (error) {

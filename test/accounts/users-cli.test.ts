@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { findUserByEmail } from '../../src/accounts/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
@@ -220,6 +221,52 @@ describe('archway users set-email', () => {
     // The new address signs in with the same password; the old one does not.
     expect((await new WebClient(world.app).signIn('new-address@example.net', GOOD_PASSWORD)).status).toBe(303);
     expect((await new WebClient(world.app).signIn('old-address@example.net', GOOD_PASSWORD)).status).toBe(401);
+  });
+
+  it('ends every session, remember-me login and open link sent to the old address, and re-sends ready archives\' links', async () => {
+    const user = await makeUser(world, { email: 'leaving@example.net' });
+    const browser = new WebClient(world.app);
+    await browser.get('/sign-in');
+    expect((await browser.post('/sign-in', { email: user.email, password: GOOD_PASSWORD, remember: 'on' })).status).toBe(303);
+    expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
+    const asker = new WebClient(world.app, { remoteAddress: '192.0.2.200' });
+    await asker.get('/forgot-password');
+    await asker.post('/forgot-password', { email: user.email });
+    await settleBackgroundWork(world.app);
+    const [reset] = (await deliverMail(world)).filter((m) => recipients(m)[0] === user.email);
+    const archive = await db()
+      .insertInto('archive_requests')
+      .values({ user_id: user.id, customer: user.domain!, snapshot: 'daily.0', archive_id: 'b7'.repeat(16), state: 'ready', notified_at: new Date() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+    const result = await runCli(['users', 'set-email', '--email', user.email, '--new-email', 'arriving@example.net'], { env });
+    expect(result.code).toBe(0);
+
+    expect((await browser.get('/account')).status).toBe(303);
+    expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    const mailbox = new WebClient(world.app);
+    await mailbox.get(linkIn(reset!));
+    expect((await mailbox.get('/set-password')).body).not.toContain('name="password"');
+    const due = await db().selectFrom('archive_requests').select('notify_due_at').where('id', '=', archive.id).executeTakeFirstOrThrow();
+    expect(due.notify_due_at).not.toBeNull();
+  });
+
+  it('gives an invited user a new invitation at the new address; the old one stops working', async () => {
+    await runCli(['users', 'add', '--email', 'invited-old@example.net', '--domain', 'invited-move.example.org', '--plan', 'small'], { env });
+    const oldInvite = (await deliverMail(world)).find((m) => recipients(m)[0] === 'invited-old@example.net');
+    const result = await runCli(['users', 'set-email', '--email', 'invited-old@example.net', '--new-email', 'invited-new@example.net'], { env });
+    expect(result.code).toBe(0);
+    const sent = await deliverMail(world);
+    const invite = sent.find((m) => recipients(m)[0] === 'invited-new@example.net' && m.text?.includes('/set-password?token='));
+    expect(invite).toBeDefined();
+    const stale = new WebClient(world.app);
+    await stale.get(linkIn(oldInvite!));
+    expect((await stale.get('/set-password')).body).not.toContain('name="password"');
+    const fresh = new WebClient(world.app);
+    await fresh.get(linkIn(invite!));
+    expect((await fresh.get('/set-password')).body).toContain('name="password"');
   });
 
   it('refuses an unknown account, an address another account has, and a malformed address, changing nothing', async () => {
