@@ -19,6 +19,8 @@ export interface Secrets {
 export interface MailConfig {
   /** smtp:// or smtps:// URL with optional user:password; null = first-look outbox files. */
   smtpUrl: string | null;
+  /** smtp:// refuses to send without STARTTLS unless the URL says ?requireTLS=false; on in production. */
+  requireTlsByDefault: boolean;
   from: string;
   /** First-look mode writes each message as an .eml file here instead of sending it. */
   outboxDir: string;
@@ -393,7 +395,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     secrets,
     oldEncryptionKeys,
     oldPasswordPeppers,
-    mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
+    mail: { smtpUrl: smtp ?? null, requireTlsByDefault: production, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
     auth,
     backupHost,
   };
