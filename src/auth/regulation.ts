@@ -177,21 +177,6 @@ export async function forgetAttempt(regulator: Regulator, attemptId: string): Pr
   await regulator.db.deleteFrom('sign_in_attempts').where('id', '=', attemptId).execute();
 }
 
-/**
- * Writes the attempt; after a failure, blocks the IP and the account when their failures in the
- * window reach the threshold. Returns the blocks this attempt created.
- */
-export async function recordAttempt(regulator: Regulator, attempt: Attempt): Promise<Block[]> {
-  return regulator.db.transaction().execute(async (trx) => {
-    const now = regulator.clock.now();
-    await trx
-      .insertInto('sign_in_attempts')
-      .values({ ...attemptRow(regulator, attempt, now), outcome: attempt.outcome, reason: attempt.reason })
-      .execute();
-    return attempt.outcome === 'failure' ? blockWhatIsDue(trx, regulator, attempt) : [];
-  });
-}
-
 async function blockWhatIsDue(trx: Transaction<Database>, regulator: Regulator, attempt: Attempt): Promise<Block[]> {
   const now = regulator.clock.now();
   await lockKeys(trx, attempt.userId, attempt.ip);
