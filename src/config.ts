@@ -19,6 +19,8 @@ export interface Secrets {
 export interface MailConfig {
   /** smtp:// or smtps:// URL with optional user:password; null = first-look outbox files. */
   smtpUrl: string | null;
+  /** smtp:// refuses to send without STARTTLS unless the URL says ?requireTLS=false; on in production. */
+  requireTlsByDefault: boolean;
   from: string;
   /** First-look mode writes each message as an .eml file here instead of sending it. */
   outboxDir: string;
@@ -58,6 +60,8 @@ export interface AuthConfig {
   /** Customers, too, must enrol in two-factor sign-in before using the portal (operators always must). */
   twoFactorForCustomers: boolean;
   regulation: RegulationConfig;
+  /** "Forgot password" requests one client address (IPv6: its /64) may make per hour, whatever address it asks for. */
+  resetRequestsPerIpPerHour: number;
 }
 
 export interface ArchivesConfig {
@@ -383,6 +387,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       userBlockMaxMinutes: reader.int('ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES', 15, 1, 24 * 60),
       escalationHours: reader.int('ARCHWAY_SIGNIN_ESCALATION_HOURS', 24, 1, 24 * 30),
     },
+    resetRequestsPerIpPerHour: reader.int('ARCHWAY_RESET_REQUESTS_PER_IP_PER_HOUR', 10, 1, 10_000),
   };
   if (auth.regulation.ipBlockMaxMinutes < auth.regulation.ipBlockMinutes) {
     reader.problems.push('ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_IP_BLOCK_MINUTES.');
@@ -415,7 +420,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     secrets,
     oldEncryptionKeys,
     oldPasswordPeppers,
-    mail: { smtpUrl: smtp ?? null, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
+    mail: { smtpUrl: smtp ?? null, requireTlsByDefault: production, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
     auth,
     backupHost,
     backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),

@@ -73,7 +73,12 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     // for a known and an unknown address. The link, if any, is queued after.
     const now = app.clock.now();
     runInBackground(app, 'password reset', async () => {
-      const outcome = await requestPasswordReset(app.database.db, email, { publicUrl: app.config.publicUrl, now });
+      const outcome = await requestPasswordReset(app.database.db, email, {
+        publicUrl: app.config.publicUrl,
+        now,
+        ip: request.ip,
+        maxPerIpPerHour: app.config.auth.resetRequestsPerIpPerHour,
+      });
       request.log.info({ outcome }, 'password reset requested');
     });
     return reply.redirect('/forgot-password/sent', 303);

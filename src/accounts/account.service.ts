@@ -1,5 +1,6 @@
 // The rules for accounts: inviting, setting a password from a link, asking for a reset, changing the email.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import { addressBlockKey, normalizeIp } from '../auth/regulation.js';
 import { endUserSessions } from '../auth/session.service.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
 import { checkPassword } from '../auth/password-policy.js';
@@ -8,7 +9,7 @@ import { enqueueMail } from '../mail/mail.service.js';
 import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
 import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { recordAudit } from './audit.js';
-import { findUserByEmail, findUserById, insertUser, type Db, type User } from './user.repository.js';
+import { findUserByEmail, findUserById, insertUser, takenDomains, type Db, type User } from './user.repository.js';
 
 /** At most this many reset emails per account per hour: "forgot password" must not flood an inbox. */
 export const MAX_RESETS_PER_HOUR = 3;
@@ -17,6 +18,14 @@ export class EmailAlreadyUsed extends Error {
   constructor(readonly email: string) {
     super(`There is already an account with the email address ${email}.`);
     this.name = 'EmailAlreadyUsed';
+  }
+}
+
+/** Backups are picked by the domain, so one domain belongs to one account. */
+export class DomainAlreadyUsed extends Error {
+  constructor(readonly domain: string) {
+    super(`There is already an account with the domain ${domain}.`);
+    this.name = 'DomainAlreadyUsed';
   }
 }
 
@@ -44,12 +53,24 @@ export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
 }
 
+/** The unique violation of the domain index (migration 0009), as opposed to the address's. */
+export function isDomainViolation(error: unknown): boolean {
+  return isUniqueViolation(error) && (error as { constraint?: unknown }).constraint === 'users_domain_normalised';
+}
+
 /**
  * Creates the account and queues its invitation in the caller's transaction, so either both
  * happen or neither. The caller has checked the address is free (a race still ends in a unique violation).
  */
 export async function inviteUser(trx: Db, account: ValidAccount, context: LinkContext & { actor: string | null }): Promise<User> {
   const user = await insertUser(trx, { ...account, status: 'invited' });
+  await queueInvitation(trx, user, context);
+  await recordAudit(trx, { actor: context.actor, action: 'user.invited', subject: user.id, detail: { role: user.role }, at: context.now });
+  return user;
+}
+
+/** A fresh invitation link to the user's current address. */
+async function queueInvitation(trx: Db, user: User, context: LinkContext): Promise<void> {
   const token = await issueAccountToken(trx, user.id, 'invitation', context.now);
   await enqueueMail(trx, {
     to: user.email,
@@ -62,8 +83,6 @@ export async function inviteUser(trx: Db, account: ValidAccount, context: LinkCo
       validDays: Math.round(TOKEN_LIFETIME_MS.invitation / 86_400_000),
     },
   });
-  await recordAudit(trx, { actor: context.actor, action: 'user.invited', subject: user.id, detail: { role: user.role }, at: context.now });
-  return user;
 }
 
 /** One account, checked and invited in one transaction. */
@@ -71,9 +90,11 @@ export async function addUser(db: Kysely<Database>, account: ValidAccount, conte
   try {
     return await db.transaction().execute(async (trx) => {
       if ((await findUserByEmail(trx, account.email)) !== null) throw new EmailAlreadyUsed(account.email);
+      if (account.domain !== null && (await takenDomains(trx, [account.domain])).size > 0) throw new DomainAlreadyUsed(account.domain);
       return inviteUser(trx, account, context);
     });
   } catch (error) {
+    if (isDomainViolation(error)) throw new DomainAlreadyUsed(account.domain ?? '');
     if (isUniqueViolation(error)) throw new EmailAlreadyUsed(account.email);
     throw error;
   }
@@ -84,21 +105,45 @@ export async function addUser(db: Kysely<Database>, account: ValidAccount, conte
  * and quietly does nothing otherwise. The caller answers the same either way and does not wait for
  * this, so neither the words nor the time of the answer tell whether the address is known.
  * An invited user who lost the invitation gets a link too: it sets their first password the same way.
+ *
+ * Both limits are checked and counted in one transaction holding the client address's lock and then
+ * the account's row, so parallel requests cannot all see "under the limit": at most
+ * MAX_RESETS_PER_HOUR links per account, and at most `maxPerIpPerHour` requests (any address asked
+ * for) per client address (IPv6 per /64), so one client cannot mail every customer.
  */
-export async function requestPasswordReset(db: Kysely<Database>, email: string, context: LinkContext): Promise<'sent' | 'ignored'> {
-  const user = await findUserByEmail(db, email);
-  if (user === null || user.status === 'suspended') return 'ignored';
-  const recent = await countRecentTokens(db, user.id, 'password_reset', new Date(context.now.getTime() - 3_600_000));
-  if (recent >= MAX_RESETS_PER_HOUR) return 'ignored';
-  await db.transaction().execute(async (trx) => {
-    const token = await issueAccountToken(trx, user.id, 'password_reset', context.now);
+export async function requestPasswordReset(
+  db: Kysely<Database>,
+  email: string,
+  context: LinkContext & { ip: string; maxPerIpPerHour: number },
+): Promise<'sent' | 'ignored' | 'address-limited' | 'account-limited'> {
+  const hourAgo = new Date(context.now.getTime() - 3_600_000);
+  return db.transaction().execute(async (trx) => {
+    const range = addressBlockKey(context.ip);
+    await sql`select pg_advisory_xact_lock(hashtext(${`archway-reset:ip:${range}`}))`.execute(trx);
+    await trx.deleteFrom('password_reset_requests').where('at', '<', new Date(context.now.getTime() - 86_400_000)).execute();
+    const fromAddress = await trx
+      .selectFrom('password_reset_requests')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where(sql<boolean>`ip <<= ${range}::inet`)
+      .where('at', '>', hourAgo)
+      .executeTakeFirstOrThrow();
+    if (Number(fromAddress.n) >= context.maxPerIpPerHour) return 'address-limited';
+    await trx.insertInto('password_reset_requests').values({ at: context.now, ip: normalizeIp(context.ip) }).execute();
+
+    const found = await findUserByEmail(trx, email);
+    if (found === null || found.status === 'suspended') return 'ignored';
+    // The row lock makes the count and the new token one step for this account.
+    await trx.selectFrom('users').select('id').where('id', '=', found.id).forUpdate().execute();
+    const recent = await countRecentTokens(trx, found.id, 'password_reset', hourAgo);
+    if (recent >= MAX_RESETS_PER_HOUR) return 'account-limited';
+    const token = await issueAccountToken(trx, found.id, 'password_reset', context.now);
     await enqueueMail(trx, {
-      to: user.email,
+      to: found.email,
       template: 'password-reset',
-      data: { email: user.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
+      data: { email: found.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
     });
+    return 'sent';
   });
-  return 'sent';
 }
 
 export type SetPasswordResult =
@@ -167,10 +212,16 @@ export async function setPasswordWithToken(
  * The operator changes a user's email (the customer asks by email; there is no self-service change,
  * as the seed decided). Audited; both the old and the new address are told, the old one so that a
  * change the customer did not ask for is noticed.
+ *
+ * Whatever was sent to the old address stops working, since whoever reads that mailbox may not be the
+ * customer any more: every session and remember-me login ends, open reset and invitation links are
+ * spent (an invited user gets a new invitation at the new address), and each ready archive's link
+ * email is made due again, so the link mailer arms a fresh token (which retires the old email's link
+ * on the backup host) and sends it to the new address.
  */
 export async function changeUserEmail(
   db: Kysely<Database>,
-  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null },
+  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null; publicUrl: string },
 ): Promise<{ user: User; oldEmail: string }> {
   const newEmail = normalizeEmail(input.newEmail);
   try {
@@ -181,6 +232,16 @@ export async function changeUserEmail(
       if (other !== null && other.id !== user.id) throw new EmailAlreadyUsed(newEmail);
       if (user.email === newEmail) throw new InvalidAccountField('email', `The account already has the address ${newEmail}.`);
       await trx.updateTable('users').set({ email: newEmail }).where('id', '=', user.id).execute();
+      const changed = { ...user, email: newEmail };
+      await endUserSessions(trx, user.id);
+      await trx.updateTable('account_tokens').set({ used_at: input.now }).where('user_id', '=', user.id).where('used_at', 'is', null).execute();
+      if (user.status === 'invited') await queueInvitation(trx, changed, { publicUrl: input.publicUrl, now: input.now });
+      await trx
+        .updateTable('archive_requests')
+        .set({ notify_due_at: input.now, notify_attempts: 0, last_notify_error: null })
+        .where('user_id', '=', user.id)
+        .where('state', '=', 'ready')
+        .execute();
       await recordAudit(trx, {
         actor: input.actor,
         action: 'user.email_changed',
@@ -192,7 +253,7 @@ export async function changeUserEmail(
       const data = { oldEmail: user.email, newEmail, at: input.now.toISOString() };
       await enqueueMail(trx, { to: user.email, template: 'email-changed', data: { ...data, recipient: 'old' } });
       await enqueueMail(trx, { to: newEmail, template: 'email-changed', data: { ...data, recipient: 'new' } });
-      return { user: { ...user, email: newEmail }, oldEmail: user.email };
+      return { user: changed, oldEmail: user.email };
     });
   } catch (error) {
     if (isUniqueViolation(error)) throw new EmailAlreadyUsed(newEmail);

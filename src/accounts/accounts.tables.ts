@@ -1,4 +1,4 @@
-// Table types of the accounts module: users, their payments, and invitation/reset tokens.
+// Table types of the accounts module: users, their payments, invitation/reset tokens and reset requests.
 import type { ColumnType, Generated } from 'kysely';
 
 export type UserRole = 'customer' | 'operator';
@@ -37,4 +37,11 @@ export interface AccountTokensTable {
   created_at: ColumnType<Date, Date | undefined, never>;
   expires_at: Date;
   used_at: Date | null;
+}
+
+/** One "forgot password" request, known address or not: the per-address limit counts these. */
+export interface PasswordResetRequestsTable {
+  id: Generated<string>;
+  at: Date;
+  ip: string;
 }

@@ -4,7 +4,7 @@ import type { Database } from '../db/database.js';
 import { validateAccount, type ValidAccount } from './account-fields.js';
 import { EmailAlreadyUsed, inviteUser, isUniqueViolation, type LinkContext } from './account.service.js';
 import { CsvSyntaxError, parseCsv } from './csv.js';
-import type { User } from './user.repository.js';
+import { domainKey, takenDomains, type User } from './user.repository.js';
 
 export const IMPORT_COLUMNS = ['email', 'domain', 'plan', 'role', 'paypal_subscription_id', 'backup_host'] as const;
 const REQUIRED_COLUMNS = ['email'] as const;
@@ -57,6 +57,7 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
 
   const rows: Row[] = [];
   const seen = new Map<string, number>();
+  const seenDomains = new Map<string, number>();
   for (const record of data) {
     if (record.fields.length !== names.length) {
       problems.push({ line: record.line, message: `has ${record.fields.length} fields but the header has ${names.length}.` });
@@ -79,7 +80,13 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
       problems.push({ line: record.line, message: `the email address ${account.email} is already on line ${earlier} of this file.` });
       continue;
     }
+    const domainLine = account.domain === null ? undefined : seenDomains.get(domainKey(account.domain));
+    if (domainLine !== undefined) {
+      problems.push({ line: record.line, message: `the domain ${account.domain} is already on line ${domainLine} of this file.` });
+      continue;
+    }
     seen.set(key, record.line);
+    if (account.domain !== null) seenDomains.set(domainKey(account.domain), record.line);
     rows.push({ line: record.line, account });
   }
   return { rows, problems };
@@ -87,7 +94,7 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
 
 /**
  * Imports every account of the CSV text and queues each invitation, in one transaction: if any
- * row is wrong (syntax, field, an address used twice or already in the portal) nothing is written
+ * row is wrong (syntax, field, an address or a domain used twice or already in the portal) nothing is written
  * and every problem is reported with its line. Returns the created users in file order.
  */
 export async function importUsers(db: Kysely<Database>, text: string, context: LinkContext & { actor: string | null }): Promise<User[]> {
@@ -101,9 +108,13 @@ export async function importUsers(db: Kysely<Database>, text: string, context: L
         .where((eb) => eb(eb.fn('lower', ['email']), 'in', rows.map((r) => r.account.email.toLowerCase())))
         .execute();
       const taken = new Set(existing.map((e) => e.email.toLowerCase()));
-      const clashes = rows
-        .filter((r) => taken.has(r.account.email.toLowerCase()))
-        .map((r) => ({ line: r.line, message: `there is already an account with the email address ${r.account.email}.` }));
+      const domains = await takenDomains(trx, rows.flatMap((r) => (r.account.domain === null ? [] : [r.account.domain])));
+      const clashes = rows.flatMap((r) => [
+        ...(taken.has(r.account.email.toLowerCase()) ? [{ line: r.line, message: `there is already an account with the email address ${r.account.email}.` }] : []),
+        ...(r.account.domain !== null && domains.has(domainKey(r.account.domain))
+          ? [{ line: r.line, message: `there is already an account with the domain ${r.account.domain}.` }]
+          : []),
+      ]);
       if (clashes.length > 0) throw new ImportRefused(clashes);
       const users: User[] = [];
       for (const row of rows) users.push(await inviteUser(trx, row.account, context));
@@ -111,7 +122,7 @@ export async function importUsers(db: Kysely<Database>, text: string, context: L
     });
   } catch (error) {
     // Another writer took an address between the check and the insert: still nothing was written.
-    if (isUniqueViolation(error)) throw new ImportRefused([{ line: 0, message: 'An address in the file was added to the portal meanwhile; run the import again to see which.' }]);
+    if (isUniqueViolation(error)) throw new ImportRefused([{ line: 0, message: 'An address or domain in the file was added to the portal meanwhile; run the import again to see which.' }]);
     if (error instanceof EmailAlreadyUsed) throw new ImportRefused([{ line: 0, message: error.message }]);
     throw error;
   }

@@ -37,6 +37,20 @@ export function toUser(row: Selectable<UsersTable>): User {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Finds a user whatever the case of the address typed; null when there is none. */
+/** The domain as the unique index compares it (migration 0009): trimmed, lowercase, without a trailing dot. */
+const normalisedDomain = sql<string>`rtrim(lower(btrim(domain)), '.')`;
+
+export function domainKey(domain: string): string {
+  return domain.trim().toLowerCase().replace(/\.+$/, '');
+}
+
+/** Which of these domains an account already has (compared normalised), as the accounts store them. */
+export async function takenDomains(db: Db, domains: string[]): Promise<Set<string>> {
+  if (domains.length === 0) return new Set();
+  const rows = await db.selectFrom('users').select(normalisedDomain.as('key')).where(normalisedDomain, 'in', domains.map(domainKey)).execute();
+  return new Set(rows.map((r) => r.key));
+}
+
 export async function findUserByEmail(db: Db, email: string): Promise<User | null> {
   const row = await db
     .selectFrom('users')

@@ -1,6 +1,6 @@
 // Starting and ending signed-in sessions: a fresh id at every sign-in, and ending all of a user's sessions.
 import type { FastifyRequest } from 'fastify';
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/database.js';
 import type { SignedInUser } from './guards.js';
 import { sessionKey } from './session.store.js';
@@ -27,13 +27,17 @@ export async function startUserSession(request: FastifyRequest, user: Pick<Signe
   await request.session.regenerate(['userId', 'ip', 'userAgent']);
 }
 
-/** Ends every session of the user (password reset, 2FA change), except the one named, if any. */
+/** Ends every session of the user, half-finished sign-ins included (password reset, 2FA change), except the one named, if any. */
 export async function endUserSessions(
   db: Kysely<Database> | Transaction<Database>,
   userId: string,
   options: { exceptSessionId?: string } = {},
 ): Promise<number> {
-  let query = db.deleteFrom('sessions').where('user_id', '=', userId);
+  // A half-finished sign-in (right password, code not yet given) is a session of the user too: a
+  // password reset that left it alive would let the old password finish signing in.
+  let query = db
+    .deleteFrom('sessions')
+    .where((eb) => eb.or([eb('user_id', '=', userId), eb.and([eb('user_id', 'is', null), sql<boolean>`data->'twoFactorPending'->>'userId' = ${userId}`])]));
   if (options.exceptSessionId !== undefined) query = query.where('id', '<>', sessionKey(options.exceptSessionId));
   const result = await query.executeTakeFirst();
   // Remember-me logins go with them (or the cookie would sign the browser back in); only the one

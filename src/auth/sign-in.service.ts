@@ -2,7 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import { findUserByEmail, type User } from '../accounts/user.repository.js';
 import { verifyPasswordForSignIn } from '../accounts/sign-in-password.js';
-import { findActiveBlock, recordAttempt, type Regulator } from './regulation.js';
+import type { SignInOutcome } from './auth.tables.js';
+import { addressHashKey, admitAttempt, settleAttempt, type Regulator } from './regulation.js';
 
 /**
  * The one message for every failed sign-in: unknown address, wrong password, blocked IP or account,
@@ -15,7 +16,7 @@ export const SIGN_IN_FAILED_MESSAGE =
 export type SignInResult = { ok: true; user: User } | { ok: false; reason: string };
 
 export function regulatorOf(app: FastifyInstance): Regulator {
-  return { db: app.database.db, clock: app.clock, settings: app.config.auth.regulation };
+  return { db: app.database.db, clock: app.clock, settings: app.config.auth.regulation, addressKey: addressHashKey(app.config.secrets.passwordPepper) };
 }
 
 export async function signIn(app: FastifyInstance, input: { email: string; password: string; ip: string }): Promise<SignInResult> {
@@ -24,34 +25,35 @@ export async function signIn(app: FastifyInstance, input: { email: string; passw
   const emailTried = input.email.trim();
 
   const known = await findUserByEmail(db, emailTried);
-  const block = await findActiveBlock(regulator, input.ip, known?.id ?? null);
-  if (block !== null) {
-    const reason = block.scope === 'ip' ? 'ip_blocked' : 'user_blocked';
-    await recordAttempt(regulator, { emailTried, userId: known?.id ?? null, ip: input.ip, outcome: 'blocked', reason });
+  // Admitted or not in one locked step, before any argon2 work: a burst cannot slip past the limit.
+  const admission = await admitAttempt(regulator, { emailTried, userId: known?.id ?? null, ip: input.ip });
+  if (!admission.admitted) {
     // The password is not checked while blocked (a guess learns nothing), but the same argon2 work is
     // done, for two reasons: an account's pause must not show in the timing (it would tell that the
     // account exists), and the work waits its turn in the hasher's bounded queue, which is what keeps a
     // flood slow. Answering blocked attempts at once let a 200-client flood from one blocked address
     // reach 200 requests/s of database work and made the account page's p99 100x worse (bench/signin-flood.mjs).
     await app.passwords.verifyDummy(input.password);
-    return { ok: false, reason };
+    return { ok: false, reason: admission.reason };
   }
+  const settle = (outcome: SignInOutcome, reason: string, userId: string | null) =>
+    settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason });
 
   // Verifies against a dummy hash when the account does not exist or has no password yet; re-hashes on success when due.
   const check = await verifyPasswordForSignIn(db, app.passwords, emailTried, input.password);
   const user = check.user;
   if (!check.ok) {
     const reason = user === null ? 'unknown_email' : user.passwordHash === null ? 'no_password' : 'wrong_password';
-    const blocks = await recordAttempt(regulator, { emailTried, userId: user?.id ?? null, ip: input.ip, outcome: 'failure', reason });
+    const blocks = await settle('failure', reason, user?.id ?? null);
     for (const b of blocks) app.log.warn({ scope: b.scope, level: b.level, until: b.until }, 'sign-in block started');
     return { ok: false, reason };
   }
   if (user === null || user.status !== 'active') {
     // The right password for an account that may not sign in: not a guess, so it does not count towards a block.
     const reason = `account_${user?.status ?? 'missing'}`;
-    await recordAttempt(regulator, { emailTried, userId: user?.id ?? null, ip: input.ip, outcome: 'refused', reason });
+    await settle('refused', reason, user?.id ?? null);
     return { ok: false, reason };
   }
-  await recordAttempt(regulator, { emailTried, userId: user.id, ip: input.ip, outcome: 'success', reason: 'password' });
+  await settle('success', 'password', user.id);
   return { ok: true, user };
 }

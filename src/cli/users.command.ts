@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import pino from 'pino';
 import { InvalidAccountField, validateAccount } from '../accounts/account-fields.js';
-import { addUser, changeUserEmail, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
+import { addUser, changeUserEmail, DomainAlreadyUsed, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
 import { loadConfig } from '../config.js';
 import { loggerOptions } from '../log.js';
@@ -53,8 +53,11 @@ add        Creates one account and queues an invitation email with a link to set
 import     Creates every account of a CSV file with a header row; columns:
            ${IMPORT_COLUMNS.join(', ')} (only email is required; role defaults to customer).
            If any row is wrong nothing is imported, and each problem is printed with its line.
+           An address or a domain belongs to one account only (domains compared without case
+           or a trailing dot).
 set-email  Changes an account's email address (customers ask for this by email). The change is
-           written to the audit log and both the old and the new address are told.
+           written to the audit log and both the old and the new address are told. Every session
+           and open link of the account ends; ready archives get a new link at the new address.
 
 Mail is queued in the database and sent by the running portal (archway serve).`,
   options: {
@@ -96,7 +99,7 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
           process.stdout.write(`Added ${user.email} (${what}). The invitation email is queued.\n`);
           return 0;
         } catch (error) {
-          if (error instanceof EmailAlreadyUsed) return fail(error.message);
+          if (error instanceof EmailAlreadyUsed || error instanceof DomainAlreadyUsed) return fail(error.message);
           throw error;
         }
       });
@@ -129,9 +132,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     const current = text('email');
     const next = text('new-email');
     if (current === undefined || next === undefined) throw new UsageError('archway users set-email needs --email and --new-email.');
-    return withDatabase(async ({ db }) => {
+    return withDatabase(async ({ db, publicUrl }) => {
       try {
-        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date() });
+        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date(), publicUrl });
         process.stdout.write(`Changed ${oldEmail} to ${user.email}. Both addresses are told; the change is in the audit log.\n`);
         return 0;
       } catch (error) {

@@ -1,7 +1,7 @@
 // The table types Kysely checks every query against; one interface per table, composed here.
 import type { ColumnType, Generated } from 'kysely';
 import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable } from '../archives/archives.tables.js';
-import type { AccountTokensTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
+import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
 import type { BlocksTable, SessionsTable, SignInAttemptsTable } from '../auth/auth.tables.js';
 import type { RememberLoginsTable, TwoFactorBlocksTable, TwoFactorFailuresTable, TwoFactorRecoveryCodesTable, TwoFactorTable } from '../two-factor/two-factor.tables.js';
@@ -21,6 +21,7 @@ export interface Database {
   users: UsersTable;
   payments: PaymentsTable;
   account_tokens: AccountTokensTable;
+  password_reset_requests: PasswordResetRequestsTable;
   mail_queue: MailQueueTable;
   sessions: SessionsTable;
   sign_in_attempts: SignInAttemptsTable;

@@ -17,7 +17,7 @@ export async function checkMail(config: Config, sendTestTo: string | null): Prom
   }
   let options;
   try {
-    options = smtpOptions(smtpUrl);
+    options = smtpOptions(smtpUrl, config.mail.requireTlsByDefault);
   } catch {
     return [fail(...SMTP, 'ARCHWAY_SMTP_URL cannot be read', 'write it as smtp://user:password@host:587 or smtps://user:password@host:465')];
   }

@@ -56,7 +56,7 @@ function smtpTransport(mail: MailConfig, smtpUrl: string, deadlineMs: number): M
       let timer: NodeJS.Timeout | undefined;
       try {
         // Created on first use, inside the try: a malformed URL becomes a recorded failure, not a crash.
-        transporter ??= nodemailer.createTransport({ ...smtpOptions(smtpUrl), ...SMTP_TIMEOUTS, logger: false, debug: false });
+        transporter ??= nodemailer.createTransport({ ...smtpOptions(smtpUrl, mail.requireTlsByDefault), ...SMTP_TIMEOUTS, logger: false, debug: false });
         const deadline = new Promise<never>((_resolve, reject) => {
           timer = setTimeout(() => reject(new MailNotSent(`the SMTP server did not finish the delivery within ${deadlineMs / 1000} s`, false)), deadlineMs);
         });
@@ -75,10 +75,11 @@ function smtpTransport(mail: MailConfig, smtpUrl: string, deadlineMs: number): M
 }
 
 /**
- * Reads smtp[s]://[user:password@]host[:port][?requireTLS=true] with the WHATWG parser. The URL
+ * Reads smtp[s]://[user:password@]host[:port][?requireTLS=true|false] with the WHATWG parser. The URL
  * never reaches nodemailer: its legacy parser warns on stderr with the whole URL, password included.
+ * Without the parameter, requireTLS is `requireTlsByDefault` (on in production).
  */
-export function smtpOptions(smtpUrl: string): SMTPTransport.Options {
+export function smtpOptions(smtpUrl: string, requireTlsByDefault = false): SMTPTransport.Options {
   try {
     const url = new URL(smtpUrl);
     const secure = url.protocol === 'smtps:';
@@ -87,8 +88,8 @@ export function smtpOptions(smtpUrl: string): SMTPTransport.Options {
       host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: url.port === '' ? (secure ? 465 : 587) : Number(url.port),
       secure,
-      // smtp:// upgrades with STARTTLS when offered; requireTLS refuses to send if it is not.
-      requireTLS: url.searchParams.get('requireTLS') === 'true',
+      // smtp:// upgrades with STARTTLS when offered; requireTLS refuses to send (reset links, credentials) if it is not.
+      requireTLS: url.searchParams.has('requireTLS') ? url.searchParams.get('requireTLS') === 'true' : requireTlsByDefault,
       ...(url.username === '' ? {} : { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } }),
     };
   } catch {

@@ -1,5 +1,6 @@
 // Brute-force regulation of the second sign-in step: wrong codes counted per user and per IP, apart from wrong passwords.
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { addressBlockKey, normalizeIp } from '../auth/regulation.js';
 import type { Database } from '../db/database.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -30,44 +31,92 @@ export interface TwoFactorBlock {
   until: Date;
 }
 
+/** The key a scope counts and blocks under: the account, or the address's range (IPv4 /32, IPv6 /64, as for passwords). */
+function keyOf(scope: 'ip' | 'user', userId: string, ip: string): string {
+  return scope === 'user' ? userId : addressBlockKey(ip);
+}
+
 export async function findTwoFactorBlock(db: Db, now: Date, userId: string, ip: string): Promise<TwoFactorBlock | null> {
   const row = await db
     .selectFrom('two_factor_blocks')
     .select(['id', 'scope', 'key', 'until'])
     .where('lifted_at', 'is', null)
     .where('until', '>', now)
-    .where((eb) => eb.or([eb.and([eb('scope', '=', 'user'), eb('key', '=', userId)]), eb.and([eb('scope', '=', 'ip'), eb('key', '=', ip)])]))
+    .where((eb) => eb.or([eb.and([eb('scope', '=', 'user'), eb('key', '=', userId)]), eb.and([eb('scope', '=', 'ip'), eb('key', '=', keyOf('ip', userId, ip))])]))
     .orderBy('until', 'desc')
     .executeTakeFirst();
   return row === undefined ? null : { ...row, id: String(row.id) };
 }
 
-/** Records a wrong code; returns the blocks it started (the caller emails the user about a user block). */
-export async function recordTwoFactorFailure(db: Db, now: Date, userId: string, ip: string): Promise<TwoFactorBlock[]> {
-  await db.insertInto('two_factor_failures').values({ at: now, user_id: userId, ip }).execute();
+/** The account's lock first, then the address's: the same order everywhere, so no two transactions wait in a circle. */
+async function lockKeys(trx: Transaction<Database>, userId: string, ip: string): Promise<void> {
+  for (const scope of ['user', 'ip'] as const) {
+    await sql`select pg_advisory_xact_lock(hashtext(${`archway-two-factor:${scope}:${keyOf(scope, userId, ip)}`}))`.execute(trx);
+  }
+}
+
+/** Wrong codes (and codes still being checked) of the key since the window opened or its last block started. */
+async function countSinceLastBlock(trx: Transaction<Database>, scope: 'ip' | 'user', key: string, now: Date): Promise<number> {
+  const windowMinutes = scope === 'user' ? TWO_FACTOR_LIMITS.userWindowMinutes : TWO_FACTOR_LIMITS.ipWindowMinutes;
+  const windowStart = new Date(now.getTime() - windowMinutes * 60_000);
+  // Failures before the last block of this key were already paid for: count only those after it.
+  const last = await trx
+    .selectFrom('two_factor_blocks')
+    .select('created_at')
+    .where('scope', '=', scope)
+    .where('key', '=', key)
+    .orderBy('created_at', 'desc')
+    .executeTakeFirst();
+  const from = last !== undefined && last.created_at > windowStart ? last.created_at : windowStart;
+  const count = await trx
+    .selectFrom('two_factor_failures')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where(scope === 'user' ? sql<boolean>`user_id = ${key}::uuid` : sql<boolean>`ip <<= ${key}::inet`)
+    .where('at', '>', from)
+    .executeTakeFirstOrThrow();
+  return Number(count.n);
+}
+
+const maxFailures = (scope: 'ip' | 'user'): number => (scope === 'user' ? TWO_FACTOR_LIMITS.userMaxFailures : TWO_FACTOR_LIMITS.ipMaxFailures);
+
+/**
+ * Lets one code be checked, or not, atomically: with the account and the address locked, it re-checks
+ * the blocks, counts the wrong codes in the window together with the checks still under way, and
+ * records this one (as wrong until a right code clears the account's rows) before the check. So 40
+ * codes sent at once get no more checks than 40 sent one by one: the limit's. Returns the row's id.
+ */
+export async function admitTwoFactorAttempt(db: Kysely<Database>, now: Date, userId: string, ip: string): Promise<string | null> {
+  return db.transaction().execute(async (trx) => {
+    await lockKeys(trx, userId, ip);
+    if ((await findTwoFactorBlock(trx, now, userId, ip)) !== null) return null;
+    for (const scope of ['user', 'ip'] as const) {
+      if ((await countSinceLastBlock(trx, scope, keyOf(scope, userId, ip), now)) >= maxFailures(scope)) return null;
+    }
+    const row = await trx.insertInto('two_factor_failures').values({ at: now, user_id: userId, ip: normalizeIp(ip) }).returning('id').executeTakeFirstOrThrow();
+    return String(row.id);
+  });
+}
+
+/**
+ * After a wrong code (its row is already there from the admission): blocks each key whose count
+ * reached the limit and has no active block. Run in the caller's transaction, which also queues the
+ * owner's email, so one burst makes one block and one email. Returns the blocks it started.
+ */
+export async function blockTwoFactorIfDue(trx: Transaction<Database>, now: Date, userId: string, ip: string): Promise<TwoFactorBlock[]> {
+  await lockKeys(trx, userId, ip);
   const created: TwoFactorBlock[] = [];
   for (const scope of ['user', 'ip'] as const) {
-    const key = scope === 'user' ? userId : ip;
-    const windowMinutes = scope === 'user' ? TWO_FACTOR_LIMITS.userWindowMinutes : TWO_FACTOR_LIMITS.ipWindowMinutes;
-    const max = scope === 'user' ? TWO_FACTOR_LIMITS.userMaxFailures : TWO_FACTOR_LIMITS.ipMaxFailures;
-    // Failures before the last block of this key were already paid for: count only those after it.
-    const last = await db
+    const key = keyOf(scope, userId, ip);
+    const active = await trx
       .selectFrom('two_factor_blocks')
-      .select('created_at')
+      .select('id')
       .where('scope', '=', scope)
       .where('key', '=', key)
-      .orderBy('created_at', 'desc')
+      .where('lifted_at', 'is', null)
+      .where('until', '>', now)
       .executeTakeFirst();
-    const windowStart = new Date(now.getTime() - windowMinutes * 60_000);
-    const from = last !== undefined && last.created_at > windowStart ? last.created_at : windowStart;
-    const count = await db
-      .selectFrom('two_factor_failures')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where(scope === 'user' ? 'user_id' : 'ip', '=', key)
-      .where('at', '>', from)
-      .executeTakeFirstOrThrow();
-    if (Number(count.n) < max) continue;
-    const earlier = await db
+    if (active !== undefined || (await countSinceLastBlock(trx, scope, key, now)) < maxFailures(scope)) continue;
+    const earlier = await trx
       .selectFrom('two_factor_blocks')
       .select((eb) => eb.fn.countAll<string>().as('n'))
       .where('scope', '=', scope)
@@ -76,7 +125,7 @@ export async function recordTwoFactorFailure(db: Db, now: Date, userId: string, 
       .where('created_at', '>', new Date(now.getTime() - TWO_FACTOR_LIMITS.escalationDays * 86_400_000))
       .executeTakeFirstOrThrow();
     const minutes = twoFactorBlockMinutes(scope, Number(earlier.n) + 1);
-    const row = await db
+    const row = await trx
       .insertInto('two_factor_blocks')
       .values({ scope, key, until: new Date(now.getTime() + minutes * 60_000), created_at: now })
       .returning(['id', 'scope', 'key', 'until'])

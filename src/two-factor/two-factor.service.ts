@@ -4,7 +4,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { recordAudit } from '../accounts/audit.js';
 import { findUserById, type User } from '../accounts/user.repository.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
-import { findActiveBlock, recordAttempt } from '../auth/regulation.js';
+import { admitAttempt, forgetAttempt, settleAttempt } from '../auth/regulation.js';
 import { endRememberLogins } from '../auth/remember-me.service.js';
 import { endUserSessions } from '../auth/session.service.js';
 import { regulatorOf } from '../auth/sign-in.service.js';
@@ -14,7 +14,7 @@ import { enqueueMail } from '../mail/mail.service.js';
 import type { KeyRing } from './key-ring.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT } from './recovery-codes.js';
 import { generateSecret, matchingStep, normalizeTotpInput, otpauthUri, qrCodeSvg } from './totp.js';
-import { clearUserFailures, findTwoFactorBlock, recordTwoFactorFailure } from './two-factor.regulation.js';
+import { admitTwoFactorAttempt, blockTwoFactorIfDue, clearUserFailures } from './two-factor.regulation.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -95,13 +95,16 @@ export async function enrolmentSecret(ctx: TwoFactorContext, user: Pick<User, 'i
  */
 async function checkPassword(ctx: TwoFactorContext, user: User, password: string, ip: string): Promise<boolean> {
   const regulator = regulatorOf(ctx.app);
-  const block = await findActiveBlock(regulator, ip, user.id);
-  if (block !== null || user.passwordHash === null) {
+  const attempt = { emailTried: user.email, userId: user.id, ip };
+  const admission = user.passwordHash === null ? null : await admitAttempt(regulator, attempt);
+  if (admission === null || !admission.admitted || user.passwordHash === null) {
     await ctx.passwords.verifyDummy(password);
     return false;
   }
   const { ok } = await ctx.passwords.verify(user.passwordHash, password);
-  if (!ok) await recordAttempt(regulator, { emailTried: user.email, userId: user.id, ip, outcome: 'failure', reason: 'wrong_password_two_factor_settings' });
+  // A right password here is not a sign-in: its row goes, as before this check recorded only failures.
+  if (ok) await forgetAttempt(regulator, admission.attemptId);
+  else await settleAttempt(regulator, admission.attemptId, { ...attempt, outcome: 'failure', reason: 'wrong_password_two_factor_settings' });
   return ok;
 }
 
@@ -176,8 +179,9 @@ export type SecondFactorResult =
  */
 export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, input: string, ip: string): Promise<SecondFactorResult> {
   const now = ctx.clock.now();
-  const block = await findTwoFactorBlock(ctx.db, now, userId, ip);
-  if (block !== null) return { ok: false, reason: 'blocked' };
+  const enrolled = await isTwoFactorOn(ctx.db, userId);
+  if (!enrolled) return { ok: false, reason: 'not-enrolled' };
+  if ((await admitTwoFactorAttempt(ctx.db, now, userId, ip)) === null) return { ok: false, reason: 'blocked' };
   const totp = normalizeTotpInput(input);
   const recovery = totp === null ? normalizeRecoveryCode(input) : null;
 
@@ -224,9 +228,9 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
     await clearUserFailures(ctx.db, userId);
     return result;
   }
-  if (result.reason === 'not-enrolled') return result;
+  // The admission's row stays as the wrong code's.
   await ctx.db.transaction().execute(async (trx) => {
-    const blocks = await recordTwoFactorFailure(trx, now, userId, ip);
+    const blocks = await blockTwoFactorIfDue(trx, now, userId, ip);
     const userBlock = blocks.find((b) => b.scope === 'user');
     if (userBlock !== undefined) {
       const user = await findUserById(trx, userId);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { findUserByEmail } from '../../src/accounts/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
@@ -222,6 +223,52 @@ describe('archway users set-email', () => {
     expect((await new WebClient(world.app).signIn('old-address@example.net', GOOD_PASSWORD)).status).toBe(401);
   });
 
+  it('ends every session, remember-me login and open link sent to the old address, and re-sends ready archives\' links', async () => {
+    const user = await makeUser(world, { email: 'leaving@example.net' });
+    const browser = new WebClient(world.app);
+    await browser.get('/sign-in');
+    expect((await browser.post('/sign-in', { email: user.email, password: GOOD_PASSWORD, remember: 'on' })).status).toBe(303);
+    expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
+    const asker = new WebClient(world.app, { remoteAddress: '192.0.2.200' });
+    await asker.get('/forgot-password');
+    await asker.post('/forgot-password', { email: user.email });
+    await settleBackgroundWork(world.app);
+    const [reset] = (await deliverMail(world)).filter((m) => recipients(m)[0] === user.email);
+    const archive = await db()
+      .insertInto('archive_requests')
+      .values({ user_id: user.id, customer: user.domain!, snapshot: 'daily.0', archive_id: 'b7'.repeat(16), state: 'ready', notified_at: new Date() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+    const result = await runCli(['users', 'set-email', '--email', user.email, '--new-email', 'arriving@example.net'], { env });
+    expect(result.code).toBe(0);
+
+    expect((await browser.get('/account')).status).toBe(303);
+    expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    const mailbox = new WebClient(world.app);
+    await mailbox.get(linkIn(reset!));
+    expect((await mailbox.get('/set-password')).body).not.toContain('name="password"');
+    const due = await db().selectFrom('archive_requests').select('notify_due_at').where('id', '=', archive.id).executeTakeFirstOrThrow();
+    expect(due.notify_due_at).not.toBeNull();
+  });
+
+  it('gives an invited user a new invitation at the new address; the old one stops working', async () => {
+    await runCli(['users', 'add', '--email', 'invited-old@example.net', '--domain', 'invited-move.example.org', '--plan', 'small'], { env });
+    const oldInvite = (await deliverMail(world)).find((m) => recipients(m)[0] === 'invited-old@example.net');
+    const result = await runCli(['users', 'set-email', '--email', 'invited-old@example.net', '--new-email', 'invited-new@example.net'], { env });
+    expect(result.code).toBe(0);
+    const sent = await deliverMail(world);
+    const invite = sent.find((m) => recipients(m)[0] === 'invited-new@example.net' && m.text?.includes('/set-password?token='));
+    expect(invite).toBeDefined();
+    const stale = new WebClient(world.app);
+    await stale.get(linkIn(oldInvite!));
+    expect((await stale.get('/set-password')).body).not.toContain('name="password"');
+    const fresh = new WebClient(world.app);
+    await fresh.get(linkIn(invite!));
+    expect((await fresh.get('/set-password')).body).toContain('name="password"');
+  });
+
   it('refuses an unknown account, an address another account has, and a malformed address, changing nothing', async () => {
     const a = await makeUser(world, { email: 'keep-a@example.net' });
     await makeUser(world, { email: 'keep-b@example.net' });
@@ -235,6 +282,35 @@ describe('archway users set-email', () => {
     expect((await findUserByEmail(db(), 'keep-a@example.net'))?.id).toBe(a.id);
     expect(await db().selectFrom('audit_log').select('id').where('subject', '=', a.id).execute()).toEqual([]);
     expect(await queued()).toEqual([]);
+  });
+});
+
+describe('one account per domain', () => {
+  it('refuses to add or import a domain another account has, whatever its case or a trailing dot, naming the line', async () => {
+    await makeUser(world, { email: 'owner@example.net', domain: 'shop.example.org' });
+    const before = await users();
+    const add = await runCli(['users', 'add', '--email', 'intruder@example.net', '--domain', ' Shop.Example.org. ', '--plan', 'small'], { env });
+    expect(add.code).toBe(65);
+    expect(add.stderr).toBe('archway users: There is already an account with the domain shop.example.org.\n');
+
+    const file = csv(
+      'domains.csv',
+      ['email,domain,plan', 'new1@example.net,fresh.example.org,small', 'new2@example.net,SHOP.example.org,small', 'new3@example.net,fresh.example.org.,small', ''].join('\n'),
+    );
+    const result = await runCli(['users', 'import', file], { env });
+    expect(result.code).toBe(65);
+    expect(result.stderr).toBe(`archway users: nothing was imported from ${file}:\n  line 4: the domain fresh.example.org is already on line 2 of this file.\n`);
+    const second = csv('domains2.csv', 'email,domain,plan\nnew1@example.net,fresh.example.org,small\nnew2@example.net,SHOP.example.org,small\n');
+    const clash = await runCli(['users', 'import', second], { env });
+    expect(clash.stderr).toBe(`archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the domain shop.example.org.\n`);
+    expect(await users()).toEqual(before);
+    expect(await queued()).toEqual([]);
+  });
+
+  it('is held by the database too, for a writer that does not normalise', async () => {
+    await makeUser(world, { email: 'first-writer@example.net', domain: 'held.example.org' });
+    const raw = db().insertInto('users').values({ email: 'raw-writer@example.net', role: 'customer', domain: ' HELD.example.org.', plan: 'small' });
+    await expect(raw.execute()).rejects.toMatchObject({ code: '23505', constraint: 'users_domain_normalised' });
   });
 });
 

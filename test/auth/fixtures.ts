@@ -14,12 +14,14 @@ export async function createUser(
   options: { role?: UserRole; status?: UserStatus; password?: string | null; email?: string } = {},
 ): Promise<User> {
   counter += 1;
+  const tag = Math.random().toString(36).slice(2, 8);
   const role = options.role ?? 'customer';
   const password = options.password === undefined ? PASSWORD : options.password;
   return insertUser(app.database.db, {
-    email: options.email ?? `user${counter}-${Math.random().toString(36).slice(2, 8)}@example.net`,
+    email: options.email ?? `user${counter}-${tag}@example.net`,
     role,
-    domain: role === 'customer' ? 'social.example.net' : null,
+    // Domains are unique between accounts, like addresses.
+    domain: role === 'customer' ? `social-${counter}-${tag}.example.net` : null,
     plan: role === 'customer' ? 'small' : null,
     status: options.status ?? 'active',
     passwordHash: password === null ? null : await app.passwords.hash(password),

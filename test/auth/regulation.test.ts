@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
-import { addressBlockKey, blockDurationMs } from '../../src/auth/regulation.js';
+import { addressBlockKey, addressHashKey, blockDurationMs, storedAddress } from '../../src/auth/regulation.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
@@ -179,6 +179,32 @@ describe('per-address regulation', () => {
 });
 
 describe('the operator', () => {
+  it('keeps only a keyed fingerprint of an address that named no account, and shows the operator that, not the text', async () => {
+    const { operator, secret } = await createOperator(subject.app);
+    // The classic slip: the password typed into the address field.
+    const typed = 'Marmalade-Lighthouse-77';
+    const ip = freshIp();
+    expectFailed(await attempt(ip, typed, 'whatever'));
+    expectFailed(await attempt(ip, `  ${typed.toUpperCase()} `, 'whatever'));
+    const rows = await db().selectFrom('sign_in_attempts').select(['email_tried', 'user_id']).where('ip', '=', ip).orderBy('id').execute();
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect(row.user_id).toBeNull();
+      expect(row.email_tried).toMatch(/^hmac:[0-9a-f]{32}$/);
+      expect(row.email_tried!.toLowerCase()).not.toContain(typed.toLowerCase());
+    }
+    // The same text gives the same fingerprint, so the operator still sees one address tried again and again.
+    expect(rows[0]!.email_tried).toBe(rows[1]!.email_tried);
+    expect(rows[0]!.email_tried).toBe(storedAddress(addressHashKey(subject.app.config.secrets.passwordPepper), typed, false));
+
+    const desk = new WebClient(subject.app, { remoteAddress: freshIp() });
+    expect((await signInOperator(subject.app, desk, operator.email, secret)).location).toBe('/operator');
+    const page = await desk.get('/operator');
+    expect(page.body).not.toContain(typed);
+    expect(page.body).not.toContain(rows[0]!.email_tried);
+    expect(page.body).toContain(`unknown address #${rows[0]!.email_tried!.slice(5, 13)}`);
+  });
+
   it('sees the attempts and active blocks and lifts a block; the user can sign in at once', async () => {
     const { operator, secret } = await createOperator(subject.app);
     const user = await createUser(subject.app);

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
 import { enqueueMail } from '../../src/mail/mail.service.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
+import { loadConfig } from '../../src/config.js';
+import { buildTestApp, TEST_SECRETS, testConfig, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 
@@ -94,6 +95,25 @@ describe('mail delivery failures', () => {
       expect(subject.logText()).toContain('"msg":"mail not sent; will retry"');
       await expectNoPasswordIn(subject);
     });
+  });
+
+  it('in production, sends nothing in clear text to a relay without STARTTLS even when the URL does not ask for requireTLS', async () => {
+    await database.handle.db.deleteFrom('mail_queue').execute();
+    sink.clear();
+    const handle = await connectDatabase({ databaseUrl: database.url, dataDir: '/nonexistent' });
+    const mail = { ...testConfig(database.url, { ARCHWAY_SMTP_URL: goodUrl() }).mail, requireTlsByDefault: true };
+    const production = { NODE_ENV: 'production', ARCHWAY_DATABASE_URL: database.url, ARCHWAY_PUBLIC_URL: 'https://portal.example.net', ARCHWAY_MAIL_FROM: 'Archway <archway@example.net>', ARCHWAY_SMTP_URL: goodUrl(), ...TEST_SECRETS };
+    expect(loadConfig(production).mail.requireTlsByDefault).toBe(true);
+    expect(loadConfig({ ...production, NODE_ENV: 'development' }).mail.requireTlsByDefault).toBe(false);
+    const subject = await buildTestApp(handle, database.url, { ARCHWAY_SMTP_URL: goodUrl() }, { mail });
+    try {
+      await enqueueMail(database.handle.db, message('alice@example.net'));
+      expect(await deliverDueMail(subject.app)).toEqual(['retry']);
+      expect((await onlyRow()).last_error).toBe('ETLS: Error upgrading connection with STARTTLS: 500 Error: command not recognized');
+      expect(sink.messages).toHaveLength(0);
+    } finally {
+      await subject.app.close();
+    }
   });
 
   it('sends nothing in clear text when the URL asks for requireTLS and the relay offers no STARTTLS', async () => {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
@@ -241,6 +242,37 @@ describe('the half-signed-in state', () => {
 });
 
 describe('password reset with two-factor on', () => {
+  it('ends a half-finished sign-in (password given, code not yet) when the password is reset', async () => {
+    const { user, secret } = await enrolledUser();
+    // Someone who knew the old password got as far as the code page.
+    const thief = new WebClient(world.app, { remoteAddress: freshIp() });
+    expect((await passwordStep(thief, user.email, GOOD_PASSWORD)).location).toBe('/sign-in/two-factor');
+    await thief.get('/sign-in/two-factor');
+
+    const owner = new WebClient(world.app, { remoteAddress: freshIp() });
+    await owner.get('/forgot-password');
+    await owner.post('/forgot-password', { email: user.email });
+    await settleBackgroundWork(world.app);
+    const [message] = await deliverMail(world);
+    await owner.get(linkIn(message!));
+    await owner.get('/set-password');
+    const NEW_PASSWORD = 'Lighthouse-Copper-78';
+    expect((await owner.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe('/set-password/done');
+    const pending = await db()
+      .selectFrom('sessions')
+      .select('id')
+      .where(sql<boolean>`data->'twoFactorPending'->>'userId' = ${user.id}`)
+      .execute();
+    expect(pending).toEqual([]);
+
+    // Even with a right code (a phone nearby, a phished code), the old password's half sign-in leads nowhere.
+    const answer = await thief.post('/sign-in/two-factor', { code: phoneCode(clock(), secret) });
+    expect(answer.status).toBe(303);
+    expect(answer.location).toBe('/sign-in');
+    expect((await thief.get('/account')).status).toBe(303);
+    expect(await sessionsOf(user.id)).toEqual([]);
+  });
+
   it('does not skip the second step: the reset signs nobody in, and the new password still asks for a code', async () => {
     const { user, secret } = await enrolledUser();
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
