@@ -165,12 +165,14 @@ interface MediaFile {
  */
 export function generateDemoBackups(customerDir: string, domain: string, newest: Date): DemoBackupsSummary {
   const pool = fillerPool(1 << 20);
-  const dumps = databaseDumps(domain, Array.from({ length: SNAPSHOTS }, (_, s) => FIRST_STATUSES + s * NEW_STATUSES_PER_DAY), newest);
+
   const random = prng(20261128);
   const summary: DemoBackupsSummary = { snapshots: [], files: 0, bytes: 0 };
   let previous: { dir: string; media: MediaFile[] } | null = null;
   let attachmentId = FIRST_ID + 5_000_000_000n;
+  // Only the day counts, so any time of the same day gives the same bytes.
   const day = Date.UTC(newest.getUTCFullYear(), newest.getUTCMonth(), newest.getUTCDate(), 3);
+  const dumps = databaseDumps(domain, Array.from({ length: SNAPSHOTS }, (_, s) => FIRST_STATUSES + s * NEW_STATUSES_PER_DAY), new Date(day));
   for (let s = 0; s < SNAPSHOTS; s++) {
     const at = new Date(day - (SNAPSHOTS - 1 - s) * DAY_MS);
     const name = at.toISOString().slice(0, 10);
