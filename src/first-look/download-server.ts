@@ -41,9 +41,12 @@ const READ_CHUNK = 1 << 20;
 
 type ErrorStatus = 403 | 404 | 410;
 
-/** The shipped error pages, rendered as the install script renders them (its --portal-url check included). */
+/**
+ * The shipped error pages, rendered as the install script renders them, with its --portal-url check
+ * (plus brackets, for a first look on an IPv6 loopback: http://[::1]:3000).
+ */
 export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Buffer> {
-  if (!/^https?:\/\/[A-Za-z0-9.:/_-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
+  if (!/^https?:\/\/[A-Za-z0-9.:/_[\]-]+$/.test(portalUrl)) throw new Error('portal URL has characters that do not belong in a link');
   const pages = new Map<ErrorStatus, Buffer>();
   for (const status of [403, 404, 410] as const) {
     const template = readFileSync(path.join(PROJECT_ROOT, 'nginx', 'errors', `${status}.html.in`), 'utf8');
@@ -119,8 +122,9 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
 
   /** One line of `log_format archway_download escape=json`, appended in order, one write each. */
   const logDownload = (entry: { started: Date; remote: string; uri: string; status: number; bytes: number; completion: 'OK' | '' }): void => {
+    // $time_iso8601 is when the line is written (the end of the request), $request_time how long it took.
     const line =
-      `{"time":${JSON.stringify(isoTimeLikeNginx(entry.started))},"remote_addr":${JSON.stringify(entry.remote)},` +
+      `{"time":${JSON.stringify(isoTimeLikeNginx(new Date()))},"remote_addr":${JSON.stringify(entry.remote)},` +
       `"uri":${JSON.stringify(entry.uri)},"status":${entry.status},"bytes":${entry.bytes},` +
       `"completion":"${entry.completion}","request_time":${requestTimeLikeNginx(Date.now() - entry.started.getTime())}}\n`;
     logWrites = logWrites
@@ -152,7 +156,10 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = new Date();
-    const target = req.url ?? '/';
+    // An absolute-form target (`GET http://host/path`) names the path after its authority, as for NGINX.
+    const raw = req.url ?? '/';
+    const authority = /^https?:\/\/[^/?]*/i.exec(raw)?.[0];
+    const target = authority === undefined ? raw : `/${raw.slice(authority.length).replace(/^\//, '')}`;
     const q = target.indexOf('?');
     const uri = nginxUri(q === -1 ? target : target.slice(0, q));
     if (uri === null) {

@@ -75,9 +75,11 @@ function decodeBase64url(text: string): Buffer | null {
   return Buffer.from(out);
 }
 
-/** ngx_atotm: digits only, at least one; anything else is -1. */
+/** ngx_atotm: digits only, at least one, no overflow of a 64-bit time_t; anything else is -1. */
 function parseExpires(text: string): number {
-  return /^[0-9]{1,15}$/.test(text) ? Number(text) : -1;
+  if (!/^[0-9]+$/.test(text)) return -1;
+  const value = BigInt(text);
+  return value > 9223372036854775807n ? -1 : Number(value);
 }
 
 /**

@@ -244,6 +244,24 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     await expectSameAnswer(encoded + query(encoded, CUSTOMER), { localAddress: CUSTOMER }, 403);
   });
 
+  it('reads the signature parameters and the request target as NGINX does', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const expires = Math.floor(Date.now() / 1000) + 60;
+    const md5 = secureLinkMd5(expires, uri, CUSTOMER, secret);
+    const cases: Array<[string, number]> = [
+      [`${uri}?MD5=${md5}&Expires=${expires}`, 200],
+      [`${uri}?expires=${expires}&x=1&md5=${md5}`, 200],
+      [`${uri}?md5=${md5}==&expires=${expires}`, 200],
+      [`${uri}?md5=${md5.slice(0, -1)}&expires=${expires}`, 403],
+      [`${uri}?md5=AAAA${md5.slice(4)}&md5=${md5}&expires=${expires}`, 403],
+      [`${uri}?xmd5=${md5}&expires=${expires}`, 403],
+      [`${uri}?md5=${secureLinkMd5(`00${expires}`, uri, CUSTOMER, secret)}&expires=00${expires}`, 200],
+      [`${uri}?md5=${md5}&expires=${expires}0000000000000000000000`, 403],
+      [`http://downloads.example.net${uri}?md5=${md5}&expires=${expires}`, 200],
+    ];
+    for (const [path, status] of cases) await expectSameAnswer(path, { localAddress: CUSTOMER }, status);
+  });
+
   it('follows a symlink out of the link root only when its owner owns the target, as disable_symlinks if_not_owner', async () => {
     // Owned by nobody, pointing at root's archive: refused even when signed.
     const foreign = await makeLink(join(archiveRoot, 'a.tar'), { linkOwner: 65534 });
@@ -310,6 +328,21 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
 });
 
 describe('the first-look download server on its own', () => {
+  it('refuses to start with a portal URL that would break out of the href, or a short or missing secret', async () => {
+    const options = { host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: join(base, 'secure-link.secret'), accessLog: join(base, 'unused.log') };
+    await expect(startDownloadServer({ ...options, portalUrl: 'https://portal.example.net/"><script>alert(1)</script>' })).rejects.toThrow(/portal URL/);
+    await expect(startDownloadServer({ ...options, portalUrl: 'javascript:alert(1)' })).rejects.toThrow(/portal URL/);
+    await writeFile(join(base, 'short.secret'), 'too-short\n');
+    await expect(startDownloadServer({ ...options, secureLinkSecretFile: join(base, 'short.secret') })).rejects.toThrow(/shorter than 16/);
+    await expect(startDownloadServer({ ...options, secureLinkSecretFile: join(base, 'missing.secret') })).rejects.toThrow(/ENOENT/);
+    // An IPv6 loopback portal is a valid link target.
+    const v6 = await startDownloadServer({ ...options, portalUrl: 'http://[::1]:3000/backups' });
+    const page = await httpGet(`${v6.url}/nothing-here`, { localAddress: '127.0.0.1' });
+    await v6.close();
+    expect(page.status).toBe(404);
+    expect(page.body.toString()).toContain('href="http://[::1]:3000/backups"');
+  });
+
   it('streams a 512 MiB archive with memory that does not grow with it', async () => {
     const size = 512 * 1024 * 1024;
     await writeFile(join(archiveRoot, 'huge.tar'), '');
