@@ -20,7 +20,9 @@ export const serveCommand: Command = {
 
 Runs the portal on ARCHWAY_HOST:ARCHWAY_PORT (default 127.0.0.1:3000).
 Without ARCHWAY_DATABASE_URL it runs in first-look mode: an embedded database and generated
-secrets under ARCHWAY_DATA_DIR (default ./var), loopback only, never with NODE_ENV=production.
+secrets under ARCHWAY_DATA_DIR (default ./var), loopback only, never with NODE_ENV=production;
+without a backup host configured, also a backup host of its own under ARCHWAY_DATA_DIR/backup-host
+(demo backups, the dispatcher's watch and sweep, a download server on the next port).
 Applies pending migrations first when ARCHWAY_MIGRATE_ON_START is true (the first-look default).
 Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finish.`,
   options: {},
