@@ -1,4 +1,4 @@
-// Time from starting Archway in first-look mode to its first served page, against a bare Node HTTP server.
+// Time from starting Archway in first-look mode (with its own backup host) to its first served page, against a bare Node HTTP server.
 // Usage: npm run bench -- first-look-start [runs=5]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,7 +19,7 @@ async function timeToFirstPage(args, cwd, { command = process.execPath, env = {}
   const child = spawn(command, args, {
     cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ARCHWAY_PORT: '0', ARCHWAY_LOG_LEVEL: 'info', ...env },
-    // npm start runs node as a grandchild: a process group lets SIGTERM reach it.
+      // npm start runs node as a grandchild: a process group lets SIGTERM reach it.
     detached: command !== process.execPath,
   });
   let output = '';
@@ -52,7 +52,8 @@ for (let i = 0; i < runs; i++) {
   const cwd = mkdtempSync(path.join(tmpdir(), 'archway-bench-'));
   try {
     results.bare.push(await timeToFirstPage(['-e', BARE], cwd));
-    results.fresh.push(await timeToFirstPage([main, 'serve'], cwd)); // empty ./var: creates the database and secrets
+    // Empty ./var: creates the database, secrets and the backup host with its demo backups.
+    results.fresh.push(await timeToFirstPage([main, 'serve'], cwd));
     results.warm.push(await timeToFirstPage([main, 'serve'], cwd)); // ./var exists from the run before
     // What a newcomer types: builds with tsc, then serves (data kept in the same temp directory).
     results.npmStart.push(await timeToFirstPage(['start', '--silent'], root, { command: 'npm', env: { ARCHWAY_DATA_DIR: path.join(cwd, 'var') } }));

@@ -1,5 +1,5 @@
 // Reads the environment once into a validated, frozen Config, naming every bad variable at once.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -83,7 +83,7 @@ export interface Config {
   databaseUrl: string | null;
   migrateOnStart: boolean;
   logLevel: string;
-  /** Null only in first-look mode before the generated secrets are loaded (see first-look.ts). */
+  /** Null only in first-look mode before the generated secrets are loaded (see first-look/secrets.ts). */
   secrets: Secrets | null;
   /** Earlier encryption keys, only to read what `archway keys rotate` has not re-encrypted yet. */
   oldEncryptionKeys: Buffer[];
@@ -96,6 +96,15 @@ export interface Config {
   /** The backup host's downloads vhost (its dispatcher's downloadBaseUrl); only `archway doctor` uses it. */
   backupHostDownloadsUrl: string | null;
   archives: ArchivesConfig;
+  /** First look's own backup host (src/first-look/); null in server mode or when a backup host is configured. */
+  firstLookBackupHost: FirstLookBackupHostConfig | null;
+}
+
+export interface FirstLookBackupHostConfig {
+  /** A backup tree of the newcomer's own (one folder per installation domain) instead of the generated demo backups. */
+  ownBackups: string | null;
+  /** The download server's port; null = the portal's port + 1, or any free port when that one is taken. */
+  downloadPort: number | null;
 }
 
 export class ConfigError extends Error {
@@ -221,6 +230,31 @@ function readSecrets(reader: Reader, required: boolean): Secrets | null {
   }
   if (sessionSecret === undefined || passwordPepper === undefined || encryptionKey === null) return null;
   return { sessionSecret, encryptionKey, passwordPepper };
+}
+
+/** First look's own backup host: only with neither a database server nor a backup host configured. */
+function readFirstLookBackupHost(reader: Reader, applies: boolean, cwd: string): FirstLookBackupHostConfig | null {
+  const own = reader.plain('ARCHWAY_FIRST_LOOK_BACKUPS');
+  const portText = reader.plain('ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT');
+  if (!applies) {
+    for (const [name, value] of [['ARCHWAY_FIRST_LOOK_BACKUPS', own], ['ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT', portText]] as const) {
+      if (value !== undefined) reader.problems.push(`${name} is only for first look without a backup host (no ARCHWAY_DATABASE_URL, no ARCHWAY_BACKUP_HOST*).`);
+    }
+    return null;
+  }
+  let ownBackups: string | null = null;
+  if (own !== undefined) {
+    ownBackups = path.resolve(cwd, own);
+    let isDirectory = false;
+    try {
+      isDirectory = statSync(ownBackups).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDirectory) reader.problems.push(`ARCHWAY_FIRST_LOOK_BACKUPS "${own}" is not a directory.`);
+  }
+  const downloadPort = portText === undefined ? null : reader.int('ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT', 0, 0, 65535);
+  return { ownBackups, downloadPort };
 }
 
 /** Accepts 32 bytes as hex or base64; anything else (a passphrase, a short key) is refused. */
@@ -402,6 +436,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
   // Building an archive is the expensive part of the service; first look waits minutes, not a day, to show it.
   const archives: ArchivesConfig = { cooldownMs: reader.duration('ARCHWAY_ARCHIVE_COOLDOWN', mode === 'first-look' ? 2 * 60_000 : 24 * 3_600_000, 30 * 86_400_000) };
+  const firstLookBackupHost = readFirstLookBackupHost(reader, mode === 'first-look' && backupHost === null, cwd);
   const oldEncryptionKeys = readOldKeys(reader);
   const oldPasswordPeppers = readOldPeppers(reader);
 
@@ -425,6 +460,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     backupHost,
     backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),
     archives,
+    firstLookBackupHost,
   };
   return Object.freeze(config);
 }

@@ -3,7 +3,7 @@ import type pino from 'pino';
 import type { Config, Secrets } from './config.js';
 import { connectDatabase, type DatabaseHandle } from './db/connect.js';
 import { migrateToLatest } from './db/migrator.js';
-import { loadOrCreateFirstLookSecrets } from './first-look.js';
+import { loadOrCreateFirstLookSecrets } from './first-look/secrets.js';
 
 export function resolveSecrets(config: Config, log: pino.Logger): Config & { secrets: Secrets } {
   if (config.secrets !== null) return config as Config & { secrets: Secrets };

@@ -192,6 +192,21 @@ describe('configuration', () => {
     ]);
   });
 
+  it('gives first look a backup host of its own only when none is configured, and checks its two settings', () => {
+    expect(loadConfig({}, '/srv/archway').firstLookBackupHost).toEqual({ ownBackups: null, downloadPort: null });
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).firstLookBackupHost).toBeNull();
+    expect(loadConfig({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS }).firstLookBackupHost).toBeNull();
+    const own = mkdtempSync(path.join(tmpdir(), 'archway-own-backups-'));
+    expect(loadConfig({ ARCHWAY_FIRST_LOOK_BACKUPS: own, ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT: '0' }).firstLookBackupHost).toEqual({ ownBackups: own, downloadPort: 0 });
+    expect(problemsOf({ ARCHWAY_FIRST_LOOK_BACKUPS: 'no-such-dir', ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT: '70000' })).toEqual([
+      'ARCHWAY_FIRST_LOOK_BACKUPS "no-such-dir" is not a directory.',
+      'ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT must be a whole number from 0 to 65535 (got "70000").',
+    ]);
+    expect(problemsOf({ ARCHWAY_FIRST_LOOK_BACKUPS: own, ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
+      'ARCHWAY_FIRST_LOOK_BACKUPS is only for first look without a backup host (no ARCHWAY_DATABASE_URL, no ARCHWAY_BACKUP_HOST*).',
+    ]);
+  });
+
   it('reads the database URL from ARCHWAY_DATABASE_URL_FILE, since it holds a password', () => {
     const config = loadConfig({ ARCHWAY_DATABASE_URL_FILE: secretFile(`${DB}\n`), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS });
     expect(config.mode).toBe('server');

@@ -9,6 +9,8 @@ import { recordAudit } from './audit.js';
 import { countUsers, insertUser } from './user.repository.js';
 
 export const FIRST_LOOK_ACCOUNTS_FILE = 'first-look-accounts.txt';
+/** The demo customer's installation domain: its backups are the folder of this name on the backup host. */
+export const DEMO_CUSTOMER_DOMAIN = 'demo.example.net';
 
 export interface DemoAccount {
   role: UserRole;
@@ -18,7 +20,7 @@ export interface DemoAccount {
 
 const DEMO = [
   { role: 'operator' as const, email: 'demo-operator@example.net', domain: null, plan: null },
-  { role: 'customer' as const, email: 'demo-customer@example.net', domain: 'demo.example.net', plan: 'demo' },
+  { role: 'customer' as const, email: 'demo-customer@example.net', domain: DEMO_CUSTOMER_DOMAIN, plan: 'demo' },
 ];
 
 /** 120 random bits as 20 base64url characters, drawn again in the rare case the policy would refuse them. */

@@ -7,6 +7,7 @@ import { startLinkMailer } from '../archives/link-mailer.js';
 import { startEventSync } from '../archives/event-sync.js';
 import { startIpRetentionJob } from '../auth/ip-retention.js';
 import { loadConfig } from '../config.js';
+import { startFirstLookBackupHost, type RunningFirstLookBackupHost } from '../first-look/backup-host.js';
 import { loggerOptions } from '../log.js';
 import { startMailWorker } from '../mail/mail.worker.js';
 import { openDatabase, resolveSecrets } from '../runtime.js';
@@ -19,15 +20,28 @@ export const serveCommand: Command = {
 
 Runs the portal on ARCHWAY_HOST:ARCHWAY_PORT (default 127.0.0.1:3000).
 Without ARCHWAY_DATABASE_URL it runs in first-look mode: an embedded database and generated
-secrets under ARCHWAY_DATA_DIR (default ./var), loopback only, never with NODE_ENV=production.
+secrets under ARCHWAY_DATA_DIR (default ./var), loopback only, never with NODE_ENV=production;
+without a backup host configured, also a backup host of its own under ARCHWAY_DATA_DIR/backup-host
+(demo backups, the dispatcher's watch and sweep, a download server on the next port).
 Applies pending migrations first when ARCHWAY_MIGRATE_ON_START is true (the first-look default).
 Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finish.`,
   options: {},
   async run() {
     const loaded = loadConfig();
     const log = pino(loggerOptions(loaded.logLevel) as pino.LoggerOptions);
-    const config = resolveSecrets(loaded, log);
+    let config = resolveSecrets(loaded, log);
     const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
+    // First look without a backup host gets one of its own on this computer (src/first-look/backup-host.ts).
+    let firstLookHost: RunningFirstLookBackupHost | null = null;
+    if (config.firstLookBackupHost !== null) {
+      try {
+        firstLookHost = await startFirstLookBackupHost(config, config.firstLookBackupHost, log);
+      } catch (error) {
+        await database.close();
+        throw error;
+      }
+      config = Object.freeze({ ...config, backupHost: firstLookHost.settings });
+    }
     const app = await buildApp({ config, database });
     const demo = await createFirstLookAccounts(app);
 
@@ -45,6 +59,7 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
       // The mail worker and the archive jobs finish what they have in hand before the database pool closes under them.
       Promise.all([stopMailWorker(), stopArchiveJobs()])
         .then(() => app.close())
+        .then(() => firstLookHost?.stop())
         .then(
           () => process.exit(0),
           (error: unknown) => {
@@ -56,7 +71,15 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
 
-    const address = await app.listen({ host: config.host, port: config.port });
+    let address: string;
+    try {
+      address = await app.listen({ host: config.host, port: config.port });
+    } catch (error) {
+      // Its child processes and download server would otherwise keep this failed start alive.
+      await app.close();
+      await firstLookHost?.stop();
+      throw error;
+    }
     app.log.info({ address, mode: config.mode }, `Archway is listening on ${address}`);
     // Straight to the console, never into the log: the passwords are shown this once.
     if (demo !== null) process.stdout.write(describeFirstLookAccounts(demo, address));
@@ -64,7 +87,8 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     // Only where there is a backup host to ask: archive status polling, the link emails, and every
     // 20 s its events, which feed the request log and mark downloads.
     if (config.backupHost !== null) {
-      const stops = [startArchivePoller(app), startLinkMailer(app), startEventSync(app)];
+      // First look's dispatcher answers in milliseconds: its downloads show within seconds, not 20.
+      const stops = [startArchivePoller(app), startLinkMailer(app), startEventSync(app, { intervalMs: firstLookHost ? 2_000 : undefined })];
       stopArchiveJobs = async () => {
         await Promise.all(stops.map((stop) => stop()));
       };

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Secrets } from './config.js';
+import type { Secrets } from '../config.js';
 
 interface StoredSecrets {
   sessionSecret: string;
