@@ -96,6 +96,7 @@ describe('what we store, and the terms', () => {
       users: 'email address',
       payments: 'payment history',
       account_tokens: 'Links to set a password carry a secret',
+      password_reset_requests: 'Each request for a password reset link',
       sessions: 'a session with a random identifier',
       sign_in_attempts: 'Every attempt to sign in',
       blocks: 'to stop people guessing passwords',
