@@ -4,7 +4,8 @@
 // two side by side (test/first-look/download-server-conformance.test.ts). What it copies, rule by rule:
 // secure_link (403 wrong hash or address, 410 expired), limit_except GET, the friendly error pages,
 // disable_symlinks if_not_owner from=LINK_ROOT, max_ranges 0 (no Range, no Accept-Ranges), the headers,
-// and the archway_download log line for signed GETs, written when the response ends.
+// limit_conn archway_link 1 (429 while the same link is being served), and the archway_download log line
+// for signed GETs, written when the response ends. HSTS is not sent: the vhost's value is empty over plain HTTP.
 import { readFileSync } from 'node:fs';
 import { appendFile, lstat, open, stat, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -40,6 +41,8 @@ const DEFAULT_PORTAL_URL = 'http://127.0.0.1:3000/backups';
 const READ_CHUNK = 1 << 20;
 
 type ErrorStatus = 403 | 404 | 410 | 429;
+type Outcome = { status: number; bytes: number; completion: 'OK' | '' };
+type LogEntry = Outcome & { started: Date; remote: string; uri: string };
 
 /**
  * The shipped error pages, rendered as the install script renders them, with its --portal-url check
@@ -118,10 +121,12 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
   const secret = readSecret(options.secureLinkSecretFile);
   const pages = renderDownloadErrorPages(options.portalUrl ?? DEFAULT_PORTAL_URL);
   const inFlight = new Set<Promise<void>>();
+  /** limit_conn archway_link 1: the link directories a request is being served from. */
+  const busyLinks = new Set<string>();
   let logWrites: Promise<void> = Promise.resolve();
 
   /** One line of `log_format archway_download escape=json`, appended in order, one write each. */
-  const logDownload = (entry: { started: Date; remote: string; uri: string; status: number; bytes: number; completion: 'OK' | '' }): void => {
+  const logDownload = (entry: LogEntry): void => {
     // $time_iso8601 is when the line is written (the end of the request), $request_time how long it took.
     const line =
       `{"time":${JSON.stringify(isoTimeLikeNginx(new Date()))},"remote_addr":${JSON.stringify(entry.remote)},` +
@@ -169,22 +174,35 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     const link = LINK_LOCATION.exec(uri);
     if (!link) return sendPage(req, res, 404);
 
-    // limit_except swaps in its own location config, without the secure_link `if`s: any other method is 403.
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendPage(req, res, 403);
+    // limit_except swaps in its own location config, without the secure_link `if`s (the rewrite phase), so any
+    // other method meets only limit_conn (preaccess) and then the deny (access): 429 if the link is busy, else 403.
+    const other = req.method !== 'GET' && req.method !== 'HEAD';
     const remote = remoteAddr(req);
-    const signature = secureLinkState(q === -1 ? '' : target.slice(q + 1), uri, remote, secret, Math.floor(started.getTime() / 1000));
-    if (signature === '') return sendPage(req, res, 403);
-    if (signature === '0') return sendPage(req, res, 410);
+    if (!other) {
+      const signature = secureLinkState(q === -1 ? '' : target.slice(q + 1), uri, remote, secret, Math.floor(started.getTime() / 1000));
+      if (signature === '') return sendPage(req, res, 403);
+      if (signature === '0') return sendPage(req, res, 410);
+    }
+    // The 429 goes through error_page into another location too, so it never reaches the download log.
+    if (busyLinks.has(link[1]!)) return sendPage(req, res, 429);
+    if (other) return sendPage(req, res, 403);
+    busyLinks.add(link[1]!);
+    // The link is free again before its log line is written: whoever reads the line may fetch it again at once.
+    const entry = await serveLink(req, res, link[1]!, link[2]!).finally(() => busyLinks.delete(link[1]!));
     // Only signed GETs reach the download log (map $archway_signed): a HEAD transfers nothing.
-    const logged = req.method === 'GET';
+    if (entry && req.method === 'GET') logDownload({ started, remote, uri, ...entry });
+  };
 
-    const opened = await openLink(options.linkRoot, link[1]!, link[2]!);
+  /** Sends the linked archive; returns what the download log says about it, if anything. */
+  const serveLink = async (req: IncomingMessage, res: ServerResponse, dir: string, name: string): Promise<Outcome | undefined> => {
+    const opened = await openLink(options.linkRoot, dir, name);
     if ('status' in opened) {
       // 403 and 404 go through error_page into another location, whose log is not the download log.
-      if (opened.status !== 500) return sendPage(req, res, opened.status);
-      const bytes = sendBuiltin(req, res, 500);
-      if (logged) logDownload({ started, remote, uri, status: 500, bytes, completion: 'OK' });
-      return;
+      if (opened.status !== 500) {
+        sendPage(req, res, opened.status);
+        return undefined;
+      }
+      return { status: 500, bytes: sendBuiltin(req, res, 500), completion: 'OK' };
     }
     const { handle: file, size, mtimeMs } = opened;
     try {
@@ -192,29 +210,22 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
       const etag = `"${lastModified.toString(16)}-${size.toString(16)}"`;
       const status = conditionalStatus(req.headers, etag, lastModified);
       if (status === 412) {
-        const bytes = sendBuiltin(req, res, 412);
         // NGINX ends this one from inside its header filter, which leaves $request_completion empty.
-        if (logged) logDownload({ started, remote, uri, status, bytes, completion: '' });
-        return;
+        return { status, bytes: sendBuiltin(req, res, 412), completion: '' };
       }
       // add_header (without `always`) applies to 200 and 304; a 304 has no type or length.
       res.writeHead(status, {
         ...(status === 200 ? { 'Content-Type': 'application/x-tar', 'Content-Length': size } : {}),
         'Last-Modified': new Date(lastModified * 1000).toUTCString(),
         ETag: etag,
-        'Content-Disposition': `attachment; filename="${link[2]!}"`,
+        'Content-Disposition': `attachment; filename="${name}"`,
         'X-Content-Type-Options': 'nosniff',
         'Cache-Control': 'private, no-store',
         'Referrer-Policy': 'no-referrer',
       });
-      if (status === 304) {
+      if (status === 304 || req.method === 'HEAD') {
         res.end();
-        if (logged) logDownload({ started, remote, uri, status, bytes: 0, completion: 'OK' });
-        return;
-      }
-      if (!logged) {
-        res.end();
-        return;
+        return { status, bytes: 0, completion: 'OK' };
       }
       let sent = 0;
       let completion: 'OK' | '' = 'OK';
@@ -233,7 +244,7 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
         completion = '';
         res.destroy();
       }
-      logDownload({ started, remote, uri, status: 200, bytes: sent, completion });
+      return { status: 200, bytes: sent, completion };
     } finally {
       await file.close();
     }

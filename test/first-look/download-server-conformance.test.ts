@@ -1,6 +1,7 @@
 // The first-look download server answers every kind of request as the shipped NGINX downloads vhost does.
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, lchown, mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +85,18 @@ async function expectSameAnswer(rawPath: string, options: Omit<GetOptions, 'rawP
   expect(got.nginx.status, `nginx for ${rawPath}`).toBe(expectedStatus);
   expect(essentials(got.firstLook, true), `first look for ${rawPath}`).toEqual(essentials(got.nginx, true));
   return got.nginx;
+}
+
+/** A GET whose client stops reading once the headers are in: the server keeps serving it until `drop`. */
+function holdDownload(baseUrl: string, rawPath: string): Promise<{ status: number; drop: () => void }> {
+  return new Promise((resolve, reject) => {
+    const req = request(baseUrl, { path: rawPath, localAddress: CUSTOMER, agent: false }, (res) => {
+      res.pause();
+      resolve({ status: res.statusCode ?? 0, drop: () => req.destroy() });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** What `watch` makes of a download log: its parsed records, without the clock fields. */
@@ -305,6 +318,36 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
       expect(record.bytes).toBeGreaterThan(0);
       expect(record.bytes).toBeLessThan(BIG);
     }
+  });
+
+  it('answers a second request for a link with 429 while the first is still being served, as limit_conn', async () => {
+    const uri = await makeLink(join(archiveRoot, 'big.tar'));
+    const signed = uri + query(uri, CUSTOMER);
+    const expired = uri + query(uri, CUSTOMER, Math.floor(Date.now() / 1000) - 1);
+    const held = [await holdDownload(nginx.baseUrl, signed), await holdDownload(firstLook.url, signed)];
+    try {
+      expect(held.map((h) => h.status)).toEqual([200, 200]);
+      const busy = await expectSameAnswer(signed, { localAddress: CUSTOMER }, 429);
+      expect(busy.sha256).toBe(createHash('sha256').update(await readFile(join(base, 'nginx', 'errors', '429.html'))).digest('hex'));
+      await expectSameAnswer(signed, { localAddress: CUSTOMER, method: 'HEAD' }, 429);
+      // The signature is checked first (rewrite phase, before limit_conn): a forged or stale link learns nothing.
+      await expectSameAnswer(uri + query(uri, STRANGER), { localAddress: CUSTOMER }, 403);
+      await expectSameAnswer(uri, { localAddress: CUSTOMER }, 403);
+      await expectSameAnswer(expired, { localAddress: CUSTOMER }, 410);
+      // limit_except's own config has no secure_link `if`s, but keeps limit_conn (preaccess runs before its deny).
+      await expectSameAnswer(signed, { localAddress: CUSTOMER, method: 'POST' }, 429);
+      // Another link is not held up.
+      const other = await makeLink(join(archiveRoot, 'a.tar'));
+      await expectSameAnswer(other + query(other, CUSTOMER), { localAddress: CUSTOMER }, 200);
+    } finally {
+      for (const h of held) h.drop();
+    }
+    // Once the first request is over (its line is in the log), the link serves again.
+    for (const log of [nginxLog, firstLookLog]) {
+      await eventually(`the held download in ${log}`, async () => (await watchRecords(log)).find((r) => r.uri === uri));
+    }
+    expect((await expectSameAnswer(signed, { localAddress: CUSTOMER }, 200)).bytes).toBe(BIG);
+    await expectSameAnswer(signed, { localAddress: CUSTOMER, method: 'POST' }, 403);
   });
 
   it('writes the same download log records as NGINX, for exactly the signed GETs', async () => {
