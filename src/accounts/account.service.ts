@@ -53,7 +53,7 @@ export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
 }
 
-/** The unique violation of the domain index (migration 0009), as opposed to the address's. */
+/** The unique violation of the domain index (migration 0008), as opposed to the address's. */
 export function isDomainViolation(error: unknown): boolean {
   return isUniqueViolation(error) && (error as { constraint?: unknown }).constraint === 'users_domain_normalised';
 }

@@ -37,7 +37,7 @@ export function toUser(row: Selectable<UsersTable>): User {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Finds a user whatever the case of the address typed; null when there is none. */
-/** The domain as the unique index compares it (migration 0009): trimmed, lowercase, without a trailing dot. */
+/** The domain as the unique index compares it (migration 0008): trimmed, lowercase, without a trailing dot. */
 const normalisedDomain = sql<string>`rtrim(lower(btrim(domain)), '.')`;
 
 export function domainKey(domain: string): string {
