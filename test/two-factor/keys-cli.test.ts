@@ -27,7 +27,7 @@ function env(extra: Record<string, string>): Record<string, string> {
 }
 
 async function storeSecret(email: string, hexKey: string, secret: Buffer): Promise<string> {
-  const user = await insertUser(database.handle.db, { email, role: 'customer', domain: 'd.example.net', plan: 'small', status: 'active' });
+  const user = await insertUser(database.handle.db, { email, role: 'customer', domain: `${email.split('@')[0]}.example.net`, plan: 'small', status: 'active' });
   await database.handle.db
     .insertInto('two_factor')
     .values({ user_id: user.id, secret_encrypted: createKeyRing(key(hexKey)).encrypt(secret, user.id), created_at: new Date(), enabled_at: new Date(), last_used_step: null })
