@@ -3,8 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { simpleParser } from 'mailparser';
-import type { BrowserContext } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../backup-host/fixture.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
@@ -41,18 +40,14 @@ function demoCustomerPassword(): string {
   return line!.split(' ')[2]!;
 }
 
-/** The link of the newest "ready" email for this request, read from the outbox as the newcomer could. */
-async function mailedLink(requestId: string): Promise<string> {
-  const outbox = path.join(dataDir, 'outbox');
-  return eventually('the link email', async () => {
-    // The outbox folder appears with the first message the portal writes.
-    if (!existsSync(outbox)) return undefined;
-    for (const name of readdirSync(outbox).filter((n) => n.endsWith('.eml')).sort().reverse()) {
-      const mail = await simpleParser(readFileSync(path.join(outbox, name)));
-      const link = new RegExp(`http://[^\\s"]+/downloads/${requestId}\\?t=[A-Za-z0-9_-]{43}`).exec(mail.text ?? '');
-      if (link) return link[0];
-    }
-    return undefined;
+/** Opens the newest message with this subject from the banner's Mailbox link, reloading until it has arrived. */
+async function openMailboxMessage(page: Page, subject: string): Promise<void> {
+  await eventually(`the "${subject}" email in the Mailbox`, async () => {
+    await Promise.all([page.waitForNavigation(), page.click('#mailbox-link')]);
+    const message = page.locator('#mailbox a', { hasText: subject }).first();
+    if ((await message.count()) === 0) return undefined;
+    await Promise.all([page.waitForNavigation(), message.click()]);
+    return true;
   }, { timeoutMs: 60_000 });
 }
 
@@ -67,7 +62,7 @@ async function stateOf(context: BrowserContext, url: string): Promise<string> {
 }
 
 /** The whole flow in one browser; returns what the tests check afterwards. */
-async function downloadAnArchive(server: FirstLookServer, options: { javaScriptEnabled: boolean; snapshotIndex: number }) {
+async function downloadAnArchive(server: FirstLookServer, options: { javaScriptEnabled: boolean; snapshotIndex: number; cooldown: boolean }) {
   const context = await browser.newContext({ javaScriptEnabled: options.javaScriptEnabled });
   const page = await context.newPage();
   await page.goto(`${server.url}/sign-in`);
@@ -86,6 +81,7 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   const requestId = /\/archives\/([0-9a-f-]{36})$/.exec(page.url())?.[1];
   expect(requestId).toBeDefined();
   const archiveUrl = `${server.url}/archives/${requestId}`;
+  if (options.javaScriptEnabled) await expectLiveProgress(page);
 
   // The real dispatcher builds it; the portal's poller sees it ready.
   await eventually('the archive to be ready', async () => {
@@ -97,11 +93,17 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   const sha256 = (await page.textContent('#archive-sha256'))!;
   expect(sha256).toMatch(/^[0-9a-f]{64}$/);
 
-  // The emailed link, then the download page's 60-second link to the first-look download server.
-  const link = await mailedLink(requestId!);
+  // The emailed link, followed from the Mailbox the banner links to, then the download page's 60-second link.
+  await openMailboxMessage(page, 'Your Archway archive is ready');
+  const mailLink = page.locator(`#mail-text a[href*="/downloads/${requestId}?t="]`);
+  const link = (await mailLink.getAttribute('href'))!;
+  expect(link).toMatch(new RegExp(`^${server.url}/downloads/${requestId}\\?t=[A-Za-z0-9_-]{43}$`));
   const token = new URL(link).searchParams.get('t')!;
-  await page.goto(link);
+  await Promise.all([page.waitForNavigation(), mailLink.click()]);
   expect(page.url()).toBe(`${server.url}/downloads/${requestId}`);
+  const ip = /only from your address ([0-9a-f.:]+[0-9a-f])/.exec((await page.textContent('main')) ?? '')?.[1];
+  expect(ip).toMatch(/^(127\.0\.0\.1|::1)$/);
+  if (options.javaScriptEnabled) await expectCountdown(page);
   const href = (await page.getAttribute('#download-link', 'href'))!;
   const downloadBaseUrl = JSON.parse(readFileSync(path.join(dataDir, 'backup-host', 'dispatcher.json'), 'utf8')).downloadBaseUrl as string;
   expect(href.startsWith(`${downloadBaseUrl}/dl/`)).toBe(true);
@@ -116,10 +118,69 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   expect(listing.stdout.split('\n')).toEqual(expect.arrayContaining(['./postgresql/mastodon_production.sql', './mastodon/live/.env.production']));
   expect(listing.stdout).toMatch(/\.\/mastodon\/live\/public\/system\/media_attachments\/files\/(\d{3}\/){6}original\/[0-9a-f]{16}\.jpg/);
 
-  // watch read the download server's log line; the portal copied the event: the page says downloaded.
+  // watch read the download server's log line; the portal copied the event: the page says downloaded, when and from where.
   await eventually('the archive page to say downloaded', async () => ((await stateOf(context, archiveUrl)) === 'downloaded' ? true : undefined), { timeoutMs: 60_000 });
+  await page.goto(archiveUrl);
+  expect(await page.textContent('#downloaded-ip')).toBe(ip);
+  expect(await page.textContent('#downloaded-at')).toMatch(/\d/);
+  expect(await page.textContent('#downloaded-bytes')).toContain(`(${bytes.length} bytes)`);
+
+  // The receipt the event sync queued: same SHA-256 as the page, same address.
+  await openMailboxMessage(page, 'Your Archway archive was downloaded');
+  const receipt = (await page.textContent('#mail-text'))!;
+  expect(receipt).toContain(`SHA-256: ${sha256}`);
+  expect(receipt).toContain(`From the address: ${ip}`);
+
+  // A second download is refused: the download page and a fresh use of the mailed link both say so.
+  for (const again of [`${server.url}/downloads/${requestId}`, link]) {
+    await page.goto(again);
+    expect(await page.textContent('h1')).toBe('This archive has been downloaded');
+    expect(await page.locator('#download-link').count()).toBe(0);
+  }
+
+  // The first look's default cooldown: its end time and the wait, and no archive to ask for meanwhile.
+  if (options.cooldown) {
+    await page.goto(`${server.url}/backups`);
+    expect(await page.textContent('#cooldown')).toMatch(/^You can ask for your next archive from .*\d{1,2}:\d{2}.* \(in [12] minutes?\)\./);
+    expect(await page.locator('input[name="snapshot"]').count()).toBe(0);
+  }
   await context.close();
   return { requestId: requestId!, token, archiveUrl };
+}
+
+/** What the checks running in the page use of it (the tests compile without the DOM's types). */
+interface Dom {
+  document: { getElementById(id: string): { textContent: string | null } | null };
+  stillHere?: boolean;
+}
+
+/** With JavaScript on, the archive page's script replaces the meta refresh and updates the progress in place. */
+async function expectLiveProgress(page: Page): Promise<void> {
+  if ((await page.locator('#archive-progress').count()) === 0) return;
+  await page.waitForFunction(() => (globalThis as unknown as Dom).document.getElementById('progress-note')?.textContent?.startsWith('This page updates itself'));
+  expect(await page.locator('meta[http-equiv="refresh"]').count()).toBe(0);
+  // A mark on this document: an update seen while it is still there came without a navigation.
+  const first = await page.evaluate(() => {
+    (globalThis as unknown as Dom).stillHere = true;
+    return (globalThis as unknown as Dom).document.getElementById('archive-written')?.textContent ?? '';
+  });
+  // The progress moves in place, or a build too quick for a second look ends in the script's one reload.
+  await page.waitForFunction((before) => {
+    const w = globalThis as unknown as Dom;
+    return !w.stillHere || (w.document.getElementById('archive-written')?.textContent ?? '') !== before;
+  }, first, { timeout: 120_000, polling: 250 });
+}
+
+/** With JavaScript on, the download page counts the link's seconds down. */
+async function expectCountdown(page: Page): Promise<void> {
+  const secondsShown = async () => Number(/The link works for (\d+) more seconds?\./.exec((await page.textContent('#link-countdown')) ?? '')?.[1]);
+  const start = await secondsShown();
+  expect(start).toBeGreaterThan(0);
+  expect(start).toBeLessThanOrEqual(60);
+  await page.waitForFunction((s) => {
+    const m = /The link works for (\d+) more/.exec((globalThis as unknown as Dom).document.getElementById('link-countdown')?.textContent ?? '');
+    return m !== null && Number(m[1]) < s;
+  }, start);
 }
 
 /** The sentinel for the check after a stop: the same look at /proc finds watch while the portal runs. */
@@ -133,7 +194,7 @@ function expectNoProcessLeft(): void {
 }
 
 describe('first look with an empty var/', () => {
-  it('npm start: the demo customer downloads an archive with JavaScript off; the token stays in the mail only; Ctrl-C leaves nothing running', { timeout: 600_000 }, async () => {
+  it('npm start: the demo customer downloads an archive with JavaScript off via the Mailbox, sees the receipt, the cooldown and a second download refused; the token stays in the mail only; Ctrl-C leaves nothing running', { timeout: 600_000 }, async () => {
     browser = await launchBrowser();
     const port = await freeLoopbackPort();
     const server = await startFirstLook({ cwd: clone, npm: true, env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port) } });
@@ -146,7 +207,7 @@ describe('first look with an empty var/', () => {
       .toEqual({ root: '700', archives: '750', links: '750', state: '700', secret: '600', config: '600' });
     expect(existsSync(path.join(host, 'log', 'download.log'))).toBe(true);
 
-    const first = await downloadAnArchive(server, { javaScriptEnabled: false, snapshotIndex: 0 });
+    const first = await downloadAnArchive(server, { javaScriptEnabled: false, snapshotIndex: 0, cooldown: true });
     expectDispatcherWatchRunning();
     await server.stop('SIGINT');
     outputs.push(server.output());
@@ -165,15 +226,16 @@ describe('first look with an empty var/', () => {
     writeFileSync(path.join(clone, 'first-request.json'), JSON.stringify(first));
   });
 
-  it('a second start keeps the archive and its state and the demo backups as they were; with JavaScript on; SIGTERM leaves nothing running', { timeout: 600_000 }, async () => {
+  it('a second start keeps the archive and its state and the demo backups as they were; with JavaScript on (live progress, link countdown); SIGTERM leaves nothing running', { timeout: 600_000 }, async () => {
     const first = JSON.parse(readFileSync(path.join(clone, 'first-request.json'), 'utf8')) as { archiveUrl: string; requestId: string };
     const backups = path.join(dataDir, 'backup-host', 'backups');
     const before = treeDigest(backups);
-    // A completed download's file is removed at once (its record stays), so no archive is kept on disk.
-    expect(readdirSync(path.join(dataDir, 'backup-host', 'archives')).filter((n) => n.endsWith('.tar'))).toEqual([]);
+    const archivesBefore = readdirSync(path.join(dataDir, 'backup-host', 'archives'));
+    // watch removes a downloaded archive's file at once; its record and state stay.
+    expect(archivesBefore.filter((n) => n.endsWith('.tar') || n.endsWith('.tar.gz'))).toEqual([]);
 
     const port = await freeLoopbackPort();
-    // No cooldown on this start, so the same customer may ask for the next archive at once.
+    // No cooldown this time: the first test already saw it, and the second archive need not wait for it.
     const server = await startFirstLook({ cwd: clone, npm: false, env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port), ARCHWAY_ARCHIVE_COOLDOWN: '0' } });
     expect(server.output()).not.toContain('generated the demo backups');
     const context = await browser.newContext();
@@ -186,11 +248,12 @@ describe('first look with an empty var/', () => {
     expect(await page.textContent('#archive-state')).toBe('downloaded');
     await context.close();
 
-    await downloadAnArchive(server, { javaScriptEnabled: true, snapshotIndex: 1 });
+    await downloadAnArchive(server, { javaScriptEnabled: true, snapshotIndex: 1, cooldown: false });
     expectDispatcherWatchRunning();
     expect(await server.stop('SIGTERM')).toBe(0);
     expectNoProcessLeft();
     expect(treeDigest(backups)).toBe(before);
+    expect(readdirSync(path.join(dataDir, 'backup-host', 'archives'))).toEqual(expect.arrayContaining(archivesBefore));
   });
 });
 
