@@ -41,13 +41,16 @@ function demoCustomerPassword(): string {
 }
 
 /** Opens the newest message with this subject from the banner's Mailbox link, reloading until it has arrived. */
-async function openMailboxMessage(page: Page, subject: string): Promise<void> {
-  await eventually(`the "${subject}" email in the Mailbox`, async () => {
+async function openMailboxMessage(page: Page, subject: string, about: string): Promise<void> {
+  // An earlier archive's message can have the same subject: open the newest one that is about this one.
+  await eventually(`the "${subject}" email about ${about} in the Mailbox`, async () => {
     await Promise.all([page.waitForNavigation(), page.click('#mailbox-link')]);
-    const message = page.locator('#mailbox a', { hasText: subject }).first();
-    if ((await message.count()) === 0) return undefined;
-    await Promise.all([page.waitForNavigation(), message.click()]);
-    return true;
+    const hrefs = await page.locator('#mailbox a', { hasText: subject }).evaluateAll((links) => links.map((a) => a.getAttribute('href')!));
+    for (const href of hrefs) {
+      await page.goto(new URL(href, page.url()).href);
+      if (((await page.textContent('#mail-text')) ?? '').includes(about)) return true;
+    }
+    return undefined;
   }, { timeoutMs: 60_000 });
 }
 
@@ -94,7 +97,7 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   expect(sha256).toMatch(/^[0-9a-f]{64}$/);
 
   // The emailed link, followed from the Mailbox the banner links to, then the download page's 60-second link.
-  await openMailboxMessage(page, 'Your Archway archive is ready');
+  await openMailboxMessage(page, 'Your Archway archive is ready', `/downloads/${requestId}?t=`);
   const mailLink = page.locator(`#mail-text a[href*="/downloads/${requestId}?t="]`);
   const link = (await mailLink.getAttribute('href'))!;
   expect(link).toMatch(new RegExp(`^${server.url}/downloads/${requestId}\\?t=[A-Za-z0-9_-]{43}$`));
@@ -126,7 +129,7 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   expect(await page.textContent('#downloaded-bytes')).toContain(`(${bytes.length} bytes)`);
 
   // The receipt the event sync queued: same SHA-256 as the page, same address.
-  await openMailboxMessage(page, 'Your Archway archive was downloaded');
+  await openMailboxMessage(page, 'Your Archway archive was downloaded', `SHA-256: ${sha256}`);
   const receipt = (await page.textContent('#mail-text'))!;
   expect(receipt).toContain(`SHA-256: ${sha256}`);
   expect(receipt).toContain(`From the address: ${ip}`);
