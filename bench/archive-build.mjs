@@ -127,7 +127,11 @@ async function timeDispatcher(env, world, customer) {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   // Confirm through the protocol that it really is ready, with size and hash (not timed).
   for (;;) {
-    const s = spawnSync(process.execPath, [BUNDLE, 'archive.status'], { env, input: JSON.stringify({ customer, archiveId: id }), encoding: 'utf8' });
+    const s = spawnSync(process.execPath, [BUNDLE, 'archive.status'], {
+      env,
+      input: JSON.stringify({ customer, archiveId: id }),
+      encoding: 'utf8',
+    });
     const st = JSON.parse(s.stdout).result;
     if (st.state === 'ready') {
       rmSync(finalFile, { force: true });
@@ -141,25 +145,49 @@ async function timeDispatcher(env, world, customer) {
 async function main() {
   if (!existsSync(BUNDLE)) throw new Error('run `npm run build` first');
   const timeV = spawnSync('sh', ['-c', 'command -v /usr/bin/time'], { encoding: 'utf8' }).stdout.trim();
-  const world = { backupRoot: join(base, 'backup'), archiveRoot: ARCHIVE_ROOT ? mkdtempSync(join(ARCHIVE_ROOT, 'archway-bench-')) : join(base, 'archive'), linkRoot: join(base, 'link'), stateDir: join(base, 'state') };
+  const world = {
+    backupRoot: join(base, 'backup'),
+    archiveRoot: ARCHIVE_ROOT ? mkdtempSync(join(ARCHIVE_ROOT, 'archway-bench-')) : join(base, 'archive'),
+    linkRoot: join(base, 'link'),
+    stateDir: join(base, 'state'),
+  };
   for (const d of [world.backupRoot, world.archiveRoot, world.linkRoot]) mkdirSync(d, { recursive: true });
   writeFileSync(join(base, 'secret'), `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
   const configPath = join(base, 'dispatcher.json');
   writeFileSync(
     configPath,
-    JSON.stringify({ ...world, secureLinkSecretFile: join(base, 'secret'), downloadBaseUrl: 'https://dl.example.net', downloadLog: join(base, 'download.log'), nginxGroup: 'root', estimateBudgetMs: 30_000, niceness: NICENESS, ioniceClass: IONICE_CLASS }),
+    JSON.stringify({
+      ...world,
+      secureLinkSecretFile: join(base, 'secret'),
+      downloadBaseUrl: 'https://dl.example.net',
+      downloadLog: join(base, 'download.log'),
+      nginxGroup: 'root',
+      estimateBudgetMs: 30_000,
+      niceness: NICENESS,
+      ioniceClass: IONICE_CLASS,
+    }),
     { mode: 0o600 },
   );
   chmodSync(configPath, 0o600);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: configPath };
-  console.log(`bench: node ${process.version}, ${spawnSync('tar', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]}, dir ${base}`);
-  console.log(`bench: both contenders at nice ${NICENESS}, ionice class ${IONICE_CLASS}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} CPUs`);
+  console.log(
+    `bench: node ${process.version}, ${spawnSync('tar', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]}, dir ${base}`,
+  );
+  console.log(
+    `bench: both contenders at nice ${NICENESS}, ionice class ${IONICE_CLASS}; load average at start ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} on ${cpus().length} CPUs`,
+  );
   console.log(`bench: ${RUNS} runs per contender, median shown; archives in ${world.archiveRoot}`);
   console.log(`bench: memory sampled from /proc/<pid>/status VmHWM${timeV ? '' : ' (/usr/bin/time not installed)'}`);
 
   const trees = [
     { customer: 'small.example', label: `${SMALL_FILES} small files`, write: (d) => writeSmallTree(d, SMALL_FILES) },
-    { customer: 'large.example', label: `${LARGE_FILES} x ${LARGE_MIB} MiB files`, write: (d) => writeLargeTree(d, LARGE_FILES, LARGE_MIB) },
+    {
+      customer: 'large.example',
+      label: `${LARGE_FILES} x ${LARGE_MIB} MiB files`,
+      write: (d) => writeLargeTree(d, LARGE_FILES, LARGE_MIB),
+    },
   ];
   const outFile = join(world.archiveRoot, 'plain.tar');
   // --small-files 0 or --large-files 0 skips that tree.
@@ -188,10 +216,18 @@ async function main() {
     console.log(`  plain tar -cf file + fsync:    ${secs(ps.ms)}`);
     console.log(`  dispatcher create -> ready:    ${secs(d.ms)} (${mib(d.size)}, ${d.files} files counted)`);
     console.log(`  ratio dispatcher / plain tar:  ${(d.ms / p.ms).toFixed(2)}x   (vs tar + fsync: ${(d.ms / ps.ms).toFixed(2)}x)`);
-    console.log(`  peak RSS: archive.create ${mib(d.createPeak * 1024)}, builder ${mib(d.builderPeak * 1024)}, tar ${mib(d.tarPeak * 1024)}`);
-    console.log(`  all runs (s): tar ${plain.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | tar+fsync ${plainSync.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | dispatcher ${disp.map((x) => (x.ms / 1000).toFixed(2)).join(' ')}`);
+    console.log(
+      `  peak RSS: archive.create ${mib(d.createPeak * 1024)}, builder ${mib(d.builderPeak * 1024)}, tar ${mib(d.tarPeak * 1024)}`,
+    );
+    console.log(
+      `  all runs (s): tar ${plain.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | tar+fsync ${plainSync.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | dispatcher ${disp.map((x) => (x.ms / 1000).toFixed(2)).join(' ')}`,
+    );
     rmSync(src, { recursive: true, force: true });
-    console.log(`  load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `  load average now ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
   }
   if (!KEEP) rmSync(base, { recursive: true, force: true });
   if (ARCHIVE_ROOT) rmSync(world.archiveRoot, { recursive: true, force: true });

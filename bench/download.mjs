@@ -28,7 +28,16 @@ const TARGET = 0.95;
 /** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
 async function loadFixture() {
   const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
-  await build({ entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error' });
+  await build({
+    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
   return import(pathToFileURL(outfile).href);
 }
 
@@ -37,7 +46,11 @@ const CURL = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 
 
 function fetchWithCurl(url, localAddress) {
   return new Promise((resolve, reject) => {
-    const child = spawn(CURL, ['-s', '-o', '/dev/null', '--interface', localAddress, '-w', '%{http_code} %{size_download} %{time_total}', url], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      CURL,
+      ['-s', '-o', '/dev/null', '--interface', localAddress, '-w', '%{http_code} %{size_download} %{time_total}', url],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
     child.on('error', reject);
@@ -82,7 +95,8 @@ const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 's
 
 const host = await startBackupHost({
   linkTtlSeconds: 3600,
-  extraNginxConfig: ({ base }) => `location /static/ { alias ${join(base, 'archives')}/; sendfile on; tcp_nopush on; sendfile_max_chunk 2m; }`,
+  extraNginxConfig: ({ base }) =>
+    `location /static/ { alias ${join(base, 'archives')}/; sendfile on; tcp_nopush on; sendfile_max_chunk 2m; }`,
 });
 try {
   const customer = 'bench.example.net';
@@ -111,13 +125,17 @@ try {
   // Warm the page cache and both code paths once, then alternate so drift hits both equally.
   for (const url of [link.url, staticUrl]) {
     const r = await fetchAll(url, '127.0.0.2');
-    if (r.status !== 200 || r.bytes !== status.sizeBytes) throw new Error(`warm-up fetch of ${url.includes('/dl/') ? '/dl/' : '/static/'} got ${r.status}, ${r.bytes} bytes`);
+    if (r.status !== 200 || r.bytes !== status.sizeBytes)
+      throw new Error(`warm-up fetch of ${url.includes('/dl/') ? '/dl/' : '/static/'} got ${r.status}, ${r.bytes} bytes`);
   }
   const secure = [];
   const plain = [];
   for (let i = 0; i < ROUNDS; i++) {
     // Swap who goes first each round, so neither side always gets the warmer start.
-    const pair = [[link.url, secure], [staticUrl, plain]];
+    const pair = [
+      [link.url, secure],
+      [staticUrl, plain],
+    ];
     for (const [url, into] of i % 2 === 0 ? pair : pair.reverse()) {
       const r = await fetchAll(url, '127.0.0.2');
       if (r.status !== 200 || r.bytes !== status.sizeBytes) throw new Error(`fetch got ${r.status}, ${r.bytes} bytes`);
@@ -127,7 +145,9 @@ try {
   const s = median(secure);
   const p = median(plain);
   const ratio = s / p;
-  console.log(`archive: ${(status.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${CURL ? 'curl' : 'node:http'}) and nginx on loopback (http, sendfile)`);
+  console.log(
+    `archive: ${(status.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${CURL ? 'curl' : 'node:http'}) and nginx on loopback (http, sendfile)`,
+  );
   console.log(`secure_link /dl/: median ${s.toFixed(0)} MiB/s  (runs: ${secure.map((x) => x.toFixed(0)).join(', ')})`);
   console.log(`plain /static/:   median ${p.toFixed(0)} MiB/s  (runs: ${plain.map((x) => x.toFixed(0)).join(', ')})`);
   console.log(`ratio secure/plain: ${ratio.toFixed(3)}x  (target >= ${TARGET}x: ${ratio >= TARGET ? 'met' : 'NOT met'})`);

@@ -28,7 +28,18 @@ try {
   const fd = openSync(log, 'w', 0o600);
   let batch = [];
   for (let seq = 1; seq <= EVENTS; seq++) {
-    batch.push(JSON.stringify({ seq, time: new Date(1_790_000_000_000 + seq * 1000).toISOString(), type: 'link.issued', customer: 'example.org', archiveId: 'a'.repeat(32), ip: '192.0.2.1', bytes: null, detail: null }));
+    batch.push(
+      JSON.stringify({
+        seq,
+        time: new Date(1_790_000_000_000 + seq * 1000).toISOString(),
+        type: 'link.issued',
+        customer: 'example.org',
+        archiveId: 'a'.repeat(32),
+        ip: '192.0.2.1',
+        bytes: null,
+        detail: null,
+      }),
+    );
     if (batch.length === 10_000) {
       writeSync(fd, `${batch.join('\n')}\n`);
       batch = [];
@@ -40,13 +51,25 @@ try {
   const config = join(base, 'dispatcher.json');
   writeFileSync(
     config,
-    JSON.stringify({ backupRoot: join(base, 'backup'), archiveRoot: join(base, 'archive'), linkRoot: join(base, 'link'), stateDir: state, secureLinkSecretFile: join(base, 'secret'), downloadBaseUrl: 'https://dl.example.net', downloadLog: join(base, 'download.log') }),
+    JSON.stringify({
+      backupRoot: join(base, 'backup'),
+      archiveRoot: join(base, 'archive'),
+      linkRoot: join(base, 'link'),
+      stateDir: state,
+      secureLinkSecretFile: join(base, 'secret'),
+      downloadBaseUrl: 'https://dl.example.net',
+      downloadLog: join(base, 'download.log'),
+    }),
     { mode: 0o600 },
   );
 
   // Wall time and peak RSS of one process, from GNU time's output on stderr.
   const measure = (argv, input) => {
-    const r = spawnSync('/usr/bin/time', ['-f', '%e %M', ...argv], { input, encoding: 'utf8', env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: config } });
+    const r = spawnSync('/usr/bin/time', ['-f', '%e %M', ...argv], {
+      input,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: config },
+    });
     if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`);
     const [secs, kib] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number);
     return { ms: secs * 1000, kib, stdout: r.stdout };
@@ -58,16 +81,25 @@ try {
   };
 
   const bare = series([process.execPath, '-e', '0']);
-  const fullRead = series([process.execPath, '-e', `const rl=require('readline').createInterface({input:require('fs').createReadStream(${JSON.stringify(log)})});let n=0;rl.on('line',(l)=>{if(JSON.parse(l).seq>${EVENTS - 10})n++});rl.on('close',()=>console.log(n))`]);
+  const fullRead = series([
+    process.execPath,
+    '-e',
+    `const rl=require('readline').createInterface({input:require('fs').createReadStream(${JSON.stringify(log)})});let n=0;rl.on('line',(l)=>{if(JSON.parse(l).seq>${EVENTS - 10})n++});rl.on('close',()=>console.log(n))`,
+  ]);
   const since = series([process.execPath, BUNDLE, 'events.since'], JSON.stringify({ after: EVENTS - 10, limit: 500 }));
   const answer = JSON.parse(since.stdout);
-  if (!answer.ok || answer.result.events.length !== 10 || answer.result.lastSeq !== EVENTS) throw new Error(`unexpected answer: ${since.stdout.slice(0, 200)}`);
+  if (!answer.ok || answer.result.events.length !== 10 || answer.result.lastSeq !== EVENTS)
+    throw new Error(`unexpected answer: ${since.stdout.slice(0, 200)}`);
 
-  console.log(`events.since, ${EVENTS} events in the log (${(statSync(log).size / 1048576).toFixed(0)} MiB), asking for the last 10; median of ${RUNS} runs`);
+  console.log(
+    `events.since, ${EVENTS} events in the log (${(statSync(log).size / 1048576).toFixed(0)} MiB), asking for the last 10; median of ${RUNS} runs`,
+  );
   console.log(`  bare node start:                 ${bare.ms.toFixed(0)} ms, ${(bare.kib / 1024).toFixed(0)} MiB peak RSS`);
   console.log(`  reading the whole log (baseline): ${fullRead.ms.toFixed(0)} ms, ${(fullRead.kib / 1024).toFixed(0)} MiB`);
   console.log(`  dispatcher events.since:          ${since.ms.toFixed(0)} ms, ${(since.kib / 1024).toFixed(0)} MiB`);
-  console.log(`  ratio events.since / whole-log read: ${(since.ms / fullRead.ms).toFixed(3)}x; over bare node start: +${(since.ms - bare.ms).toFixed(0)} ms`);
+  console.log(
+    `  ratio events.since / whole-log read: ${(since.ms / fullRead.ms).toFixed(3)}x; over bare node start: +${(since.ms - bare.ms).toFixed(0)} ms`,
+  );
 } finally {
   rmSync(base, { recursive: true, force: true });
 }

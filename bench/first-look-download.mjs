@@ -27,13 +27,26 @@ const FILE = 'bench.example.net-daily.0-0123abcd.tar';
 /** Bundles the TypeScript nginx harness into dist/bench/ so this plain script can start the shipped vhost. */
 async function loadNginxHarness() {
   const outfile = join(repo, 'dist', 'bench', 'nginx-harness.mjs');
-  await build({ entryPoints: [join(repo, 'test', 'harness', 'nginx.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error' });
+  await build({
+    entryPoints: [join(repo, 'test', 'harness', 'nginx.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
   return import(pathToFileURL(outfile).href);
 }
 
 function curl(url) {
   return new Promise((resolve, reject) => {
-    const child = spawn('curl', ['-s', '-o', '/dev/null', '--interface', CLIENT, '-w', '%{http_code} %{size_download} %{time_total}', url], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      'curl',
+      ['-s', '-o', '/dev/null', '--interface', CLIENT, '-w', '%{http_code} %{size_download} %{time_total}', url],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
     child.on('error', reject);
@@ -80,7 +93,13 @@ try {
   await writeFile(secretFile, `${secret}\n`, { mode: 0o600 });
 
   nginx = await startNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog: join(base, 'nginx-download.log') });
-  firstLook = await startDownloadServer({ host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: secretFile, accessLog: join(base, 'first-look-download.log') });
+  firstLook = await startDownloadServer({
+    host: '127.0.0.1',
+    port: 0,
+    linkRoot,
+    secureLinkSecretFile: secretFile,
+    accessLog: join(base, 'first-look-download.log'),
+  });
   // One link for the whole run (nobody runs `watch`, so it is not consumed); valid for an hour.
   const uri = `/dl/${dir}/${FILE}`;
   const expires = Math.floor(Date.now() / 1000) + 3600;
@@ -103,12 +122,18 @@ try {
   const load1 = loadavg();
   const n = median(runs.nginx);
   const f = median(runs.firstLook);
-  console.log(`archive: ${(SIZE / 2 ** 30).toFixed(2)} GiB (sparse), ${ROUNDS} rounds each after one warm-up; curl and both servers on loopback (http)`);
+  console.log(
+    `archive: ${(SIZE / 2 ** 30).toFixed(2)} GiB (sparse), ${ROUNDS} rounds each after one warm-up; curl and both servers on loopback (http)`,
+  );
   console.log(`load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')}`);
   console.log(`nginx (shipped vhost, sendfile): median ${n.toFixed(0)} MiB/s  (runs: ${runs.nginx.map((x) => x.toFixed(0)).join(', ')})`);
-  console.log(`first-look server (node:http):   median ${f.toFixed(0)} MiB/s  (runs: ${runs.firstLook.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(
+    `first-look server (node:http):   median ${f.toFixed(0)} MiB/s  (runs: ${runs.firstLook.map((x) => x.toFixed(0)).join(', ')})`,
+  );
   console.log(`ratio first-look/nginx: ${(f / n).toFixed(3)}x`);
-  console.log(`first-look server RSS (this process): ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, ${(rssPeak / 2 ** 20).toFixed(0)} MiB peak`);
+  console.log(
+    `first-look server RSS (this process): ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, ${(rssPeak / 2 ** 20).toFixed(0)} MiB peak`,
+  );
 } finally {
   await firstLook?.close();
   await nginx?.stop();

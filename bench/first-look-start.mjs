@@ -19,7 +19,7 @@ async function timeToFirstPage(args, cwd, { command = process.execPath, env = {}
   const child = spawn(command, args, {
     cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ARCHWAY_PORT: '0', ARCHWAY_LOG_LEVEL: 'info', ...env },
-      // npm start runs node as a grandchild: a process group lets SIGTERM reach it.
+    // npm start runs node as a grandchild: a process group lets SIGTERM reach it.
     detached: command !== process.execPath,
   });
   let output = '';
@@ -56,7 +56,9 @@ for (let i = 0; i < runs; i++) {
     results.fresh.push(await timeToFirstPage([main, 'serve'], cwd));
     results.warm.push(await timeToFirstPage([main, 'serve'], cwd)); // ./var exists from the run before
     // What a newcomer types: builds with tsc, then serves (data kept in the same temp directory).
-    results.npmStart.push(await timeToFirstPage(['start', '--silent'], root, { command: 'npm', env: { ARCHWAY_DATA_DIR: path.join(cwd, 'var') } }));
+    results.npmStart.push(
+      await timeToFirstPage(['start', '--silent'], root, { command: 'npm', env: { ARCHWAY_DATA_DIR: path.join(cwd, 'var') } }),
+    );
   } finally {
     rmSync(cwd, { recursive: true, force: true });
   }
@@ -64,6 +66,12 @@ for (let i = 0; i < runs; i++) {
 const base = median(results.bare);
 console.log(`first-look start to first page, median of ${runs} (ms):`);
 console.log(`  bare node http server (baseline)  ${base.toFixed(0)}`);
-console.log(`  archway, empty ./var (first run)  ${median(results.fresh).toFixed(0)}  (${(median(results.fresh) / base).toFixed(1)}x baseline)`);
-console.log(`  archway, existing ./var           ${median(results.warm).toFixed(0)}  (${(median(results.warm) / base).toFixed(1)}x baseline)`);
-console.log(`  npm start (tsc build + serve)     ${median(results.npmStart).toFixed(0)}  (${(median(results.npmStart) / base).toFixed(1)}x baseline)`);
+console.log(
+  `  archway, empty ./var (first run)  ${median(results.fresh).toFixed(0)}  (${(median(results.fresh) / base).toFixed(1)}x baseline)`,
+);
+console.log(
+  `  archway, existing ./var           ${median(results.warm).toFixed(0)}  (${(median(results.warm) / base).toFixed(1)}x baseline)`,
+);
+console.log(
+  `  npm start (tsc build + serve)     ${median(results.npmStart).toFixed(0)}  (${(median(results.npmStart) / base).toFixed(1)}x baseline)`,
+);

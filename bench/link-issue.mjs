@@ -16,7 +16,16 @@ const CALLS = i >= 0 ? Number(args[i + 1]) : 200;
 /** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
 async function loadFixture() {
   const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
-  await build({ entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error' });
+  await build({
+    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
   return import(pathToFileURL(outfile).href);
 }
 
@@ -56,7 +65,9 @@ try {
     times.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   const wall = (Date.now() - started) / 1000;
-  console.log(`link.issue over SSH (new connection per call, ed25519, pinned host key, gate + sudo + dispatcher), ${CALLS} sequential calls`);
+  console.log(
+    `link.issue over SSH (new connection per call, ed25519, pinned host key, gate + sudo + dispatcher), ${CALLS} sequential calls`,
+  );
   console.log(`${summary(times)}  (${(CALLS / wall).toFixed(1)} calls/s)`);
 
   // For scale: the same call with the dispatcher spawned locally (no SSH, no sudo): node start-up

@@ -44,7 +44,13 @@ async function loadHarness() {
       resolveDir: repo,
       loader: 'ts',
     },
-    outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error',
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
   });
   return import(pathToFileURL(outfile).href);
 }
@@ -70,7 +76,11 @@ class Customer {
 
   async fetch(path, init = {}) {
     const cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const answer = await fetch(this.url + path, { redirect: 'manual', ...init, headers: { 'x-forwarded-for': this.address, cookie, ...init.headers } });
+    const answer = await fetch(this.url + path, {
+      redirect: 'manual',
+      ...init,
+      headers: { 'x-forwarded-for': this.address, cookie, ...init.headers },
+    });
     for (const c of answer.headers.getSetCookie()) {
       const [pair] = c.split(';');
       const eq = pair.indexOf('=');
@@ -81,7 +91,11 @@ class Customer {
 
   async post(path, page, fields) {
     const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1] ?? '';
-    return this.fetch(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf, ...fields }).toString() });
+    return this.fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ _csrf: csrf, ...fields }).toString(),
+    });
   }
 
   /** Times one page load; anything but the expected status stops the bench (a fast error is not a figure). */
@@ -89,7 +103,8 @@ class Customer {
     const t = process.hrtime.bigint();
     const page = await this.fetch(path);
     const ms = Number(process.hrtime.bigint() - t) / 1e6;
-    if (page.status !== expect || (contains && !page.body.includes(contains))) throw new Error(`${path} answered ${page.status}: ${page.body.slice(0, 300)}`);
+    if (page.status !== expect || (contains && !page.body.includes(contains)))
+      throw new Error(`${path} answered ${page.status}: ${page.body.slice(0, 300)}`);
     return ms;
   }
 }
@@ -97,9 +112,11 @@ class Customer {
 /** Every customer at once, each making `count` sequential requests; returns all latencies. */
 async function allAtOnce(customers, count, one) {
   const latencies = [];
-  await Promise.all(customers.map(async (c) => {
-    for (let i = 0; i < count; i++) latencies.push(await one(c));
-  }));
+  await Promise.all(
+    customers.map(async (c) => {
+      for (let i = 0; i < count; i++) latencies.push(await one(c));
+    }),
+  );
   return latencies;
 }
 
@@ -146,11 +163,22 @@ try {
     ARCHWAY_BACKUP_HOST_KEY_FILE: host.portalSettings.privateKeyPath,
     ARCHWAY_BACKUP_HOST_FINGERPRINT: host.portalSettings.hostKeyFingerprint,
   };
-  portal = spawn(process.execPath, [join(repo, 'dist', 'src', 'main.js'), 'serve'], { cwd: host.base, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  portal = spawn(process.execPath, [join(repo, 'dist', 'src', 'main.js'), 'serve'], {
+    cwd: host.base,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   portal.stdout.on('data', (d) => (output += d));
   portal.stderr.on('data', (d) => (output += d));
-  for (let tries = 0; !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); tries++) {
+  for (
+    let tries = 0;
+    !(await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    tries++
+  ) {
     if (portal.exitCode !== null || tries > 600) throw new Error(`archway serve did not start: ${output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -164,7 +192,10 @@ try {
   for (let n = 0; n < CUSTOMERS; n++) {
     const domain = `site${n}.bench.example.net`;
     const email = `customer${n}@bench.example.net`;
-    await db.query(`insert into users (email, role, domain, plan, status, password_hash) values ($1, 'customer', $2, 'small', 'active', $3)`, [email, domain, hash]);
+    await db.query(
+      `insert into users (email, role, domain, plan, status, password_hash) values ($1, 'customer', $2, 'small', 'active', $3)`,
+      [email, domain, hash],
+    );
     const snapshot = join(host.backupRoot, domain, 'daily.0');
     mkdirSync(snapshot, { recursive: true });
     writeFileSync(join(snapshot, 'dump.sql'), `-- ${domain}\n`.repeat(2000));
@@ -174,14 +205,16 @@ try {
 
   process.stdout.write(`${CUSTOMERS} customers sign in and ask for an archive... `);
   const t0 = Date.now();
-  await Promise.all(customers.map(async (c) => {
-    const form = await c.fetch('/sign-in');
-    const signedIn = await c.post('/sign-in', form.body, { email: c.email, password: PASSWORD });
-    if (signedIn.status !== 303) throw new Error(`sign-in answered ${signedIn.status}`);
-    const backups = await c.fetch('/backups');
-    const asked = await c.post('/archives', backups.body, { snapshot: 'daily.0' });
-    if (asked.status !== 303) throw new Error(`asking for an archive answered ${asked.status}: ${asked.body.slice(0, 300)}`);
-  }));
+  await Promise.all(
+    customers.map(async (c) => {
+      const form = await c.fetch('/sign-in');
+      const signedIn = await c.post('/sign-in', form.body, { email: c.email, password: PASSWORD });
+      if (signedIn.status !== 303) throw new Error(`sign-in answered ${signedIn.status}`);
+      const backups = await c.fetch('/backups');
+      const asked = await c.post('/archives', backups.body, { snapshot: 'daily.0' });
+      if (asked.status !== 303) throw new Error(`asking for an archive answered ${asked.status}: ${asked.body.slice(0, 300)}`);
+    }),
+  );
   const mails = await sink.waitForMessages(CUSTOMERS, 180_000);
   for (const c of customers) {
     const mail = mails.find((m) => m.to?.text?.includes(c.email));
@@ -210,13 +243,18 @@ try {
   const load1 = loadavg();
 
   const base = { p50: pct(results.healthz, 50), p99: pct(results.healthz, 99) };
-  console.log(`${CUSTOMERS} concurrent signed-in customers, PostgreSQL 15 (throwaway cluster), backup host over SSH (gate, sudo, dispatcher); ${seconds.toFixed(0)} s measured`);
+  console.log(
+    `${CUSTOMERS} concurrent signed-in customers, PostgreSQL 15 (throwaway cluster), backup host over SSH (gate, sudo, dispatcher); ${seconds.toFixed(0)} s measured`,
+  );
   console.log(`load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')}`);
   const row = (label, xs) => {
     const p50 = pct(xs, 50);
     const p99 = pct(xs, 99);
-    const ratios = xs === results.healthz ? '(baseline)' : `(x${(p50 / base.p50).toFixed(1)} / x${(p99 / base.p99).toFixed(1)} of /healthz)`;
-    console.log(`${label.padEnd(34)} n=${String(xs.length).padStart(4)}  p50 ${p50.toFixed(1).padStart(7)} ms  p99 ${p99.toFixed(1).padStart(7)} ms  ${ratios}`);
+    const ratios =
+      xs === results.healthz ? '(baseline)' : `(x${(p50 / base.p50).toFixed(1)} / x${(p99 / base.p99).toFixed(1)} of /healthz)`;
+    console.log(
+      `${label.padEnd(34)} n=${String(xs.length).padStart(4)}  p50 ${p50.toFixed(1).padStart(7)} ms  p99 ${p99.toFixed(1).padStart(7)} ms  ${ratios}`,
+    );
   };
   row('/healthz', results.healthz);
   row('backups page (backups.list)', results.backups);

@@ -25,7 +25,9 @@ if (!existsSync(path.join(dist, 'main.js'))) {
 
 const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const fmt = (n) => (n === undefined ? '-' : n.toFixed(1));
-const passthrough = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^ARCHWAY_(ARGON2_|HASH_CONCURRENCY|SIGNIN_|DATABASE_URL)/.test(k)));
+const passthrough = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => /^ARCHWAY_(ARGON2_|HASH_CONCURRENCY|SIGNIN_|DATABASE_URL)/.test(k)),
+);
 const serverMode = passthrough.ARCHWAY_DATABASE_URL !== undefined;
 const pg = serverMode ? (await import('pg')).default : null;
 const admin = async (statement) => {
@@ -87,7 +89,10 @@ try {
   child.once('exit', (code) => (exited = code));
   for (let tries = 0; ; tries += 1) {
     if (exited !== null) throw new Error(`archway serve exited ${exited}: ${output}`);
-    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    const ready = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ready && (serverMode || existsSync(path.join(cwd, 'var/first-look-accounts.txt')))) break;
     if (tries > 600) throw new Error(`archway serve did not start: ${output}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -187,10 +192,16 @@ try {
 
   const q99 = percentile(quiet, 99);
   const a99 = percentile(underAttack, 99);
-  console.log(`mode: ${serverMode ? 'server (PostgreSQL)' : 'first-look (embedded database)'}; ${availableParallelism()} CPUs; load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')}`);
-  console.log(`account page, quiet:        n=${quiet.length}, p50 ${fmt(percentile(quiet, 50))} ms, p99 ${fmt(q99)} ms (before the flood p99 ${fmt(percentile(quietBefore, 99))} ms, after ${fmt(percentile(quietAfter, 99))} ms)`);
+  console.log(
+    `mode: ${serverMode ? 'server (PostgreSQL)' : 'first-look (embedded database)'}; ${availableParallelism()} CPUs; load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')}`,
+  );
+  console.log(
+    `account page, quiet:        n=${quiet.length}, p50 ${fmt(percentile(quiet, 50))} ms, p99 ${fmt(q99)} ms (before the flood p99 ${fmt(percentile(quietBefore, 99))} ms, after ${fmt(percentile(quietAfter, 99))} ms)`,
+  );
   console.log(`account page, under flood:  n=${underAttack.length}, p50 ${fmt(percentile(underAttack, 50))} ms, p99 ${fmt(a99)} ms`);
-  console.log(`flood: ${flooders} clients (${distributed ? 'each from its own address' : 'all from one address'}), ${fmt(attemptRate)} wrong-password posts/s answered while measured; statuses ${JSON.stringify(Object.fromEntries(outcomes))}; ${((Date.now() - floodStarted) / 1000).toFixed(0)} s in all`);
+  console.log(
+    `flood: ${flooders} clients (${distributed ? 'each from its own address' : 'all from one address'}), ${fmt(attemptRate)} wrong-password posts/s answered while measured; statuses ${JSON.stringify(Object.fromEntries(outcomes))}; ${((Date.now() - floodStarted) / 1000).toFixed(0)} s in all`,
+  );
   console.log(`p99 under flood / quiet p99 = ${(a99 / q99).toFixed(2)} (target <= 3)`);
 } finally {
   child.kill('SIGTERM');

@@ -25,7 +25,9 @@ const clients = Math.max(4, concurrency * 2);
 const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 const fmt = (n) => n.toFixed(1);
 
-console.log(`argon2id m=${memoryKiB} KiB, t=${timeCost}, p=${parallelism}; hash concurrency ${concurrency}; ${availableParallelism()} CPUs; ${clients} clients; ${seconds} s per phase`);
+console.log(
+  `argon2id m=${memoryKiB} KiB, t=${timeCost}, p=${parallelism}; hash concurrency ${concurrency}; ${availableParallelism()} CPUs; ${clients} clients; ${seconds} s per phase`,
+);
 
 /** Runs `clients` loops of `once` for the duration; returns rate and latency figures. */
 async function load(once) {
@@ -47,7 +49,13 @@ async function load(once) {
     }),
   );
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-  return { perSecond: latencies.length / elapsed, count: latencies.length, errors, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return {
+    perSecond: latencies.length / elapsed,
+    count: latencies.length,
+    errors,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
 }
 
 // Phase 1: the hasher alone (HMAC + argon2.verify in libuv threads, behind the semaphore).
@@ -58,7 +66,9 @@ const raw = await load(async () => {
   const { ok } = await hasher.verify(stored, password);
   if (!ok) throw new Error('verify failed');
 });
-console.log(`hasher only: ${fmt(raw.perSecond)} verifications/s (n=${raw.count}, errors=${raw.errors}), latency p50 ${fmt(raw.p50)} ms, p99 ${fmt(raw.p99)} ms`);
+console.log(
+  `hasher only: ${fmt(raw.perSecond)} verifications/s (n=${raw.count}, errors=${raw.errors}), latency p50 ${fmt(raw.p50)} ms, p99 ${fmt(raw.p99)} ms`,
+);
 
 // Phase 2: the real portal in first-look mode; each sign-in fetches the form (CSRF cookie and token) and posts it.
 const cwd = mkdtempSync(path.join(tmpdir(), 'archway-bench-signin-'));
@@ -81,7 +91,10 @@ try {
   const [, email, demoPassword] = readFileSync(path.join(cwd, 'var/first-look-accounts.txt'), 'utf8').split('\n')[1].split(' ');
   const signIn = async () => {
     const form = await fetch(`${url}/sign-in`);
-    const cookie = form.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    const cookie = form.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0])
+      .join('; ');
     const token = /name="_csrf" value="([^"]+)"/.exec(await form.text())?.[1] ?? '';
     const answer = await fetch(`${url}/sign-in`, {
       method: 'POST',
@@ -94,7 +107,9 @@ try {
   };
   await signIn(); // warm-up: the first request compiles the views
   const web = await load(signIn);
-  console.log(`sign-in form (GET + POST, real server, embedded database): ${fmt(web.perSecond)} sign-ins/s (n=${web.count}, errors=${web.errors}), latency p50 ${fmt(web.p50)} ms, p99 ${fmt(web.p99)} ms`);
+  console.log(
+    `sign-in form (GET + POST, real server, embedded database): ${fmt(web.perSecond)} sign-ins/s (n=${web.count}, errors=${web.errors}), latency p50 ${fmt(web.p50)} ms, p99 ${fmt(web.p99)} ms`,
+  );
 } finally {
   child.kill('SIGTERM');
   await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r()));

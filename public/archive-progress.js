@@ -40,7 +40,9 @@
       })
       // Signed out or the portal is unreachable: a reload shows the reason, or retries.
       .catch(function () {
-        setTimeout(function () { location.reload(); }, seconds * 1000);
+        setTimeout(function () {
+          location.reload();
+        }, seconds * 1000);
       });
   }
 

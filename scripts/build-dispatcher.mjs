@@ -26,7 +26,11 @@ chmodSync(outfile, 0o755);
 
 // The backup host has no node_modules: refuse to produce a bundle that imports anything else.
 const text = readFileSync(outfile, 'utf8');
-const imports = [...text.matchAll(/(?:^|[\s;])(?:import|export)\s*(?:[^'"]*?from\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|require\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1] ?? m[2] ?? m[3]);
+const imports = [
+  ...text.matchAll(
+    /(?:^|[\s;])(?:import|export)\s*(?:[^'"]*?from\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|require\(\s*["']([^"']+)["']\s*\)/g,
+  ),
+].map((m) => m[1] ?? m[2] ?? m[3]);
 const foreign = imports.filter((s) => !s.startsWith('node:'));
 if (foreign.length > 0) {
   console.error(`build-dispatcher: bundle imports non-built-in modules: ${foreign.join(', ')}`);

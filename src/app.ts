@@ -74,7 +74,9 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   app.addHook('onRequest', async (request, reply) => {
     if (isIP(request.ip) === 0) {
       request.log.warn({ forwardedFor: request.headers['x-forwarded-for'] }, 'refused: client address is not an IP address');
-      return reply.code(400).view('errors/error', { title: 'That did not work', status: 400, message: BAD_REQUEST_MESSAGE, requestId: request.id });
+      return reply
+        .code(400)
+        .view('errors/error', { title: 'That did not work', status: 400, message: BAD_REQUEST_MESSAGE, requestId: request.id });
     }
   });
   app.server.maxConnections = limits.maxConnections;

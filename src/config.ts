@@ -176,7 +176,9 @@ class Reader {
     const unitMs = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match?.[2] ?? (match?.[1] === '0' ? 's' : '')).toLowerCase()];
     const ms = match === null || unitMs === undefined ? NaN : Number(match[1]) * unitMs;
     if (!(ms <= maxMs)) {
-      this.problems.push(`${name} must be a duration with its unit, like 24h, 90m, 30s or 2d, at most ${maxMs / 86_400_000} days, or 0 for none (got "${raw}").`);
+      this.problems.push(
+        `${name} must be a duration with its unit, like 24h, 90m, 30s or 2d, at most ${maxMs / 86_400_000} days, or 0 for none (got "${raw}").`,
+      );
       return fallbackMs;
     }
     return ms;
@@ -237,8 +239,12 @@ function readFirstLookBackupHost(reader: Reader, applies: boolean, cwd: string):
   const own = reader.plain('ARCHWAY_FIRST_LOOK_BACKUPS');
   const portText = reader.plain('ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT');
   if (!applies) {
-    for (const [name, value] of [['ARCHWAY_FIRST_LOOK_BACKUPS', own], ['ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT', portText]] as const) {
-      if (value !== undefined) reader.problems.push(`${name} is only for first look without a backup host (no ARCHWAY_DATABASE_URL, no ARCHWAY_BACKUP_HOST*).`);
+    for (const [name, value] of [
+      ['ARCHWAY_FIRST_LOOK_BACKUPS', own],
+      ['ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT', portText],
+    ] as const) {
+      if (value !== undefined)
+        reader.problems.push(`${name} is only for first look without a backup host (no ARCHWAY_DATABASE_URL, no ARCHWAY_BACKUP_HOST*).`);
     }
     return null;
   }
@@ -316,7 +322,8 @@ function readOldKeys(reader: Reader): Buffer[] {
     .filter((entry) => entry !== '')
     .forEach((entry, index) => {
       const key = parseKey(entry);
-      if (key === null) reader.problems.push(`ARCHWAY_ENCRYPTION_KEYS_OLD entry ${index + 1} is not 32 bytes as 64 hex or 44 base64 characters.`);
+      if (key === null)
+        reader.problems.push(`ARCHWAY_ENCRYPTION_KEYS_OLD entry ${index + 1} is not 32 bytes as 64 hex or 44 base64 characters.`);
       else keys.push(key);
     });
   return keys;
@@ -331,7 +338,10 @@ function readOldPeppers(reader: Reader): string[] {
     .map((entry) => entry.trim())
     .filter((entry) => entry !== '');
   peppers.forEach((pepper, index) => {
-    if (pepper.length < MIN_SECRET_LENGTH) reader.problems.push(`ARCHWAY_PASSWORD_PEPPERS_OLD entry ${index + 1} is too short: peppers have at least ${MIN_SECRET_LENGTH} characters.`);
+    if (pepper.length < MIN_SECRET_LENGTH)
+      reader.problems.push(
+        `ARCHWAY_PASSWORD_PEPPERS_OLD entry ${index + 1} is too short: peppers have at least ${MIN_SECRET_LENGTH} characters.`,
+      );
   });
   return peppers;
 }
@@ -357,7 +367,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
 
   const publicUrl = reader.url('ARCHWAY_PUBLIC_URL', ['https:', 'http:']);
   if (production && publicUrl === undefined && reader.plain('ARCHWAY_PUBLIC_URL') === undefined) {
-    reader.problems.push('ARCHWAY_PUBLIC_URL is missing: links in emails need the portal\'s https:// address.');
+    reader.problems.push("ARCHWAY_PUBLIC_URL is missing: links in emails need the portal's https:// address.");
   } else if (production && publicUrl !== undefined && publicUrl.protocol !== 'https:') {
     reader.problems.push('ARCHWAY_PUBLIC_URL must be https:// in production.');
   }
@@ -378,7 +388,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     reader.problems.push('ARCHWAY_SMTP_URL (or ARCHWAY_SMTP_URL_FILE) is missing: the portal must be able to send email.');
   }
   const mailFrom = reader.plain('ARCHWAY_MAIL_FROM');
-  if (production && mailFrom === undefined) reader.problems.push('ARCHWAY_MAIL_FROM is missing: set the sender address of Archway\'s email.');
+  if (production && mailFrom === undefined)
+    reader.problems.push("ARCHWAY_MAIL_FROM is missing: set the sender address of Archway's email.");
   else if (mailFrom !== undefined && !/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) {
     reader.problems.push(`ARCHWAY_MAIL_FROM must be an address like archway@example.net or "Archway <archway@example.net>".`);
   }
@@ -435,7 +446,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const backupHost = readBackupHost(reader);
   const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
   // Building an archive is the expensive part of the service; first look waits minutes, not a day, to show it.
-  const archives: ArchivesConfig = { cooldownMs: reader.duration('ARCHWAY_ARCHIVE_COOLDOWN', mode === 'first-look' ? 2 * 60_000 : 24 * 3_600_000, 30 * 86_400_000) };
+  const archives: ArchivesConfig = {
+    cooldownMs: reader.duration('ARCHWAY_ARCHIVE_COOLDOWN', mode === 'first-look' ? 2 * 60_000 : 24 * 3_600_000, 30 * 86_400_000),
+  };
   const firstLookBackupHost = readFirstLookBackupHost(reader, mode === 'first-look' && backupHost === null, cwd);
   const oldEncryptionKeys = readOldKeys(reader);
   const oldPasswordPeppers = readOldPeppers(reader);
@@ -455,7 +468,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     secrets,
     oldEncryptionKeys,
     oldPasswordPeppers,
-    mail: { smtpUrl: smtp ?? null, requireTlsByDefault: production, from: mailFrom ?? 'Archway <archway@localhost>', outboxDir: path.join(dataDir, 'outbox') },
+    mail: {
+      smtpUrl: smtp ?? null,
+      requireTlsByDefault: production,
+      from: mailFrom ?? 'Archway <archway@localhost>',
+      outboxDir: path.join(dataDir, 'outbox'),
+    },
     auth,
     backupHost,
     backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),

@@ -8,7 +8,17 @@ const SECRET_QUERY_PARAMS = /^(token|t|password|secret|code|key|md5|selector|ver
 /** Field names censored wherever they appear in a logged object, one or two levels down. */
 // Not 'code': error codes (FST_*, PostgreSQL's) are what an operator needs; request bodies, where a
 // TOTP code would travel, are never logged.
-const SECRET_FIELDS = ['password', 'newPassword', 'currentPassword', 'token', 'secret', 'cookie', 'authorization', 'passphrase', 'privateKey'];
+const SECRET_FIELDS = [
+  'password',
+  'newPassword',
+  'currentPassword',
+  'token',
+  'secret',
+  'cookie',
+  'authorization',
+  'passphrase',
+  'privateKey',
+];
 
 export const REDACT_PATHS = [
   'req.headers.cookie',

@@ -8,7 +8,12 @@ import { loadOrCreateFirstLookSecrets } from './first-look/secrets.js';
 export function resolveSecrets(config: Config, log: pino.Logger): Config & { secrets: Secrets } {
   if (config.secrets !== null) return config as Config & { secrets: Secrets };
   const { secrets, file, created } = loadOrCreateFirstLookSecrets(config.dataDir);
-  log.warn({ file }, created ? 'first-look mode: generated new secrets and kept them in this file (mode 0600)' : 'first-look mode: using the secrets kept in this file');
+  log.warn(
+    { file },
+    created
+      ? 'first-look mode: generated new secrets and kept them in this file (mode 0600)'
+      : 'first-look mode: using the secrets kept in this file',
+  );
   return Object.freeze({ ...config, secrets });
 }
 

@@ -29,13 +29,25 @@ function secretFile(content: string): string {
 describe('configuration', () => {
   it('starts in first-look mode on loopback with no settings at all', () => {
     const config = loadConfig({}, '/srv/archway');
-    expect(config).toMatchObject({ mode: 'first-look', host: '127.0.0.1', port: 3000, databaseUrl: null, secrets: null, migrateOnStart: true });
+    expect(config).toMatchObject({
+      mode: 'first-look',
+      host: '127.0.0.1',
+      port: 3000,
+      databaseUrl: null,
+      secrets: null,
+      migrateOnStart: true,
+    });
     expect(config.dataDir).toBe('/srv/archway/var');
     expect(Object.isFrozen(config)).toBe(true);
   });
 
   it('runs in server mode with a database URL and all three secrets', () => {
-    const config = loadConfig({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://portal.example.net/' });
+    const config = loadConfig({
+      ARCHWAY_DATABASE_URL: DB,
+      ARCHWAY_SMTP_URL: SMTP,
+      ...TEST_SECRETS,
+      ARCHWAY_PUBLIC_URL: 'https://portal.example.net/',
+    });
     expect(config.mode).toBe('server');
     expect(config.publicUrl).toBe('https://portal.example.net');
     expect(config.secrets?.encryptionKey).toHaveLength(32);
@@ -64,7 +76,13 @@ describe('configuration', () => {
 
   it('refuses secrets that are too short and keys that are not 32 bytes', () => {
     expect(
-      problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET: 'short', ARCHWAY_PASSWORD_PEPPER: 'x'.repeat(31), ARCHWAY_ENCRYPTION_KEY: 'correct horse battery staple' }),
+      problemsOf({
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ARCHWAY_SESSION_SECRET: 'short',
+        ARCHWAY_PASSWORD_PEPPER: 'x'.repeat(31),
+        ARCHWAY_ENCRYPTION_KEY: 'correct horse battery staple',
+      }),
     ).toEqual([
       'ARCHWAY_SESSION_SECRET is too short: use at least 32 random characters.',
       'ARCHWAY_PASSWORD_PEPPER is too short: use at least 32 random characters.',
@@ -74,7 +92,8 @@ describe('configuration', () => {
 
   it('reads secrets from *_FILE and trims the trailing newline', () => {
     const config = loadConfig({
-      ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP,
+      ARCHWAY_DATABASE_URL: DB,
+      ARCHWAY_SMTP_URL: SMTP,
       ARCHWAY_SESSION_SECRET_FILE: secretFile(`${TEST_SECRETS.ARCHWAY_SESSION_SECRET}\n`),
       ARCHWAY_ENCRYPTION_KEY_FILE: secretFile(`${Buffer.alloc(32, 7).toString('base64')}\n`),
       ARCHWAY_PASSWORD_PEPPER: TEST_SECRETS.ARCHWAY_PASSWORD_PEPPER,
@@ -84,19 +103,38 @@ describe('configuration', () => {
   });
 
   it('refuses a secret given both directly and as a file', () => {
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET_FILE: secretFile('x'.repeat(40)) })).toEqual([
+    expect(
+      problemsOf({
+        ...TEST_SECRETS,
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ARCHWAY_SESSION_SECRET_FILE: secretFile('x'.repeat(40)),
+      }),
+    ).toEqual([
       'ARCHWAY_SESSION_SECRET and ARCHWAY_SESSION_SECRET_FILE are both set; set only one of them.',
       'ARCHWAY_SESSION_SECRET (or ARCHWAY_SESSION_SECRET_FILE) is missing.',
     ]);
   });
 
   it('says when a secret file cannot be read or is empty', () => {
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_SESSION_SECRET: '', ARCHWAY_SESSION_SECRET_FILE: '/nonexistent/secret' })).toContain(
-      'ARCHWAY_SESSION_SECRET_FILE cannot be read (ENOENT).',
-    );
-    expect(problemsOf({ ...TEST_SECRETS, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ARCHWAY_PASSWORD_PEPPER: '', ARCHWAY_PASSWORD_PEPPER_FILE: secretFile('\n') })).toContain(
-      'ARCHWAY_PASSWORD_PEPPER_FILE names an empty file.',
-    );
+    expect(
+      problemsOf({
+        ...TEST_SECRETS,
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ARCHWAY_SESSION_SECRET: '',
+        ARCHWAY_SESSION_SECRET_FILE: '/nonexistent/secret',
+      }),
+    ).toContain('ARCHWAY_SESSION_SECRET_FILE cannot be read (ENOENT).');
+    expect(
+      problemsOf({
+        ...TEST_SECRETS,
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ARCHWAY_PASSWORD_PEPPER: '',
+        ARCHWAY_PASSWORD_PEPPER_FILE: secretFile('\n'),
+      }),
+    ).toContain('ARCHWAY_PASSWORD_PEPPER_FILE names an empty file.');
   });
 
   it('refuses first-look mode under NODE_ENV=production', () => {
@@ -110,13 +148,21 @@ describe('configuration', () => {
     expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS })).toEqual([
       "ARCHWAY_PUBLIC_URL is missing: links in emails need the portal's https:// address.",
     ]);
-    expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'http://portal.example.net' })).toEqual([
-      'ARCHWAY_PUBLIC_URL must be https:// in production.',
-    ]);
+    expect(
+      problemsOf({
+        ...PRODUCTION,
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ...TEST_SECRETS,
+        ARCHWAY_PUBLIC_URL: 'http://portal.example.net',
+      }),
+    ).toEqual(['ARCHWAY_PUBLIC_URL must be https:// in production.']);
   });
 
   it('keeps first-look mode on loopback', () => {
-    expect(problemsOf({ ARCHWAY_HOST: '0.0.0.0' })).toEqual(['ARCHWAY_HOST is "0.0.0.0": first-look mode listens on loopback only (127.0.0.1 or ::1).']);
+    expect(problemsOf({ ARCHWAY_HOST: '0.0.0.0' })).toEqual([
+      'ARCHWAY_HOST is "0.0.0.0": first-look mode listens on loopback only (127.0.0.1 or ::1).',
+    ]);
   });
 
   it('names a bad port, log level and boolean together', () => {
@@ -131,7 +177,14 @@ describe('configuration', () => {
     const server = { ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS };
     expect(loadConfig(server, '/srv/archway').archives).toEqual({ cooldownMs: 24 * 3_600_000 });
     expect(loadConfig({}, '/srv/archway').archives).toEqual({ cooldownMs: 120_000 });
-    for (const [value, ms] of [['90m', 5_400_000], ['30s', 30_000], ['2d', 172_800_000], ['12H', 43_200_000], ['0', 0], ['30d', 2_592_000_000]] as const) {
+    for (const [value, ms] of [
+      ['90m', 5_400_000],
+      ['30s', 30_000],
+      ['2d', 172_800_000],
+      ['12H', 43_200_000],
+      ['0', 0],
+      ['30d', 2_592_000_000],
+    ] as const) {
       expect(loadConfig({ ...server, ARCHWAY_ARCHIVE_COOLDOWN: value }, '/srv/archway').archives.cooldownMs).toBe(ms);
     }
     for (const value of ['24', '1w', '-1h', '1.5h', 'soon', '31d', '1h30m']) {
@@ -142,7 +195,9 @@ describe('configuration', () => {
   });
 
   it('requires an SMTP server in server mode and a sender address in production', () => {
-    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, NODE_ENV: 'production', ARCHWAY_PUBLIC_URL: 'https://p.example.net' })).toEqual([
+    expect(
+      problemsOf({ ARCHWAY_DATABASE_URL: DB, ...TEST_SECRETS, NODE_ENV: 'production', ARCHWAY_PUBLIC_URL: 'https://p.example.net' }),
+    ).toEqual([
       'ARCHWAY_SMTP_URL (or ARCHWAY_SMTP_URL_FILE) is missing: the portal must be able to send email.',
       "ARCHWAY_MAIL_FROM is missing: set the sender address of Archway's email.",
     ]);
@@ -167,26 +222,48 @@ describe('configuration', () => {
       'ARCHWAY_ARGON2_MEMORY_KIB must be a whole number from 19456 to 4194304 (got "4096").',
       'ARCHWAY_ARGON2_TIME_COST must be a whole number from 2 to 100 (got "1").',
     ]);
-    expect(problemsOf({ ...PRODUCTION, ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS, ARCHWAY_PUBLIC_URL: 'https://p.example.net', ARCHWAY_REQUIRE_HTTPS: 'false' })).toEqual([
-      'ARCHWAY_REQUIRE_HTTPS cannot be false in production.',
-    ]);
+    expect(
+      problemsOf({
+        ...PRODUCTION,
+        ARCHWAY_DATABASE_URL: DB,
+        ARCHWAY_SMTP_URL: SMTP,
+        ...TEST_SECRETS,
+        ARCHWAY_PUBLIC_URL: 'https://p.example.net',
+        ARCHWAY_REQUIRE_HTTPS: 'false',
+      }),
+    ).toEqual(['ARCHWAY_REQUIRE_HTTPS cannot be false in production.']);
   });
 
   it('reads the backup host as SSH settings with a pinned host key, or as a local dispatcher', () => {
     const fingerprint = `SHA256:${'A'.repeat(43)}`;
-    expect(loadConfig({ ARCHWAY_BACKUP_HOST: 'backup-1.internal', ARCHWAY_BACKUP_HOST_KEY_FILE: '/run/secrets/key', ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint }).backupHost).toEqual({
+    expect(
+      loadConfig({
+        ARCHWAY_BACKUP_HOST: 'backup-1.internal',
+        ARCHWAY_BACKUP_HOST_KEY_FILE: '/run/secrets/key',
+        ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint,
+      }).backupHost,
+    ).toEqual({
       host: 'backup-1.internal',
       port: 22,
       user: 'archway',
       privateKeyPath: '/run/secrets/key',
       hostKeyFingerprint: fingerprint,
     });
-    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).backupHost).toEqual({ localDispatcherConfig: '/srv/dispatcher.json' });
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).backupHost).toEqual({
+      localDispatcherConfig: '/srv/dispatcher.json',
+    });
     expect(loadConfig({}).backupHost).toBeNull();
     expect(problemsOf({ ARCHWAY_BACKUP_HOST: 'bad host;rm', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
       'ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.',
     ]);
-    expect(problemsOf({ ARCHWAY_BACKUP_HOST: 'bad host;rm', ARCHWAY_BACKUP_HOST_KEY_FILE: '/k', ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint, ARCHWAY_BACKUP_HOST_USER: 'Root!' })).toEqual([
+    expect(
+      problemsOf({
+        ARCHWAY_BACKUP_HOST: 'bad host;rm',
+        ARCHWAY_BACKUP_HOST_KEY_FILE: '/k',
+        ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint,
+        ARCHWAY_BACKUP_HOST_USER: 'Root!',
+      }),
+    ).toEqual([
       'ARCHWAY_BACKUP_HOST "bad host;rm" is not a host name or IP address.',
       'ARCHWAY_BACKUP_HOST_USER "Root!" is not a valid user name.',
     ]);
@@ -197,7 +274,10 @@ describe('configuration', () => {
     expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).firstLookBackupHost).toBeNull();
     expect(loadConfig({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS }).firstLookBackupHost).toBeNull();
     const own = mkdtempSync(path.join(tmpdir(), 'archway-own-backups-'));
-    expect(loadConfig({ ARCHWAY_FIRST_LOOK_BACKUPS: own, ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT: '0' }).firstLookBackupHost).toEqual({ ownBackups: own, downloadPort: 0 });
+    expect(loadConfig({ ARCHWAY_FIRST_LOOK_BACKUPS: own, ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT: '0' }).firstLookBackupHost).toEqual({
+      ownBackups: own,
+      downloadPort: 0,
+    });
     expect(problemsOf({ ARCHWAY_FIRST_LOOK_BACKUPS: 'no-such-dir', ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT: '70000' })).toEqual([
       'ARCHWAY_FIRST_LOOK_BACKUPS "no-such-dir" is not a directory.',
       'ARCHWAY_FIRST_LOOK_DOWNLOAD_PORT must be a whole number from 0 to 65535 (got "70000").',
@@ -211,14 +291,17 @@ describe('configuration', () => {
     const config = loadConfig({ ARCHWAY_DATABASE_URL_FILE: secretFile(`${DB}\n`), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS });
     expect(config.mode).toBe('server');
     expect(config.databaseUrl).toBe(DB);
-    expect(problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_DATABASE_URL_FILE: secretFile(DB), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS })).toEqual([
-      'ARCHWAY_DATABASE_URL and ARCHWAY_DATABASE_URL_FILE are both set; set only one of them.',
-    ]);
+    expect(
+      problemsOf({ ARCHWAY_DATABASE_URL: DB, ARCHWAY_DATABASE_URL_FILE: secretFile(DB), ARCHWAY_SMTP_URL: SMTP, ...TEST_SECRETS }),
+    ).toEqual(['ARCHWAY_DATABASE_URL and ARCHWAY_DATABASE_URL_FILE are both set; set only one of them.']);
   });
 
   it('reads earlier password peppers and refuses a weak one', () => {
     const strong = 'p'.repeat(40);
-    expect(loadConfig({ ARCHWAY_PASSWORD_PEPPERS_OLD: `${strong}, ${'q'.repeat(32)}` }).oldPasswordPeppers).toEqual([strong, 'q'.repeat(32)]);
+    expect(loadConfig({ ARCHWAY_PASSWORD_PEPPERS_OLD: `${strong}, ${'q'.repeat(32)}` }).oldPasswordPeppers).toEqual([
+      strong,
+      'q'.repeat(32),
+    ]);
     expect(loadConfig({}).oldPasswordPeppers).toEqual([]);
     expect(problemsOf({ ARCHWAY_PASSWORD_PEPPERS_OLD: `${strong},short` })).toEqual([
       'ARCHWAY_PASSWORD_PEPPERS_OLD entry 2 is too short: peppers have at least 32 characters.',

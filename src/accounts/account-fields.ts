@@ -46,21 +46,28 @@ export function normalizeDomain(raw: string, field: 'domain' | 'backup_host' = '
 export function normalizePlan(raw: string): string {
   const plan = raw.trim().toLowerCase();
   if (!PLAN.test(plan)) {
-    throw new InvalidAccountField('plan', `"${raw.trim().slice(0, 100)}" is not a plan name: use up to 40 letters, digits, dots, dashes or underscores.`);
+    throw new InvalidAccountField(
+      'plan',
+      `"${raw.trim().slice(0, 100)}" is not a plan name: use up to 40 letters, digits, dots, dashes or underscores.`,
+    );
   }
   return plan;
 }
 
 export function normalizeRole(raw: string): UserRole {
   const role = raw.trim().toLowerCase();
-  if (!(ROLES as string[]).includes(role)) throw new InvalidAccountField('role', `"${raw.trim().slice(0, 100)}" is not a role: use customer or operator.`);
+  if (!(ROLES as string[]).includes(role))
+    throw new InvalidAccountField('role', `"${raw.trim().slice(0, 100)}" is not a role: use customer or operator.`);
   return role as UserRole;
 }
 
 export function normalizeSubscriptionId(raw: string): string {
   const id = raw.trim();
   if (!SUBSCRIPTION.test(id)) {
-    throw new InvalidAccountField('paypal_subscription_id', `"${id.slice(0, 100)}" is not a PayPal subscription id (letters, digits, dashes).`);
+    throw new InvalidAccountField(
+      'paypal_subscription_id',
+      `"${id.slice(0, 100)}" is not a PayPal subscription id (letters, digits, dashes).`,
+    );
   }
   return id;
 }
@@ -103,12 +110,15 @@ export function validateAccount(input: AccountInput): { account: ValidAccount | 
   const role = blank(input.role) ? 'customer' : attempt(() => normalizeRole(input.role ?? ''));
   // A customer is an installation: without its domain and plan the account means nothing.
   const needsInstallation = role !== 'operator';
-  if (needsInstallation && blank(input.domain)) problems.push(new InvalidAccountField('domain', 'A customer needs the domain of their installation.'));
+  if (needsInstallation && blank(input.domain))
+    problems.push(new InvalidAccountField('domain', 'A customer needs the domain of their installation.'));
   if (needsInstallation && blank(input.plan)) problems.push(new InvalidAccountField('plan', 'A customer needs a plan.'));
   const domain = blank(input.domain) ? null : attempt(() => normalizeDomain(input.domain ?? ''));
   const plan = blank(input.plan) ? null : attempt(() => normalizePlan(input.plan ?? ''));
   const backupHost = blank(input.backupHost) ? null : attempt(() => normalizeDomain(input.backupHost ?? '', 'backup_host'));
-  const paypalSubscriptionId = blank(input.paypalSubscriptionId) ? null : attempt(() => normalizeSubscriptionId(input.paypalSubscriptionId ?? ''));
+  const paypalSubscriptionId = blank(input.paypalSubscriptionId)
+    ? null
+    : attempt(() => normalizeSubscriptionId(input.paypalSubscriptionId ?? ''));
   if (problems.length > 0 || email === null || role === null) return { account: null, problems };
   return { account: { email, role, domain, plan, backupHost, paypalSubscriptionId }, problems };
 }

@@ -13,11 +13,21 @@ export interface AccountOverview {
   sessions: Array<{ createdAt: Date; lastSeenAt: Date; ip: string | null; userAgent: string | null }>;
 }
 
-export async function loadAccountOverview(db: Kysely<Database>, userId: string, now: Date, idleMinutes: number): Promise<AccountOverview | null> {
+export async function loadAccountOverview(
+  db: Kysely<Database>,
+  userId: string,
+  now: Date,
+  idleMinutes: number,
+): Promise<AccountOverview | null> {
   const user = await findUserById(db, userId);
   if (user === null) return null;
   const [payments, signIns, sessions] = await Promise.all([
-    db.selectFrom('payments').select(['paid_at', 'amount', 'currency', 'reference']).where('user_id', '=', user.id).orderBy('paid_at', 'desc').execute(),
+    db
+      .selectFrom('payments')
+      .select(['paid_at', 'amount', 'currency', 'reference'])
+      .where('user_id', '=', user.id)
+      .orderBy('paid_at', 'desc')
+      .execute(),
     db
       .selectFrom('sign_in_attempts')
       .select(['at', 'ip', 'outcome'])

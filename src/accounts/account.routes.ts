@@ -34,18 +34,21 @@ export function registerAccountRoutes(app: FastifyInstance): void {
   app.addHook('preClose', async () => settleBackgroundWork(app));
 
   app.get('/account', { preHandler: requireUser }, async (request, reply) => {
-    const overview = await loadAccountOverview(app.database.db, request.user?.id ?? '', app.clock.now(), app.config.auth.sessionIdleMinutes);
+    const overview = await loadAccountOverview(
+      app.database.db,
+      request.user?.id ?? '',
+      app.clock.now(),
+      app.config.auth.sessionIdleMinutes,
+    );
     if (overview === null) return reply.redirect('/sign-in', 303);
-    return reply
-      .header('cache-control', 'no-store')
-      .view('account/account', {
-        title: 'Your account',
-        ...overview,
-        twoFactor: await twoFactorStatus(app.database.db, overview.account.id),
-        operatorAddress: contactAddress(app.config.mail.from),
-        ipRetentionDays: app.config.auth.ipRetentionDays,
-        fmt: formatUtc,
-      });
+    return reply.header('cache-control', 'no-store').view('account/account', {
+      title: 'Your account',
+      ...overview,
+      twoFactor: await twoFactorStatus(app.database.db, overview.account.id),
+      operatorAddress: contactAddress(app.config.mail.from),
+      ipRetentionDays: app.config.auth.ipRetentionDays,
+      fmt: formatUtc,
+    });
   });
 
   // Forgot password ---------------------------------------------------------------------------
@@ -66,7 +69,8 @@ export function registerAccountRoutes(app: FastifyInstance): void {
       email = normalizeEmail(typed);
     } catch (error) {
       // Only the shape of the address is judged here, which says nothing about who has an account.
-      if (error instanceof InvalidAccountField) return renderForgot(reply, 400, { email: typed, error: 'Enter an email address like someone@example.net.' });
+      if (error instanceof InvalidAccountField)
+        return renderForgot(reply, 400, { email: typed, error: 'Enter an email address like someone@example.net.' });
       throw error;
     }
     // The answer goes out before the address is even looked up: the same words and the same time
@@ -85,7 +89,10 @@ export function registerAccountRoutes(app: FastifyInstance): void {
   });
 
   app.get('/forgot-password/sent', async (_request, reply) =>
-    reply.view('account/forgot-password-sent', { title: 'Check your email', validHours: Math.round(TOKEN_LIFETIME_MS.password_reset / 3_600_000) }),
+    reply.view('account/forgot-password-sent', {
+      title: 'Check your email',
+      validHours: Math.round(TOKEN_LIFETIME_MS.password_reset / 3_600_000),
+    }),
   );
 
   // Set a password from a link ------------------------------------------------------------------
@@ -164,7 +171,11 @@ export function registerAccountRoutes(app: FastifyInstance): void {
   );
 
   app.get('/terms', async (_request, reply) =>
-    reply.view('account/terms', { title: 'Terms of Service', ipRetentionDays: app.config.auth.ipRetentionDays, operatorAddress: contactAddress(app.config.mail.from) }),
+    reply.view('account/terms', {
+      title: 'Terms of Service',
+      ipRetentionDays: app.config.auth.ipRetentionDays,
+      operatorAddress: contactAddress(app.config.mail.from),
+    }),
   );
 }
 

@@ -120,7 +120,10 @@ export async function requestPasswordReset(
   return db.transaction().execute(async (trx) => {
     const range = addressBlockKey(context.ip);
     await sql`select pg_advisory_xact_lock(hashtext(${`archway-reset:ip:${range}`}))`.execute(trx);
-    await trx.deleteFrom('password_reset_requests').where('at', '<', new Date(context.now.getTime() - 86_400_000)).execute();
+    await trx
+      .deleteFrom('password_reset_requests')
+      .where('at', '<', new Date(context.now.getTime() - 86_400_000))
+      .execute();
     const fromAddress = await trx
       .selectFrom('password_reset_requests')
       .select((eb) => eb.fn.countAll<string>().as('n'))
@@ -128,7 +131,10 @@ export async function requestPasswordReset(
       .where('at', '>', hourAgo)
       .executeTakeFirstOrThrow();
     if (Number(fromAddress.n) >= context.maxPerIpPerHour) return 'address-limited';
-    await trx.insertInto('password_reset_requests').values({ at: context.now, ip: normalizeIp(context.ip) }).execute();
+    await trx
+      .insertInto('password_reset_requests')
+      .values({ at: context.now, ip: normalizeIp(context.ip) })
+      .execute();
 
     const found = await findUserByEmail(trx, email);
     if (found === null || found.status === 'suspended') return 'ignored';
@@ -234,7 +240,12 @@ export async function changeUserEmail(
       await trx.updateTable('users').set({ email: newEmail }).where('id', '=', user.id).execute();
       const changed = { ...user, email: newEmail };
       await endUserSessions(trx, user.id);
-      await trx.updateTable('account_tokens').set({ used_at: input.now }).where('user_id', '=', user.id).where('used_at', 'is', null).execute();
+      await trx
+        .updateTable('account_tokens')
+        .set({ used_at: input.now })
+        .where('user_id', '=', user.id)
+        .where('used_at', 'is', null)
+        .execute();
       if (user.status === 'invited') await queueInvitation(trx, changed, { publicUrl: input.publicUrl, now: input.now });
       await trx
         .updateTable('archive_requests')

@@ -48,7 +48,14 @@ export async function createFirstLookAccounts(app: FastifyInstance): Promise<{ a
   const hashes = await Promise.all(accounts.map((a) => app.passwords.hash(a.password)));
   await db.transaction().execute(async (trx) => {
     for (const [i, account] of accounts.entries()) {
-      const user = await insertUser(trx, { email: account.email, role: account.role, domain: account.domain, plan: account.plan, status: 'active', passwordHash: hashes[i] ?? null });
+      const user = await insertUser(trx, {
+        email: account.email,
+        role: account.role,
+        domain: account.domain,
+        plan: account.plan,
+        status: 'active',
+        passwordHash: hashes[i] ?? null,
+      });
       await recordAudit(trx, { actor: 'system', action: 'user.first_look_created', subject: user.id, detail: { role: user.role } });
     }
     // Written before the commit: if the file cannot be written the accounts are not created either,

@@ -39,7 +39,8 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
     throw error;
   }
   const [header, ...data] = records;
-  if (header === undefined) return { rows: [], problems: [{ line: 0, message: 'The file is empty: it needs a header row and one row per account.' }] };
+  if (header === undefined)
+    return { rows: [], problems: [{ line: 0, message: 'The file is empty: it needs a header row and one row per account.' }] };
   const names = header.fields.map((f) => f.trim().toLowerCase());
   const problems: ImportProblem[] = [];
   for (const name of names) {
@@ -47,13 +48,15 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
       problems.push({ line: header.line, message: `unknown column "${name.slice(0, 60)}"; the columns are ${IMPORT_COLUMNS.join(', ')}.` });
     }
   }
-  for (const name of names.filter((n, i) => names.indexOf(n) !== i)) problems.push({ line: header.line, message: `the column "${name}" appears twice.` });
+  for (const name of names.filter((n, i) => names.indexOf(n) !== i))
+    problems.push({ line: header.line, message: `the column "${name}" appears twice.` });
   for (const required of REQUIRED_COLUMNS) {
     if (!names.includes(required)) problems.push({ line: header.line, message: `the header has no "${required}" column.` });
   }
   if (problems.length > 0) return { rows: [], problems };
   if (data.length === 0) return { rows: [], problems: [{ line: header.line, message: 'the file has a header but no accounts.' }] };
-  if (data.length > MAX_IMPORT_ROWS) return { rows: [], problems: [{ line: 0, message: `The file has ${data.length} rows; import at most ${MAX_IMPORT_ROWS} at a time.` }] };
+  if (data.length > MAX_IMPORT_ROWS)
+    return { rows: [], problems: [{ line: 0, message: `The file has ${data.length} rows; import at most ${MAX_IMPORT_ROWS} at a time.` }] };
 
   const rows: Row[] = [];
   const seen = new Map<string, number>();
@@ -105,12 +108,23 @@ export async function importUsers(db: Kysely<Database>, text: string, context: L
       const existing = await trx
         .selectFrom('users')
         .select('email')
-        .where((eb) => eb(eb.fn('lower', ['email']), 'in', rows.map((r) => r.account.email.toLowerCase())))
+        .where((eb) =>
+          eb(
+            eb.fn('lower', ['email']),
+            'in',
+            rows.map((r) => r.account.email.toLowerCase()),
+          ),
+        )
         .execute();
       const taken = new Set(existing.map((e) => e.email.toLowerCase()));
-      const domains = await takenDomains(trx, rows.flatMap((r) => (r.account.domain === null ? [] : [r.account.domain])));
+      const domains = await takenDomains(
+        trx,
+        rows.flatMap((r) => (r.account.domain === null ? [] : [r.account.domain])),
+      );
       const clashes = rows.flatMap((r) => [
-        ...(taken.has(r.account.email.toLowerCase()) ? [{ line: r.line, message: `there is already an account with the email address ${r.account.email}.` }] : []),
+        ...(taken.has(r.account.email.toLowerCase())
+          ? [{ line: r.line, message: `there is already an account with the email address ${r.account.email}.` }]
+          : []),
         ...(r.account.domain !== null && domains.has(domainKey(r.account.domain))
           ? [{ line: r.line, message: `there is already an account with the domain ${r.account.domain}.` }]
           : []),
@@ -122,7 +136,10 @@ export async function importUsers(db: Kysely<Database>, text: string, context: L
     });
   } catch (error) {
     // Another writer took an address between the check and the insert: still nothing was written.
-    if (isUniqueViolation(error)) throw new ImportRefused([{ line: 0, message: 'An address or domain in the file was added to the portal meanwhile; run the import again to see which.' }]);
+    if (isUniqueViolation(error))
+      throw new ImportRefused([
+        { line: 0, message: 'An address or domain in the file was added to the portal meanwhile; run the import again to see which.' },
+      ]);
     if (error instanceof EmailAlreadyUsed) throw new ImportRefused([{ line: 0, message: error.message }]);
     throw error;
   }

@@ -47,7 +47,11 @@ export function domainKey(domain: string): string {
 /** Which of these domains an account already has (compared normalised), as the accounts store them. */
 export async function takenDomains(db: Db, domains: string[]): Promise<Set<string>> {
   if (domains.length === 0) return new Set();
-  const rows = await db.selectFrom('users').select(normalisedDomain.as('key')).where(normalisedDomain, 'in', domains.map(domainKey)).execute();
+  const rows = await db
+    .selectFrom('users')
+    .select(normalisedDomain.as('key'))
+    .where(normalisedDomain, 'in', domains.map(domainKey))
+    .execute();
   return new Set(rows.map((r) => r.key));
 }
 
@@ -101,6 +105,9 @@ export async function updatePasswordHash(db: Db, userId: string, passwordHash: s
 }
 
 export async function countUsers(db: Db): Promise<number> {
-  const row = await db.selectFrom('users').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom('users')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(row.n);
 }

@@ -60,14 +60,25 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
     const request = await claimDue(trx, 'next_poll_at', now, ACTIVE_STATES);
     if (request === null) return null;
     const log = context.log.child({ archiveRequestId: request.id });
-    const later = (ms: number) => trx.updateTable('archive_requests').set({ next_poll_at: new Date(now.getTime() + ms) }).where('id', '=', request.id).execute();
+    const later = (ms: number) =>
+      trx
+        .updateTable('archive_requests')
+        .set({ next_poll_at: new Date(now.getTime() + ms) })
+        .where('id', '=', request.id)
+        .execute();
 
     if (request.archiveId === null) {
       if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
         await later(POLL_INTERVAL_MS);
         return 'waiting';
       }
-      await markFinished(trx, request.id, 'failed', 'The request was interrupted before the backup host confirmed it. Please ask again.', now);
+      await markFinished(
+        trx,
+        request.id,
+        'failed',
+        'The request was interrupted before the backup host confirmed it. Please ask again.',
+        now,
+      );
       log.warn('archive request never confirmed by the backup host; marked failed');
       return 'failed';
     }
@@ -142,7 +153,9 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
       }
       case 'failed':
       case 'cancelled': {
-        const reason = status.failureReason ?? (status.state === 'cancelled' ? 'The archive was cancelled on the backup host.' : 'The archive could not be made.');
+        const reason =
+          status.failureReason ??
+          (status.state === 'cancelled' ? 'The archive was cancelled on the backup host.' : 'The archive could not be made.');
         await finishWithEmail(trx, context, request, status.state, reason, now);
         log.info({ state: status.state }, 'archive not made');
         return status.state;
@@ -152,7 +165,14 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
 }
 
 /** Ends the request and queues the "could not be made" email in the same transaction. */
-async function finishWithEmail(db: Kysely<Database>, context: PollContext, request: ArchiveRequest, state: 'failed' | 'cancelled', reason: string, now: Date): Promise<void> {
+async function finishWithEmail(
+  db: Kysely<Database>,
+  context: PollContext,
+  request: ArchiveRequest,
+  state: 'failed' | 'cancelled',
+  reason: string,
+  now: Date,
+): Promise<void> {
   await markFinished(db, request.id, state, reason, now);
   const owner = await db.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
   if (owner === undefined || owner.status !== 'active') return;
@@ -170,7 +190,14 @@ async function finishWithEmail(db: Kysely<Database>, context: PollContext, reque
 function contextFor(app: PollerApp, options: PollerOptions): PollContext | null {
   const host = options.host ?? archiveBackupHost(app.config);
   if (host === null) return null;
-  return { db: app.database.db, host, log: app.log.child({ component: 'archive-poller' }), now: options.now ?? (() => new Date()), publicUrl: app.config.publicUrl.replace(/\/+$/, ''), errors: 0 };
+  return {
+    db: app.database.db,
+    host,
+    log: app.log.child({ component: 'archive-poller' }),
+    now: options.now ?? (() => new Date()),
+    publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
+    errors: 0,
+  };
 }
 
 /** Polls every request due now, one after another, stopping at the first failed call; says what happened to each. */

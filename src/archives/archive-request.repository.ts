@@ -86,7 +86,14 @@ export async function insertArchiveRequest(
 ): Promise<ArchiveRequest | null> {
   const row = await db
     .insertInto('archive_requests')
-    .values({ user_id: values.userId, customer: values.customer, snapshot: values.snapshot, requested_ip: values.ip, requested_at: values.now, next_poll_at: values.now })
+    .values({
+      user_id: values.userId,
+      customer: values.customer,
+      snapshot: values.snapshot,
+      requested_ip: values.ip,
+      requested_at: values.now,
+      next_poll_at: values.now,
+    })
     .onConflict((oc) => oc.column('user_id').where('state', 'in', ['requested', 'building']).doNothing())
     .returningAll()
     .executeTakeFirst();
@@ -99,7 +106,12 @@ export async function insertArchiveRequest(
  * it while it talks to the backup host, and another portal instance skips it instead of doing the
  * same work twice. Null when nothing is due (or everything due is someone else's right now).
  */
-export async function claimDue(trx: Transaction<Database>, column: 'next_poll_at' | 'notify_due_at', now: Date, states?: readonly ArchiveRequestState[]): Promise<ArchiveRequest | null> {
+export async function claimDue(
+  trx: Transaction<Database>,
+  column: 'next_poll_at' | 'notify_due_at',
+  now: Date,
+  states?: readonly ArchiveRequestState[],
+): Promise<ArchiveRequest | null> {
   let query = trx.selectFrom('archive_requests').selectAll().where(column, '<=', now);
   if (states !== undefined) query = query.where('state', 'in', states);
   const row = await query.orderBy(column).limit(1).forUpdate().skipLocked().executeTakeFirst();
@@ -118,7 +130,12 @@ export async function findOwnedRequest(db: Db, userId: string, id: unknown): Pro
 }
 
 export async function findActiveRequest(db: Db, userId: string): Promise<ArchiveRequest | null> {
-  const row = await db.selectFrom('archive_requests').selectAll().where('user_id', '=', userId).where('state', 'in', ACTIVE_STATES).executeTakeFirst();
+  const row = await db
+    .selectFrom('archive_requests')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('state', 'in', ACTIVE_STATES)
+    .executeTakeFirst();
   return row === undefined ? null : toArchiveRequest(row);
 }
 
@@ -137,7 +154,13 @@ export async function lastDownloadedAt(db: Db, userId: string): Promise<Date | n
 }
 
 export async function listRecentRequests(db: Db, userId: string, limit = 10): Promise<ArchiveRequest[]> {
-  const rows = await db.selectFrom('archive_requests').selectAll().where('user_id', '=', userId).orderBy('requested_at', 'desc').limit(limit).execute();
+  const rows = await db
+    .selectFrom('archive_requests')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .orderBy('requested_at', 'desc')
+    .limit(limit)
+    .execute();
   return rows.map(toArchiveRequest);
 }
 

@@ -6,7 +6,16 @@ import type { SignedInUser } from '../auth/guards.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import { isCustomer, type SnapshotInfo } from '../protocol/index.js';
-import { findActiveRequest, findRequest, insertArchiveRequest, lastDownloadedAt, markBuilding, markFinished, toArchiveRequest, type ArchiveRequest } from './archive-request.repository.js';
+import {
+  findActiveRequest,
+  findRequest,
+  insertArchiveRequest,
+  lastDownloadedAt,
+  markBuilding,
+  markFinished,
+  toArchiveRequest,
+  type ArchiveRequest,
+} from './archive-request.repository.js';
 
 /** How soon the poller first asks about a new build: progress shows up on the first page refresh. */
 export const FIRST_POLL_DELAY_MS = 2_000;
@@ -14,7 +23,8 @@ export const FIRST_POLL_DELAY_MS = 2_000;
 export const RESEND_INTERVAL_MS = 60_000;
 
 export const UNAVAILABLE_MESSAGE = 'The backup service is not available right now. Nothing was started; please try again in a few minutes.';
-export const BUSY_MESSAGE = 'An archive of your backups is already being made. Wait until it is ready (or cancel it), then ask for the next one.';
+export const BUSY_MESSAGE =
+  'An archive of your backups is already being made. Wait until it is ready (or cancel it), then ask for the next one.';
 
 interface ArchiveContext {
   db: Kysely<Database>;
@@ -74,7 +84,13 @@ export async function startArchive(context: ArchiveContext, user: SignedInUser, 
       await stopOrphanedBuild(host, customer, archiveId, requestLog);
       return { outcome: 'started', request: (await findRequest(db, request.id)) ?? request };
     }
-    await recordAudit(db, { actor: user.id, action: 'archive.requested', subject: user.id, ip, detail: { requestId: request.id, snapshot, archiveId } });
+    await recordAudit(db, {
+      actor: user.id,
+      action: 'archive.requested',
+      subject: user.id,
+      ip,
+      detail: { requestId: request.id, snapshot, archiveId },
+    });
     requestLog.info({ archiveId }, 'archive requested');
     return { outcome: 'started', request: { ...request, archiveId, state: 'building' } };
   } catch (error) {
@@ -105,7 +121,11 @@ async function stopOrphanedBuild(host: BackupHost, customer: string, archiveId: 
   }
 }
 
-export type CancelOutcome = { outcome: 'cancelled' } | { outcome: 'not-building'; message: string } | { outcome: 'unavailable'; message: string } | { outcome: 'refused'; message: string };
+export type CancelOutcome =
+  | { outcome: 'cancelled' }
+  | { outcome: 'not-building'; message: string }
+  | { outcome: 'unavailable'; message: string }
+  | { outcome: 'refused'; message: string };
 
 /**
  * Stops a build. A request the backup host has not confirmed yet is simply ended here. The row stays
@@ -132,13 +152,23 @@ export async function cancelArchive(context: ArchiveContext, user: SignedInUser,
         if (error instanceof BackupHostRefused) return { outcome: 'refused', message: error.userMessage } as const;
         if (error instanceof BackupHostError) {
           log.warn({ archiveRequestId: request.id, reason: error.message }, 'cancel failed: backup host not available');
-          return { outcome: 'unavailable', message: 'The backup service is not available right now, so the archive could not be cancelled. Please try again in a few minutes.' } as const;
+          return {
+            outcome: 'unavailable',
+            message:
+              'The backup service is not available right now, so the archive could not be cancelled. Please try again in a few minutes.',
+          } as const;
         }
         throw error;
       }
     }
     await markFinished(trx, request.id, 'cancelled', null, now);
-    await recordAudit(trx, { actor: user.id, action: 'archive.cancelled', subject: user.id, ip, detail: { requestId: request.id, archiveId: request.archiveId } });
+    await recordAudit(trx, {
+      actor: user.id,
+      action: 'archive.cancelled',
+      subject: user.id,
+      ip,
+      detail: { requestId: request.id, archiveId: request.archiveId },
+    });
     log.info({ archiveRequestId: request.id }, 'archive cancelled by its owner');
     return { outcome: 'cancelled' } as const;
   });
@@ -147,11 +177,22 @@ export async function cancelArchive(context: ArchiveContext, user: SignedInUser,
 export type ResendOutcome = { outcome: 'queued' } | { outcome: 'not-ready' | 'already-queued' | 'too-soon'; message: string };
 
 /** Makes the link email due now; the link mailer then mints a new token, which retires every earlier link. */
-export async function requestLinkAgain(db: Kysely<Database>, user: SignedInUser, request: ArchiveRequest, now: Date, ip: string): Promise<ResendOutcome> {
-  if (request.state !== 'ready') return { outcome: 'not-ready', message: 'A link can only be sent for an archive that is ready and not yet downloaded.' };
-  if (request.notifyDueAt !== null) return { outcome: 'already-queued', message: 'A new link is already on its way to your email address.' };
+export async function requestLinkAgain(
+  db: Kysely<Database>,
+  user: SignedInUser,
+  request: ArchiveRequest,
+  now: Date,
+  ip: string,
+): Promise<ResendOutcome> {
+  if (request.state !== 'ready')
+    return { outcome: 'not-ready', message: 'A link can only be sent for an archive that is ready and not yet downloaded.' };
+  if (request.notifyDueAt !== null)
+    return { outcome: 'already-queued', message: 'A new link is already on its way to your email address.' };
   if (request.notifiedAt !== null && now.getTime() - request.notifiedAt.getTime() < RESEND_INTERVAL_MS) {
-    return { outcome: 'too-soon', message: 'We sent you a link less than a minute ago. Please check your email, or wait a minute before asking again.' };
+    return {
+      outcome: 'too-soon',
+      message: 'We sent you a link less than a minute ago. Please check your email, or wait a minute before asking again.',
+    };
   }
   const updated = await db
     .updateTable('archive_requests')
@@ -162,7 +203,8 @@ export async function requestLinkAgain(db: Kysely<Database>, user: SignedInUser,
     // Checked again here: an email sent while this request waited for the row counts too.
     .where((eb) => eb.or([eb('notified_at', 'is', null), eb('notified_at', '<=', new Date(now.getTime() - RESEND_INTERVAL_MS))]))
     .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) === 0) return { outcome: 'already-queued', message: 'A new link is already on its way to your email address.' };
+  if (Number(updated.numUpdatedRows) === 0)
+    return { outcome: 'already-queued', message: 'A new link is already on its way to your email address.' };
   await recordAudit(db, { actor: user.id, action: 'archive.link_requested', subject: user.id, ip, detail: { requestId: request.id } });
   return { outcome: 'queued' };
 }

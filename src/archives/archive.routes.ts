@@ -8,7 +8,15 @@ import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
 import { describeState, describeWait, formatBytes } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findActiveRequest, findOwnedRequest, listRecentRequests, type ArchiveRequest } from './archive-request.repository.js';
-import { cancelArchive, cooldownEnd, customerOf, newestFirst, requestLinkAgain, startArchive, UNAVAILABLE_MESSAGE } from './archive-request.service.js';
+import {
+  cancelArchive,
+  cooldownEnd,
+  customerOf,
+  newestFirst,
+  requestLinkAgain,
+  startArchive,
+  UNAVAILABLE_MESSAGE,
+} from './archive-request.service.js';
 import { lastInterruptedDownload, PROGRESS_REFRESH_SECONDS, progressOf } from './archive-progress.js';
 import { registerDownloadRoutes } from './download.routes.js';
 
@@ -26,8 +34,10 @@ type IdRequest = FastifyRequest<IdRoute>;
 /** The longest snapshot field looked at; the protocol allows 128 characters, anything longer is refused unread. */
 const MAX_SNAPSHOT_FIELD = 128;
 
-export const NO_BACKUP_HOST_MESSAGE = 'Archives cannot be requested on this portal: no backup host is set up yet. Your provider can tell you more.';
-const NO_DOMAIN_MESSAGE = 'Your account has no installation domain, so there are no backups to show. Write to your provider to have it set.';
+export const NO_BACKUP_HOST_MESSAGE =
+  'Archives cannot be requested on this portal: no backup host is set up yet. Your provider can tell you more.';
+const NO_DOMAIN_MESSAGE =
+  'Your account has no installation domain, so there are no backups to show. Write to your provider to have it set.';
 const NO_BACKUPS_MESSAGE = 'There are no backups of your installation yet.';
 
 /**
@@ -73,7 +83,10 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       if (error instanceof BackupHostRefused && error.code === 'not_found') return { snapshots: [], problem: NO_BACKUPS_MESSAGE };
       if (error instanceof BackupHostError) {
         request.log.warn({ reason: error.message, kind: error.name }, 'backups list not available');
-        return { snapshots: [], problem: 'The backup service is not available right now, so your backups cannot be listed. Please try again in a few minutes.' };
+        return {
+          snapshots: [],
+          problem: 'The backup service is not available right now, so your backups cannot be listed. Please try again in a few minutes.',
+        };
       }
       throw error;
     }
@@ -90,13 +103,22 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     request: FastifyRequest,
     reply: FastifyReply,
     status: number,
-    values: { list?: BackupsList; error?: string | null; selected?: string | null; activeId?: string | null; cooldown?: Cooldown | null } = {},
+    values: {
+      list?: BackupsList;
+      error?: string | null;
+      selected?: string | null;
+      activeId?: string | null;
+      cooldown?: Cooldown | null;
+    } = {},
   ) {
     const user = request.user as SignedInUser;
     const cooldown = values.cooldown !== undefined ? values.cooldown : await cooldownOf(user);
     // During the cooldown there is nothing to choose, so the backup host is not asked for the list.
     const list = cooldown !== null ? { snapshots: [], problem: null } : (values.list ?? (await loadBackups(request, user)));
-    const selected = values.selected !== undefined && values.selected !== null && list.snapshots.some((s) => s.name === values.selected) ? values.selected : (list.snapshots[0]?.name ?? null);
+    const selected =
+      values.selected !== undefined && values.selected !== null && list.snapshots.some((s) => s.name === values.selected)
+        ? values.selected
+        : (list.snapshots[0]?.name ?? null);
     if (cooldown !== null && status === 429) reply.header('retry-after', String(cooldown.retryAfterSeconds));
     return reply
       .code(status)
@@ -115,7 +137,12 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       });
   }
 
-  async function renderArchive(reply: FastifyReply, status: number, request: ArchiveRequest, values: { notice?: string | null; error?: string | null } = {}) {
+  async function renderArchive(
+    reply: FastifyReply,
+    status: number,
+    request: ArchiveRequest,
+    values: { notice?: string | null; error?: string | null } = {},
+  ) {
     const working = request.state === 'requested' || request.state === 'building';
     return reply
       .code(status)
@@ -146,51 +173,65 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
   }
 
   // Each load calls backups.list on the backup host: limited per user, and no HEAD route runs it either.
-  app.get('/backups', { preHandler: requireCustomer, exposeHeadRoute: false, config: { rateLimit: perUserPerMinute(30) } }, async (request, reply) => renderBackups(request, reply, 200));
+  app.get(
+    '/backups',
+    { preHandler: requireCustomer, exposeHeadRoute: false, config: { rateLimit: perUserPerMinute(30) } },
+    async (request, reply) => renderBackups(request, reply, 200),
+  );
 
-  app.post<{ Body: Form | undefined }>('/archives', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
-    const user = request.user as SignedInUser;
-    // Refused before anything else, the backup host included: 429, as for any limit that lifts at a known time (Retry-After).
-    const cooldown = await cooldownOf(user);
-    if (cooldown !== null) return renderBackups(request, reply, 429, { cooldown });
-    const field = request.body?.snapshot;
-    if (typeof field !== 'string' || field.length > MAX_SNAPSHOT_FIELD || !isSnapshotName(field)) {
-      return renderBackups(request, reply, 400, { error: 'Choose one of your backups from the list.' });
-    }
-    const customer = customerOf(user);
-    let ctx;
-    try {
-      ctx = context(request);
-    } catch (error) {
-      if (!(error instanceof BackupHostError)) throw error;
-      request.log.warn({ reason: error.message }, 'backup host client cannot be set up');
-      return renderBackups(request, reply, 503, { error: UNAVAILABLE_MESSAGE });
-    }
-    if (ctx === null) return renderBackups(request, reply, 503, { list: { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE } });
-    if (customer === null) return renderBackups(request, reply, 400, { list: { snapshots: [], problem: NO_DOMAIN_MESSAGE } });
-    // Only a snapshot the backup host lists right now: the dispatcher checks again, this gives the clearer message.
-    const list = await loadBackups(request, user);
-    if (list.problem !== null) return renderBackups(request, reply, 503, { list, error: UNAVAILABLE_MESSAGE });
-    if (!list.snapshots.some((s) => s.name === field)) {
-      return renderBackups(request, reply, 400, { list, error: 'That backup is not in your list (any more). Choose one of the backups shown.' });
-    }
-    const started = await startArchive(ctx, user, customer, field);
-    switch (started.outcome) {
-      case 'started':
-        return reply.redirect(`/archives/${started.request.id}`, 303);
-      case 'busy':
-        return renderBackups(request, reply, 409, { list, error: started.message, activeId: started.activeId, selected: field });
-      case 'refused':
-        return renderBackups(request, reply, 409, { list, error: started.message, selected: field });
-      case 'unavailable':
-        return renderBackups(request, reply, 503, { list, error: started.message, selected: field });
-    }
-  });
+  app.post<{ Body: Form | undefined }>(
+    '/archives',
+    { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } },
+    async (request, reply) => {
+      const user = request.user as SignedInUser;
+      // Refused before anything else, the backup host included: 429, as for any limit that lifts at a known time (Retry-After).
+      const cooldown = await cooldownOf(user);
+      if (cooldown !== null) return renderBackups(request, reply, 429, { cooldown });
+      const field = request.body?.snapshot;
+      if (typeof field !== 'string' || field.length > MAX_SNAPSHOT_FIELD || !isSnapshotName(field)) {
+        return renderBackups(request, reply, 400, { error: 'Choose one of your backups from the list.' });
+      }
+      const customer = customerOf(user);
+      let ctx;
+      try {
+        ctx = context(request);
+      } catch (error) {
+        if (!(error instanceof BackupHostError)) throw error;
+        request.log.warn({ reason: error.message }, 'backup host client cannot be set up');
+        return renderBackups(request, reply, 503, { error: UNAVAILABLE_MESSAGE });
+      }
+      if (ctx === null) return renderBackups(request, reply, 503, { list: { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE } });
+      if (customer === null) return renderBackups(request, reply, 400, { list: { snapshots: [], problem: NO_DOMAIN_MESSAGE } });
+      // Only a snapshot the backup host lists right now: the dispatcher checks again, this gives the clearer message.
+      const list = await loadBackups(request, user);
+      if (list.problem !== null) return renderBackups(request, reply, 503, { list, error: UNAVAILABLE_MESSAGE });
+      if (!list.snapshots.some((s) => s.name === field)) {
+        return renderBackups(request, reply, 400, {
+          list,
+          error: 'That backup is not in your list (any more). Choose one of the backups shown.',
+        });
+      }
+      const started = await startArchive(ctx, user, customer, field);
+      switch (started.outcome) {
+        case 'started':
+          return reply.redirect(`/archives/${started.request.id}`, 303);
+        case 'busy':
+          return renderBackups(request, reply, 409, { list, error: started.message, activeId: started.activeId, selected: field });
+        case 'refused':
+          return renderBackups(request, reply, 409, { list, error: started.message, selected: field });
+        case 'unavailable':
+          return renderBackups(request, reply, 503, { list, error: started.message, selected: field });
+      }
+    },
+  );
 
   app.get<IdRoute>('/archives/:id', { preHandler: requireCustomer }, async (request, reply) => {
     const found = await ownedOr404(request, reply);
     if (found === null) return reply;
-    return renderArchive(reply, 200, found, { notice: request.query.sent !== undefined ? 'A new download link is on its way to your email address. Only that newest link works.' : null });
+    return renderArchive(reply, 200, found, {
+      notice:
+        request.query.sent !== undefined ? 'A new download link is on its way to your email address. Only that newest link works.' : null,
+    });
   });
 
   // What the progress script polls instead of reloading the page: the owner's only (anyone else's is the 404 of an unknown page).
@@ -200,31 +241,42 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     return reply.header('cache-control', 'no-store').send(progressOf(found));
   });
 
-  app.post<IdRoute>('/archives/:id/cancel', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
-    const found = await ownedOr404(request, reply);
-    if (found === null) return reply;
-    let ctx;
-    try {
-      ctx = context(request);
-    } catch (error) {
-      if (!(error instanceof BackupHostError)) throw error;
-      ctx = null;
-    }
-    if (ctx === null) return renderArchive(reply, 503, found, { error: 'The backup service is not available right now, so the archive could not be cancelled.' });
-    const result = await cancelArchive(ctx, request.user as SignedInUser, found.id);
-    if (result.outcome === 'cancelled') return reply.redirect(`/archives/${found.id}`, 303);
-    const status = result.outcome === 'unavailable' ? 503 : 409;
-    const now = await findOwnedRequest(app.database.db, found.userId, found.id);
-    return renderArchive(reply, status, now ?? found, { error: result.message });
-  });
+  app.post<IdRoute>(
+    '/archives/:id/cancel',
+    { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } },
+    async (request, reply) => {
+      const found = await ownedOr404(request, reply);
+      if (found === null) return reply;
+      let ctx;
+      try {
+        ctx = context(request);
+      } catch (error) {
+        if (!(error instanceof BackupHostError)) throw error;
+        ctx = null;
+      }
+      if (ctx === null)
+        return renderArchive(reply, 503, found, {
+          error: 'The backup service is not available right now, so the archive could not be cancelled.',
+        });
+      const result = await cancelArchive(ctx, request.user as SignedInUser, found.id);
+      if (result.outcome === 'cancelled') return reply.redirect(`/archives/${found.id}`, 303);
+      const status = result.outcome === 'unavailable' ? 503 : 409;
+      const now = await findOwnedRequest(app.database.db, found.userId, found.id);
+      return renderArchive(reply, status, now ?? found, { error: result.message });
+    },
+  );
 
-  app.post<IdRoute>('/archives/:id/resend', { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } }, async (request, reply) => {
-    const found = await ownedOr404(request, reply);
-    if (found === null) return reply;
-    const result = await requestLinkAgain(app.database.db, request.user as SignedInUser, found, app.clock.now(), request.ip);
-    if (result.outcome === 'queued') return reply.redirect(`/archives/${found.id}?sent`, 303);
-    return renderArchive(reply, result.outcome === 'too-soon' ? 429 : 409, found, { error: result.message });
-  });
+  app.post<IdRoute>(
+    '/archives/:id/resend',
+    { preHandler: requireCustomer, config: { rateLimit: perUserPerMinute(10) } },
+    async (request, reply) => {
+      const found = await ownedOr404(request, reply);
+      if (found === null) return reply;
+      const result = await requestLinkAgain(app.database.db, request.user as SignedInUser, found, app.clock.now(), request.ip);
+      if (result.outcome === 'queued') return reply.redirect(`/archives/${found.id}?sent`, 303);
+      return renderArchive(reply, result.outcome === 'too-soon' ? 429 : 409, found, { error: result.message });
+    },
+  );
 
   registerDownloadRoutes(app, viewHelpers);
 }

@@ -6,7 +6,13 @@ import { BackupHostError, BackupHostLimited, BackupHostRefused } from '../backup
 import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
-import { DOWNLOAD_COOKIE_LIFETIME_MS, downloadCookieKey, downloadCookieName, openDownloadToken, sealDownloadToken } from './download-token-cookie.js';
+import {
+  DOWNLOAD_COOKIE_LIFETIME_MS,
+  downloadCookieKey,
+  downloadCookieName,
+  openDownloadToken,
+  sealDownloadToken,
+} from './download-token-cookie.js';
 
 type DownloadRequest = FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>;
 
@@ -50,7 +56,10 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
 
   const setTokenCookie = (reply: FastifyReply, id: string, token: string) => {
     const expiresAt = new Date(app.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
-    reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), { ...cookieOptions(id), maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000 });
+    reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), {
+      ...cookieOptions(id),
+      maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000,
+    });
   };
 
   /**
@@ -62,9 +71,16 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
   const replaceToken = async (request: FastifyRequest, reply: FastifyReply, found: ArchiveRequest) => {
     const next = newToken();
     try {
-      await archiveBackupHost(app.config)!.armArchive({ customer: found.customer, archiveId: found.archiveId!, tokenHash: hashToken(next) });
+      await archiveBackupHost(app.config)!.armArchive({
+        customer: found.customer,
+        archiveId: found.archiveId!,
+        tokenHash: hashToken(next),
+      });
     } catch (error) {
-      request.log.warn({ archiveRequestId: found.id, reason: (error as Error).message }, 'download token not replaced; the emailed one keeps working');
+      request.log.warn(
+        { archiveRequestId: found.id, reason: (error as Error).message },
+        'download token not replaced; the emailed one keeps working',
+      );
       return;
     }
     setTokenCookie(reply, found.id, next);
@@ -73,129 +89,156 @@ export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record
   // Each page load issues a link on the backup host: at most 10 a minute per user, and HEAD (which Fastify
   // would answer by running this handler) gets the ordinary 404. The `?t=` step only sets the cookie and
   // redirects: it is never refused, so the token always leaves the address bar, and it is not counted.
-  app.get('/downloads/:id', { exposeHeadRoute: false, config: { rateLimit: { max: 10, timeWindow: 60_000, allowList: (request) => Object.hasOwn(request.query as object, 't') } } }, async (request: DownloadRequest, reply) => {
-    // The page shows a link that is valid for a minute and was made for this visit: never kept by a cache.
-    reply.header('cache-control', 'no-store');
-    const id = request.params.id;
+  app.get(
+    '/downloads/:id',
+    {
+      exposeHeadRoute: false,
+      config: { rateLimit: { max: 10, timeWindow: 60_000, allowList: (request) => Object.hasOwn(request.query as object, 't') } },
+    },
+    async (request: DownloadRequest, reply) => {
+      // The page shows a link that is valid for a minute and was made for this visit: never kept by a cache.
+      reply.header('cache-control', 'no-store');
+      const id = request.params.id;
 
-    // Step one, before anything else (even before asking who is signed in): the token leaves the
-    // address bar, history and any sign-in redirect at once. It goes into a cookie, not the session,
-    // which is a database row; the access log already censors the `t` parameter.
-    if (Object.hasOwn(request.query, 't')) {
-      if (!isRequestId(id)) return reply.callNotFound();
-      const token = request.query.t;
-      if (typeof token === 'string' && isToken(token)) setTokenCookie(reply, id, token);
-      return reply.redirect(`/downloads/${id}`, 303);
-    }
+      // Step one, before anything else (even before asking who is signed in): the token leaves the
+      // address bar, history and any sign-in redirect at once. It goes into a cookie, not the session,
+      // which is a database row; the access log already censors the `t` parameter.
+      if (Object.hasOwn(request.query, 't')) {
+        if (!isRequestId(id)) return reply.callNotFound();
+        const token = request.query.t;
+        if (typeof token === 'string' && isToken(token)) setTokenCookie(reply, id, token);
+        return reply.redirect(`/downloads/${id}`, 303);
+      }
 
-    // Not signed in: to the sign-in page, which brings the browser back here (the cookie waits).
-    if (request.user === null) return requireUser(request, reply);
-    const user: SignedInUser = request.user;
-    const found = await findOwnedRequest(app.database.db, user.id, id);
-    if (found === null) return reply.callNotFound();
+      // Not signed in: to the sign-in page, which brings the browser back here (the cookie waits).
+      if (request.user === null) return requireUser(request, reply);
+      const user: SignedInUser = request.user;
+      const found = await findOwnedRequest(app.database.db, user.id, id);
+      if (found === null) return reply.callNotFound();
 
-    switch (found.state) {
-      case 'requested':
-      case 'building':
-        return renderProblem(reply, found, {
-          status: 409,
-          title: 'Your archive is not ready yet',
-          message: 'We are still making this archive. We email you a link when it is ready.',
-          offerResend: false,
-          clearCookie: false,
-        });
-      case 'downloaded':
-        return renderProblem(reply, found, {
-          status: 410,
-          title: 'This archive has been downloaded',
-          message: 'This archive has already been downloaded, and each archive can be downloaded once. Ask for a new archive if you need it again.',
-          offerResend: false,
-          clearCookie: true,
-        });
-      case 'expired':
-        return renderProblem(reply, found, {
-          status: 410,
-          title: 'This archive has expired',
-          message: 'This archive has expired and was removed from the backup host. Ask for a new archive if you need one.',
-          offerResend: false,
-          clearCookie: true,
-        });
-      case 'failed':
-      case 'cancelled':
-        return renderProblem(reply, found, {
-          status: 410,
-          title: 'There is nothing to download',
-          message: 'This archive was not made, so there is nothing to download. Ask for a new archive on your backups page.',
-          offerResend: false,
-          clearCookie: true,
-        });
-      case 'ready':
-        break;
-    }
+      switch (found.state) {
+        case 'requested':
+        case 'building':
+          return renderProblem(reply, found, {
+            status: 409,
+            title: 'Your archive is not ready yet',
+            message: 'We are still making this archive. We email you a link when it is ready.',
+            offerResend: false,
+            clearCookie: false,
+          });
+        case 'downloaded':
+          return renderProblem(reply, found, {
+            status: 410,
+            title: 'This archive has been downloaded',
+            message:
+              'This archive has already been downloaded, and each archive can be downloaded once. Ask for a new archive if you need it again.',
+            offerResend: false,
+            clearCookie: true,
+          });
+        case 'expired':
+          return renderProblem(reply, found, {
+            status: 410,
+            title: 'This archive has expired',
+            message: 'This archive has expired and was removed from the backup host. Ask for a new archive if you need one.',
+            offerResend: false,
+            clearCookie: true,
+          });
+        case 'failed':
+        case 'cancelled':
+          return renderProblem(reply, found, {
+            status: 410,
+            title: 'There is nothing to download',
+            message: 'This archive was not made, so there is nothing to download. Ask for a new archive on your backups page.',
+            offerResend: false,
+            clearCookie: true,
+          });
+        case 'ready':
+          break;
+      }
 
-    // A missing, altered, expired, or other request's cookie all read as "no token here".
-    const token = openDownloadToken(key, found.id, request.cookies[cookieName], app.clock.now());
-    if (token === null) {
-      return renderProblem(reply, found, {
-        status: 200,
-        title: 'Open the link from your email',
-        message:
-          'This browser has no valid download link for this archive. Open the link in the newest email we sent you about it (it works here for 15 minutes after you open it), or have us send a new one.',
-        offerResend: true,
-        clearCookie: request.cookies[cookieName] !== undefined,
+      // A missing, altered, expired, or other request's cookie all read as "no token here".
+      const token = openDownloadToken(key, found.id, request.cookies[cookieName], app.clock.now());
+      if (token === null) {
+        return renderProblem(reply, found, {
+          status: 200,
+          title: 'Open the link from your email',
+          message:
+            'This browser has no valid download link for this archive. Open the link in the newest email we sent you about it (it works here for 15 minutes after you open it), or have us send a new one.',
+          offerResend: true,
+          clearCookie: request.cookies[cookieName] !== undefined,
+        });
+      }
+
+      const clientIp = linkAddress(request.ip);
+      let link;
+      try {
+        const host = archiveBackupHost(app.config);
+        if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
+        link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
+      } catch (error) {
+        if (error instanceof BackupHostLimited) {
+          // A limit of the backup host's: the token is still good once it has passed, so the cookie stays.
+          request.log.warn(
+            { archiveRequestId: found.id, reason: error.message, code: error.code },
+            'download link refused: backup host limit',
+          );
+          return renderProblem(reply, found, {
+            status: 429,
+            title: 'Please try again later',
+            message: error.userMessage,
+            offerResend: false,
+            clearCookie: false,
+          });
+        }
+        if (error instanceof BackupHostRefused) {
+          request.log.info({ archiveRequestId: found.id, reason: error.message }, 'download link refused');
+          // Every refusal is final for this token (replaced, downloaded, expired), so its cookie goes.
+          return renderProblem(reply, found, {
+            status: 410,
+            title: 'This link does not work any more',
+            message: error.userMessage,
+            offerResend: true,
+            clearCookie: true,
+          });
+        }
+        if (error instanceof BackupHostError) {
+          request.log.warn(
+            { archiveRequestId: found.id, reason: error.message, kind: error.name },
+            'download link not available: backup host',
+          );
+          return renderProblem(reply, found, {
+            status: 503,
+            title: 'Please try again in a few minutes',
+            message:
+              'The backup service is not available right now. Reload this page in a few minutes: your link keeps working here for 15 minutes after you opened it.',
+            offerResend: false,
+            clearCookie: false,
+          });
+        }
+        throw error;
+      }
+      await recordAudit(app.database.db, {
+        actor: user.id,
+        action: 'archive.link_issued',
+        subject: user.id,
+        ip: request.ip,
+        detail: { requestId: found.id, archiveId: found.archiveId, expires: link.expires },
       });
-    }
-
-    const clientIp = linkAddress(request.ip);
-    let link;
-    try {
-      const host = archiveBackupHost(app.config);
-      if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
-      link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
-    } catch (error) {
-      if (error instanceof BackupHostLimited) {
-        // A limit of the backup host's: the token is still good once it has passed, so the cookie stays.
-        request.log.warn({ archiveRequestId: found.id, reason: error.message, code: error.code }, 'download link refused: backup host limit');
-        return renderProblem(reply, found, { status: 429, title: 'Please try again later', message: error.userMessage, offerResend: false, clearCookie: false });
-      }
-      if (error instanceof BackupHostRefused) {
-        request.log.info({ archiveRequestId: found.id, reason: error.message }, 'download link refused');
-        // Every refusal is final for this token (replaced, downloaded, expired), so its cookie goes.
-        return renderProblem(reply, found, { status: 410, title: 'This link does not work any more', message: error.userMessage, offerResend: true, clearCookie: true });
-      }
-      if (error instanceof BackupHostError) {
-        request.log.warn({ archiveRequestId: found.id, reason: error.message, kind: error.name }, 'download link not available: backup host');
-        return renderProblem(reply, found, {
-          status: 503,
-          title: 'Please try again in a few minutes',
-          message: 'The backup service is not available right now. Reload this page in a few minutes: your link keeps working here for 15 minutes after you opened it.',
-          offerResend: false,
-          clearCookie: false,
-        });
-      }
-      throw error;
-    }
-    await recordAudit(app.database.db, {
-      actor: user.id,
-      action: 'archive.link_issued',
-      subject: user.id,
-      ip: request.ip,
-      detail: { requestId: found.id, archiveId: found.archiveId, expires: link.expires },
-    });
-    request.log.info({ archiveRequestId: found.id, expires: link.expires }, 'download link issued');
-    await replaceToken(request, reply, found);
-    const secondsLeft = Math.max(0, link.expires - Math.floor(Date.now() / 1000));
-    return reply.view('archives/download', {
-      title: 'Your download is ready',
-      ...viewHelpers,
-      kind: 'link',
-      request: found,
-      url: link.url,
-      fileName: link.fileName,
-      ip: clientIp,
-      secondsLeft,
-      linkExpires: `${new Date(link.expires * 1000).toISOString().slice(11, 19)} UTC`,
-      script: '/static/download-countdown.js',
-    });
-  });
+      request.log.info({ archiveRequestId: found.id, expires: link.expires }, 'download link issued');
+      await replaceToken(request, reply, found);
+      const secondsLeft = Math.max(0, link.expires - Math.floor(Date.now() / 1000));
+      return reply.view('archives/download', {
+        title: 'Your download is ready',
+        ...viewHelpers,
+        kind: 'link',
+        request: found,
+        url: link.url,
+        fileName: link.fileName,
+        ip: clientIp,
+        secondsLeft,
+        linkExpires: `${new Date(link.expires * 1000).toISOString().slice(11, 19)} UTC`,
+        script: '/static/download-countdown.js',
+      });
+    },
+  );
 }

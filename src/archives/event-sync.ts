@@ -10,7 +10,15 @@ import { queueDownloadReceipt } from './download-receipt.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 import { isArchiveId, isCustomer, type DispatcherEvent } from '../protocol/index.js';
-import { applyEventTransition, ensureSyncRow, insertEvents, lockSyncRow, recordSyncDone, recordSyncFailed, type StoredEvent } from './event.repository.js';
+import {
+  applyEventTransition,
+  ensureSyncRow,
+  insertEvents,
+  lockSyncRow,
+  recordSyncDone,
+  recordSyncFailed,
+  type StoredEvent,
+} from './event.repository.js';
 
 /** The portal has one backup host for now; the tables are keyed by host so more can follow. */
 export const DEFAULT_HOST = 'default';
@@ -89,7 +97,14 @@ export async function syncBackupHostEvents(deps: EventSyncDeps): Promise<EventSy
   });
 }
 
-async function copyEvents(trx: Transaction<Database>, deps: EventSyncDeps, host: string, fromSeq: number, pageSize: number, maxPages: number) {
+async function copyEvents(
+  trx: Transaction<Database>,
+  deps: EventSyncDeps,
+  host: string,
+  fromSeq: number,
+  pageSize: number,
+  maxPages: number,
+) {
   let lastSeq = fromSeq;
   let received = 0;
   let downloaded = 0;
@@ -99,7 +114,9 @@ async function copyEvents(trx: Transaction<Database>, deps: EventSyncDeps, host:
     // The dispatcher's lastSeq is its newest event; below ours means its log was replaced (a
     // reinstall): copying from 0 again would mix two histories under one host name.
     if (answer.events.length === 0 && answer.lastSeq < lastSeq) {
-      throw new MalformedEventError(`the backup host's newest event is ${answer.lastSeq}, but the portal has copied up to ${lastSeq}; its event log seems to have been replaced`);
+      throw new MalformedEventError(
+        `the backup host's newest event is ${answer.lastSeq}, but the portal has copied up to ${lastSeq}; its event log seems to have been replaced`,
+      );
     }
     const events = checkEvents(answer.events, lastSeq, pageSize);
     for (const event of await insertEvents(trx, host, events)) {
@@ -124,7 +141,8 @@ async function copyEvents(trx: Transaction<Database>, deps: EventSyncDeps, host:
  */
 function checkEvents(raw: unknown, after: number, pageSize: number): StoredEvent[] {
   if (!Array.isArray(raw)) throw new MalformedEventError('the backup host answered events.since without a list of events');
-  if (raw.length > pageSize) throw new MalformedEventError(`the backup host sent ${raw.length} events where at most ${pageSize} were asked for`);
+  if (raw.length > pageSize)
+    throw new MalformedEventError(`the backup host sent ${raw.length} events where at most ${pageSize} were asked for`);
   const events: StoredEvent[] = [];
   let previous = after;
   for (const item of raw as Partial<DispatcherEvent>[]) {
@@ -133,11 +151,13 @@ function checkEvents(raw: unknown, after: number, pageSize: number): StoredEvent
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq <= previous) throw bad(`seq is not a number after ${previous}`);
     const at = typeof item.time === 'string' ? new Date(item.time) : null;
     if (at === null || Number.isNaN(at.getTime())) throw bad('time is not a date');
-    if (typeof item.type !== 'string' || !/^[a-z]+(\.[a-z]+)*$/.test(item.type) || item.type.length > 64) throw bad('type is not an event type');
+    if (typeof item.type !== 'string' || !/^[a-z]+(\.[a-z]+)*$/.test(item.type) || item.type.length > 64)
+      throw bad('type is not an event type');
     if (!isCustomer(item.customer)) throw bad('customer is not a domain');
     if (!isArchiveId(item.archiveId)) throw bad('archiveId is not an archive id');
     if (item.ip !== null && (typeof item.ip !== 'string' || isIP(item.ip) === 0)) throw bad('ip is not an IP address');
-    if (item.bytes !== null && (typeof item.bytes !== 'number' || !Number.isSafeInteger(item.bytes) || item.bytes < 0)) throw bad('bytes is not a byte count');
+    if (item.bytes !== null && (typeof item.bytes !== 'number' || !Number.isSafeInteger(item.bytes) || item.bytes < 0))
+      throw bad('bytes is not a byte count');
     if (item.detail !== null && typeof item.detail !== 'string') throw bad('detail is not text');
     events.push({
       seq,
@@ -167,17 +187,28 @@ type SyncApp = Pick<FastifyInstance, 'log' | 'clock' | 'config' | 'database'>;
  * when a backup host is configured (otherwise returns a stopper that does nothing). The stopper
  * resolves once the sync in hand has finished, so the database pool is not closed under it.
  */
-export function startEventSync(app: SyncApp, options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {}): () => Promise<void> {
+export function startEventSync(
+  app: SyncApp,
+  options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {},
+): () => Promise<void> {
   const settings = app.config.backupHost;
   if (settings === null && options.backupHost === undefined) return async () => undefined;
   // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
   // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
-  const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? { eventsSince: async (request) => archiveBackupHost(app.config)!.eventsSince(request) };
+  const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? {
+    eventsSince: async (request) => archiveBackupHost(app.config)!.eventsSince(request),
+  };
   const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
   const log = app.log.child({ component: 'event-sync' });
   return startLoop(async () => {
     try {
-      const result = await syncBackupHostEvents({ db: app.database.db, backupHost, clock: app.clock, publicUrl: app.config.publicUrl, log });
+      const result = await syncBackupHostEvents({
+        db: app.database.db,
+        backupHost,
+        clock: app.clock,
+        publicUrl: app.config.publicUrl,
+        log,
+      });
       if (result.outcome === 'synced' && result.more) return 0;
     } catch (error) {
       // The database itself failed (down, restarting); the events wait on the backup host.

@@ -23,7 +23,11 @@ export interface SyncStatus {
 
 /** Creates the host's progress row if it is missing; never waits for, or touches, an existing one. */
 export async function ensureSyncRow(db: Kysely<Database>, host: string): Promise<void> {
-  await db.insertInto('backup_host_sync').values({ host }).onConflict((oc) => oc.column('host').doNothing()).execute();
+  await db
+    .insertInto('backup_host_sync')
+    .values({ host })
+    .onConflict((oc) => oc.column('host').doNothing())
+    .execute();
 }
 
 /**
@@ -93,7 +97,10 @@ const TRANSITIONS = {
  * download also records its address and bytes. Returns the request and its new state, or null when
  * no row changed (unknown archive, wrong state, or no transition).
  */
-export async function applyEventTransition(trx: Transaction<Database>, event: StoredEvent): Promise<{ requestId: string; state: 'downloaded' | 'expired' } | null> {
+export async function applyEventTransition(
+  trx: Transaction<Database>,
+  event: StoredEvent,
+): Promise<{ requestId: string; state: 'downloaded' | 'expired' } | null> {
   const rule = TRANSITIONS[event.type as keyof typeof TRANSITIONS] as (typeof TRANSITIONS)[keyof typeof TRANSITIONS] | undefined;
   if (rule === undefined) return null;
   const download = rule.to === 'downloaded' ? { downloaded_ip: event.ip, downloaded_bytes: event.bytes } : {};
@@ -125,7 +132,16 @@ export async function eventsForArchives(db: Kysely<Database>, host: string, arch
     .execute();
   for (const r of rows) {
     const list = byArchive.get(r.archive_id) ?? [];
-    list.push({ seq: Number(r.seq), at: r.at, type: r.type, customer: r.customer, archiveId: r.archive_id, ip: r.ip, bytes: r.bytes === null ? null : Number(r.bytes), detail: r.detail });
+    list.push({
+      seq: Number(r.seq),
+      at: r.at,
+      type: r.type,
+      customer: r.customer,
+      archiveId: r.archive_id,
+      ip: r.ip,
+      bytes: r.bytes === null ? null : Number(r.bytes),
+      detail: r.detail,
+    });
     byArchive.set(r.archive_id, list);
   }
   return byArchive;

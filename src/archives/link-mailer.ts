@@ -86,12 +86,20 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
       const refused = error instanceof BackupHostRefused;
       // Anything else (a template fault) is recorded by name only: its message might quote the data, link included.
       const described =
-        error instanceof MailNotSent ? `mail: ${error.reason}` : error instanceof BackupHostError ? `backup host: ${error.message}` : `internal: ${(error as Error).name}`;
+        error instanceof MailNotSent
+          ? `mail: ${error.reason}`
+          : error instanceof BackupHostError
+            ? `backup host: ${error.message}`
+            : `internal: ${(error as Error).name}`;
       const reason = scrub(described, token);
       // A refused arm (downloaded, expired, cancelled meanwhile) or a recipient the server refuses will not change by waiting.
       const permanent = refused || (error instanceof MailNotSent && error.permanent);
       if (permanent || attempts >= LINK_MAIL_MAX_ATTEMPTS) {
-        await trx.updateTable('archive_requests').set({ notify_due_at: null, notify_attempts: attempts, last_notify_error: reason }).where('id', '=', request.id).execute();
+        await trx
+          .updateTable('archive_requests')
+          .set({ notify_due_at: null, notify_attempts: attempts, last_notify_error: reason })
+          .where('id', '=', request.id)
+          .execute();
         log.error({ attempts, reason }, 'archive link email given up');
         return 'gave-up';
       }
@@ -109,7 +117,12 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
       .set({ notify_due_at: null, notified_at: now, notify_attempts: attempts, last_notify_error: null })
       .where('id', '=', request.id)
       .execute();
-    await recordAudit(trx, { actor: 'system', action: 'archive.link_sent', subject: request.userId, detail: { requestId: request.id, attempts } });
+    await recordAudit(trx, {
+      actor: 'system',
+      action: 'archive.link_sent',
+      subject: request.userId,
+      detail: { requestId: request.id, attempts },
+    });
     log.info({ attempts }, 'archive link email sent');
     return 'sent';
   });
@@ -118,7 +131,14 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
 function contextFor(app: MailerApp, options: LinkMailerOptions): MailerContext | null {
   const host = options.host ?? archiveBackupHost(app.config);
   if (host === null) return null;
-  return { app, db: app.database.db, host, log: app.log.child({ component: 'link-mailer' }), now: options.now ?? (() => new Date()), publicUrl: app.config.publicUrl.replace(/\/+$/, '') };
+  return {
+    app,
+    db: app.database.db,
+    host,
+    log: app.log.child({ component: 'link-mailer' }),
+    now: options.now ?? (() => new Date()),
+    publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
+  };
 }
 
 /** Sends every link email due now, one after another, and says what happened to each. */

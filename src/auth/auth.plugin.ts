@@ -139,4 +139,3 @@ function csrfUserInfo(request: FastifyRequest): string {
 function csrfToken(request: FastifyRequest, reply: FastifyReply): string {
   return reply.generateCsrf({ userInfo: csrfUserInfo(request) });
 }
-

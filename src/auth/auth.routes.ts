@@ -26,7 +26,14 @@ export function registerAuthRoutes(app: FastifyInstance): void {
   const renderSignIn = (
     reply: FastifyReply,
     status: number,
-    values: { email?: string; next?: string | null; error?: string | null; notice?: string | null; fieldErrors?: Record<string, string>; remember?: boolean },
+    values: {
+      email?: string;
+      next?: string | null;
+      error?: string | null;
+      notice?: string | null;
+      fieldErrors?: Record<string, string>;
+      remember?: boolean;
+    },
   ) =>
     reply
       .code(status)
@@ -60,7 +67,8 @@ export function registerAuthRoutes(app: FastifyInstance): void {
     if (email === '') fieldErrors.email = 'Enter your email address.';
     if (password === '') fieldErrors.password = 'Enter your password.';
     // No password longer than the policy allows can exist, so it is refused before any hashing work.
-    else if ([...password.normalize('NFKC')].length > MAX_PASSWORD_LENGTH) fieldErrors.password = 'That password is longer than any we accept.';
+    else if ([...password.normalize('NFKC')].length > MAX_PASSWORD_LENGTH)
+      fieldErrors.password = 'That password is longer than any we accept.';
     if (Object.keys(fieldErrors).length > 0) return renderSignIn(reply, 400, { email, next, fieldErrors, remember });
 
     const result = await signIn(app, { email, password, ip: request.ip });

@@ -27,7 +27,15 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
   return db.transaction().execute(async (trx) => {
     const attempts = await trx
       .updateTable('sign_in_attempts')
-      .set((eb) => ({ ip: null, email_tried: eb.case().when('user_id', 'is', null).then(sql<string | null>`null`).else(eb.ref('email_tried')).end() }))
+      .set((eb) => ({
+        ip: null,
+        email_tried: eb
+          .case()
+          .when('user_id', 'is', null)
+          .then(sql<string | null>`null`)
+          .else(eb.ref('email_tried'))
+          .end(),
+      }))
       .where('at', '<', cutoff)
       .where((eb) => eb.or([eb('ip', 'is not', null), eb.and([eb('user_id', 'is', null), eb('email_tried', 'is not', null)])]))
       .executeTakeFirst();
@@ -36,11 +44,31 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
       .where((eb) => eb.or([eb('last_seen_at', '<', cutoff), eb('expires_at', '<', cutoff)]))
       .executeTakeFirst();
     const blocks = await trx.deleteFrom('blocks').where('scope', '=', 'ip').where('until', '<', cutoff).executeTakeFirst();
-    const audit = await trx.updateTable('audit_log').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
-    const requests = await trx.updateTable('archive_requests').set({ requested_ip: null }).where('requested_at', '<', cutoff).where('requested_ip', 'is not', null).executeTakeFirst();
-    const downloads = await trx.updateTable('archive_requests').set({ downloaded_ip: null }).where('finished_at', '<', cutoff).where('downloaded_ip', 'is not', null).executeTakeFirst();
+    const audit = await trx
+      .updateTable('audit_log')
+      .set({ ip: null })
+      .where('at', '<', cutoff)
+      .where('ip', 'is not', null)
+      .executeTakeFirst();
+    const requests = await trx
+      .updateTable('archive_requests')
+      .set({ requested_ip: null })
+      .where('requested_at', '<', cutoff)
+      .where('requested_ip', 'is not', null)
+      .executeTakeFirst();
+    const downloads = await trx
+      .updateTable('archive_requests')
+      .set({ downloaded_ip: null })
+      .where('finished_at', '<', cutoff)
+      .where('downloaded_ip', 'is not', null)
+      .executeTakeFirst();
     // By the event's own time on the backup host: that is when the address was seen.
-    const events = await trx.updateTable('backup_host_events').set({ ip: null }).where('at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
+    const events = await trx
+      .updateTable('backup_host_events')
+      .set({ ip: null })
+      .where('at', '<', cutoff)
+      .where('ip', 'is not', null)
+      .executeTakeFirst();
     return {
       signInAttempts: Number(attempts.numUpdatedRows),
       sessions: Number(sessions.numDeletedRows),

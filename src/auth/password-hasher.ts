@@ -36,7 +36,8 @@ export function createPasswordHasher(
   const slots = new Semaphore(config.auth.hashConcurrency);
 
   // The pepper lives outside the database: a stolen users table alone cannot be brute-forced offline.
-  const pepperedWith = (key: string, password: string): Buffer => createHmac('sha256', key).update(normalizePassword(password), 'utf8').digest();
+  const pepperedWith = (key: string, password: string): Buffer =>
+    createHmac('sha256', key).update(normalizePassword(password), 'utf8').digest();
   const peppered = (password: string): Buffer => pepperedWith(pepper, password);
 
   let dummy: Promise<string> | undefined;

@@ -55,14 +55,22 @@ export function addressBlockKey(ip: string): string {
   const front = groupsOf(head);
   const back = tail === undefined ? [] : groupsOf(tail);
   const groups = [...front, ...Array<string>(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 /**
  * The block that stops this attempt, if any: the IP's first (it covers every account tried from
  * there), then the account's.
  */
-export async function findActiveBlock(regulator: Regulator, ip: string, userId: string | null, db: Db = regulator.db): Promise<Block | null> {
+export async function findActiveBlock(
+  regulator: Regulator,
+  ip: string,
+  userId: string | null,
+  db: Db = regulator.db,
+): Promise<Block | null> {
   const now = regulator.clock.now();
   let query = db
     .selectFrom('blocks')
@@ -137,7 +145,10 @@ export async function admitAttempt(regulator: Regulator, attempt: Omit<Attempt, 
     const now = regulator.clock.now();
     await lockKeys(trx, attempt.userId, attempt.ip);
     const refuse = async (reason: string): Promise<Admission> => {
-      await trx.insertInto('sign_in_attempts').values({ ...attemptRow(regulator, attempt, now), outcome: 'blocked', reason }).execute();
+      await trx
+        .insertInto('sign_in_attempts')
+        .values({ ...attemptRow(regulator, attempt, now), outcome: 'blocked', reason })
+        .execute();
       return { admitted: false, reason };
     };
     const block = await findActiveBlock(regulator, attempt.ip, attempt.userId, trx);
@@ -191,18 +202,20 @@ async function blockWhatIsDue(trx: Transaction<Database>, regulator: Regulator, 
 }
 
 /** Called with both keys locked (`lockKeys`), so concurrent failures of one key make one block, not one each. */
-async function blockIfDue(trx: Transaction<Database>, regulator: Regulator, scope: BlockScope, key: string, now: Date): Promise<Block | null> {
+async function blockIfDue(
+  trx: Transaction<Database>,
+  regulator: Regulator,
+  scope: BlockScope,
+  key: string,
+  now: Date,
+): Promise<Block | null> {
   const s = regulator.settings;
   const state = await blockState(trx, regulator, scope, key, now);
   const threshold = scope === 'ip' ? s.ipMaxFailures : s.userMaxFailures;
   if (state.active || state.failures < threshold) return null;
   const level = state.earlier + 1;
   const until = new Date(now.getTime() + blockDurationMs(s, scope, level));
-  const row = await trx
-    .insertInto('blocks')
-    .values({ scope, key, until, level, created_at: now })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  const row = await trx.insertInto('blocks').values({ scope, key, until, level, created_at: now }).returningAll().executeTakeFirstOrThrow();
   return toBlock(row);
 }
 
@@ -297,7 +310,14 @@ export interface AttemptView {
 
 export async function listRecentAttempts(db: Db, limit = 100): Promise<AttemptView[]> {
   const rows = await db.selectFrom('sign_in_attempts').selectAll().orderBy('at', 'desc').orderBy('id', 'desc').limit(limit).execute();
-  return rows.map((r) => ({ at: r.at, emailTried: displayedAddress(r.email_tried), userId: r.user_id, ip: r.ip, outcome: r.outcome, reason: r.reason }));
+  return rows.map((r) => ({
+    at: r.at,
+    emailTried: displayedAddress(r.email_tried),
+    userId: r.user_id,
+    ip: r.ip,
+    outcome: r.outcome,
+    reason: r.reason,
+  }));
 }
 
 /** The user's own successful sign-ins (time and IP), newest first: for the account page. */

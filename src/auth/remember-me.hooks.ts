@@ -34,7 +34,11 @@ function cookieOptions(app: FastifyInstance) {
 
 export function registerRememberMe(app: FastifyInstance): void {
   const secure = app.config.auth.requireHttps;
-  app.decorate('rememberMe', { cookieName: rememberCookieName(secure), secure, rotationKey: rotationKey(app.config.secrets.sessionSecret) });
+  app.decorate('rememberMe', {
+    cookieName: rememberCookieName(secure),
+    secure,
+    rotationKey: rotationKey(app.config.secrets.sessionSecret),
+  });
 
   // After the session hooks of registerAuth: only a browser with no live session uses its cookie.
   app.addHook('onRequest', async (request, reply) => {
@@ -52,7 +56,10 @@ export function registerRememberMe(app: FastifyInstance): void {
       userAgent: userAgentOf(request),
     });
     if (outcome.kind === 'theft') {
-      request.log.warn({ userId: outcome.userId, reason: outcome.reason }, 'remember-me cookie theft suspected: every remember-me login and session of the user ended, user emailed');
+      request.log.warn(
+        { userId: outcome.userId, reason: outcome.reason },
+        'remember-me cookie theft suspected: every remember-me login and session of the user ended, user emailed',
+      );
       reply.clearCookie(app.rememberMe.cookieName, cookieOptions(app));
       return;
     }

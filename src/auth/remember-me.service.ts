@@ -57,7 +57,10 @@ export interface DeviceMeta {
 }
 
 /** A new remember-me login for a user who has just signed in fully (password and, if on, second step). */
-export async function createRememberLogin(db: Db, input: { userId: string; now: Date; sessionId: string | null } & DeviceMeta): Promise<RememberCookie> {
+export async function createRememberLogin(
+  db: Db,
+  input: { userId: string; now: Date; sessionId: string | null } & DeviceMeta,
+): Promise<RememberCookie> {
   const series = randomBytes(32).toString('base64url');
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(input.now.getTime() + REMEMBER_DAYS * 86_400_000);
@@ -130,8 +133,17 @@ export async function useRememberCookie(
         })
         .execute();
       // The used row stays (marked) until it expires, only so that its reuse can be recognised.
-      await trx.updateTable('remember_logins').set({ replaced_at: now, replaced_by: series, session_id: null }).where('id', '=', row.id).execute();
-      return { kind: 'signed-in' as const, userId: row.user_id, cookie: { value: `${series}.${token}`, expiresAt: row.expires_at, series }, concurrent: false };
+      await trx
+        .updateTable('remember_logins')
+        .set({ replaced_at: now, replaced_by: series, session_id: null })
+        .where('id', '=', row.id)
+        .execute();
+      return {
+        kind: 'signed-in' as const,
+        userId: row.user_id,
+        cookie: { value: `${series}.${token}`, expiresAt: row.expires_at, series },
+        concurrent: false,
+      };
     }
 
     if (now.getTime() - row.replaced_at.getTime() > ROTATION_GRACE_SECONDS * 1000) {
@@ -151,11 +163,21 @@ export async function useRememberCookie(
       current = next;
     }
     if (current.replaced_at !== null) return { kind: 'unknown' as const };
-    return { kind: 'signed-in' as const, userId: row.user_id, cookie: { value: `${series}.${token}`, expiresAt: current.expires_at, series }, concurrent: true };
+    return {
+      kind: 'signed-in' as const,
+      userId: row.user_id,
+      cookie: { value: `${series}.${token}`, expiresAt: current.expires_at, series },
+      concurrent: true,
+    };
   });
 }
 
-async function raiseTheft(trx: Transaction<Database>, userId: string, reason: 'wrong-token' | 'rotated-cookie-reused', now: Date): Promise<RememberOutcome> {
+async function raiseTheft(
+  trx: Transaction<Database>,
+  userId: string,
+  reason: 'wrong-token' | 'rotated-cookie-reused',
+  now: Date,
+): Promise<RememberOutcome> {
   await trx.deleteFrom('remember_logins').where('user_id', '=', userId).execute();
   await endUserSessions(trx, userId);
   const user = await trx.selectFrom('users').select('email').where('id', '=', userId).executeTakeFirst();
@@ -174,7 +196,11 @@ export async function attachSession(db: Db, series: string, sessionKey: string):
 export async function endRememberLoginByCookie(db: Db, cookie: string | undefined): Promise<boolean> {
   const parsed = parseCookie(cookie);
   if (parsed === null) return false;
-  const row = await db.selectFrom('remember_logins').select(['user_id', 'token_hash']).where('series', '=', parsed.series).executeTakeFirst();
+  const row = await db
+    .selectFrom('remember_logins')
+    .select(['user_id', 'token_hash'])
+    .where('series', '=', parsed.series)
+    .executeTakeFirst();
   // A cookie with a wrong token ends nothing: only the device that holds the login may end it this way.
   if (row === undefined || !timingSafeEqual(tokenHash(parsed.token), row.token_hash)) return false;
   const result = await db.deleteFrom('remember_logins').where('series', '=', parsed.series).executeTakeFirst();
@@ -200,7 +226,12 @@ export async function deleteExpiredRememberLogins(db: Db, now: Date): Promise<nu
 
 /** Clears the IP address of logins last used before `cutoff` (the IP retention period). */
 export async function forgetRememberLoginIps(db: Db, cutoff: Date): Promise<number> {
-  const result = await db.updateTable('remember_logins').set({ ip: null }).where('last_used_at', '<', cutoff).where('ip', 'is not', null).executeTakeFirst();
+  const result = await db
+    .updateTable('remember_logins')
+    .set({ ip: null })
+    .where('last_used_at', '<', cutoff)
+    .where('ip', 'is not', null)
+    .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
 

@@ -37,7 +37,12 @@ export async function endUserSessions(
   // password reset that left it alive would let the old password finish signing in.
   let query = db
     .deleteFrom('sessions')
-    .where((eb) => eb.or([eb('user_id', '=', userId), eb.and([eb('user_id', 'is', null), sql<boolean>`data->'twoFactorPending'->>'userId' = ${userId}`])]));
+    .where((eb) =>
+      eb.or([
+        eb('user_id', '=', userId),
+        eb.and([eb('user_id', 'is', null), sql<boolean>`data->'twoFactorPending'->>'userId' = ${userId}`]),
+      ]),
+    );
   if (options.exceptSessionId !== undefined) query = query.where('id', '<>', sessionKey(options.exceptSessionId));
   const result = await query.executeTakeFirst();
   // Remember-me logins go with them (or the cookie would sign the browser back in); only the one

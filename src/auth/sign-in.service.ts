@@ -16,7 +16,12 @@ export const SIGN_IN_FAILED_MESSAGE =
 export type SignInResult = { ok: true; user: User } | { ok: false; reason: string };
 
 export function regulatorOf(app: FastifyInstance): Regulator {
-  return { db: app.database.db, clock: app.clock, settings: app.config.auth.regulation, addressKey: addressHashKey(app.config.secrets.passwordPepper) };
+  return {
+    db: app.database.db,
+    clock: app.clock,
+    settings: app.config.auth.regulation,
+    addressKey: addressHashKey(app.config.secrets.passwordPepper),
+  };
 }
 
 export async function signIn(app: FastifyInstance, input: { email: string; password: string; ip: string }): Promise<SignInResult> {

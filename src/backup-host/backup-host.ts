@@ -38,7 +38,15 @@ const RESULT_SHAPES: { readonly [A in RemoteAction]: Shape } = {
   ping: { version: 'string', time: 'string', roots: 'object', freeBytes: 'number|null' },
   'backups.list': { snapshots: 'object' },
   'archive.create': { archiveId: 'string', state: 'string' },
-  'archive.status': { state: 'string', bytesWritten: 'number', filesWritten: 'number', percent: 'number|null', sizeBytes: 'number|null', sha256: 'string|null', downloadFileName: 'string' },
+  'archive.status': {
+    state: 'string',
+    bytesWritten: 'number',
+    filesWritten: 'number',
+    percent: 'number|null',
+    sizeBytes: 'number|null',
+    sha256: 'string|null',
+    downloadFileName: 'string',
+  },
   'archive.cancel': { state: 'string' },
   'archive.arm': { armed: 'boolean' },
   'link.issue': { url: 'string', expires: 'number', fileName: 'string' },
@@ -60,7 +68,8 @@ export function interpretOutcome<A extends RemoteAction>(action: A, outcome: Raw
     throw new BackupHostInternalError(`backup host answered ${action} with exit 0 but not a valid result`);
   }
   if (outcome.exitCode === EXIT_REFUSED) {
-    if (answer && !answer.ok && (answer.error.code === 'quota' || answer.error.code === 'busy')) throw new BackupHostLimited(answer.error.code, answer.error.message);
+    if (answer && !answer.ok && (answer.error.code === 'quota' || answer.error.code === 'busy'))
+      throw new BackupHostLimited(answer.error.code, answer.error.message);
     if (answer && !answer.ok && answer.error.code !== 'internal') throw new BackupHostRefused(answer.error.code, answer.error.message);
     // No envelope: the gate or sudo refused before the dispatcher ran (their stderr says why).
     throw new BackupHostRefused('refused', `The backup host refused the request (${oneLine(outcome.stderr) || 'no reason given'}).`);

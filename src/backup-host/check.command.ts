@@ -14,7 +14,9 @@ export async function runBackupHostCheck(config: BackupHostSettings, out: TextOu
     check = await checkBackupHost(backupHostFromSettings(config));
   } catch (err) {
     // Only set-up problems (unreadable key, bad fingerprint) get here; checkBackupHost catches the rest.
-    out.write(`backup host: not checked\n  problem: ${err instanceof BackupHostError ? err.message : (err as Error).message}\nresult: NOT OK\n`);
+    out.write(
+      `backup host: not checked\n  problem: ${err instanceof BackupHostError ? err.message : (err as Error).message}\nresult: NOT OK\n`,
+    );
     return 1;
   }
   out.write(formatBackupHostCheck(check));

@@ -25,13 +25,33 @@ export async function checkBackupHost(host: BackupHost, now: () => number = Date
     const theirs = Date.parse(ping.time);
     const skew = Number.isFinite(theirs) ? Math.round((theirs - (started + finished) / 2) / 1000) : null;
     const problems: string[] = [];
-    for (const [name, ok] of Object.entries(ping.roots)) if (!ok) problems.push(`the ${name} root is missing or not usable on the backup host`);
+    for (const [name, ok] of Object.entries(ping.roots))
+      if (!ok) problems.push(`the ${name} root is missing or not usable on the backup host`);
     if (skew === null) problems.push('the backup host reported an unreadable time');
-    else if (Math.abs(skew) > MAX_SKEW_SECONDS) problems.push(`clocks differ by ${skew} s; download links would expire early or late (run NTP on both hosts)`);
-    return { ok: problems.length === 0, target: host.describe, version: ping.version, roundTripMs: finished - started, clockSkewSeconds: skew, roots: ping.roots, freeBytes: ping.freeBytes, problems };
+    else if (Math.abs(skew) > MAX_SKEW_SECONDS)
+      problems.push(`clocks differ by ${skew} s; download links would expire early or late (run NTP on both hosts)`);
+    return {
+      ok: problems.length === 0,
+      target: host.describe,
+      version: ping.version,
+      roundTripMs: finished - started,
+      clockSkewSeconds: skew,
+      roots: ping.roots,
+      freeBytes: ping.freeBytes,
+      problems,
+    };
   } catch (err) {
     const message = err instanceof BackupHostError ? `${err.name}: ${err.message}` : `unexpected error: ${(err as Error).message}`;
-    return { ok: false, target: host.describe, version: null, roundTripMs: null, clockSkewSeconds: null, roots: null, freeBytes: null, problems: [message] };
+    return {
+      ok: false,
+      target: host.describe,
+      version: null,
+      roundTripMs: null,
+      clockSkewSeconds: null,
+      roots: null,
+      freeBytes: null,
+      problems: [message],
+    };
   }
 }
 
@@ -53,7 +73,10 @@ export function formatBackupHostCheck(check: BackupHostCheck): string {
     lines.push(`  dispatcher version: ${check.version}`);
     lines.push(`  round trip: ${check.roundTripMs} ms`);
     lines.push(`  clock skew: ${check.clockSkewSeconds === null ? 'unknown' : `${check.clockSkewSeconds} s`}`);
-    if (check.roots) lines.push(`  roots: backup ${check.roots.backup ? 'ok' : 'MISSING'}, archive ${check.roots.archive ? 'ok' : 'MISSING'}, link ${check.roots.link ? 'ok' : 'MISSING'}`);
+    if (check.roots)
+      lines.push(
+        `  roots: backup ${check.roots.backup ? 'ok' : 'MISSING'}, archive ${check.roots.archive ? 'ok' : 'MISSING'}, link ${check.roots.link ? 'ok' : 'MISSING'}`,
+      );
     lines.push(`  free space for archives: ${check.freeBytes === null ? 'unknown' : formatBytes(check.freeBytes)}`);
   }
   for (const p of check.problems) lines.push(`  problem: ${p}`);

@@ -22,7 +22,11 @@ export function isLocalSettings(s: BackupHostSettings): s is LocalBackupHostSett
 /** The raw transport, for callers that must see the dispatcher's answers uninterpreted (`archway doctor`). */
 export function transportFromSettings(settings: BackupHostSettings): Transport {
   if (isLocalSettings(settings)) {
-    return createLocalTransport({ dispatcherConfigPath: settings.localDispatcherConfig, dispatcherPath: settings.localDispatcherPath, callTimeoutMs: settings.callTimeoutMs });
+    return createLocalTransport({
+      dispatcherConfigPath: settings.localDispatcherConfig,
+      dispatcherPath: settings.localDispatcherPath,
+      callTimeoutMs: settings.callTimeoutMs,
+    });
   }
   return createSshTransport(settings);
 }

@@ -7,7 +7,10 @@ const FINGERPRINT = /^SHA256:([A-Za-z0-9+/]{43})=?$/;
 /** Normalises `SHA256:<43 base64 chars>` (an optional trailing `=` is dropped); refuses anything else. */
 export function parseFingerprint(text: string): string {
   const m = FINGERPRINT.exec(text.trim());
-  if (!m) throw new BackupHostConfigError('host key fingerprint must look like SHA256:<43 base64 characters> (see `ssh-keygen -lf <host key>.pub`)');
+  if (!m)
+    throw new BackupHostConfigError(
+      'host key fingerprint must look like SHA256:<43 base64 characters> (see `ssh-keygen -lf <host key>.pub`)',
+    );
   return `SHA256:${m[1]}`;
 }
 

@@ -41,7 +41,9 @@ function loadPrivateKey(path: string, passphrase: string | undefined): ssh2.Pars
   if (parsed instanceof Error) {
     const encrypted = /encrypted|passphrase/i.test(parsed.message);
     throw new BackupHostConfigError(
-      encrypted ? 'the backup host private key is encrypted and the passphrase is missing or wrong' : `the backup host private key cannot be parsed: ${parsed.message}`,
+      encrypted
+        ? 'the backup host private key is encrypted and the passphrase is missing or wrong'
+        : `the backup host private key cannot be parsed: ${parsed.message}`,
     );
   }
   return parsed;
@@ -78,18 +80,24 @@ export function createSshTransport(config: SshTransportConfig): Transport {
         client.on('error', (err: Error & { level?: string }) => {
           settle(() => {
             if (presented !== null && !fingerprintsEqual(presented, pinned)) return reject(new BackupHostKeyMismatch(pinned, presented));
-            if (err.level === 'client-timeout') return reject(new BackupHostTimeout(`connecting to backup host ${where} timed out after ${connectTimeoutMs} ms`));
+            if (err.level === 'client-timeout')
+              return reject(new BackupHostTimeout(`connecting to backup host ${where} timed out after ${connectTimeoutMs} ms`));
             if (err.level === 'client-authentication') {
-              return reject(new BackupHostUnreachable(`backup host ${where} refused our key (check the authorized_keys line and its from= address)`));
+              return reject(
+                new BackupHostUnreachable(`backup host ${where} refused our key (check the authorized_keys line and its from= address)`),
+              );
             }
             reject(new BackupHostUnreachable(`cannot reach backup host ${where}: ${err.message}`));
           });
         });
-        client.on('close', () => settle(() => reject(new BackupHostUnreachable(`backup host ${where} closed the connection during ${action}`))));
+        client.on('close', () =>
+          settle(() => reject(new BackupHostUnreachable(`backup host ${where} closed the connection during ${action}`))),
+        );
 
         client.on('ready', () => {
           client.exec(action, (err, stream) => {
-            if (err) return settle(() => reject(new BackupHostUnreachable(`backup host ${where} refused to run ${action}: ${err.message}`)));
+            if (err)
+              return settle(() => reject(new BackupHostUnreachable(`backup host ${where} refused to run ${action}: ${err.message}`)));
             const stdout = new CappedText(MAX_STDOUT_BYTES);
             const stderr = new CappedText(MAX_STDERR_BYTES);
             let exitCode: number | null = null;
@@ -103,7 +111,8 @@ export function createSshTransport(config: SshTransportConfig): Transport {
             stream.on('close', () =>
               settle(() => {
                 // No exit status at all: the connection dropped under the call, the outcome is unknown.
-                if (exitCode === null && signal === null) return reject(new BackupHostUnreachable(`backup host ${where} dropped the connection during ${action}`));
+                if (exitCode === null && signal === null)
+                  return reject(new BackupHostUnreachable(`backup host ${where} dropped the connection during ${action}`));
                 resolve({ exitCode, signal, stdout: stdout.overflowed ? '' : stdout.text(), stderr: stderr.text() });
               }),
             );

@@ -25,7 +25,8 @@ Options:
   options: { json: { type: 'boolean' }, 'send-test': { type: 'string' } },
   async run({ values }) {
     const sendTestTo = typeof values['send-test'] === 'string' ? values['send-test'] : null;
-    if (sendTestTo !== null && !/^[^\s@<>]+@[^\s@<>]+$/.test(sendTestTo)) throw new UsageError('--send-test needs an email address like ops@example.net.');
+    if (sendTestTo !== null && !/^[^\s@<>]+@[^\s@<>]+$/.test(sendTestTo))
+      throw new UsageError('--send-test needs an email address like ops@example.net.');
     const { mode, results } = await runDoctor({ sendTestTo });
     process.stdout.write(values.json === true ? formatJson(mode, results) : formatText(results));
     return allHealthy(results) ? 0 : 1;

@@ -30,7 +30,11 @@ remove the old key from ARCHWAY_ENCRYPTION_KEYS_OLD and restart again. Key ids a
   async run({ positionals }) {
     const [action] = positionals;
     if (action !== 'status' && action !== 'rotate') {
-      throw new UsageError(action === undefined ? 'Say what to do: archway keys status or rotate.' : `Unknown action "${action}" for "archway keys": use status or rotate.`);
+      throw new UsageError(
+        action === undefined
+          ? 'Say what to do: archway keys status or rotate.'
+          : `Unknown action "${action}" for "archway keys": use status or rotate.`,
+      );
     }
     const loaded = loadConfig();
     const log = pino(loggerOptions(loaded.logLevel === 'info' ? 'warn' : loaded.logLevel) as pino.LoggerOptions);
@@ -43,19 +47,28 @@ remove the old key from ARCHWAY_ENCRYPTION_KEYS_OLD and restart again. Key ids a
       const describe = (counts: Record<string, number>) => {
         const lines = [`current key ${keys.currentKeyId}: ${counts[keys.currentKeyId] ?? 0} secret(s)`];
         for (const id of oldKeys.map(keyIdOf)) if (id !== keys.currentKeyId) lines.push(`older key   ${id}: ${counts[id] ?? 0} secret(s)`);
-        for (const [id, n] of Object.entries(counts)) if (!keys.knownKeyIds().includes(id)) lines.push(`UNKNOWN key ${id}: ${n} secret(s), not readable with any configured key`);
+        for (const [id, n] of Object.entries(counts))
+          if (!keys.knownKeyIds().includes(id)) lines.push(`UNKNOWN key ${id}: ${n} secret(s), not readable with any configured key`);
         return `${lines.join('\n')}\n`;
       };
       if (action === 'status') {
         process.stdout.write(describe(before));
         // Queued email is sealed under the key in use when it was queued and is not re-encrypted;
         // the worker also opens it with the older keys, so those must stay configured until it has gone.
-        const pending = await database.db.selectFrom('mail_queue').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').executeTakeFirstOrThrow();
-        process.stdout.write(`queued email waiting to be sent: ${pending.n} (keep older keys in ARCHWAY_ENCRYPTION_KEYS_OLD until this is 0)\n`);
+        const pending = await database.db
+          .selectFrom('mail_queue')
+          .select((eb) => eb.fn.countAll<string>().as('n'))
+          .where('status', '=', 'pending')
+          .executeTakeFirstOrThrow();
+        process.stdout.write(
+          `queued email waiting to be sent: ${pending.n} (keep older keys in ARCHWAY_ENCRYPTION_KEYS_OLD until this is 0)\n`,
+        );
         return 0;
       }
       const report = await reEncryptSecrets(database.db, keys);
-      process.stdout.write(`Re-encrypted ${report.reEncrypted} secret(s) under key ${keys.currentKeyId}; ${report.alreadyCurrent} already were.\n`);
+      process.stdout.write(
+        `Re-encrypted ${report.reEncrypted} secret(s) under key ${keys.currentKeyId}; ${report.alreadyCurrent} already were.\n`,
+      );
       const unreadable = Object.entries(report.unreadable);
       if (unreadable.length > 0) {
         process.stderr.write(

@@ -20,7 +20,9 @@ const OPTIONS_OF: Record<string, string[]> = {
   'set-email': ['email', 'new-email'],
 };
 
-async function withDatabase<T>(run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string }) => Promise<T>): Promise<T> {
+async function withDatabase<T>(
+  run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string }) => Promise<T>,
+): Promise<T> {
   const loaded = loadConfig();
   const log = pino(loggerOptions(loaded.logLevel === 'info' ? 'warn' : loaded.logLevel) as pino.LoggerOptions);
   const config = resolveSecrets(loaded, log);
@@ -41,7 +43,7 @@ function fail(message: string, code = EX_DATAERR): number {
 
 export const usersCommand: Command = {
   name: 'users',
-  summary: 'Add or import accounts (each gets an invitation email), or change an account\'s email.',
+  summary: "Add or import accounts (each gets an invitation email), or change an account's email.",
   usage: `Usage:
   archway users add --email ADDRESS --domain DOMAIN --plan PLAN [--role customer|operator]
                     [--backup-host HOST] [--paypal-subscription-id ID]
@@ -73,7 +75,11 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
   async run({ values, positionals }) {
     const [action, file] = positionals;
     if (action === undefined || !(action in OPTIONS_OF)) {
-      throw new UsageError(action === undefined ? 'Say what to do: archway users add, import or set-email.' : `Unknown action "${action}" for "archway users": use add, import or set-email.`);
+      throw new UsageError(
+        action === undefined
+          ? 'Say what to do: archway users add, import or set-email.'
+          : `Unknown action "${action}" for "archway users": use add, import or set-email.`,
+      );
     }
     const allowed = OPTIONS_OF[action] ?? [];
     const stray = Object.keys(values).filter((k) => values[k] !== undefined && !allowed.includes(k));
@@ -116,11 +122,15 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
       return withDatabase(async ({ db, publicUrl }) => {
         try {
           const users = await importUsers(db, csv, { publicUrl, now: new Date(), actor: 'cli' });
-          process.stdout.write(`Imported ${users.length} account${users.length === 1 ? '' : 's'}; ${users.length === 1 ? 'its invitation is' : 'their invitations are'} queued.\n`);
+          process.stdout.write(
+            `Imported ${users.length} account${users.length === 1 ? '' : 's'}; ${users.length === 1 ? 'its invitation is' : 'their invitations are'} queued.\n`,
+          );
           return 0;
         } catch (error) {
           if (error instanceof ImportRefused) {
-            process.stderr.write(`archway users: nothing was imported from ${file}:\n${error.problems.map((p) => `  ${p.line > 0 ? `line ${p.line}: ` : ''}${p.message}`).join('\n')}\n`);
+            process.stderr.write(
+              `archway users: nothing was imported from ${file}:\n${error.problems.map((p) => `  ${p.line > 0 ? `line ${p.line}: ` : ''}${p.message}`).join('\n')}\n`,
+            );
             return EX_DATAERR;
           }
           throw error;
@@ -134,11 +144,18 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     if (current === undefined || next === undefined) throw new UsageError('archway users set-email needs --email and --new-email.');
     return withDatabase(async ({ db, publicUrl }) => {
       try {
-        const { user, oldEmail } = await changeUserEmail(db, { currentEmail: current, newEmail: next, actor: 'cli', now: new Date(), publicUrl });
+        const { user, oldEmail } = await changeUserEmail(db, {
+          currentEmail: current,
+          newEmail: next,
+          actor: 'cli',
+          now: new Date(),
+          publicUrl,
+        });
         process.stdout.write(`Changed ${oldEmail} to ${user.email}. Both addresses are told; the change is in the audit log.\n`);
         return 0;
       } catch (error) {
-        if (error instanceof UnknownAccount || error instanceof EmailAlreadyUsed || error instanceof InvalidAccountField) return fail(error.message);
+        if (error instanceof UnknownAccount || error instanceof EmailAlreadyUsed || error instanceof InvalidAccountField)
+          return fail(error.message);
         throw error;
       }
     });

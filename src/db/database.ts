@@ -4,7 +4,13 @@ import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable }
 import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
 import type { BlocksTable, SessionsTable, SignInAttemptsTable } from '../auth/auth.tables.js';
-import type { RememberLoginsTable, TwoFactorBlocksTable, TwoFactorFailuresTable, TwoFactorRecoveryCodesTable, TwoFactorTable } from '../two-factor/two-factor.tables.js';
+import type {
+  RememberLoginsTable,
+  TwoFactorBlocksTable,
+  TwoFactorFailuresTable,
+  TwoFactorRecoveryCodesTable,
+  TwoFactorTable,
+} from '../two-factor/two-factor.tables.js';
 
 export interface AuditLogTable {
   id: Generated<string>;

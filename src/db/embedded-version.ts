@@ -29,6 +29,11 @@ export function checkEmbeddedDataDirectory(dir: string): void {
     throw error;
   }
   if (found === EMBEDDED_POSTGRES_MAJOR) return;
-  const made = /^\d+$/.test(found) ? `${Number(found) < Number(EMBEDDED_POSTGRES_MAJOR) ? 'an older' : 'a newer'} Archway (PostgreSQL ${found})` : 'an unknown program';
-  throw new EmbeddedDatabaseUnusable(dir, `was made by ${made}; this Archway's embedded PostgreSQL is ${EMBEDDED_POSTGRES_MAJOR} and cannot open it`);
+  const made = /^\d+$/.test(found)
+    ? `${Number(found) < Number(EMBEDDED_POSTGRES_MAJOR) ? 'an older' : 'a newer'} Archway (PostgreSQL ${found})`
+    : 'an unknown program';
+  throw new EmbeddedDatabaseUnusable(
+    dir,
+    `was made by ${made}; this Archway's embedded PostgreSQL is ${EMBEDDED_POSTGRES_MAJOR} and cannot open it`,
+  );
 }

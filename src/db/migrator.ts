@@ -27,7 +27,10 @@ export interface MigrationReport {
 }
 
 export class MigrationFailed extends Error {
-  constructor(readonly migration: string | undefined, cause: unknown) {
+  constructor(
+    readonly migration: string | undefined,
+    cause: unknown,
+  ) {
     super(`Migration ${migration ?? '(setup)'} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'MigrationFailed';
   }

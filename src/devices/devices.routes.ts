@@ -23,8 +23,13 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
       idleMinutes: app.config.auth.sessionIdleMinutes,
       currentSessionKey: currentKey(request),
     });
-    const notice = Object.keys(request.query).map((k) => NOTICES[k]).find((n) => n !== undefined) ?? null;
-    return reply.header('cache-control', 'no-store').view('account/devices', { title: 'Where you are signed in', devices, notice, fmt: formatUtc });
+    const notice =
+      Object.keys(request.query)
+        .map((k) => NOTICES[k])
+        .find((n) => n !== undefined) ?? null;
+    return reply
+      .header('cache-control', 'no-store')
+      .view('account/devices', { title: 'Where you are signed in', devices, notice, fmt: formatUtc });
   });
 
   app.post<{ Body: Form }>('/account/devices/end', { preHandler: requireUser }, async (request, reply) => {
@@ -38,7 +43,11 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
 
   app.post('/account/devices/end-others', { preHandler: requireUser }, async (request, reply) => {
     const userId = request.user!.id;
-    const sessions = await endUserSessions(app.database.db, userId, request.session?.sessionId ? { exceptSessionId: request.session.sessionId } : {});
+    const sessions = await endUserSessions(
+      app.database.db,
+      userId,
+      request.session?.sessionId ? { exceptSessionId: request.session.sessionId } : {},
+    );
     const series = request.session?.rememberSeries;
     const logins = await endRememberLogins(app.database.db, userId, series !== undefined ? { exceptSeries: series } : {});
     request.log.info({ userId, sessions, logins }, 'every other browser signed out');

@@ -83,10 +83,19 @@ export async function endDevice(db: Kysely<Database>, userId: string, ref: strin
   return db.transaction().execute(async (trx) => {
     if (session !== undefined) {
       const ended = await trx.deleteFrom('sessions').where('id', '=', session).where('user_id', '=', userId).executeTakeFirst();
-      const endedLogins = await trx.deleteFrom('remember_logins').where('session_id', '=', session).where('user_id', '=', userId).executeTakeFirst();
+      const endedLogins = await trx
+        .deleteFrom('remember_logins')
+        .where('session_id', '=', session)
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
       return Number(ended.numDeletedRows) + Number(endedLogins.numDeletedRows) > 0;
     }
-    const row = await trx.deleteFrom('remember_logins').where('id', '=', remember!).where('user_id', '=', userId).returning('session_id').executeTakeFirst();
+    const row = await trx
+      .deleteFrom('remember_logins')
+      .where('id', '=', remember!)
+      .where('user_id', '=', userId)
+      .returning('session_id')
+      .executeTakeFirst();
     if (row === undefined) return false;
     if (row.session_id !== null) await trx.deleteFrom('sessions').where('id', '=', row.session_id).where('user_id', '=', userId).execute();
     return true;

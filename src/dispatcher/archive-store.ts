@@ -65,7 +65,10 @@ export function listRecordIds(cfg: DispatcherConfig): string[] {
   } catch {
     return [];
   }
-  return names.filter((n) => n.endsWith('.json') && !n.endsWith('.progress.json')).map((n) => n.slice(0, -5)).filter(isArchiveId);
+  return names
+    .filter((n) => n.endsWith('.json') && !n.endsWith('.progress.json'))
+    .map((n) => n.slice(0, -5))
+    .filter(isArchiveId);
 }
 
 export const BUILDER_GONE = 'The archive builder stopped unexpectedly.';

@@ -35,7 +35,8 @@ export function freeBytes(dir: string): number {
 /** The record if it exists and belongs to this customer; another customer's id looks exactly like a missing one. */
 export function ownedRecord(cfg: DispatcherConfig, customer: string, archiveId: string): ArchiveRecord {
   const rec = readRecord(cfg, archiveId);
-  if (!rec || rec.customer !== customer) notFound(`archive ${archiveId} not found for ${customer}${rec ? ` (belongs to ${rec.customer})` : ''}`);
+  if (!rec || rec.customer !== customer)
+    notFound(`archive ${archiveId} not found for ${customer}${rec ? ` (belongs to ${rec.customer})` : ''}`);
   return reconcile(cfg, rec);
 }
 
@@ -44,13 +45,21 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
   // Checked now rather than when the finished archive is handed to nginx: a build of hours would
   // otherwise end in this failure.
   if (groupId(cfg.nginxGroup) === null) {
-    fail('The backup host is misconfigured; the operator has been told in the log.', `nginxGroup ${cfg.nginxGroup} does not exist`, 'internal');
+    fail(
+      'The backup host is misconfigured; the operator has been told in the log.',
+      `nginxGroup ${cfg.nginxGroup} does not exist`,
+      'internal',
+    );
   }
   const id = randomBytes(16).toString('hex');
   const nonce = randomBytes(32).toString('hex');
   await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {
     const holder = readLockHolder(paths.buildLock(cfg, req.customer));
-    if (holder) fail('An archive for this customer is already being built; please wait until it is ready.', `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`);
+    if (holder)
+      fail(
+        'An archive for this customer is already being built; please wait until it is ready.',
+        `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`,
+      );
     // Ready archives hold disk until downloaded or expired; a full archive disk stops every customer.
     const ready = readyArchiveCount(cfg, req.customer);
     if (ready >= cfg.maxReadyArchivesPerCustomer) {
@@ -95,7 +104,10 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
       await build.stop();
       unlock(paths.buildLock(cfg, req.customer), build.builder);
       for (const f of [paths.partialFile(cfg, id), paths.progress(cfg, id), paths.record(cfg, id)]) rmSync(f, { force: true });
-      fail('The backup host does not have enough free space for this archive right now.', `need ${estimate} bytes, ${free} free in archiveRoot`);
+      fail(
+        'The backup host does not have enough free space for this archive right now.',
+        `need ${estimate} bytes, ${free} free in archiveRoot`,
+      );
     }
     mutateRecord(cfg, id, (cur) => ({ ...cur, estimateBytes: estimate }));
     appendEvent(cfg, { type: 'archive.requested', customer: req.customer, archiveId: id, detail: `snapshot ${req.snapshot}` });
@@ -116,7 +128,7 @@ function readyArchiveCount(cfg: DispatcherConfig, customer: string): number {
 // withMutex is synchronous; create needs to await the builder hand-off while holding the mutex.
 async function withMutexAsync<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const me = selfId();
-  for (const deadline = Date.now() + 10_000; ; ) {
+  for (const deadline = Date.now() + 10_000; ;) {
     const r = tryLock(path, me);
     if (r.taken) break;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${path} held by pid ${r.holder.pid}`);

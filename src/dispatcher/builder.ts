@@ -33,7 +33,12 @@ export interface BuilderHandle {
 const ADMIT = 'admit';
 
 /** Starts the builder as its own session (so cancel can signal tar with it) and hands it the nonce. */
-export async function spawnBuilder(cfg: DispatcherConfig, id: string, nonce: string, beforeNonce: (builder: ProcessId) => void): Promise<BuilderHandle> {
+export async function spawnBuilder(
+  cfg: DispatcherConfig,
+  id: string,
+  nonce: string,
+  beforeNonce: (builder: ProcessId) => void,
+): Promise<BuilderHandle> {
   const env: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
   for (const k of ['ARCHWAY_DISPATCHER_CONFIG', 'ARCHWAY_DISPATCHER_NOW_OFFSET'] as const) {
     const v = process.env[k];
@@ -62,7 +67,7 @@ export async function spawnBuilder(cfg: DispatcherConfig, id: string, nonce: str
         // already gone
       }
       stdin.destroy();
-      for (const deadline = Date.now() + 5000; isAlive(builder) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+      for (const deadline = Date.now() + 5000; isAlive(builder) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
     },
   };
 }
@@ -114,7 +119,13 @@ export async function runBuilder(cfg: DispatcherConfig, id: string, log: (detail
   const rec = readRecord(cfg, id);
   const me = selfId();
   // Only a builder started by archive.create for this very record may proceed.
-  if (!rec || rec.state !== 'building' || rec.builderNonce === null || !sameSecret(nonce, rec.builderNonce) || rec.builder?.pid !== me.pid) {
+  if (
+    !rec ||
+    rec.state !== 'building' ||
+    rec.builderNonce === null ||
+    !sameSecret(nonce, rec.builderNonce) ||
+    rec.builder?.pid !== me.pid
+  ) {
     log(`builder ${id}: not started by archive.create, refusing`);
     return 1;
   }
@@ -248,7 +259,11 @@ async function build(cfg: DispatcherConfig, rec: ArchiveRecord, log: (d: string)
   if (code !== 0) {
     // tar reports a full disk on stderr; the customer gets a reason they can act on (or wait for).
     // GNU tar says "No space left on device", or only "Wrote only N of M bytes" when a short write hits ENOSPC.
-    const reason = /No space left on device|Wrote only \d+ of \d+ bytes/.test(stderr) ? REASONS.noSpace : code === 1 ? REASONS.changed : REASONS.tarFailed;
+    const reason = /No space left on device|Wrote only \d+ of \d+ bytes/.test(stderr)
+      ? REASONS.noSpace
+      : code === 1
+        ? REASONS.changed
+        : REASONS.tarFailed;
     return fail(reason, `tar exit ${code} signal ${signal}: ${oneLine}`);
   }
   if (stderr !== '') log(`builder ${rec.id}: tar warnings: ${oneLine}`);
@@ -289,7 +304,17 @@ function finish(cfg: DispatcherConfig, rec: ArchiveRecord, me: ProcessId, outcom
       published = true;
       const readyAt = new Date(nowAt).toISOString();
       const expiresAt = new Date(nowAt + cfg.archiveRetentionDays * 86400_000).toISOString();
-      return { ...cur, state: 'ready', sizeBytes: result.size, sha256: result.sha256, filesWritten: result.files, readyAt, expiresAt, builder: null, builderNonce: null };
+      return {
+        ...cur,
+        state: 'ready',
+        sizeBytes: result.size,
+        sha256: result.sha256,
+        filesWritten: result.files,
+        readyAt,
+        expiresAt,
+        builder: null,
+        builderNonce: null,
+      };
     }
     markedFailed = true;
     return { ...cur, state: 'failed', failureReason: result.reason, builder: null, builderNonce: null };

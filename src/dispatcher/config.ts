@@ -60,8 +60,19 @@ const NUMBER_FIELDS: Record<string, NumberField> = {
   linkIssuePerHour: { def: 600, min: 1, max: 1_000_000 },
 };
 // Tools are found in fixed system directories, never through PATH, which a caller might influence.
-const TOOL_DEFAULTS = { tarPath: '/usr/bin/tar', nicePath: '/usr/bin/nice', ionicePath: '/usr/bin/ionice', findPath: '/usr/bin/find' } as const;
-const KNOWN = new Set<string>([...PATH_FIELDS, ...Object.keys(NUMBER_FIELDS), ...Object.keys(TOOL_DEFAULTS), 'downloadBaseUrl', 'nginxGroup']);
+const TOOL_DEFAULTS = {
+  tarPath: '/usr/bin/tar',
+  nicePath: '/usr/bin/nice',
+  ionicePath: '/usr/bin/ionice',
+  findPath: '/usr/bin/find',
+} as const;
+const KNOWN = new Set<string>([
+  ...PATH_FIELDS,
+  ...Object.keys(NUMBER_FIELDS),
+  ...Object.keys(TOOL_DEFAULTS),
+  'downloadBaseUrl',
+  'nginxGroup',
+]);
 
 export class ConfigError extends Error {}
 
@@ -78,7 +89,8 @@ export function loadConfig(path = configPath()): DispatcherConfig {
     const st = fstatSync(fd);
     // A config others can write would let them move the roots; refuse to run on it.
     if ((st.mode & 0o022) !== 0) throw new ConfigError(`${path} is writable by group or others`);
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) throw new ConfigError(`${path} is not owned by the running user`);
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid())
+      throw new ConfigError(`${path} is not owned by the running user`);
     text = readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
@@ -105,7 +117,8 @@ export function loadConfig(path = configPath()): DispatcherConfig {
   }
   for (const [key, spec] of Object.entries(NUMBER_FIELDS)) {
     const v = raw[key] ?? spec.def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < spec.min || v > spec.max) problems.push(`${key} must be an integer from ${spec.min} to ${spec.max}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < spec.min || v > spec.max)
+      problems.push(`${key} must be an integer from ${spec.min} to ${spec.max}`);
     else out[key] = v;
   }
   const base = raw.downloadBaseUrl;

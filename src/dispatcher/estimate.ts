@@ -34,7 +34,11 @@ export function estimateTarBytes(findPath: string, root: string, budgetMs: numbe
       resolve(v);
     };
     // %y type, %s size, %P path below root; NUL-terminated so any byte may appear in a name.
-    const find = spawn(findPath, ['-P', root, '-mindepth', '1', '-printf', '%y %s %P\\0'], { stdio: ['ignore', 'pipe', 'ignore'], cwd: '/', env: { LC_ALL: 'C' } });
+    const find = spawn(findPath, ['-P', root, '-mindepth', '1', '-printf', '%y %s %P\\0'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      cwd: '/',
+      env: { LC_ALL: 'C' },
+    });
     const timer = setTimeout(() => {
       find.kill('SIGKILL');
       done(null);

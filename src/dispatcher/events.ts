@@ -164,7 +164,11 @@ function offsetOfFirstAfter(fd: number, size: number, after: number): number | n
   return first !== null && first.seq > after ? first.start : null;
 }
 
-export async function eventsSince(cfg: DispatcherConfig, after: number, limit: number): Promise<{ events: DispatcherEvent[]; lastSeq: number }> {
+export async function eventsSince(
+  cfg: DispatcherConfig,
+  after: number,
+  limit: number,
+): Promise<{ events: DispatcherEvent[]; lastSeq: number }> {
   const events: DispatcherEvent[] = [];
   if (!existsSync(paths.eventsLog(cfg))) return { events, lastSeq: 0 };
   const fd = openSync(paths.eventsLog(cfg), 'r');

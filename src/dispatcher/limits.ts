@@ -71,7 +71,11 @@ export function admit(cfg: DispatcherConfig, action: LimitedAction, customer: st
     const hostLimit = rule.hostWide(cfg);
     const customerLimit = rule.perCustomer(cfg);
     if (counts.host >= hostLimit) {
-      fail('The backup host is handling too many requests right now.', `limit: ${action} host-wide rate ${hostLimit} per ${rule.hostWindowSeconds}s reached`, 'busy');
+      fail(
+        'The backup host is handling too many requests right now.',
+        `limit: ${action} host-wide rate ${hostLimit} per ${rule.hostWindowSeconds}s reached`,
+        'busy',
+      );
     }
     if (counts.customer >= customerLimit) {
       fail(rule.customerMessage, `limit: ${action} for ${customer} reached ${customerLimit} per ${rule.customerWindowSeconds}s`, 'quota');
@@ -107,7 +111,11 @@ export function rateFindings(cfg: DispatcherConfig): CheckFinding[] {
   }
   const refusals = recentLimitRefusals(cfg, now - 86400);
   const summary = [...refusals].map(([k, n]) => `${k} ${n}`).join(', ');
-  findings.push({ ok: refusals.size === 0, what: 'limit refusals', detail: refusals.size === 0 ? 'none in the last 24 h' : `in the last 24 h: ${summary} (see the call log)` });
+  findings.push({
+    ok: refusals.size === 0,
+    what: 'limit refusals',
+    detail: refusals.size === 0 ? 'none in the last 24 h' : `in the last 24 h: ${summary} (see the call log)`,
+  });
   return findings;
 }
 
@@ -133,7 +141,8 @@ function recentLimitRefusals(cfg: DispatcherConfig, since: number): Map<string, 
     if (!line.includes('"outcome":"quota"') && !line.includes('"outcome":"busy"')) continue;
     try {
       const entry = JSON.parse(line) as { time?: string; action?: string; outcome?: string };
-      if (Date.parse(entry.time ?? '') / 1000 >= since) out.set(`${entry.action} ${entry.outcome}`, (out.get(`${entry.action} ${entry.outcome}`) ?? 0) + 1);
+      if (Date.parse(entry.time ?? '') / 1000 >= since)
+        out.set(`${entry.action} ${entry.outcome}`, (out.get(`${entry.action} ${entry.outcome}`) ?? 0) + 1);
     } catch {
       // a torn first line of the tail
     }

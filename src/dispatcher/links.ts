@@ -83,7 +83,16 @@ export function issueLink(cfg: DispatcherConfig, req: LinkIssueRequest): LinkIss
     internal(`link creation failed: ${String(e)}`);
   }
   const expires = nowSeconds() + cfg.linkTtlSeconds;
-  const link: LinkRecord = { linkId, archiveId: rec.id, customer: rec.customer, ip: req.clientIp, fileName, createdAt: nowSeconds(), expires, usedAt: null };
+  const link: LinkRecord = {
+    linkId,
+    archiveId: rec.id,
+    customer: rec.customer,
+    ip: req.clientIp,
+    fileName,
+    createdAt: nowSeconds(),
+    expires,
+    usedAt: null,
+  };
   writeJsonAtomic(paths.linkRecord(cfg, linkId), link);
   const uri = `/dl/${linkId}/${fileName}`;
   const md5 = secureLinkMd5(expires, uri, req.clientIp, secret);

@@ -94,7 +94,8 @@ function describe(req: unknown, result: unknown): string {
   const r = (req ?? {}) as Record<string, unknown>;
   for (const k of LOGGED_FIELDS) if (r[k] !== undefined) parts.push(`${k}=${String(r[k])}`);
   const res = (result ?? {}) as Record<string, unknown>;
-  for (const k of ['archiveId', 'state', 'expires'] as const) if (res[k] !== undefined && r[k] === undefined) parts.push(`${k}=${String(res[k])}`);
+  for (const k of ['archiveId', 'state', 'expires'] as const)
+    if (res[k] !== undefined && r[k] === undefined) parts.push(`${k}=${String(res[k])}`);
   return parts.join(' ') || 'done';
 }
 

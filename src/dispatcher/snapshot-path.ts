@@ -22,7 +22,8 @@ export function customerDir(cfg: DispatcherConfig, customer: string): string {
   if (root === null) fail('The backup store is not available.', `backupRoot ${cfg.backupRoot} missing`, 'internal');
   const dir = real(join(root, customer));
   if (dir === null) fail('No backups found for this customer.', `no directory for ${customer}`, 'not_found');
-  if (!inside(root, dir) || !lstatSync(dir).isDirectory()) fail('No backups found for this customer.', `customer dir of ${customer} resolves outside backupRoot`, 'not_found');
+  if (!inside(root, dir) || !lstatSync(dir).isDirectory())
+    fail('No backups found for this customer.', `customer dir of ${customer} resolves outside backupRoot`, 'not_found');
   return dir;
 }
 
@@ -35,4 +36,3 @@ export function snapshotDir(cfg: DispatcherConfig, customer: string, snapshot: s
   if (!lstatSync(dir).isDirectory()) fail('No such backup.', `snapshot ${snapshot} of ${customer} is not a directory`, 'not_found');
   return dir;
 }
-

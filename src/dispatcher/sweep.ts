@@ -34,12 +34,17 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
       linksRemoved++;
       if (link) {
         writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, dirRemovedAt: now });
-        if (link.usedAt === null) appendEvent(cfg, { type: 'link.expired', customer: link.customer, archiveId: link.archiveId, ip: link.ip });
+        if (link.usedAt === null)
+          appendEvent(cfg, { type: 'link.expired', customer: link.customer, archiveId: link.archiveId, ip: link.ip });
       }
     }
     const archive = link ? readRecord(cfg, link.archiveId) : null;
     const archiveGone = !archive || (archive.state !== 'ready' && archive.state !== 'downloaded');
-    if (!link || (archiveGone && now > link.expires + cfg.linkGraceSeconds) || now > link.expires + Math.max(1, cfg.archiveRetentionDays) * 86400) {
+    if (
+      !link ||
+      (archiveGone && now > link.expires + cfg.linkGraceSeconds) ||
+      now > link.expires + Math.max(1, cfg.archiveRetentionDays) * 86400
+    ) {
       rmSync(paths.linkRecord(cfg, linkId), { force: true });
     }
   }
@@ -80,7 +85,10 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
     records.set(id, rec.state);
     // Records of archives that no longer exist are kept a month for status calls, then forgotten.
     const forgetAfterMs = (cfg.archiveRetentionDays + 30) * 86400_000;
-    if ((rec.state === 'failed' || rec.state === 'cancelled' || rec.state === 'expired') && nowMs() - Date.parse(rec.createdAt) > forgetAfterMs) {
+    if (
+      (rec.state === 'failed' || rec.state === 'cancelled' || rec.state === 'expired') &&
+      nowMs() - Date.parse(rec.createdAt) > forgetAfterMs
+    ) {
       rmSync(paths.record(cfg, id), { force: true });
       rmSync(paths.progress(cfg, id), { force: true });
       rmSync(paths.tokenHash(cfg, id), { force: true });

@@ -59,6 +59,9 @@ function readSize(field: Buffer): number {
     for (let i = 1; i < field.length; i++) n = n * 256 + (field[i] ?? 0);
     return n;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+/g, ' ').trim();
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+/g, ' ')
+    .trim();
   return text === '' ? 0 : parseInt(text, 8);
 }

@@ -39,7 +39,8 @@ export function parseDownloadLine(line: string): DownloadLine | null {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
   const o = v as Record<string, unknown>;
-  if (typeof o.uri !== 'string' || typeof o.remote_addr !== 'string' || typeof o.time !== 'string' || typeof o.completion !== 'string') return null;
+  if (typeof o.uri !== 'string' || typeof o.remote_addr !== 'string' || typeof o.time !== 'string' || typeof o.completion !== 'string')
+    return null;
   if (typeof o.status !== 'number' || typeof o.bytes !== 'number' || !Number.isSafeInteger(o.bytes) || o.bytes < 0) return null;
   return { time: o.time, remote_addr: o.remote_addr, uri: o.uri, status: o.status, bytes: o.bytes, completion: o.completion };
 }
@@ -75,12 +76,15 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
   mutateRecord(cfg, link.archiveId, (rec) => {
     size = rec.sizeBytes;
     state = rec.state;
-    completed = rec.state === 'ready' && entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
+    completed =
+      rec.state === 'ready' && entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
     return completed ? { ...rec, state: 'downloaded' } : null;
   });
   if (state !== 'ready') {
     // Only the first complete download counts: a later request (served before its link went) is noted, not recorded.
-    note(`watch: ${entry.status} for link ${linkId} of ${link.archiveId} (${state ?? 'no record'}) from ${entry.remote_addr}, ${entry.bytes} bytes; not counted`);
+    note(
+      `watch: ${entry.status} for link ${linkId} of ${link.archiveId} (${state ?? 'no record'}) from ${entry.remote_addr}, ${entry.bytes} bytes; not counted`,
+    );
     return;
   }
   if (completed) {
@@ -206,7 +210,11 @@ function resumePoint(cfg: DispatcherConfig): WatchState | null {
   if (saved && fromEvents && fromEvents.ino === saved.ino) return { ino: saved.ino, offset: Math.max(saved.offset, fromEvents.end) };
   // Saved on the current file: a newer event of another file came from the previous one, followed after a rotation.
   if (saved && saved.ino === inodeOf(cfg.downloadLog)) return saved;
-  if (fromEvents && (!saved || fromEvents.ino !== saved.ino) && (inodeOf(cfg.downloadLog) === fromEvents.ino || inodeOf(`${cfg.downloadLog}.1`) === fromEvents.ino)) {
+  if (
+    fromEvents &&
+    (!saved || fromEvents.ino !== saved.ino) &&
+    (inodeOf(cfg.downloadLog) === fromEvents.ino || inodeOf(`${cfg.downloadLog}.1`) === fromEvents.ino)
+  ) {
     return { ino: fromEvents.ino, offset: fromEvents.end };
   }
   return saved;

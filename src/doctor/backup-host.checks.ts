@@ -31,10 +31,15 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
   } catch (error) {
     // Only set-up errors get here: an unreadable or undecryptable key, a malformed fingerprint.
     const fix = 'make ARCHWAY_BACKUP_HOST_KEY_FILE readable by the portal, its passphrase right, and the fingerprint SHA256:...';
-    return [fail(...reachable, describeError(error), fix), ...[VERSION, ROOTS, ACTIONS, CLOCK, DOWNLOADS].map(([id, title]) => skipped(id, title, 'the SSH client cannot be set up'))];
+    return [
+      fail(...reachable, describeError(error), fix),
+      ...[VERSION, ROOTS, ACTIONS, CLOCK, DOWNLOADS].map(([id, title]) => skipped(id, title, 'the SSH client cannot be set up')),
+    ];
   }
   // The downloads vhost needs no SSH, so it is checked whatever the ping says.
-  const downloads = local ? Promise.resolve(notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX')) : checkDownloads(config.backupHostDownloadsUrl, now);
+  const downloads = local
+    ? Promise.resolve(notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX'))
+    : checkDownloads(config.backupHostDownloadsUrl, now);
 
   // checkBackupHost turns the ping's error into text; keeping the error itself lets the fix name the cause.
   let pingError: unknown = null;
@@ -49,7 +54,9 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
     ];
   }
   const upgrade = 'install the dispatcher, gate and sudoers rule from this release on the backup host (docs/DEPLOY-BACKUP-HOST.md)';
-  const missingRoots = Object.entries(check.roots ?? {}).filter(([, ok]) => !ok).map(([name]) => name);
+  const missingRoots = Object.entries(check.roots ?? {})
+    .filter(([, ok]) => !ok)
+    .map(([name]) => name);
   return [
     pass(...reachable, `${check.target}, ping answered in ${check.roundTripMs} ms`),
     check.version === DISPATCHER_VERSION
@@ -57,7 +64,11 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
       : fail(...VERSION, `the backup host runs ${check.version}, this portal expects ${DISPATCHER_VERSION}`, upgrade),
     missingRoots.length === 0
       ? pass(...ROOTS, 'backup, archive and link roots exist')
-      : fail(...ROOTS, `missing or unusable: ${missingRoots.join(', ')}`, 'create them as the dispatcher config names them (run "archway-dispatcher check" on the backup host)'),
+      : fail(
+          ...ROOTS,
+          `missing or unusable: ${missingRoots.join(', ')}`,
+          'create them as the dispatcher config names them (run "archway-dispatcher check" on the backup host)',
+        ),
     await checkActions(transport, upgrade),
     checkClock(check.clockSkewSeconds),
     await downloads,
@@ -67,10 +78,12 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
 function reachFix(error: unknown, local: boolean): string {
   if (local) return 'run "npm run build" so the dispatcher exists, and check ARCHWAY_BACKUP_HOST_LOCAL_CONFIG';
   if (error instanceof BackupHostKeyMismatch) {
-    return 'if the backup host was reinstalled, pin its new key in ARCHWAY_BACKUP_HOST_FINGERPRINT (ssh-keygen -lf on its host key); ' +
-      'if not, someone may be in between: do not re-pin, investigate';
+    return (
+      'if the backup host was reinstalled, pin its new key in ARCHWAY_BACKUP_HOST_FINGERPRINT (ssh-keygen -lf on its host key); ' +
+      'if not, someone may be in between: do not re-pin, investigate'
+    );
   }
-  return 'check ARCHWAY_BACKUP_HOST and _PORT, the firewall, and that the portal\'s key is in the backup host\'s authorized_keys with this machine\'s address in from=';
+  return "check ARCHWAY_BACKUP_HOST and _PORT, the firewall, and that the portal's key is in the backup host's authorized_keys with this machine's address in from=";
 }
 
 /**
@@ -92,16 +105,25 @@ async function checkActions(transport: Transport, fix: string): Promise<CheckRes
 }
 
 function checkClock(skew: number | null): CheckResult {
-  if (skew === null) return fail(...CLOCK, 'the backup host reported an unreadable time', 'check the backup host\'s clock and time zone settings');
+  if (skew === null)
+    return fail(...CLOCK, 'the backup host reported an unreadable time', "check the backup host's clock and time zone settings");
   const detail = `${skew >= 0 ? '+' : ''}${skew} s (at most ${MAX_CLOCK_SKEW_SECONDS} s)`;
   if (Math.abs(skew) <= MAX_CLOCK_SKEW_SECONDS) return pass(...CLOCK, detail);
-  return fail(...CLOCK, `${detail}: 60-second download links would expire early or live too long`, 'run NTP (systemd-timesyncd or chrony) on both hosts');
+  return fail(
+    ...CLOCK,
+    `${detail}: 60-second download links would expire early or live too long`,
+    'run NTP (systemd-timesyncd or chrony) on both hosts',
+  );
 }
 
 /** A link to a directory that cannot exist, signed with a wrong signature: only secure_link answers 403 for it. */
 async function checkDownloads(baseUrl: string | null, now: () => number): Promise<CheckResult> {
   if (baseUrl === null) {
-    return fail(...DOWNLOADS, 'ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is not set', 'set it to the downloads vhost\'s address, the downloadBaseUrl of the dispatcher\'s config');
+    return fail(
+      ...DOWNLOADS,
+      'ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is not set',
+      "set it to the downloads vhost's address, the downloadBaseUrl of the dispatcher's config",
+    );
   }
   const expires = Math.floor(now() / 1000) + 60;
   const url = `${baseUrl}/dl/${'0'.repeat(32)}/archway-doctor.tar?md5=${'A'.repeat(22)}&expires=${expires}`;
@@ -113,6 +135,10 @@ async function checkDownloads(baseUrl: string | null, now: () => number): Promis
     return fail(...DOWNLOADS, `${baseUrl} answered ${response.status}, not 403`, fix);
   } catch (error) {
     const cause = (error as { cause?: unknown }).cause;
-    return fail(...DOWNLOADS, `${baseUrl} did not answer: ${describeError(cause ?? error)}`, `make sure the downloads NGINX runs and this machine can reach it; ${fix}`);
+    return fail(
+      ...DOWNLOADS,
+      `${baseUrl} did not answer: ${describeError(cause ?? error)}`,
+      `make sure the downloads NGINX runs and this machine can reach it; ${fix}`,
+    );
   }
 }

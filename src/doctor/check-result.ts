@@ -17,8 +17,20 @@ export interface CheckResult {
 
 export const pass = (id: string, title: string, detail: string): CheckResult => ({ id, title, status: 'pass', detail, fix: null });
 export const fail = (id: string, title: string, detail: string, fix: string): CheckResult => ({ id, title, status: 'fail', detail, fix });
-export const skipped = (id: string, title: string, because: string): CheckResult => ({ id, title, status: 'skipped', detail: `not checked: ${because}`, fix: null });
-export const notApplicable = (id: string, title: string, why: string): CheckResult => ({ id, title, status: 'not-applicable', detail: `does not apply: ${why}`, fix: null });
+export const skipped = (id: string, title: string, because: string): CheckResult => ({
+  id,
+  title,
+  status: 'skipped',
+  detail: `not checked: ${because}`,
+  fix: null,
+});
+export const notApplicable = (id: string, title: string, why: string): CheckResult => ({
+  id,
+  title,
+  status: 'not-applicable',
+  detail: `does not apply: ${why}`,
+  fix: null,
+});
 
 export function allHealthy(results: readonly CheckResult[]): boolean {
   return results.every((r) => r.status === 'pass' || r.status === 'not-applicable');
@@ -28,9 +40,16 @@ const MARK: Record<CheckStatus, string> = { pass: '✓', fail: '✗', skipped: '
 
 /** One line per check, then one line of totals. */
 export function formatText(results: readonly CheckResult[]): string {
-  const lines = results.map((r) => `${MARK[r.status]} ${r.title}: ${r.detail}${r.fix === null ? '' : `${/[.!?]$/.test(r.detail) ? '' : '.'} Fix: ${r.fix}`}`);
+  const lines = results.map(
+    (r) => `${MARK[r.status]} ${r.title}: ${r.detail}${r.fix === null ? '' : `${/[.!?]$/.test(r.detail) ? '' : '.'} Fix: ${r.fix}`}`,
+  );
   const count = (status: CheckStatus): number => results.filter((r) => r.status === status).length;
-  const totals = [`${count('pass')} passed`, `${count('fail')} failed`, `${count('skipped')} not checked`, `${count('not-applicable')} do not apply`];
+  const totals = [
+    `${count('pass')} passed`,
+    `${count('fail')} failed`,
+    `${count('skipped')} not checked`,
+    `${count('not-applicable')} do not apply`,
+  ];
   lines.push(`${allHealthy(results) ? 'All is well' : 'Not ready'}: ${totals.filter((t) => !t.startsWith('0 ')).join(', ')}.`);
   return `${lines.join('\n')}\n`;
 }
@@ -42,7 +61,8 @@ export function formatJson(mode: string | null, results: readonly CheckResult[])
 /** Removes every given secret (longest first, so a whole secret goes before a part of it) from a text. */
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const secret of [...secrets].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length)) out = out.split(secret).join('[redacted]');
+  for (const secret of [...secrets].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length))
+    out = out.split(secret).join('[redacted]');
   return out;
 }
 

@@ -35,7 +35,11 @@ export async function checkDatabase(config: Config): Promise<CheckResult[]> {
     } catch (error) {
       const because = 'the database is not reachable';
       return [
-        fail(...REACHABLE, describeError(error), 'start PostgreSQL or correct the host, port, database, user or password in ARCHWAY_DATABASE_URL'),
+        fail(
+          ...REACHABLE,
+          describeError(error),
+          'start PostgreSQL or correct the host, port, database, user or password in ARCHWAY_DATABASE_URL',
+        ),
         skipped(...MIGRATIONS, because),
         skipped(...ROLE, because),
       ];
@@ -52,7 +56,11 @@ async function checkMigrations(db: Kysely<Database>): Promise<CheckResult> {
     if (pending.length === 0) return pass(...MIGRATIONS, 'every file in migrations/ is applied');
     return fail(...MIGRATIONS, `${pending.length} pending: ${pending.join(', ')}`, 'run "archway migrate"');
   } catch (error) {
-    return fail(...MIGRATIONS, `cannot read the applied migrations: ${describeError(error)}`, 'let the portal\'s database role read the kysely_migration table');
+    return fail(
+      ...MIGRATIONS,
+      `cannot read the applied migrations: ${describeError(error)}`,
+      "let the portal's database role read the kysely_migration table",
+    );
   }
 }
 

@@ -30,7 +30,16 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   } catch (error) {
     // ConfigError's problems name variables, never their values.
     const problems = error instanceof ConfigError ? error.problems.join(' ') : describeError(error);
-    return { mode: null, results: [fail(...CONFIG, problems, 'correct the settings named here (.env.example describes each); the other checks need a valid configuration')] };
+    return {
+      mode: null,
+      results: [
+        fail(
+          ...CONFIG,
+          problems,
+          'correct the settings named here (.env.example describes each); the other checks need a valid configuration',
+        ),
+      ],
+    };
   }
   const groups = await Promise.all([
     checkDatabase(config),
@@ -55,7 +64,8 @@ function secretsOf(config: Config, env: Record<string, string | undefined>): str
     const { username, password } = new URL(url);
     if (password !== '') secrets.push(password, safeDecode(password), `${username}:${password}`);
   }
-  if (config.secrets !== null) secrets.push(config.secrets.sessionSecret, config.secrets.passwordPepper, config.secrets.encryptionKey.toString('hex'));
+  if (config.secrets !== null)
+    secrets.push(config.secrets.sessionSecret, config.secrets.passwordPepper, config.secrets.encryptionKey.toString('hex'));
   secrets.push(...config.oldPasswordPeppers, ...config.oldEncryptionKeys.map((k) => k.toString('hex')));
   if (config.backupHost !== null && 'privateKeyPassphrase' in config.backupHost && config.backupHost.privateKeyPassphrase) {
     secrets.push(config.backupHost.privateKeyPassphrase);

@@ -19,7 +19,9 @@ export async function checkMail(config: Config, sendTestTo: string | null): Prom
   try {
     options = smtpOptions(smtpUrl, config.mail.requireTlsByDefault);
   } catch {
-    return [fail(...SMTP, 'ARCHWAY_SMTP_URL cannot be read', 'write it as smtp://user:password@host:587 or smtps://user:password@host:465')];
+    return [
+      fail(...SMTP, 'ARCHWAY_SMTP_URL cannot be read', 'write it as smtp://user:password@host:587 or smtps://user:password@host:465'),
+    ];
   }
   const where = `${options.host}:${options.port}`;
   const how = options.secure ? 'TLS from the first byte (smtps)' : options.requireTLS ? 'STARTTLS required' : 'STARTTLS when offered';
@@ -52,7 +54,11 @@ async function sendTest(transporter: Transporter, from: string, to: string, smtp
     });
     return pass(...SEND_TEST, `the SMTP server accepted a message to ${to}; check that it arrived (and not as spam)`);
   } catch (error) {
-    return fail(...SEND_TEST, `to ${to}: ${failureReason(error, smtpUrl)}`, 'the server\'s reply says why; if it refused the sender, ARCHWAY_MAIL_FROM is not allowed for this login');
+    return fail(
+      ...SEND_TEST,
+      `to ${to}: ${failureReason(error, smtpUrl)}`,
+      "the server's reply says why; if it refused the sender, ARCHWAY_MAIL_FROM is not allowed for this login",
+    );
   }
 }
 

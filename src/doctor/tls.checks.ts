@@ -17,24 +17,33 @@ interface Presented {
 
 export async function checkPublicCertificate(publicUrl: string, now: () => number): Promise<CheckResult> {
   const url = new URL(publicUrl);
-  if (url.protocol !== 'https:') return notApplicable(...CERTIFICATE, `ARCHWAY_PUBLIC_URL is ${url.protocol}// (TLS is for production, at the portal's NGINX)`);
+  if (url.protocol !== 'https:')
+    return notApplicable(...CERTIFICATE, `ARCHWAY_PUBLIC_URL is ${url.protocol}// (TLS is for production, at the portal's NGINX)`);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = url.port === '' ? 443 : Number(url.port);
-  const renew = 'renew the certificate of the portal\'s NGINX (and check that automatic renewal runs), then reload NGINX';
+  const renew = "renew the certificate of the portal's NGINX (and check that automatic renewal runs), then reload NGINX";
   let presented: Presented;
   try {
     presented = await fetchCertificate(host, port);
   } catch (error) {
-    return fail(...CERTIFICATE, `${url.host} did not complete a TLS handshake: ${describeError(error)}`, 'make sure the portal\'s NGINX listens there with TLS');
+    return fail(
+      ...CERTIFICATE,
+      `${url.host} did not complete a TLS handshake: ${describeError(error)}`,
+      "make sure the portal's NGINX listens there with TLS",
+    );
   }
   if (!presented.authorized) {
-    return fail(...CERTIFICATE, `${url.host} presented a certificate this machine does not trust (${presented.authorizationError})`,
-      'install a certificate for this exact name from a public CA, with its whole chain (fullchain.pem)');
+    return fail(
+      ...CERTIFICATE,
+      `${url.host} presented a certificate this machine does not trust (${presented.authorizationError})`,
+      'install a certificate for this exact name from a public CA, with its whole chain (fullchain.pem)',
+    );
   }
   const msLeft = presented.validTo - now();
   const daysLeft = Math.floor(msLeft / DAY_MS);
   const until = new Date(presented.validTo).toISOString().slice(0, 10);
-  if (msLeft < MIN_DAYS_LEFT * DAY_MS) return fail(...CERTIFICATE, `${url.host}: expires ${until}, in ${daysLeft} days (less than ${MIN_DAYS_LEFT})`, renew);
+  if (msLeft < MIN_DAYS_LEFT * DAY_MS)
+    return fail(...CERTIFICATE, `${url.host}: expires ${until}, in ${daysLeft} days (less than ${MIN_DAYS_LEFT})`, renew);
   return pass(...CERTIFICATE, `${url.host}: trusted, valid until ${until} (${daysLeft} days)`);
 }
 

@@ -138,7 +138,11 @@ async function listenDownloads(config: Config, own: FirstLookBackupHostConfig, l
  * (rewritten on each start) names the port it really has, then `watch` and `sweep`. The portal
  * reaches the dispatcher through the local transport with the returned settings.
  */
-export async function startFirstLookBackupHost(config: Config, own: FirstLookBackupHostConfig, log: pino.Logger): Promise<RunningFirstLookBackupHost> {
+export async function startFirstLookBackupHost(
+  config: Config,
+  own: FirstLookBackupHostConfig,
+  log: pino.Logger,
+): Promise<RunningFirstLookBackupHost> {
   const layout = firstLookBackupHostLayout(config.dataDir, own.ownBackups);
   prepareFirstLookBackupHost(layout, log);
   const downloads = await listenDownloads(config, own, layout, log);

@@ -44,7 +44,6 @@ function fillerPool(bytes: number): Buffer {
   return Buffer.concat([cipher.update(Buffer.alloc(bytes)), cipher.final()]);
 }
 
-
 class SnapshotWriter {
   files = 0;
   bytes = 0;
@@ -121,7 +120,9 @@ function databaseDumps(domain: string, statusCounts: number[], newest: Date): st
     'COPY public.accounts (id, username, domain, display_name, note, created_at) FROM stdin;',
   ];
   for (let i = 0; i < ACCOUNTS; i++) {
-    head.push(`${FIRST_ID + BigInt(i)}\tuser${i}\t\\N\tDemo user ${i}\t${words(random, 8)}\t2024-01-${String((i % 28) + 1).padStart(2, '0')} 12:00:00`);
+    head.push(
+      `${FIRST_ID + BigInt(i)}\tuser${i}\t\\N\tDemo user ${i}\t${words(random, 8)}\t2024-01-${String((i % 28) + 1).padStart(2, '0')} 12:00:00`,
+    );
   }
   head.push('\\.', '', 'COPY public.statuses (id, uri, text, created_at, account_id, visibility) FROM stdin;', '');
   const total = Math.max(...statusCounts);
@@ -131,7 +132,9 @@ function databaseDumps(domain: string, statusCounts: number[], newest: Date): st
   for (let i = 0; i < total; i++) {
     const id = `${idPrefix}${String(400_000_000 + i)}`;
     const created = new Date(start + i * 60_000).toISOString().replace('T', ' ').slice(0, 19);
-    rows.push(`${id}\thttps://${domain}/users/user${i % ACCOUNTS}/statuses/${id}\t${words(random, 12 + (i % 20))}\t${created}\t${FIRST_ID + BigInt(i % ACCOUNTS)}\t${i % 4}\n`);
+    rows.push(
+      `${id}\thttps://${domain}/users/user${i % ACCOUNTS}/statuses/${id}\t${words(random, 12 + (i % 20))}\t${created}\t${FIRST_ID + BigInt(i % ACCOUNTS)}\t${i % 4}\n`,
+    );
   }
   const tail = '\\.\n\n--\n-- PostgreSQL database dump complete\n--\n';
   return statusCounts.map((count) => head.join('\n') + rows.slice(0, count).join('') + tail);
@@ -139,7 +142,7 @@ function databaseDumps(domain: string, statusCounts: number[], newest: Date): st
 
 function envProduction(domain: string): string {
   return [
-    '# Stand-in for Mastodon\'s .env.production, made for Archway\'s first look: no value here is a real secret.',
+    "# Stand-in for Mastodon's .env.production, made for Archway's first look: no value here is a real secret.",
     `LOCAL_DOMAIN=${domain}`,
     'REDIS_HOST=localhost',
     'DB_HOST=/var/run/postgresql',
@@ -172,7 +175,11 @@ export function generateDemoBackups(customerDir: string, domain: string, newest:
   let attachmentId = FIRST_ID + 5_000_000_000n;
   // Only the day counts, so any time of the same day gives the same bytes.
   const day = Date.UTC(newest.getUTCFullYear(), newest.getUTCMonth(), newest.getUTCDate(), 3);
-  const dumps = databaseDumps(domain, Array.from({ length: SNAPSHOTS }, (_, s) => FIRST_STATUSES + s * NEW_STATUSES_PER_DAY), new Date(day));
+  const dumps = databaseDumps(
+    domain,
+    Array.from({ length: SNAPSHOTS }, (_, s) => FIRST_STATUSES + s * NEW_STATUSES_PER_DAY),
+    new Date(day),
+  );
   for (let s = 0; s < SNAPSHOTS; s++) {
     const at = new Date(day - (SNAPSHOTS - 1 - s) * DAY_MS);
     const name = at.toISOString().slice(0, 10);
@@ -216,7 +223,10 @@ export function generateDemoBackups(customerDir: string, domain: string, newest:
       add(`media_attachments/files/${id}/small/${file}`, writer.media(600, 3_000));
     }
     writer.write(path.join(dir, 'postgresql', 'mastodon_production.sql'), dumps[s]!);
-    writer.write(path.join(dir, 'redis', 'dump.rdb'), Buffer.concat([Buffer.from('REDIS0009'), pool.subarray(s * 65_536, (s + 1) * 65_536)]));
+    writer.write(
+      path.join(dir, 'redis', 'dump.rdb'),
+      Buffer.concat([Buffer.from('REDIS0009'), pool.subarray(s * 65_536, (s + 1) * 65_536)]),
+    );
     writer.write(path.join(live, '.env.production'), envProduction(domain));
     // Last: the snapshot folder's time is what backups.list sorts by, and writing inside it moves it.
     utimesSync(dir, at, at);

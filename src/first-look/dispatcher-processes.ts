@@ -20,7 +20,9 @@ export function findDispatcherProcesses(dispatcherPath: string, configPath: stri
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((a) => a !== '');
       if (!argv.includes(dispatcherPath)) continue;
       const env = readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
       if (env.includes(`ARCHWAY_DISPATCHER_CONFIG=${configPath}`)) found.push({ pid: Number(name), argv });
@@ -32,7 +34,9 @@ export function findDispatcherProcesses(dispatcherPath: string, configPath: stri
 }
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 /**

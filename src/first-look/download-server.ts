@@ -64,7 +64,9 @@ type BuiltinStatus = keyof typeof BUILTIN_TITLES;
 /** NGINX's own page for a status it has no error_page for (server_tokens off). */
 function builtinPage(status: BuiltinStatus): Buffer {
   const title = BUILTIN_TITLES[status];
-  return Buffer.from(`<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`);
+  return Buffer.from(
+    `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`,
+  );
 }
 
 function readSecret(file: string): string {
@@ -154,7 +156,11 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
   /** Returns the body bytes sent, for the log. */
   const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: BuiltinStatus): number => {
     const page = builtinPage(status);
-    res.writeHead(status, { 'Content-Type': 'text/html', 'Content-Length': page.length, ...(status === 400 ? { Connection: 'close' } : {}) });
+    res.writeHead(status, {
+      'Content-Type': 'text/html',
+      'Content-Length': page.length,
+      ...(status === 400 ? { Connection: 'close' } : {}),
+    });
     res.end(req.method === 'HEAD' ? undefined : page);
     return req.method === 'HEAD' ? 0 : page.length;
   };

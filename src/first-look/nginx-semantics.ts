@@ -145,7 +145,11 @@ function httpTime(text: string): number {
  * ngx_http_not_modified_filter for a 200 with this ETag and Last-Modified (`if_modified_since exact`):
  * 412 when If-Unmodified-Since or If-Match fails, 304 when the client's copy is current, else 200.
  */
-export function conditionalStatus(headers: Readonly<Record<string, string | string[] | undefined>>, etag: string, lastModifiedSeconds: number): 200 | 304 | 412 {
+export function conditionalStatus(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  etag: string,
+  lastModifiedSeconds: number,
+): 200 | 304 | 412 {
   const one = (name: string) => {
     const v = headers[name];
     return Array.isArray(v) ? v[0] : v;

@@ -22,7 +22,8 @@ export const rateLimitSettings: RateLimitPluginOptions = {
   addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
   addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': true },
   // Thrown to the error handler, which renders the ordinary error page (429, RATE_LIMITED_MESSAGE).
-  errorResponseBuilder: (_request, context) => Object.assign(new Error('rate limit reached'), { statusCode: context.statusCode, code: RATE_LIMITED_CODE }),
+  errorResponseBuilder: (_request, context) =>
+    Object.assign(new Error('rate limit reached'), { statusCode: context.statusCode, code: RATE_LIMITED_CODE }),
 };
 
 /** A route's limit: at most `max` requests a minute for each user. */

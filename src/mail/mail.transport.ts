@@ -56,9 +56,17 @@ function smtpTransport(mail: MailConfig, smtpUrl: string, deadlineMs: number): M
       let timer: NodeJS.Timeout | undefined;
       try {
         // Created on first use, inside the try: a malformed URL becomes a recorded failure, not a crash.
-        transporter ??= nodemailer.createTransport({ ...smtpOptions(smtpUrl, mail.requireTlsByDefault), ...SMTP_TIMEOUTS, logger: false, debug: false });
+        transporter ??= nodemailer.createTransport({
+          ...smtpOptions(smtpUrl, mail.requireTlsByDefault),
+          ...SMTP_TIMEOUTS,
+          logger: false,
+          debug: false,
+        });
         const deadline = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new MailNotSent(`the SMTP server did not finish the delivery within ${deadlineMs / 1000} s`, false)), deadlineMs);
+          timer = setTimeout(
+            () => reject(new MailNotSent(`the SMTP server did not finish the delivery within ${deadlineMs / 1000} s`, false)),
+            deadlineMs,
+          );
         });
         await Promise.race([transporter.sendMail(envelope(mail, id, recipient, rendered)), deadline]);
       } catch (error) {

@@ -84,12 +84,23 @@ async function deliverNext(context: WorkerContext): Promise<DeliveryOutcome | nu
   const log = context.log.child({ mailId: row.id, template: row.template });
   // Recorded only while the claim is still ours: a lease that ran out meanwhile belongs to the next attempt.
   const record = (values: Updateable<MailQueueTable>) =>
-    recordOutcome(() => context.db.updateTable('mail_queue').set(values).where('id', '=', row.id).where('attempts', '=', attempts).where('status', '=', 'pending').execute());
+    recordOutcome(() =>
+      context.db
+        .updateTable('mail_queue')
+        .set(values)
+        .where('id', '=', row.id)
+        .where('attempts', '=', attempts)
+        .where('status', '=', 'pending')
+        .execute(),
+    );
   try {
     const mail = openBody(context.keys, row);
     await context.transport.deliver(row.id, row.recipient, mail);
   } catch (error) {
-    const failure = error instanceof MailNotSent ? error : new MailNotSent('the queued body cannot be opened (altered, moved to another row, or sealed with another key)', true);
+    const failure =
+      error instanceof MailNotSent
+        ? error
+        : new MailNotSent('the queued body cannot be opened (altered, moved to another row, or sealed with another key)', true);
     // A refusal often quotes the address; the row keeps it, the log need not.
     const loggedReason = failure.reason.split(row.recipient).join('[recipient]');
     const ended = context.now();

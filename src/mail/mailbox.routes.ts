@@ -82,7 +82,13 @@ export function registerMailboxRoutes(app: FastifyInstance): void {
     if (found === null) return reply;
     reply.header('cache-control', 'no-store');
     const textHtml = found.message.text === null ? null : textWithPortalLinks(found.message.text, app.config.publicUrl);
-    return reply.view('mail/mailbox-message', { title: found.message.subject || 'Message', ...found, view: 'text', textHtml, frameHtml: null });
+    return reply.view('mail/mailbox-message', {
+      title: found.message.subject || 'Message',
+      ...found,
+      view: 'text',
+      textHtml,
+      frameHtml: null,
+    });
   });
 
   app.get<{ Params: { id: string } }>('/mailbox/:id/html', { preHandler: requireUser }, async (request, reply) => {
@@ -90,6 +96,12 @@ export function registerMailboxRoutes(app: FastifyInstance): void {
     if (found === null) return reply;
     reply.header('cache-control', 'no-store').header('content-security-policy', HTML_VIEW_POLICY);
     const frameHtml = found.message.html === null ? null : framedMailHtml(found.message.html);
-    return reply.view('mail/mailbox-message', { title: found.message.subject || 'Message', ...found, view: 'html', textHtml: null, frameHtml });
+    return reply.view('mail/mailbox-message', {
+      title: found.message.subject || 'Message',
+      ...found,
+      view: 'html',
+      textHtml: null,
+      frameHtml,
+    });
   });
 }

@@ -20,7 +20,10 @@ export async function outboxFileNames(dir: string): Promise<string[]> {
     if (error.code === 'ENOENT') return [] as string[];
     throw error;
   });
-  return names.filter((name) => OUTBOX_FILE_NAME.test(name)).sort().reverse();
+  return names
+    .filter((name) => OUTBOX_FILE_NAME.test(name))
+    .sort()
+    .reverse();
 }
 
 /** One message of the outbox; `name` must come from outboxFileNames(). */
@@ -82,7 +85,10 @@ function findPart(headers: Map<string, string>, body: string, wanted: 'text/plai
   }
   if (type.split(';')[0]!.trim().toLowerCase() !== wanted) return null;
   const encoding = (headers.get('content-transfer-encoding') ?? '7bit').toLowerCase();
-  const bytes = encoding === 'base64' ? Buffer.from(body, 'base64') : Buffer.from(encoding === 'quoted-printable' ? decodeQuotedPrintable(body) : body, 'latin1');
+  const bytes =
+    encoding === 'base64'
+      ? Buffer.from(body, 'base64')
+      : Buffer.from(encoding === 'quoted-printable' ? decodeQuotedPrintable(body) : body, 'latin1');
   return bytes.toString('utf8').trimEnd();
 }
 
@@ -93,7 +99,12 @@ function decodeQuotedPrintable(text: string): string {
 
 /** RFC 2047 words such as =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= in a header; adjacent words join without the space. */
 function decodeEncodedWords(value: string): string {
-  return value.replace(/\?=\s+=\?/g, '?==?').replace(/=\?utf-8\?([bq])\?([^?]*)\?=/gi, (_, kind: string, text: string) =>
-    (kind.toLowerCase() === 'b' ? Buffer.from(text, 'base64') : Buffer.from(decodeQuotedPrintable(text.replace(/_/g, ' ')), 'latin1')).toString('utf8'),
-  );
+  return value
+    .replace(/\?=\s+=\?/g, '?==?')
+    .replace(/=\?utf-8\?([bq])\?([^?]*)\?=/gi, (_, kind: string, text: string) =>
+      (kind.toLowerCase() === 'b'
+        ? Buffer.from(text, 'base64')
+        : Buffer.from(decodeQuotedPrintable(text.replace(/_/g, ' ')), 'latin1')
+      ).toString('utf8'),
+    );
 }

@@ -8,22 +8,26 @@ import { registerRequestLogRoutes } from './request-log.routes.js';
 export function registerOperatorRoutes(app: FastifyInstance): void {
   registerRequestLogRoutes(app);
 
-  app.get<{ Querystring: { unblocked?: string; 'no-block'?: string } }>('/operator', { preHandler: requireOperator }, async (request, reply) => {
-    const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(regulatorOf(app))]);
-    return reply.header('cache-control', 'no-store').view('operator/index', {
-      title: 'Operator',
-      attempts,
-      blocks,
-      now: app.clock.now(),
-      notice:
-        request.query.unblocked !== undefined
-          ? 'The block was lifted.'
-          : request.query['no-block'] !== undefined
-            ? 'There is no active block with that id any more; it may have ended or been lifted already.'
-            : null,
-      outbox: app.config.mail.smtpUrl === null,
-    });
-  });
+  app.get<{ Querystring: { unblocked?: string; 'no-block'?: string } }>(
+    '/operator',
+    { preHandler: requireOperator },
+    async (request, reply) => {
+      const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(regulatorOf(app))]);
+      return reply.header('cache-control', 'no-store').view('operator/index', {
+        title: 'Operator',
+        attempts,
+        blocks,
+        now: app.clock.now(),
+        notice:
+          request.query.unblocked !== undefined
+            ? 'The block was lifted.'
+            : request.query['no-block'] !== undefined
+              ? 'There is no active block with that id any more; it may have ended or been lifted already.'
+              : null,
+        outbox: app.config.mail.smtpUrl === null,
+      });
+    },
+  );
 
   app.post<{ Params: { id: string } }>('/operator/blocks/:id/unblock', { preHandler: requireOperator }, async (request, reply) => {
     const operator = request.user!;

@@ -11,12 +11,23 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
     if (!parsed.ok) return render(reply, 400, { filter: parsed.filter, error: parsed.error });
     const { query } = parsed;
     const page = await readRequestLog(app.database.db, DEFAULT_HOST, query);
-    if (!page.found) return render(reply, 400, { filter: query.filter, error: 'That page of the log is no longer there. Start again from the newest requests.' });
-    const older = page.nextBefore === null ? null : `/operator/requests?${new URLSearchParams({ ...(query.filter !== '' ? { q: query.filter } : {}), before: page.nextBefore }).toString()}`;
+    if (!page.found)
+      return render(reply, 400, {
+        filter: query.filter,
+        error: 'That page of the log is no longer there. Start again from the newest requests.',
+      });
+    const older =
+      page.nextBefore === null
+        ? null
+        : `/operator/requests?${new URLSearchParams({ ...(query.filter !== '' ? { q: query.filter } : {}), before: page.nextBefore }).toString()}`;
     return render(reply, 200, { filter: query.filter, entries: page.entries, olderUrl: older, continued: query.before !== null });
   });
 
-  async function render(reply: FastifyReply, status: number, data: { filter: string; error?: string; entries?: unknown[]; olderUrl?: string | null; continued?: boolean }) {
+  async function render(
+    reply: FastifyReply,
+    status: number,
+    data: { filter: string; error?: string; entries?: unknown[]; olderUrl?: string | null; continued?: boolean },
+  ) {
     const sync = await readSyncStatus(app.database.db, DEFAULT_HOST);
     // Customer emails and IPs: never kept in a shared cache or the browser's.
     return reply

@@ -25,9 +25,15 @@ export function parseRequestLogQuery(raw: Record<string, unknown>): ParsedQuery 
   const before = raw.before;
   if (q !== undefined && typeof q !== 'string') return { ok: false, filter: '', error: 'Give one search term only.' };
   const filter = (q ?? '').trim();
-  if (filter.length > MAX_FILTER_LENGTH) return { ok: false, filter: '', error: `The search term is longer than ${MAX_FILTER_LENGTH} characters; no email address or domain is that long.` };
+  if (filter.length > MAX_FILTER_LENGTH)
+    return {
+      ok: false,
+      filter: '',
+      error: `The search term is longer than ${MAX_FILTER_LENGTH} characters; no email address or domain is that long.`,
+    };
   // A control character is never part of an address and would only confuse the page or the log.
-  if (/[\u0000-\u001f\u007f]/.test(filter)) return { ok: false, filter: '', error: 'The search term contains characters that cannot be part of an email address or domain.' };
+  if (/[\u0000-\u001f\u007f]/.test(filter))
+    return { ok: false, filter: '', error: 'The search term contains characters that cannot be part of an email address or domain.' };
   if (before !== undefined && (typeof before !== 'string' || !UUID.test(before))) {
     return { ok: false, filter, error: 'That page link is not valid. Start again from the newest requests.' };
   }
@@ -58,7 +64,12 @@ export type LinkEmailStatus =
   | { kind: 'retrying'; attempts: number; error: string; nextAt: Date }
   | { kind: 'given-up'; attempts: number; error: string };
 
-function linkEmailStatus(r: { notified_at: Date | null; notify_due_at: Date | null; notify_attempts: number; last_notify_error: string | null }): LinkEmailStatus | null {
+function linkEmailStatus(r: {
+  notified_at: Date | null;
+  notify_due_at: Date | null;
+  notify_attempts: number;
+  last_notify_error: string | null;
+}): LinkEmailStatus | null {
   // A successful send clears the error, so an error means the latest attempt failed.
   if (r.last_notify_error !== null) {
     return r.notify_due_at !== null
@@ -80,7 +91,12 @@ function likePattern(text: string): string {
  * One page of requests, newest first, with their events. The cursor is the last request shown;
  * a cursor that names no request (deleted with its account, or made up) gives `found: false`.
  */
-export async function readRequestLog(db: Kysely<Database>, host: string, query: RequestLogQuery, pageSize = REQUEST_LOG_PAGE_SIZE): Promise<RequestLogPage> {
+export async function readRequestLog(
+  db: Kysely<Database>,
+  host: string,
+  query: RequestLogQuery,
+  pageSize = REQUEST_LOG_PAGE_SIZE,
+): Promise<RequestLogPage> {
   if (query.before !== null) {
     const cursor = await db.selectFrom('archive_requests').select('id').where('id', '=', query.before).executeTakeFirst();
     if (cursor === undefined) return { found: false };
@@ -108,13 +124,21 @@ export async function readRequestLog(db: Kysely<Database>, host: string, query: 
     ]);
   if (query.filter !== '') {
     const pattern = likePattern(query.filter);
-    select = select.where((eb) => eb.or([eb('u.email', 'ilike', pattern), eb('u.domain', 'ilike', pattern), eb('r.customer', 'ilike', pattern)]));
+    select = select.where((eb) =>
+      eb.or([eb('u.email', 'ilike', pattern), eb('u.domain', 'ilike', pattern), eb('r.customer', 'ilike', pattern)]),
+    );
   }
   if (query.before !== null) {
     // Keyset paging: stable while new requests arrive, and no OFFSET scan on a long log.
-    select = select.where(sql<boolean>`(r.requested_at, r.id) < (select requested_at, id from archive_requests where id = ${query.before})`);
+    select = select.where(
+      sql<boolean>`(r.requested_at, r.id) < (select requested_at, id from archive_requests where id = ${query.before})`,
+    );
   }
-  const rows = await select.orderBy('r.requested_at', 'desc').orderBy('r.id', 'desc').limit(pageSize + 1).execute();
+  const rows = await select
+    .orderBy('r.requested_at', 'desc')
+    .orderBy('r.id', 'desc')
+    .limit(pageSize + 1)
+    .execute();
   const shown = rows.slice(0, pageSize);
   const events = await eventsForArchives(
     db,

@@ -40,7 +40,8 @@ export function validateRequest<A extends Action>(action: A, input: unknown): Va
   const spec = REQUEST_FIELDS[action];
   if (!isPlainObject(input)) return { ok: false, problem: 'request is not a JSON object' };
   for (const key of Object.keys(input)) {
-    if (!Object.prototype.hasOwnProperty.call(spec, key)) return { ok: false, problem: `unknown field ${JSON.stringify(key.slice(0, 40))}` };
+    if (!Object.prototype.hasOwnProperty.call(spec, key))
+      return { ok: false, problem: `unknown field ${JSON.stringify(key.slice(0, 40))}` };
   }
   for (const [key, field] of Object.entries(spec)) {
     if (!Object.prototype.hasOwnProperty.call(input, key)) {

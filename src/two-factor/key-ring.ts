@@ -89,4 +89,3 @@ export function createKeyRing(currentKey: Buffer, oldKeys: Buffer[] = []): KeyRi
     knownKeyIds: () => [...keys.keys()],
   };
 }
-

@@ -49,7 +49,13 @@ export function matchingStep(secret: Buffer, code: string, now: Date): number | 
   const digits = normalizeTotpInput(code);
   if (digits === null) return null;
   // A tolerance of one step in seconds either side checks exactly the steps before, at and after now.
-  const result = verifySync({ ...TOTP_OPTIONS, secret, token: digits, epoch: now.getTime() / 1000, epochTolerance: DRIFT_STEPS * STEP_SECONDS });
+  const result = verifySync({
+    ...TOTP_OPTIONS,
+    secret,
+    token: digits,
+    epoch: now.getTime() / 1000,
+    epochTolerance: DRIFT_STEPS * STEP_SECONDS,
+  });
   // otplib types the answer for TOTP and HOTP alike; a valid TOTP answer carries its step.
   return result.valid && 'timeStep' in result ? result.timeStep : null;
 }

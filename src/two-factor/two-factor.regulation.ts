@@ -42,7 +42,12 @@ export async function findTwoFactorBlock(db: Db, now: Date, userId: string, ip: 
     .select(['id', 'scope', 'key', 'until'])
     .where('lifted_at', 'is', null)
     .where('until', '>', now)
-    .where((eb) => eb.or([eb.and([eb('scope', '=', 'user'), eb('key', '=', userId)]), eb.and([eb('scope', '=', 'ip'), eb('key', '=', keyOf('ip', userId, ip))])]))
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('scope', '=', 'user'), eb('key', '=', userId)]),
+        eb.and([eb('scope', '=', 'ip'), eb('key', '=', keyOf('ip', userId, ip))]),
+      ]),
+    )
     .orderBy('until', 'desc')
     .executeTakeFirst();
   return row === undefined ? null : { ...row, id: String(row.id) };
@@ -77,7 +82,8 @@ async function countSinceLastBlock(trx: Transaction<Database>, scope: 'ip' | 'us
   return Number(count.n);
 }
 
-const maxFailures = (scope: 'ip' | 'user'): number => (scope === 'user' ? TWO_FACTOR_LIMITS.userMaxFailures : TWO_FACTOR_LIMITS.ipMaxFailures);
+const maxFailures = (scope: 'ip' | 'user'): number =>
+  scope === 'user' ? TWO_FACTOR_LIMITS.userMaxFailures : TWO_FACTOR_LIMITS.ipMaxFailures;
 
 /**
  * Lets one code be checked, or not, atomically: with the account and the address locked, it re-checks
@@ -92,7 +98,11 @@ export async function admitTwoFactorAttempt(db: Kysely<Database>, now: Date, use
     for (const scope of ['user', 'ip'] as const) {
       if ((await countSinceLastBlock(trx, scope, keyOf(scope, userId, ip), now)) >= maxFailures(scope)) return null;
     }
-    const row = await trx.insertInto('two_factor_failures').values({ at: now, user_id: userId, ip: normalizeIp(ip) }).returning('id').executeTakeFirstOrThrow();
+    const row = await trx
+      .insertInto('two_factor_failures')
+      .values({ at: now, user_id: userId, ip: normalizeIp(ip) })
+      .returning('id')
+      .executeTakeFirstOrThrow();
     return String(row.id);
   });
 }
@@ -153,8 +163,12 @@ export async function clearUserFailures(db: Db, userId: string): Promise<void> {
  */
 export async function purgeOldTwoFactorFailures(db: Db, now: Date, ipRetentionDays: number): Promise<number> {
   const keepMinutes = Math.max(TWO_FACTOR_LIMITS.userWindowMinutes, TWO_FACTOR_LIMITS.ipWindowMinutes) * 2;
-  const result = await db.deleteFrom('two_factor_failures').where('at', '<', new Date(now.getTime() - keepMinutes * 60_000)).executeTakeFirst();
-  const days = (scope: 'ip' | 'user') => (scope === 'ip' ? Math.min(TWO_FACTOR_LIMITS.escalationDays, ipRetentionDays) : TWO_FACTOR_LIMITS.escalationDays);
+  const result = await db
+    .deleteFrom('two_factor_failures')
+    .where('at', '<', new Date(now.getTime() - keepMinutes * 60_000))
+    .executeTakeFirst();
+  const days = (scope: 'ip' | 'user') =>
+    scope === 'ip' ? Math.min(TWO_FACTOR_LIMITS.escalationDays, ipRetentionDays) : TWO_FACTOR_LIMITS.escalationDays;
   for (const scope of ['ip', 'user'] as const) {
     await db
       .deleteFrom('two_factor_blocks')

@@ -69,13 +69,21 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
   };
 
   app.get<{ Querystring: Record<string, string> }>('/account/two-factor', { preHandler: requireUser }, async (request, reply) => {
-    const notice = Object.keys(request.query).map((k) => NOTICES[k]).find((n) => n !== undefined) ?? null;
+    const notice =
+      Object.keys(request.query)
+        .map((k) => NOTICES[k])
+        .find((n) => n !== undefined) ?? null;
     return renderSettings(request, reply, 200, { notice });
   });
 
   // Enrolment -----------------------------------------------------------------------------------
 
-  const renderEnrol = async (request: FastifyRequest, reply: FastifyReply, status: number, errors: { password?: string; code?: string } = {}) => {
+  const renderEnrol = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    errors: { password?: string; code?: string } = {},
+  ) => {
     const user = request.user!;
     try {
       const { secret, svg } = await enrolmentSecret(ctx(), user);
@@ -160,7 +168,11 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     if (!result.ok) {
       request.log.info({ userId: pending.userId, reason: result.reason }, 'second sign-in step failed');
       if (result.reason === 'blocked') return renderSecondStep(reply, 429, BLOCKED_MESSAGE);
-      return renderSecondStep(reply, 401, 'That code did not work. Enter the code your app shows now (each code works once), or an unused recovery code.');
+      return renderSecondStep(
+        reply,
+        401,
+        'That code did not work. Enter the code your app shows now (each code works once), or an unused recovery code.',
+      );
     }
     const user = await findUserById(app.database.db, pending.userId);
     if (user === null || user.status !== 'active') return reply.redirect('/sign-in', 303);
@@ -177,10 +189,17 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     reply
       .code(status)
       .header('cache-control', 'no-store')
-      .view('two-factor/operator-reset', { title: 'Reset two-factor sign-in', email: values.email ?? '', error: values.error ?? null, notice: values.notice ?? null });
+      .view('two-factor/operator-reset', {
+        title: 'Reset two-factor sign-in',
+        email: values.email ?? '',
+        error: values.error ?? null,
+        notice: values.notice ?? null,
+      });
 
   app.get<{ Querystring: { done?: string } }>('/operator/two-factor', { preHandler: requireOperator }, async (request, reply) =>
-    renderReset(reply, 200, { notice: request.query.done !== undefined ? 'Two-factor sign-in was reset. The customer was emailed and signed out everywhere.' : null }),
+    renderReset(reply, 200, {
+      notice: request.query.done !== undefined ? 'Two-factor sign-in was reset. The customer was emailed and signed out everywhere.' : null,
+    }),
   );
 
   app.post<{ Body: Form }>('/operator/two-factor', { preHandler: requireOperator }, async (request, reply) => {
@@ -190,7 +209,8 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     if (!confirmed) return renderReset(reply, 400, { email, error: 'Tick the box to confirm you checked who is asking.' });
     const target = await findUserByEmail(app.database.db, email);
     if (target === null) return renderReset(reply, 404, { email, error: 'There is no account with that email address.' });
-    if (target.id === request.user!.id) return renderReset(reply, 400, { email, error: 'You cannot reset your own two-factor sign-in; another operator must.' });
+    if (target.id === request.user!.id)
+      return renderReset(reply, 400, { email, error: 'You cannot reset your own two-factor sign-in; another operator must.' });
     const reset = await resetTwoFactorByOperator(ctx(), request.user!.id, target.id, request.ip);
     if (!reset) return renderReset(reply, 409, { email, error: 'That account does not have two-factor sign-in on.' });
     request.log.warn({ operatorId: request.user!.id, userId: target.id }, 'two-factor reset by an operator');

@@ -60,7 +60,12 @@ export async function twoFactorStatus(db: Db, userId: string): Promise<TwoFactor
 }
 
 export async function isTwoFactorOn(db: Db, userId: string): Promise<boolean> {
-  const row = await db.selectFrom('two_factor').select('enabled_at').where('user_id', '=', userId).where('enabled_at', 'is not', null).executeTakeFirst();
+  const row = await db
+    .selectFrom('two_factor')
+    .select('enabled_at')
+    .where('user_id', '=', userId)
+    .where('enabled_at', 'is not', null)
+    .executeTakeFirst();
   return row !== undefined;
 }
 
@@ -69,7 +74,10 @@ export async function isTwoFactorOn(db: Db, userId: string): Promise<boolean> {
  * phone may already have scanned), else a fresh one. Never for an account that has 2FA on: its
  * secret is not shown again.
  */
-export async function enrolmentSecret(ctx: TwoFactorContext, user: Pick<User, 'id' | 'email'>): Promise<{ secret: Buffer; uri: string; svg: string }> {
+export async function enrolmentSecret(
+  ctx: TwoFactorContext,
+  user: Pick<User, 'id' | 'email'>,
+): Promise<{ secret: Buffer; uri: string; svg: string }> {
   const now = ctx.clock.now();
   const row = await ctx.db.selectFrom('two_factor').selectAll().where('user_id', '=', user.id).executeTakeFirst();
   if (row?.enabled_at) throw new TwoFactorAlreadyOn();
@@ -82,7 +90,12 @@ export async function enrolmentSecret(ctx: TwoFactorContext, user: Pick<User, 'i
     await ctx.db
       .insertInto('two_factor')
       .values({ user_id: user.id, secret_encrypted: secretEncrypted, created_at: now, enabled_at: null, last_used_step: null })
-      .onConflict((oc) => oc.column('user_id').doUpdateSet({ secret_encrypted: secretEncrypted, created_at: now, last_used_step: null }).where('two_factor.enabled_at', 'is', null))
+      .onConflict((oc) =>
+        oc
+          .column('user_id')
+          .doUpdateSet({ secret_encrypted: secretEncrypted, created_at: now, last_used_step: null })
+          .where('two_factor.enabled_at', 'is', null),
+      )
       .execute();
   }
   const uri = otpauthUri(ctx.issuer, user.email, secret);
@@ -104,7 +117,8 @@ async function checkPassword(ctx: TwoFactorContext, user: User, password: string
   const { ok } = await ctx.passwords.verify(user.passwordHash, password);
   // A right password here is not a sign-in: its row goes, as before this check recorded only failures.
   if (ok) await forgetAttempt(regulator, admission.attemptId);
-  else await settleAttempt(regulator, admission.attemptId, { ...attempt, outcome: 'failure', reason: 'wrong_password_two_factor_settings' });
+  else
+    await settleAttempt(regulator, admission.attemptId, { ...attempt, outcome: 'failure', reason: 'wrong_password_two_factor_settings' });
   return ok;
 }
 
@@ -152,8 +166,16 @@ export async function enableTwoFactor(
     if (row.enabled_at !== null) throw new TwoFactorAlreadyOn();
     const secret = ctx.keys.decrypt(row.secret_encrypted, user.id);
     const step = matchingStep(secret, input.code, now);
-    if (step === null) return { ok: false as const, errors: { code: 'That code is not right. Check the time on your phone and enter the code it shows now.' } };
-    await trx.updateTable('two_factor').set({ enabled_at: now, last_used_step: String(step) }).where('user_id', '=', user.id).execute();
+    if (step === null)
+      return {
+        ok: false as const,
+        errors: { code: 'That code is not right. Check the time on your phone and enter the code it shows now.' },
+      };
+    await trx
+      .updateTable('two_factor')
+      .set({ enabled_at: now, last_used_step: String(step) })
+      .where('user_id', '=', user.id)
+      .execute();
     const recoveryCodes = await storeNewRecoveryCodes(trx, ctx, user.id, now);
     await endOtherLogins(trx, user.id, browser);
     await enqueueMail(trx, { to: user.email, template: 'two-factor-enabled', data: { email: user.email, at: formatUtc(now) } });
@@ -186,13 +208,23 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
   const recovery = totp === null ? normalizeRecoveryCode(input) : null;
 
   const result = await ctx.db.transaction().execute(async (trx): Promise<SecondFactorResult> => {
-    const row = await trx.selectFrom('two_factor').selectAll().where('user_id', '=', userId).where('enabled_at', 'is not', null).forUpdate().executeTakeFirst();
+    const row = await trx
+      .selectFrom('two_factor')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('enabled_at', 'is not', null)
+      .forUpdate()
+      .executeTakeFirst();
     if (row === undefined) return { ok: false, reason: 'not-enrolled' };
     if (totp !== null) {
       const step = matchingStep(ctx.keys.decrypt(row.secret_encrypted, userId), totp, now);
       if (step === null) return { ok: false, reason: 'wrong' };
       if (row.last_used_step !== null && step <= Number(row.last_used_step)) return { ok: false, reason: 'replayed' };
-      await trx.updateTable('two_factor').set({ last_used_step: String(step) }).where('user_id', '=', userId).execute();
+      await trx
+        .updateTable('two_factor')
+        .set({ last_used_step: String(step) })
+        .where('user_id', '=', userId)
+        .execute();
       return { ok: true, method: 'totp' };
     }
     if (recovery !== null) {
@@ -235,7 +267,11 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
     if (userBlock !== undefined) {
       const user = await findUserById(trx, userId);
       if (user !== null) {
-        await enqueueMail(trx, { to: user.email, template: 'two-factor-blocked', data: { email: user.email, at: formatUtc(now), until: formatUtc(userBlock.until) } });
+        await enqueueMail(trx, {
+          to: user.email,
+          template: 'two-factor-blocked',
+          data: { email: user.email, at: formatUtc(now), until: formatUtc(userBlock.until) },
+        });
       }
     }
     for (const b of blocks) ctx.app.log.warn({ scope: b.scope, until: b.until, userId }, 'two-factor step blocked after wrong codes');
@@ -253,7 +289,8 @@ export async function regenerateRecoveryCodes(
   const user = await findUserById(ctx.db, userId);
   if (user === null) return { ok: false, errors: { password: 'Your account could not be found.' } };
   if (input.password === '') return { ok: false, errors: { password: 'Enter your password.' } };
-  if (!(await checkPassword(ctx, user, input.password, browser.ip))) return { ok: false, errors: { password: 'That is not your password.' } };
+  if (!(await checkPassword(ctx, user, input.password, browser.ip)))
+    return { ok: false, errors: { password: 'That is not your password.' } };
   if (!(await isTwoFactorOn(ctx.db, user.id))) return { ok: false, errors: { password: 'Two-factor sign-in is not on for this account.' } };
   const now = ctx.clock.now();
   return ctx.db.transaction().execute(async (trx) => {
@@ -282,7 +319,15 @@ export async function disableTwoFactor(
   if (errors.password !== undefined || errors.code !== undefined) return { ok: false, errors };
   const check = await verifySecondFactor(ctx, user.id, input.code, browser.ip);
   if (!check.ok) {
-    return { ok: false, errors: { code: check.reason === 'blocked' ? BLOCKED_MESSAGE : 'That code did not work. Enter the code your app shows now, or an unused recovery code.' } };
+    return {
+      ok: false,
+      errors: {
+        code:
+          check.reason === 'blocked'
+            ? BLOCKED_MESSAGE
+            : 'That code did not work. Enter the code your app shows now, or an unused recovery code.',
+      },
+    };
   }
   const now = ctx.clock.now();
   await ctx.db.transaction().execute(async (trx) => {
@@ -305,7 +350,11 @@ export async function resetTwoFactorByOperator(ctx: TwoFactorContext, operatorId
   return ctx.db.transaction().execute(async (trx) => {
     const user = await findUserById(trx, targetId);
     if (user === null) return false;
-    const removed = await trx.deleteFrom('two_factor').where('user_id', '=', user.id).where('enabled_at', 'is not', null).executeTakeFirst();
+    const removed = await trx
+      .deleteFrom('two_factor')
+      .where('user_id', '=', user.id)
+      .where('enabled_at', 'is not', null)
+      .executeTakeFirst();
     if (Number(removed.numDeletedRows) === 0) return false;
     await trx.deleteFrom('two_factor_recovery_codes').where('user_id', '=', user.id).execute();
     await endUserSessions(trx, user.id);

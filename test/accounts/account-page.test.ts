@@ -10,7 +10,10 @@ beforeAll(async () => {
 afterAll(async () => world.close());
 
 async function addPayment(userId: string, paidAt: string, amount: string, reference: string) {
-  await world.app.database.db.insertInto('payments').values({ user_id: userId, paid_at: new Date(paidAt), amount, currency: 'EUR', reference }).execute();
+  await world.app.database.db
+    .insertInto('payments')
+    .values({ user_id: userId, paid_at: new Date(paidAt), amount, currency: 'EUR', reference })
+    .execute();
 }
 
 describe('the account page', () => {
@@ -21,8 +24,20 @@ describe('the account page', () => {
   });
 
   it('shows the customer everything stored about them, and nothing of another customer', async () => {
-    const me = await makeUser(world, { email: 'ines@example.net', domain: 'ines.example.org', plan: 'medium', paypalSubscriptionId: 'I-INES0001', backupHost: 'backup-2.example.net' });
-    const other = await makeUser(world, { email: 'otto@example.net', domain: 'otto.example.org', plan: 'large', paypalSubscriptionId: 'I-OTTO0002', backupHost: 'backup-9.example.net' });
+    const me = await makeUser(world, {
+      email: 'ines@example.net',
+      domain: 'ines.example.org',
+      plan: 'medium',
+      paypalSubscriptionId: 'I-INES0001',
+      backupHost: 'backup-2.example.net',
+    });
+    const other = await makeUser(world, {
+      email: 'otto@example.net',
+      domain: 'otto.example.org',
+      plan: 'large',
+      paypalSubscriptionId: 'I-OTTO0002',
+      backupHost: 'backup-9.example.net',
+    });
     await addPayment(me.id, '2024-01-05T10:00:00Z', '12.00', 'PAY-INES-JAN');
     await addPayment(me.id, '2024-02-05T10:00:00Z', '12.50', 'PAY-INES-FEB');
     await addPayment(other.id, '2024-01-07T10:00:00Z', '99.00', 'PAY-OTTO-JAN');
@@ -83,7 +98,8 @@ describe('what we store, and the terms', () => {
   it('lists exactly the stored data and the IP retention from the settings', async () => {
     const page = await new WebClient(world.app).get('/what-we-store');
     expect(page.status).toBe(200);
-    for (const item of ['email address', 'domain', 'plan', 'backup host', 'PayPal subscription id', 'payment history', 'IP address']) expect(page.body).toContain(item);
+    for (const item of ['email address', 'domain', 'plan', 'backup host', 'PayPal subscription id', 'payment history', 'IP address'])
+      expect(page.body).toContain(item);
     expect(page.body).toContain('<strong>IP addresses are deleted after 21 days</strong>');
     expect(page.body).toContain('after 24 minutes without activity, after 12 hours at most');
     expect(page.body).toContain('We do not store your name, postal address, phone number, or any card or bank details.');
@@ -112,7 +128,9 @@ describe('what we store, and the terms', () => {
       backup_host_sync: 'how far that record has been copied',
     };
     const { rows } = await sql<{ table_name: string }>`
-      select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%'`.execute(world.app.database.db);
+      select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%'`.execute(
+      world.app.database.db,
+    );
     for (const { table_name } of rows) {
       expect(coveredBy, `table ${table_name} is not described on /what-we-store`).toHaveProperty(table_name);
       expect(page.body).toContain(coveredBy[table_name]);

@@ -19,7 +19,10 @@ afterAll(() => {
 /** Signs in through the real pages over HTTP, as a browser without JavaScript would. */
 async function signIn(base: string, email: string, password: string): Promise<{ status: number; location: string | null }> {
   const page = await fetch(`${base}/sign-in`);
-  const cookies = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const cookies = page.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
   const token = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
   const answer = await fetch(`${base}/sign-in`, {
     method: 'POST',
@@ -69,7 +72,10 @@ describe('first-look demo accounts', () => {
     const cwd = freshDir();
     const database = await createTestDatabase();
     try {
-      const server = await startServer({ cwd, env: { ARCHWAY_DATABASE_URL: database.url, ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ...TEST_SECRETS } });
+      const server = await startServer({
+        cwd,
+        env: { ARCHWAY_DATABASE_URL: database.url, ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ...TEST_SECRETS },
+      });
       try {
         expect(server.output()).not.toContain('First-look accounts');
       } finally {

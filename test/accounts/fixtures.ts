@@ -20,7 +20,11 @@ export interface AccountsWorld {
 export async function startWorld(env: Record<string, string> = {}): Promise<AccountsWorld> {
   const database = await createTestDatabase();
   const sink = await createSmtpSink();
-  const subject = await buildTestApp(database.handle, database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: 'https://portal.example.net', ...env });
+  const subject = await buildTestApp(database.handle, database.url, {
+    ARCHWAY_SMTP_URL: sink.url,
+    ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
+    ...env,
+  });
   await subject.app.ready();
   return {
     database,

@@ -31,10 +31,17 @@ async function askAtOnce(requests: Array<{ client: WebClient; email: string }>) 
 describe('forgot password under parallel requests', () => {
   it('sends at most 3 links an hour to an account when 10 requests arrive at once', async () => {
     const user = await makeUser(world);
-    const answers = await askAtOnce(Array.from({ length: 10 }, () => ({ client: new WebClient(world.app, { remoteAddress: freshIp() }), email: user.email })));
+    const answers = await askAtOnce(
+      Array.from({ length: 10 }, () => ({ client: new WebClient(world.app, { remoteAddress: freshIp() }), email: user.email })),
+    );
     for (const answer of answers) expect(answer.location).toBe('/forgot-password/sent');
     expect(await resetMailTo(user.email)).toHaveLength(MAX_RESETS_PER_HOUR);
-    const tokens = await db().selectFrom('account_tokens').select('id').where('user_id', '=', user.id).where('purpose', '=', 'password_reset').execute();
+    const tokens = await db()
+      .selectFrom('account_tokens')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .where('purpose', '=', 'password_reset')
+      .execute();
     expect(tokens).toHaveLength(MAX_RESETS_PER_HOUR);
   });
 
@@ -51,7 +58,12 @@ describe('forgot password under parallel requests', () => {
 
     // Unknown addresses count too, and another address of the same IPv6 /64 is the same client.
     const v6 = '2001:db8:5:5';
-    const first = await askAtOnce(Array.from({ length: PER_IP }, (_, i) => ({ client: new WebClient(world.app, { remoteAddress: `${v6}::${i + 1}` }), email: `nobody${i}@example.net` })));
+    const first = await askAtOnce(
+      Array.from({ length: PER_IP }, (_, i) => ({
+        client: new WebClient(world.app, { remoteAddress: `${v6}::${i + 1}` }),
+        email: `nobody${i}@example.net`,
+      })),
+    );
     expect(first.map((a) => a.location)).toEqual(Array(PER_IP).fill('/forgot-password/sent'));
     const known = await makeUser(world);
     await askAtOnce([{ client: new WebClient(world.app, { remoteAddress: `${v6}::ffff` }), email: known.email }]);

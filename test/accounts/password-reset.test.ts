@@ -177,7 +177,9 @@ describe('setting a new password from the link', () => {
     const first = new WebClient(world.app);
     await first.get(link);
     await first.get('/set-password');
-    expect((await first.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe('/set-password/done');
+    expect((await first.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe(
+      '/set-password/done',
+    );
     await deliverMail(world);
     const hashAfterFirst = (await findUserById(world.app.database.db, user.id))!.passwordHash;
 
@@ -219,7 +221,13 @@ describe('setting a new password from the link', () => {
     const token = link.split('=')[1]!;
     const [selector, verifier] = token.split('.') as [string, string];
     const flipped = `${verifier.slice(0, -1)}${verifier.endsWith('A') ? 'B' : 'A'}`;
-    for (const candidate of [`${selector}.${flipped}`, `${selector}.${verifier.slice(1)}`, `${'A'.repeat(22)}.${verifier}`, 'garbage', '']) {
+    for (const candidate of [
+      `${selector}.${flipped}`,
+      `${selector}.${verifier.slice(1)}`,
+      `${'A'.repeat(22)}.${verifier}`,
+      'garbage',
+      '',
+    ]) {
       const browser = new WebClient(world.app);
       const opened = await browser.get(`/set-password?token=${encodeURIComponent(candidate)}`);
       // Refused at once: a token that is not usable is never kept in a cookie.
@@ -282,7 +290,9 @@ describe('setting a new password from the link', () => {
     const browser = new WebClient(world.app);
     await browser.get(link);
     await browser.get('/set-password');
-    expect((await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe('/set-password/done');
+    expect((await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe(
+      '/set-password/done',
+    );
     expect((await findUserById(world.app.database.db, user.id))?.status).toBe('active');
     // A first password is not a change: nobody needs warning.
     expect(await deliverMail(world)).toEqual([]);

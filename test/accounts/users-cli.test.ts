@@ -15,7 +15,12 @@ let env: Record<string, string>;
 beforeAll(async () => {
   world = await startWorld();
   dir = mkdtempSync(path.join(tmpdir(), 'archway-users-'));
-  env = { ARCHWAY_DATABASE_URL: world.database.url, ARCHWAY_SMTP_URL: world.sink.url, ARCHWAY_PUBLIC_URL: 'https://portal.example.net', ...TEST_SECRETS };
+  env = {
+    ARCHWAY_DATABASE_URL: world.database.url,
+    ARCHWAY_SMTP_URL: world.sink.url,
+    ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
+    ...TEST_SECRETS,
+  };
 });
 afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
@@ -23,7 +28,12 @@ afterAll(async () => {
 });
 
 const db = () => world.app.database.db;
-const users = () => db().selectFrom('users').select(['email', 'role', 'domain', 'plan', 'status', 'backup_host', 'paypal_subscription_id']).orderBy('email').execute();
+const users = () =>
+  db()
+    .selectFrom('users')
+    .select(['email', 'role', 'domain', 'plan', 'status', 'backup_host', 'paypal_subscription_id'])
+    .orderBy('email')
+    .execute();
 const queued = () => db().selectFrom('mail_queue').select(['recipient', 'template']).where('status', '=', 'pending').execute();
 
 function csv(name: string, text: string): string {
@@ -35,14 +45,36 @@ function csv(name: string, text: string): string {
 describe('archway users add', () => {
   it('creates an invited customer and sends an invitation whose link sets the password once', async () => {
     const result = await runCli(
-      ['users', 'add', '--email', 'Chloe@Example.NET', '--domain', 'Social.Chloe.example', '--plan', 'small', '--backup-host', 'backup-1.example.net', '--paypal-subscription-id', 'I-BW452GLLEP1G'],
+      [
+        'users',
+        'add',
+        '--email',
+        'Chloe@Example.NET',
+        '--domain',
+        'Social.Chloe.example',
+        '--plan',
+        'small',
+        '--backup-host',
+        'backup-1.example.net',
+        '--paypal-subscription-id',
+        'I-BW452GLLEP1G',
+      ],
       { env },
     );
     expect(result.stderr).toBe('');
     expect(result.stdout).toBe('Added Chloe@example.net (customer, social.chloe.example, plan small). The invitation email is queued.\n');
     expect(result.code).toBe(0);
     const user = await findUserByEmail(db(), 'chloe@example.net');
-    expect(user).toMatchObject({ email: 'Chloe@example.net', role: 'customer', domain: 'social.chloe.example', plan: 'small', status: 'invited', backupHost: 'backup-1.example.net', paypalSubscriptionId: 'I-BW452GLLEP1G', passwordHash: null });
+    expect(user).toMatchObject({
+      email: 'Chloe@example.net',
+      role: 'customer',
+      domain: 'social.chloe.example',
+      plan: 'small',
+      status: 'invited',
+      backupHost: 'backup-1.example.net',
+      paypalSubscriptionId: 'I-BW452GLLEP1G',
+      passwordHash: null,
+    });
 
     const [invitation, ...more] = await deliverMail(world);
     expect(more).toEqual([]);
@@ -63,7 +95,9 @@ describe('archway users add', () => {
     await browser.get(link);
     const form = await browser.get('/set-password');
     expect(form.body).toContain('<h1>Choose your password</h1>');
-    expect((await browser.post('/set-password', { password: GOOD_PASSWORD, password_confirm: GOOD_PASSWORD })).location).toBe('/set-password/done');
+    expect((await browser.post('/set-password', { password: GOOD_PASSWORD, password_confirm: GOOD_PASSWORD })).location).toBe(
+      '/set-password/done',
+    );
     const active = await findUserByEmail(db(), 'chloe@example.net');
     expect(active?.status).toBe('active');
     // A first password is not a change: no "password changed" message.
@@ -89,7 +123,10 @@ describe('archway users add', () => {
     const dup = await runCli(['users', 'add', '--email', 'TAKEN@example.net', '--domain', 'x.example.org', '--plan', 'small'], { env });
     expect(dup.code).toBe(65);
     expect(dup.stderr).toBe('archway users: There is already an account with the email address TAKEN@example.net.\n');
-    const bad = await runCli(['users', 'add', '--email', 'new@example.net', '--domain', 'not a domain', '--plan', 'Small Plan!', '--role', 'admin'], { env });
+    const bad = await runCli(
+      ['users', 'add', '--email', 'new@example.net', '--domain', 'not a domain', '--plan', 'Small Plan!', '--role', 'admin'],
+      { env },
+    );
     expect(bad.code).toBe(65);
     expect(bad.stderr).toBe(
       [
@@ -100,7 +137,9 @@ describe('archway users add', () => {
       ].join('\n'),
     );
     const missing = await runCli(['users', 'add', '--email', 'new@example.net'], { env });
-    expect(missing.stderr).toBe('archway users: A customer needs the domain of their installation.\narchway users: A customer needs a plan.\n');
+    expect(missing.stderr).toBe(
+      'archway users: A customer needs the domain of their installation.\narchway users: A customer needs a plan.\n',
+    );
     expect(await users()).toEqual(before);
     expect(existing.email).toBe('taken@example.net');
     expect(await queued()).toEqual([]);
@@ -133,9 +172,33 @@ describe('archway users import', () => {
     expect(result.code).toBe(0);
     const imported = (await users()).filter((u) => ['anna@example.net', 'bruno@example.net', 'boss@example.net'].includes(u.email));
     expect(imported).toEqual([
-      { email: 'anna@example.net', role: 'customer', domain: 'anna.example.org', plan: 'small', status: 'invited', backup_host: 'backup-1.example.net', paypal_subscription_id: 'I-AAAA1111' },
-      { email: 'boss@example.net', role: 'operator', domain: null, plan: null, status: 'invited', backup_host: null, paypal_subscription_id: null },
-      { email: 'bruno@example.net', role: 'customer', domain: 'bruno.example.org', plan: 'large', status: 'invited', backup_host: null, paypal_subscription_id: null },
+      {
+        email: 'anna@example.net',
+        role: 'customer',
+        domain: 'anna.example.org',
+        plan: 'small',
+        status: 'invited',
+        backup_host: 'backup-1.example.net',
+        paypal_subscription_id: 'I-AAAA1111',
+      },
+      {
+        email: 'boss@example.net',
+        role: 'operator',
+        domain: null,
+        plan: null,
+        status: 'invited',
+        backup_host: null,
+        paypal_subscription_id: null,
+      },
+      {
+        email: 'bruno@example.net',
+        role: 'customer',
+        domain: 'bruno.example.org',
+        plan: 'large',
+        status: 'invited',
+        backup_host: null,
+        paypal_subscription_id: null,
+      },
     ]);
     const sent = await deliverMail(world);
     expect(sent.map(recipients).sort()).toEqual([['anna@example.net'], ['boss@example.net'], ['bruno@example.net']]);
@@ -177,10 +240,15 @@ describe('archway users import', () => {
       ].join('\n'),
     );
     // Fix those rows: the address already in the portal is the last problem, still nothing written.
-    const second = csv('bad2.csv', 'email,domain,plan\nfine1@example.net,fine1.example.org,small\nalready@example.net,already.example.org,small\n');
+    const second = csv(
+      'bad2.csv',
+      'email,domain,plan\nfine1@example.net,fine1.example.org,small\nalready@example.net,already.example.org,small\n',
+    );
     const clash = await runCli(['users', 'import', second], { env });
     expect(clash.code).toBe(65);
-    expect(clash.stderr).toBe(`archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the email address already@example.net.\n`);
+    expect(clash.stderr).toBe(
+      `archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the email address already@example.net.\n`,
+    );
     expect(await users()).toEqual(before);
     expect(await db().selectFrom('account_tokens').select('id').execute()).toEqual(tokensBefore);
     expect(await queued()).toEqual([]);
@@ -188,7 +256,9 @@ describe('archway users import', () => {
 
   it('names a broken header, an empty file, unclosed quotes and a missing file', async () => {
     const header = await runCli(['users', 'import', csv('h.csv', 'mail,domain,plan\nx@example.net,x.example.org,small\n')], { env });
-    expect(header.stderr).toContain('  line 1: unknown column "mail"; the columns are email, domain, plan, role, paypal_subscription_id, backup_host.\n  line 1: the header has no "email" column.\n');
+    expect(header.stderr).toContain(
+      '  line 1: unknown column "mail"; the columns are email, domain, plan, role, paypal_subscription_id, backup_host.\n  line 1: the header has no "email" column.\n',
+    );
     const empty = await runCli(['users', 'import', csv('e.csv', '')], { env });
     expect(empty.stderr).toContain('The file is empty: it needs a header row and one row per account.');
     const onlyHeader = await runCli(['users', 'import', csv('o.csv', 'email,domain,plan\n')], { env });
@@ -204,14 +274,29 @@ describe('archway users import', () => {
 describe('archway users set-email', () => {
   it('changes the address, writes the audit log, and tells the old and the new address', async () => {
     const user = await makeUser(world, { email: 'old-address@example.net' });
-    const result = await runCli(['users', 'set-email', '--email', 'OLD-address@example.net', '--new-email', 'new-address@example.net'], { env });
+    const result = await runCli(['users', 'set-email', '--email', 'OLD-address@example.net', '--new-email', 'new-address@example.net'], {
+      env,
+    });
     expect(result.stderr).toBe('');
-    expect(result.stdout).toBe('Changed old-address@example.net to new-address@example.net. Both addresses are told; the change is in the audit log.\n');
+    expect(result.stdout).toBe(
+      'Changed old-address@example.net to new-address@example.net. Both addresses are told; the change is in the audit log.\n',
+    );
     expect(result.code).toBe(0);
     expect((await findUserByEmail(db(), 'new-address@example.net'))?.id).toBe(user.id);
     expect(await findUserByEmail(db(), 'old-address@example.net')).toBeNull();
-    const audit = await db().selectFrom('audit_log').select(['actor', 'action', 'subject', 'detail']).where('action', '=', 'user.email_changed').execute();
-    expect(audit).toEqual([{ actor: 'cli', action: 'user.email_changed', subject: user.id, detail: { from: 'old-address@example.net', to: 'new-address@example.net' } }]);
+    const audit = await db()
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'subject', 'detail'])
+      .where('action', '=', 'user.email_changed')
+      .execute();
+    expect(audit).toEqual([
+      {
+        actor: 'cli',
+        action: 'user.email_changed',
+        subject: user.id,
+        detail: { from: 'old-address@example.net', to: 'new-address@example.net' },
+      },
+    ]);
     const sent = await deliverMail(world);
     expect(sent.map(recipients).sort()).toEqual([['new-address@example.net'], ['old-address@example.net']]);
     const toOld = sent.find((m) => recipients(m)[0] === 'old-address@example.net')!;
@@ -223,7 +308,7 @@ describe('archway users set-email', () => {
     expect((await new WebClient(world.app).signIn('old-address@example.net', GOOD_PASSWORD)).status).toBe(401);
   });
 
-  it('ends every session, remember-me login and open link sent to the old address, and re-sends ready archives\' links', async () => {
+  it("ends every session, remember-me login and open link sent to the old address, and re-sends ready archives' links", async () => {
     const user = await makeUser(world, { email: 'leaving@example.net' });
     const browser = new WebClient(world.app);
     await browser.get('/sign-in');
@@ -236,7 +321,14 @@ describe('archway users set-email', () => {
     const [reset] = (await deliverMail(world)).filter((m) => recipients(m)[0] === user.email);
     const archive = await db()
       .insertInto('archive_requests')
-      .values({ user_id: user.id, customer: user.domain!, snapshot: 'daily.0', archive_id: 'b7'.repeat(16), state: 'ready', notified_at: new Date() })
+      .values({
+        user_id: user.id,
+        customer: user.domain!,
+        snapshot: 'daily.0',
+        archive_id: 'b7'.repeat(16),
+        state: 'ready',
+        notified_at: new Date(),
+      })
       .returning('id')
       .executeTakeFirstOrThrow();
 
@@ -254,9 +346,13 @@ describe('archway users set-email', () => {
   });
 
   it('gives an invited user a new invitation at the new address; the old one stops working', async () => {
-    await runCli(['users', 'add', '--email', 'invited-old@example.net', '--domain', 'invited-move.example.org', '--plan', 'small'], { env });
+    await runCli(['users', 'add', '--email', 'invited-old@example.net', '--domain', 'invited-move.example.org', '--plan', 'small'], {
+      env,
+    });
     const oldInvite = (await deliverMail(world)).find((m) => recipients(m)[0] === 'invited-old@example.net');
-    const result = await runCli(['users', 'set-email', '--email', 'invited-old@example.net', '--new-email', 'invited-new@example.net'], { env });
+    const result = await runCli(['users', 'set-email', '--email', 'invited-old@example.net', '--new-email', 'invited-new@example.net'], {
+      env,
+    });
     expect(result.code).toBe(0);
     const sent = await deliverMail(world);
     const invite = sent.find((m) => recipients(m)[0] === 'invited-new@example.net' && m.text?.includes('/set-password?token='));
@@ -289,27 +385,44 @@ describe('one account per domain', () => {
   it('refuses to add or import a domain another account has, whatever its case or a trailing dot, naming the line', async () => {
     await makeUser(world, { email: 'owner@example.net', domain: 'shop.example.org' });
     const before = await users();
-    const add = await runCli(['users', 'add', '--email', 'intruder@example.net', '--domain', ' Shop.Example.org. ', '--plan', 'small'], { env });
+    const add = await runCli(['users', 'add', '--email', 'intruder@example.net', '--domain', ' Shop.Example.org. ', '--plan', 'small'], {
+      env,
+    });
     expect(add.code).toBe(65);
     expect(add.stderr).toBe('archway users: There is already an account with the domain shop.example.org.\n');
 
     const file = csv(
       'domains.csv',
-      ['email,domain,plan', 'new1@example.net,fresh.example.org,small', 'new2@example.net,SHOP.example.org,small', 'new3@example.net,fresh.example.org.,small', ''].join('\n'),
+      [
+        'email,domain,plan',
+        'new1@example.net,fresh.example.org,small',
+        'new2@example.net,SHOP.example.org,small',
+        'new3@example.net,fresh.example.org.,small',
+        '',
+      ].join('\n'),
     );
     const result = await runCli(['users', 'import', file], { env });
     expect(result.code).toBe(65);
-    expect(result.stderr).toBe(`archway users: nothing was imported from ${file}:\n  line 4: the domain fresh.example.org is already on line 2 of this file.\n`);
-    const second = csv('domains2.csv', 'email,domain,plan\nnew1@example.net,fresh.example.org,small\nnew2@example.net,SHOP.example.org,small\n');
+    expect(result.stderr).toBe(
+      `archway users: nothing was imported from ${file}:\n  line 4: the domain fresh.example.org is already on line 2 of this file.\n`,
+    );
+    const second = csv(
+      'domains2.csv',
+      'email,domain,plan\nnew1@example.net,fresh.example.org,small\nnew2@example.net,SHOP.example.org,small\n',
+    );
     const clash = await runCli(['users', 'import', second], { env });
-    expect(clash.stderr).toBe(`archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the domain shop.example.org.\n`);
+    expect(clash.stderr).toBe(
+      `archway users: nothing was imported from ${second}:\n  line 3: there is already an account with the domain shop.example.org.\n`,
+    );
     expect(await users()).toEqual(before);
     expect(await queued()).toEqual([]);
   });
 
   it('is held by the database too, for a writer that does not normalise', async () => {
     await makeUser(world, { email: 'first-writer@example.net', domain: 'held.example.org' });
-    const raw = db().insertInto('users').values({ email: 'raw-writer@example.net', role: 'customer', domain: ' HELD.example.org.', plan: 'small' });
+    const raw = db()
+      .insertInto('users')
+      .values({ email: 'raw-writer@example.net', role: 'customer', domain: ' HELD.example.org.', plan: 'small' });
     await expect(raw.execute()).rejects.toMatchObject({ code: '23505', constraint: 'users_domain_normalised' });
   });
 });
@@ -327,8 +440,11 @@ describe('an import that fails half-way inside the database', () => {
     );
     const before = await users();
     const tokens = await db().selectFrom('account_tokens').select('id').execute();
-    const text = 'email,domain,plan\nfirst@example.net,first.example.org,small\nsecond@example.net,second.example.org,small\nthird@example.net,third.example.org,small\n';
-    await expect(importUsers(db(), text, { publicUrl: 'https://portal.example.net', now: new Date(), actor: 'cli' })).rejects.toThrow('disk full');
+    const text =
+      'email,domain,plan\nfirst@example.net,first.example.org,small\nsecond@example.net,second.example.org,small\nthird@example.net,third.example.org,small\n';
+    await expect(importUsers(db(), text, { publicUrl: 'https://portal.example.net', now: new Date(), actor: 'cli' })).rejects.toThrow(
+      'disk full',
+    );
     expect(await users()).toEqual(before);
     expect(await db().selectFrom('account_tokens').select('id').execute()).toEqual(tokens);
     expect(await queued()).toEqual([]);

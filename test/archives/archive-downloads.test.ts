@@ -51,9 +51,14 @@ afterAll(async () => {
 });
 
 const db = () => world.app.database.db;
-const sync = () => syncBackupHostEvents({ db: db(), backupHost: archiveBackupHost(world.app.config)!, clock: world.clock, publicUrl: PUBLIC_URL });
-const dispatcherEvents = () => world.dispatcher.run('events.since', { after: 0 }).answer.result.events as Array<{ type: string; archiveId: string }>;
-const callLogLines = () => readFileSync(join(world.dispatcher.stateDir, 'dispatcher.log'), 'utf8').split('\n').filter((l) => l !== '').length;
+const sync = () =>
+  syncBackupHostEvents({ db: db(), backupHost: archiveBackupHost(world.app.config)!, clock: world.clock, publicUrl: PUBLIC_URL });
+const dispatcherEvents = () =>
+  world.dispatcher.run('events.since', { after: 0 }).answer.result.events as Array<{ type: string; archiveId: string }>;
+const callLogLines = () =>
+  readFileSync(join(world.dispatcher.stateDir, 'dispatcher.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '').length;
 
 /**
  * Opens the emailed link, takes the 60-second link the page hands out, and writes what NGINX logs
@@ -67,7 +72,15 @@ async function download(ready: ReadyArchive, options: { ip: string; bytes?: numb
   const row = await requestRow(world, ready.id);
   const size = Number(row.size_bytes);
   const whole = options.bytes === undefined;
-  const line = { time: new Date().toISOString(), remote_addr: options.ip, uri: new URL(href.replace(/&amp;/g, '&')).pathname, status: 200, bytes: options.bytes ?? size, completion: whole ? 'OK' : '', request_time: 0.5 };
+  const line = {
+    time: new Date().toISOString(),
+    remote_addr: options.ip,
+    uri: new URL(href.replace(/&amp;/g, '&')).pathname,
+    status: 200,
+    bytes: options.bytes ?? size,
+    completion: whole ? 'OK' : '',
+    request_time: 0.5,
+  };
   appendFileSync(world.dispatcher.downloadLog, `${JSON.stringify(line)}\n`);
   const type = whole ? 'download.completed' : 'download.interrupted';
   const watch: ChildProcess = world.dispatcher.start(['watch']);
@@ -123,9 +136,14 @@ describe('a completed download', () => {
       syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL }),
       syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL }),
     ]);
-    for (const result of both) expect(result).toMatchObject(result.outcome === 'busy' ? { outcome: 'busy' } : { outcome: 'synced', downloaded: 0 });
+    for (const result of both)
+      expect(result).toMatchObject(result.outcome === 'busy' ? { outcome: 'busy' } : { outcome: 'synced', downloaded: 0 });
     // Even asked directly, the receipt is claimed once.
-    expect(await db().transaction().execute((trx) => queueDownloadReceipt(trx, ready.id, world.clock.now(), PUBLIC_URL))).toBe(false);
+    expect(
+      await db()
+        .transaction()
+        .execute((trx) => queueDownloadReceipt(trx, ready.id, world.clock.now(), PUBLIC_URL)),
+    ).toBe(false);
     expect(await mailRows()).toHaveLength(1);
     expect(await deliverQueuedMail(world)).toEqual([]);
   });
@@ -156,7 +174,10 @@ describe('a completed download', () => {
     expect(page.body).not.toContain('name="snapshot"');
     expect(page.body).not.toContain('Ask for an archive</button>');
 
-    const before = { requests: await db().selectFrom('archive_requests').selectAll().orderBy('id').execute(), audit: await db().selectFrom('audit_log').selectAll().execute() };
+    const before = {
+      requests: await db().selectFrom('archive_requests').selectAll().orderBy('id').execute(),
+      audit: await db().selectFrom('audit_log').selectAll().execute(),
+    };
     const refused = await ready.client.post('/archives', { snapshot: 'daily.0' });
     expect(refused.status).toBe(429);
     const retryAfter = Number(refused.headers['retry-after']);
@@ -164,7 +185,10 @@ describe('a completed download', () => {
     expect(retryAfter).toBeLessThanOrEqual(24 * 3600);
     expect(refused.body).toContain(`You can ask for your next archive from <strong>${shownEnd}</strong>`);
     expect(refused.body).not.toContain('name="snapshot"');
-    expect({ requests: await db().selectFrom('archive_requests').selectAll().orderBy('id').execute(), audit: await db().selectFrom('audit_log').selectAll().execute() }).toEqual(before);
+    expect({
+      requests: await db().selectFrom('archive_requests').selectAll().orderBy('id').execute(),
+      audit: await db().selectFrom('audit_log').selectAll().execute(),
+    }).toEqual(before);
     // Neither the page nor the refused POST called the backup host.
     expect(callLogLines()).toBe(callsBefore);
 
@@ -190,10 +214,20 @@ describe("an archive's progress", () => {
     expect(answer.status).toBe(200);
     expect(answer.headers['content-type']).toMatch(/^application\/json/);
     expect(answer.headers['cache-control']).toBe('no-store');
-    expect(JSON.parse(answer.body)).toEqual({ state: 'building', stateText: 'being made', working: true, percent: null, written: '0 bytes in 0 files' });
+    expect(JSON.parse(answer.body)).toEqual({
+      state: 'building',
+      stateText: 'being made',
+      working: true,
+      percent: null,
+      written: '0 bytes in 0 files',
+    });
 
     const stranger = await signedIn(world, await makeCustomer(world));
-    for (const url of [`/archives/${id}/progress`, '/archives/not-a-uuid/progress', '/archives/00000000-0000-4000-8000-000000000000/progress']) {
+    for (const url of [
+      `/archives/${id}/progress`,
+      '/archives/not-a-uuid/progress',
+      '/archives/00000000-0000-4000-8000-000000000000/progress',
+    ]) {
       const res = await stranger.get(url);
       expect({ url, status: res.status }).toEqual({ url, status: 404 });
       expect(res.body).not.toContain('"state"');
@@ -228,9 +262,20 @@ describe("an archive's progress", () => {
     await page.waitForFunction(() => (globalThis as unknown as Dom).document.querySelector('meta[http-equiv="refresh"]') === null);
 
     // What the poller would store as the build goes on; the page follows in place, twice (past the 5-second refresh).
-    for (const [percent, bytes, files] of [[37, 123_456, 12], [64, 2_345_678, 250]] as const) {
-      await db().updateTable('archive_requests').set({ percent, bytes_written: bytes, files_written: files }).where('id', '=', id).execute();
-      await page.waitForFunction((p) => (globalThis as unknown as Dom).document.getElementById('archive-percent')?.textContent === `${p} %`, percent, { timeout: 15_000 });
+    for (const [percent, bytes, files] of [
+      [37, 123_456, 12],
+      [64, 2_345_678, 250],
+    ] as const) {
+      await db()
+        .updateTable('archive_requests')
+        .set({ percent, bytes_written: bytes, files_written: files })
+        .where('id', '=', id)
+        .execute();
+      await page.waitForFunction(
+        (p) => (globalThis as unknown as Dom).document.getElementById('archive-percent')?.textContent === `${p} %`,
+        percent,
+        { timeout: 15_000 },
+      );
       expect(await page.getAttribute('#archive-progress', 'value')).toBe(String(percent));
       expect(await page.textContent('#archive-written')).toBe(`${formatBytes(bytes)} in ${files} files`);
       expect(await page.textContent('#progress-live')).toBe(`being made, ${percent} %`);
@@ -251,7 +296,9 @@ describe("an archive's progress", () => {
     releaseBuild(snapshot);
     await pollUntil(world, id, ['ready']);
     // The finished page has no progress bar: it is the reloaded one, not the in-place text.
-    await page.waitForFunction(() => (globalThis as unknown as Dom).document.getElementById('archive-progress') === null, undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => (globalThis as unknown as Dom).document.getElementById('archive-progress') === null, undefined, {
+      timeout: 15_000,
+    });
     expect(await page.textContent('#archive-state')).toBe('ready to download');
     expect(navigations).toEqual([`${origin}/archives/${id}`]);
     expect(await page.$('meta[http-equiv="refresh"]')).toBeNull();

@@ -36,7 +36,8 @@ const clock = new AdjustableClock();
 const logLines: string[] = [];
 
 /** Waits for `probe`; a timeout says what watch printed, the usual reason for a wait that never ends. */
-const until = <T,>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000) => eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
+const until = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000) =>
+  eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
 
 beforeAll(async () => {
   host = await startBackupHost({ dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
@@ -105,7 +106,11 @@ describe('a customer downloads an archive of their backup', () => {
     await until('the archive to be ready', async () => {
       clock.advance(5_000);
       await pollDueArchives(app, { now: () => clock.now() });
-      const row = await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow();
+      const row = await app.database.db
+        .selectFrom('archive_requests')
+        .select('state')
+        .where('id', '=', requestId!)
+        .executeTakeFirstOrThrow();
       if (row.state === 'failed') throw new Error('the build failed');
       return row.state === 'ready' ? true : undefined;
     });
@@ -140,7 +145,11 @@ describe('a customer downloads an archive of their backup', () => {
     expect(await tab.textContent('main')).toContain('only from your address 127.0.0.1');
     expect(await tab.textContent('main')).toContain('reload this page for a fresh one');
     const url = await tab.getAttribute('#download-link', 'href');
-    expect(url).toMatch(new RegExp(`^${host.downloadBaseUrl.replace(/[.:/]/g, '\\$&')}/dl/[0-9a-f]{32}/nora\\.example\\.org-daily\\.0-[0-9a-f]{8}\\.tar\\?md5=[A-Za-z0-9_-]{22}&expires=\\d+$`));
+    expect(url).toMatch(
+      new RegExp(
+        `^${host.downloadBaseUrl.replace(/[.:/]/g, '\\$&')}/dl/[0-9a-f]{32}/nora\\.example\\.org-daily\\.0-[0-9a-f]{8}\\.tar\\?md5=[A-Za-z0-9_-]{22}&expires=\\d+$`,
+      ),
+    );
 
     // The token stayed out of every page the browser kept and every Referer it sent.
     expect(visited.length).toBeGreaterThanOrEqual(2);
@@ -169,7 +178,10 @@ describe('a customer downloads an archive of their backup', () => {
     expect((await downloading.cookies()).find((c) => c.name === 'archway-download')).toBeUndefined();
 
     // Once the portal has copied the backup host's events, its own pages say so too.
-    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({ outcome: 'synced', downloaded: 1 });
+    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({
+      outcome: 'synced',
+      downloaded: 1,
+    });
     await tab.goto(`${origin}/archives/${requestId}`);
     expect(await tab.textContent('#archive-state')).toBe('downloaded');
     await tab.goto(`${origin}/downloads/${requestId}`);
@@ -205,12 +217,20 @@ describe('a customer downloads an archive of their backup', () => {
     const asked = await client.post('/archives', { snapshot: 'daily.0' });
     const requestId = /^\/archives\/([0-9a-f-]{36})$/.exec(asked.location ?? '')?.[1];
     expect(requestId).toBeDefined();
-    await until('the archive to be ready', async () => {
-      clock.advance(5_000);
-      await pollDueArchives(app, { now: () => clock.now() });
-      const row = await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow();
-      return row.state === 'ready' ? true : undefined;
-    }, 60_000);
+    await until(
+      'the archive to be ready',
+      async () => {
+        clock.advance(5_000);
+        await pollDueArchives(app, { now: () => clock.now() });
+        const row = await app.database.db
+          .selectFrom('archive_requests')
+          .select('state')
+          .where('id', '=', requestId!)
+          .executeTakeFirstOrThrow();
+        return row.state === 'ready' ? true : undefined;
+      },
+      60_000,
+    );
     const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
     const size = Number(row.size_bytes);
     const mailsBefore = sink.messages.length;
@@ -236,7 +256,8 @@ describe('a customer downloads an archive of their backup', () => {
       return events.some((e) => e.archiveId === row.archive_id && e.type === 'download.interrupted') ? true : undefined;
     });
     expect(await sync()).toMatchObject({ outcome: 'synced' });
-    const state = async () => (await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow()).state;
+    const state = async () =>
+      (await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow()).state;
     expect(await state()).toBe('ready');
     const interrupted = await app.database.db
       .selectFrom('backup_host_events')
@@ -250,7 +271,9 @@ describe('a customer downloads an archive of their backup', () => {
     // The archive's page says so and leads back to the download page, which hands out a fresh link.
     const archivePage = await client.get(`/archives/${requestId}`);
     expect(archivePage.body).toContain('<dd id="archive-state">ready to download</dd>');
-    expect(archivePage.body).toMatch(/<p class="flash" role="status" id="download-interrupted">Your download [^<]* from 127\.0\.0\.1 stopped after /);
+    expect(archivePage.body).toMatch(
+      /<p class="flash" role="status" id="download-interrupted">Your download [^<]* from 127\.0\.0\.1 stopped after /,
+    );
     expect(archivePage.body).toContain(`<a href="/downloads/${requestId}" id="fresh-link">Open the download page again</a>`);
     const second = await linkOnPage();
     expect(second).not.toBe(first);
@@ -260,7 +283,9 @@ describe('a customer downloads an archive of their backup', () => {
     expect(whole).toMatchObject({ status: 200, aborted: false, bytes: size, sha256: row.sha256 });
 
     await until('the completed download to be recorded', async () =>
-      (await backupHost.archiveStatus({ customer: 'iris.example.org', archiveId: row.archive_id! })).state === 'downloaded' ? true : undefined,
+      (await backupHost.archiveStatus({ customer: 'iris.example.org', archiveId: row.archive_id! })).state === 'downloaded'
+        ? true
+        : undefined,
     );
     expect(await sync()).toMatchObject({ outcome: 'synced' });
     expect(await state()).toBe('downloaded');

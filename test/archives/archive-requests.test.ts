@@ -40,7 +40,12 @@ async function customerWithBackups(options: { held?: boolean } = {}): Promise<{ 
 }
 
 async function activeRows(userId: string) {
-  return db().selectFrom('archive_requests').select(['id', 'state']).where('user_id', '=', userId).where('state', 'in', ['requested', 'building']).execute();
+  return db()
+    .selectFrom('archive_requests')
+    .select(['id', 'state'])
+    .where('user_id', '=', userId)
+    .where('state', 'in', ['requested', 'building'])
+    .execute();
 }
 
 describe('the backups page', () => {
@@ -56,7 +61,9 @@ describe('the backups page', () => {
     expect(page.status).toBe(200);
     expect(page.headers['cache-control']).toBe('no-store');
     expect(page.body).toContain('<form method="post" action="/archives" novalidate>');
-    expect(page.body).toMatch(/<input type="radio" name="snapshot" id="snapshot-0" value="daily.0" checked> <label for="snapshot-0">daily.0<\/label> <span class="muted">[^<]+ \(latest\)<\/span>/);
+    expect(page.body).toMatch(
+      /<input type="radio" name="snapshot" id="snapshot-0" value="daily.0" checked> <label for="snapshot-0">daily.0<\/label> <span class="muted">[^<]+ \(latest\)<\/span>/,
+    );
     expect(page.body).toContain('<input type="radio" name="snapshot" id="snapshot-1" value="daily.1">');
     expect(page.body.indexOf('daily.0')).toBeLessThan(page.body.indexOf('daily.1'));
     expect(page.body).toContain('<button type="submit">Ask for an archive</button>');
@@ -111,9 +118,20 @@ describe('asking for an archive', () => {
     expect([...page.body.matchAll(/<script[^>]*>/g)].map((m) => m[0])).toEqual(['<script src="/static/archive-progress.js" defer>']);
 
     const row = await requestRow(world, id);
-    expect(row).toMatchObject({ user_id: user.id, customer: user.domain, snapshot: 'daily.0', state: 'building', requested_ip: '198.51.100.7' });
+    expect(row).toMatchObject({
+      user_id: user.id,
+      customer: user.domain,
+      snapshot: 'daily.0',
+      state: 'building',
+      requested_ip: '198.51.100.7',
+    });
     expect(row.archive_id).toMatch(/^[0-9a-f]{32}$/);
-    const audit = await db().selectFrom('audit_log').selectAll().where('actor', '=', user.id).where('action', '=', 'archive.requested').execute();
+    const audit = await db()
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('actor', '=', user.id)
+      .where('action', '=', 'archive.requested')
+      .execute();
     expect(audit).toHaveLength(1);
     expect(audit[0]?.detail).toMatchObject({ requestId: id, snapshot: 'daily.0', archiveId: row.archive_id });
 
@@ -133,7 +151,11 @@ describe('asking for an archive', () => {
     const row = await requestRow(world, id);
     const file = join(world.dispatcher.archiveRoot, `${row.archive_id}.tar`);
     const bytes = readFileSync(file);
-    expect(row).toMatchObject({ state: 'ready', size_bytes: String(bytes.length), download_file_name: `${user.domain}-daily.1-${row.archive_id!.slice(0, 8)}.tar` });
+    expect(row).toMatchObject({
+      state: 'ready',
+      size_bytes: String(bytes.length),
+      download_file_name: `${user.domain}-daily.1-${row.archive_id!.slice(0, 8)}.tar`,
+    });
     expect(row.notify_due_at).not.toBeNull();
 
     const page = await client.get(`/archives/${id}`);
@@ -174,7 +196,13 @@ describe('asking for an archive', () => {
     expect(refused.body).toContain('An archive for this customer is already being built; please wait until it is ready.');
     expect(await activeRows(user.id)).toEqual([]);
     const failed = await db().selectFrom('archive_requests').selectAll().where('user_id', '=', user.id).execute();
-    expect(failed).toMatchObject([{ state: 'failed', failure_reason: 'An archive for this customer is already being built; please wait until it is ready.', archive_id: null }]);
+    expect(failed).toMatchObject([
+      {
+        state: 'failed',
+        failure_reason: 'An archive for this customer is already being built; please wait until it is ready.',
+        archive_id: null,
+      },
+    ]);
     expect(failed[0]?.finished_at).not.toBeNull();
 
     // Once that build is gone, asking works again.
@@ -186,7 +214,15 @@ describe('asking for an archive', () => {
 
   it('re-shows the form with a message for a snapshot field that is missing, malformed or oversized', async () => {
     const { user, client } = await customerWithBackups();
-    for (const form of [{} as Record<string, string>, { snapshot: '' }, { snapshot: '../daily.0' }, { snapshot: '-rf' }, { snapshot: 'daily.0\nx' }, { snapshot: 'd'.repeat(129) }, { snapshot: 'd'.repeat(5000) }]) {
+    for (const form of [
+      {} as Record<string, string>,
+      { snapshot: '' },
+      { snapshot: '../daily.0' },
+      { snapshot: '-rf' },
+      { snapshot: 'daily.0\nx' },
+      { snapshot: 'd'.repeat(129) },
+      { snapshot: 'd'.repeat(5000) },
+    ]) {
       await client.get('/backups');
       const page = await client.post('/archives', form);
       expect(page.status, JSON.stringify(form).slice(0, 40)).toBe(400);
@@ -218,7 +254,12 @@ describe('asking for an archive', () => {
 
   it('refuses a form without its CSRF token and starts nothing', async () => {
     const { user, client } = await customerWithBackups();
-    const page = await client.request({ method: 'POST', url: '/archives', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'snapshot=daily.0' });
+    const page = await client.request({
+      method: 'POST',
+      url: '/archives',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'snapshot=daily.0',
+    });
     expect(page.status).toBe(403);
     expect(page.body).toContain('This form has expired or did not come from this site.');
     expect(await db().selectFrom('archive_requests').selectAll().where('user_id', '=', user.id).execute()).toEqual([]);
@@ -252,7 +293,13 @@ describe('the status poller', () => {
     const id = await askForArchive(client, 'daily.0');
     // The same portal, its backup host gone from the network for a while.
     const key = await generateKeyPair(join(world.dispatcher.dir, 'keys'), 'poller');
-    const unreachable = backupHostFromSettings({ host: '127.0.0.1', port: await freeLoopbackPort(), user: 'archway', privateKeyPath: key.privateKeyPath, hostKeyFingerprint: key.fingerprint });
+    const unreachable = backupHostFromSettings({
+      host: '127.0.0.1',
+      port: await freeLoopbackPort(),
+      user: 'archway',
+      privateKeyPath: key.privateKeyPath,
+      hostKeyFingerprint: key.fingerprint,
+    });
     const waits: number[] = [];
     for (let i = 0; i < 3; i++) {
       world.clock.advance(10 * 60_000);
@@ -305,7 +352,9 @@ describe('one archive page', () => {
     expect(page.body).toContain('<dd id="archive-state">cancelled</dd>');
     expect(page.body).not.toContain('http-equiv="refresh"');
     expect(world.dispatcher.run('archive.status', { customer: user.domain, archiveId }).answer.result.state).toBe('cancelled');
-    expect(await db().selectFrom('audit_log').select('action').where('actor', '=', user.id).where('action', '=', 'archive.cancelled').execute()).toHaveLength(1);
+    expect(
+      await db().selectFrom('audit_log').select('action').where('actor', '=', user.id).where('action', '=', 'archive.cancelled').execute(),
+    ).toHaveLength(1);
 
     // Cancelling again finds nothing to cancel.
     const again = await client.post(`/archives/${id}/cancel`, {});
@@ -341,11 +390,15 @@ describe('one archive page', () => {
     expect(row.state).toBe('cancelled');
     // The build the backup host had started is cancelled there too, and nothing is ever sent.
     expect(row.archive_id).not.toBeNull();
-    expect(world.dispatcher.run('archive.status', { customer: user.domain, archiveId: row.archive_id }).answer.result.state).toBe('cancelled');
+    expect(world.dispatcher.run('archive.status', { customer: user.domain, archiveId: row.archive_id }).answer.result.state).toBe(
+      'cancelled',
+    );
     await pollDueArchives(world.app, { now: () => world.clock.now() });
     await sendDueLinks(world.app, { now: () => world.clock.now() });
     expect((await requestRow(world, id)).state).toBe('cancelled');
-    expect((await deliverQueuedMail(world)).filter((m) => m.to && !Array.isArray(m.to) && m.to.value[0]?.address === user.email)).toEqual([]);
+    expect((await deliverQueuedMail(world)).filter((m) => m.to && !Array.isArray(m.to) && m.to.value[0]?.address === user.email)).toEqual(
+      [],
+    );
     expect((await client.get(`/archives/${id}`)).body).toContain('<dd id="archive-state">cancelled</dd>');
   });
 
@@ -401,7 +454,9 @@ describe('without a working backup host', () => {
       const client = await signedIn(down, user);
       const page = await client.get('/backups');
       expect(page.status).toBe(200);
-      expect(page.body).toContain('The backup service is not available right now, so your backups cannot be listed. Please try again in a few minutes.');
+      expect(page.body).toContain(
+        'The backup service is not available right now, so your backups cannot be listed. Please try again in a few minutes.',
+      );
       expect(page.body).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|ssh/i);
       expect(down.logText()).toContain('backups list not available');
       expect(down.logText()).toMatch(/ECONNREFUSED|refused|connect/i);
@@ -409,7 +464,9 @@ describe('without a working backup host', () => {
       const post = await client.post('/archives', { snapshot: 'daily.0' });
       expect(post.status).toBe(503);
       expect(post.body).toContain('Nothing was started; please try again in a few minutes.');
-      expect(await down.app.database.db.selectFrom('archive_requests').selectAll().where('state', 'in', ['requested', 'building']).execute()).toEqual([]);
+      expect(
+        await down.app.database.db.selectFrom('archive_requests').selectAll().where('state', 'in', ['requested', 'building']).execute(),
+      ).toEqual([]);
     } finally {
       await down.close();
     }

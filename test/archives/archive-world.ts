@@ -68,8 +68,14 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   // The held tar lives outside the world's roots; the world's config is rewritten to use it.
   const tarPath = slowTar(dispatcher.dir);
   writeFileSync(dispatcher.configPath, JSON.stringify({ ...dispatcher.config, tarPath }), { mode: 0o600 });
-  const backupHost = options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
-  const { app, clock, logText } = await buildTestApp(database.handle, database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env }, { backupHost });
+  const backupHost =
+    options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
+  const { app, clock, logText } = await buildTestApp(
+    database.handle,
+    database.url,
+    { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env },
+    { backupHost },
+  );
   await app.ready();
   return {
     database,
@@ -103,7 +109,13 @@ export async function makeCustomer(world: ArchiveWorld, fields: { domain?: strin
 }
 
 /** A snapshot directory with a few files, dated `ageHours` ago (the list is newest first by this date). */
-export function makeSnapshot(world: ArchiveWorld, customer: string, name: string, ageHours: number, options: { held?: boolean } = {}): string {
+export function makeSnapshot(
+  world: ArchiveWorld,
+  customer: string,
+  name: string,
+  ageHours: number,
+  options: { held?: boolean } = {},
+): string {
   const dir = join(world.dispatcher.backupRoot, customer, name);
   mkdirSync(join(dir, 'public'), { recursive: true });
   writeFileSync(join(dir, 'public', 'index.html'), `<h1>${customer} as of ${name}</h1>\n`.repeat(200));
@@ -131,7 +143,8 @@ export async function askForArchive(client: WebClient, snapshot: string): Promis
   await client.get('/backups');
   const answer = await client.post('/archives', { snapshot });
   const id = /^\/archives\/([0-9a-f-]{36})$/.exec(answer.location ?? '')?.[1];
-  if (answer.status !== 303 || id === undefined) throw new Error(`asking for an archive answered ${answer.status}: ${answer.body.slice(0, 500)}`);
+  if (answer.status !== 303 || id === undefined)
+    throw new Error(`asking for an archive answered ${answer.status}: ${answer.body.slice(0, 500)}`);
   return id;
 }
 

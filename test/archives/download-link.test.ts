@@ -57,7 +57,10 @@ function setCookieOf(page: Page, name = COOKIE): string {
 
 /** What the dispatcher recorded for one archive, by event type. */
 function dispatcherEvents(archiveId: string): string[] {
-  const events = world.dispatcher.run('events.since', { after: 0, limit: 1000 }).answer.result.events as Array<{ type: string; archiveId: string }>;
+  const events = world.dispatcher.run('events.since', { after: 0, limit: 1000 }).answer.result.events as Array<{
+    type: string;
+    archiveId: string;
+  }>;
   return events.filter((e) => e.archiveId === archiveId).map((e) => e.type);
 }
 
@@ -77,7 +80,14 @@ describe('the link email', () => {
     // The backup host holds only the token's hash.
     expect(readFileSync(join(world.dispatcher.stateDir, 'tokens', `${row.archive_id}.sha256`), 'utf8').trim()).toBe(hashToken(link.token));
     expect(await db().selectFrom('mail_queue').select('template').where('recipient', '=', user.email).execute()).toEqual([]);
-    expect(await db().selectFrom('audit_log').select('action').where('subject', '=', user.id).where('action', '=', 'archive.link_sent').execute()).toHaveLength(1);
+    expect(
+      await db()
+        .selectFrom('audit_log')
+        .select('action')
+        .where('subject', '=', user.id)
+        .where('action', '=', 'archive.link_sent')
+        .execute(),
+    ).toHaveLength(1);
     // Nothing more is due.
     expect(await sendLinks(world)).toEqual([]);
   });
@@ -92,7 +102,11 @@ describe('several portal instances', () => {
     await pollUntil(world, id, ['ready']);
     const before = world.sink.messages.length;
     const now = () => world.clock.now();
-    const outcomes = await Promise.all([sendDueLinks(world.app, { now }), sendDueLinks(world.app, { now }), sendDueLinks(world.app, { now })]);
+    const outcomes = await Promise.all([
+      sendDueLinks(world.app, { now }),
+      sendDueLinks(world.app, { now }),
+      sendDueLinks(world.app, { now }),
+    ]);
     expect(outcomes.flat()).toEqual(['sent']);
     expect(world.sink.messages.length - before).toBe(1);
     tokensSeen.push(downloadLinkIn(world.sink.messages.at(-1)!).token);
@@ -120,7 +134,11 @@ describe('the download page', () => {
     expect(page.headers['cache-control']).toBe('no-store');
     const url = /<a id="download-link" href="([^"]+)">/.exec(page.body)?.[1]?.replace(/&amp;/g, '&');
     const row = await requestRow(world, id);
-    expect(url).toMatch(new RegExp(`^https://dl\\.example\\.net/dl/[0-9a-f]{32}/${row.download_file_name!.replace(/\./g, '\\.')}\\?md5=[A-Za-z0-9_-]{22}&expires=\\d+$`));
+    expect(url).toMatch(
+      new RegExp(
+        `^https://dl\\.example\\.net/dl/[0-9a-f]{32}/${row.download_file_name!.replace(/\./g, '\\.')}\\?md5=[A-Za-z0-9_-]{22}&expires=\\d+$`,
+      ),
+    );
     expect(page.body).toContain('<strong>60 seconds</strong>');
     expect(page.body).toContain('<strong>only from your address 198.51.100.7</strong>');
     expect(page.body).toContain('reload this page for a fresh one');
@@ -129,7 +147,12 @@ describe('the download page', () => {
     // The link on the backup host points at this archive.
     const linkDir = join(world.dispatcher.linkRoot, /\/dl\/([0-9a-f]{32})\//.exec(url!)![1]!);
     expect(readlinkSync(join(linkDir, row.download_file_name!))).toBe(join(world.dispatcher.archiveRoot, `${row.archive_id}.tar`));
-    const audit = await db().selectFrom('audit_log').selectAll().where('actor', '=', user.id).where('action', '=', 'archive.link_issued').execute();
+    const audit = await db()
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('actor', '=', user.id)
+      .where('action', '=', 'archive.link_issued')
+      .execute();
     expect(audit).toMatchObject([{ ip: '198.51.100.7', detail: { requestId: id, archiveId: row.archive_id } }]);
 
     // A reload gives a fresh link.
@@ -305,7 +328,10 @@ describe('behind the TLS proxy', () => {
     try {
       const user = await makeCustomer(proxied);
       makeSnapshot(proxied, user.domain!, 'daily.0', 1);
-      const client = new WebClient(proxied.app, { remoteAddress: '10.0.0.2', headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '2001:db8::7' } });
+      const client = new WebClient(proxied.app, {
+        remoteAddress: '10.0.0.2',
+        headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '2001:db8::7' },
+      });
       expect((await client.signIn(user.email, PASSWORD)).status).toBe(303);
       const id = await askForArchive(client, 'daily.0');
       await pollUntil(proxied, id, ['ready']);
@@ -313,7 +339,9 @@ describe('behind the TLS proxy', () => {
       tokensSeen.push(link.token);
       const opened = await client.get(link.path);
       const cookie = setCookieOf(opened, '__Secure-archway-download');
-      expect(cookie).toMatch(new RegExp(`^__Secure-archway-download=v1\\.[A-Za-z0-9_-]+; Max-Age=900; Path=/downloads/${id}; HttpOnly; Secure; SameSite=Lax$`));
+      expect(cookie).toMatch(
+        new RegExp(`^__Secure-archway-download=v1\\.[A-Za-z0-9_-]+; Max-Age=900; Path=/downloads/${id}; HttpOnly; Secure; SameSite=Lax$`),
+      );
       const page = await client.get(`/downloads/${id}`);
       expect(page.status).toBe(200);
       expect(page.body).toContain('<strong>only from your address 2001:db8::7</strong>');
@@ -350,9 +378,9 @@ describe('when the mail server is down', () => {
       const link = downloadLinkIn(mail!);
       const row = await requestRow(down, id);
       expect(row).toMatchObject({ notify_attempts: 2, last_notify_error: null, notify_due_at: null });
-      const armed = (down.dispatcher.run('events.since', { after: 0, limit: 1000 }).answer.result.events as Array<{ type: string; archiveId: string }>).filter(
-        (e) => e.archiveId === row.archive_id && e.type === 'archive.armed',
-      );
+      const armed = (
+        down.dispatcher.run('events.since', { after: 0, limit: 1000 }).answer.result.events as Array<{ type: string; archiveId: string }>
+      ).filter((e) => e.archiveId === row.archive_id && e.type === 'archive.armed');
       expect(armed).toHaveLength(2);
       await client.get(link.path);
       expect((await client.get(`/downloads/${id}`)).body).toContain('id="download-link"');

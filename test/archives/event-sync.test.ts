@@ -30,7 +30,7 @@ beforeAll(async () => {
   customer = await createUser(subject.app);
   w = makeWorld();
   mkdirSync(join(w.backupRoot, customer.domain!, 'daily.0'), { recursive: true });
-  writeFileSync(join(w.backupRoot, customer.domain!, 'daily.0', 'site.txt'), 'the customer\'s site\n'.repeat(500));
+  writeFileSync(join(w.backupRoot, customer.domain!, 'daily.0', 'site.txt'), "the customer's site\n".repeat(500));
   writeFileSync(w.downloadLog, '');
   backupHost = backupHostFromSettings({ localDispatcherConfig: w.configPath, localDispatcherPath: BUNDLE });
 });
@@ -45,7 +45,13 @@ afterAll(async () => {
 });
 
 const db = () => subject.app.database.db;
-const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({ db: db(), backupHost, clock: subject.clock, publicUrl: subject.app.config.publicUrl, ...overrides });
+const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({
+  db: db(),
+  backupHost,
+  clock: subject.clock,
+  publicUrl: subject.app.config.publicUrl,
+  ...overrides,
+});
 
 /** Everything the dispatcher has recorded, as events.since gives it. */
 const dispatcherEvents = (): DispatcherEvent[] => w.run('events.since', { after: 0 }).answer.result.events;
@@ -66,7 +72,11 @@ async function copiedEvents(host: string): Promise<DispatcherEvent[]> {
 }
 
 async function syncRow(host: string) {
-  return db().selectFrom('backup_host_sync').select(['last_seq', 'synced_at', 'last_error']).where('host', '=', host).executeTakeFirstOrThrow();
+  return db()
+    .selectFrom('backup_host_sync')
+    .select(['last_seq', 'synced_at', 'last_error'])
+    .where('host', '=', host)
+    .executeTakeFirstOrThrow();
 }
 
 /** An archive built, ready and armed on the backup host, as the customer's request would make it. */
@@ -90,7 +100,10 @@ function issueLink(archiveId: string, clientIp: string): string {
 
 /** What nginx writes to the download log when a download ends (see nginx/ and test/dispatcher/watch.test.ts). */
 function download(uri: string, remote: string, bytes: number, completion: 'OK' | ''): void {
-  appendFileSync(w.downloadLog, `${JSON.stringify({ time: new Date().toISOString(), remote_addr: remote, uri, status: 200, bytes, completion, request_time: 0.5 })}\n`);
+  appendFileSync(
+    w.downloadLog,
+    `${JSON.stringify({ time: new Date().toISOString(), remote_addr: remote, uri, status: 200, bytes, completion, request_time: 0.5 })}\n`,
+  );
 }
 
 async function watchUntil(what: string, done: () => boolean): Promise<void> {
@@ -109,7 +122,12 @@ async function stopWatch(): Promise<void> {
   });
 }
 
-async function insertRequest(values: { archiveId: string; state: 'building' | 'ready' | 'downloaded'; customer?: string; sizeBytes?: number }) {
+async function insertRequest(values: {
+  archiveId: string;
+  state: 'building' | 'ready' | 'downloaded';
+  customer?: string;
+  sizeBytes?: number;
+}) {
   return db()
     .insertInto('archive_requests')
     .values({
@@ -129,7 +147,7 @@ async function requestRow(archiveId: string) {
   return db().selectFrom('archive_requests').select(['state', 'finished_at']).where('archive_id', '=', archiveId).executeTakeFirstOrThrow();
 }
 
-describe('copying the backup host\'s events', () => {
+describe("copying the backup host's events", () => {
   it('copies every event once and in order, across pages and across syncs', async () => {
     const first = await readyArchive();
     issueLink(first.id, '192.0.2.7');
@@ -141,20 +159,36 @@ describe('copying the backup host\'s events', () => {
 
     // Pages of 3: several full pages, then a short one.
     const synced = await syncBackupHostEvents(deps({ host: 'paging', pageSize: 3 }));
-    expect(synced).toEqual({ outcome: 'synced', received: recorded.length, lastSeq: recorded.length, more: false, downloaded: 0, expired: 0 });
+    expect(synced).toEqual({
+      outcome: 'synced',
+      received: recorded.length,
+      lastSeq: recorded.length,
+      more: false,
+      downloaded: 0,
+      expired: 0,
+    });
     expect(await copiedEvents('paging')).toEqual(recorded);
     expect(recorded.map((e) => e.seq)).toEqual(recorded.map((_e, i) => i + 1));
     const row = await syncRow('paging');
     expect(row).toEqual({ last_seq: String(recorded.length), synced_at: expect.any(Date), last_error: null });
 
     // Nothing new: nothing copied, nothing changed.
-    expect(await syncBackupHostEvents(deps({ host: 'paging', pageSize: 3 }))).toMatchObject({ outcome: 'synced', received: 0, lastSeq: recorded.length });
+    expect(await syncBackupHostEvents(deps({ host: 'paging', pageSize: 3 }))).toMatchObject({
+      outcome: 'synced',
+      received: 0,
+      lastSeq: recorded.length,
+    });
 
     // Exactly one full page of new events, then the empty page that shows there are no more.
     const third = await readyArchive();
     const now = dispatcherEvents();
     const fresh = now.length - recorded.length;
-    expect(await syncBackupHostEvents(deps({ host: 'paging', pageSize: fresh }))).toMatchObject({ outcome: 'synced', received: fresh, lastSeq: now.length, more: false });
+    expect(await syncBackupHostEvents(deps({ host: 'paging', pageSize: fresh }))).toMatchObject({
+      outcome: 'synced',
+      received: fresh,
+      lastSeq: now.length,
+      more: false,
+    });
     expect(await copiedEvents('paging')).toEqual(now);
     expect(now.filter((e) => e.archiveId === third.id).map((e) => e.type)).toEqual(['archive.requested', 'archive.ready', 'archive.armed']);
   });
@@ -214,14 +248,27 @@ describe('copying the backup host\'s events', () => {
     // A dispatcher whose configuration file is missing fails every call (exit 2).
     const broken = backupHostFromSettings({ localDispatcherConfig: join(w.dir, 'missing.json'), localDispatcherPath: BUNDLE });
     const failed = await syncBackupHostEvents(deps({ host: 'flaky', backupHost: broken }));
-    expect(failed).toEqual({ outcome: 'failed', lastSeq: before.length, error: 'backup host failed events.since: The backup host is not configured correctly.' });
-    expect(await syncRow('flaky')).toEqual({ last_seq: good.last_seq, synced_at: good.synced_at, last_error: failed.outcome === 'failed' ? failed.error : '' });
+    expect(failed).toEqual({
+      outcome: 'failed',
+      lastSeq: before.length,
+      error: 'backup host failed events.since: The backup host is not configured correctly.',
+    });
+    expect(await syncRow('flaky')).toEqual({
+      last_seq: good.last_seq,
+      synced_at: good.synced_at,
+      last_error: failed.outcome === 'failed' ? failed.error : '',
+    });
     expect(await copiedEvents('flaky')).toEqual(before);
 
     // The first page arrives, the second call fails: the first page is not kept either.
     let calls = 0;
-    const failsOnSecondPage: Pick<BackupHost, 'eventsSince'> = { eventsSince: (r) => (++calls === 1 ? backupHost.eventsSince(r) : broken.eventsSince(r)) };
-    expect(await syncBackupHostEvents(deps({ host: 'flaky', backupHost: failsOnSecondPage, pageSize: 1 }))).toMatchObject({ outcome: 'failed', lastSeq: before.length });
+    const failsOnSecondPage: Pick<BackupHost, 'eventsSince'> = {
+      eventsSince: (r) => (++calls === 1 ? backupHost.eventsSince(r) : broken.eventsSince(r)),
+    };
+    expect(await syncBackupHostEvents(deps({ host: 'flaky', backupHost: failsOnSecondPage, pageSize: 1 }))).toMatchObject({
+      outcome: 'failed',
+      lastSeq: before.length,
+    });
     expect(calls).toBe(2);
     expect(await copiedEvents('flaky')).toEqual(before);
     expect((await syncRow('flaky')).last_seq).toBe(good.last_seq);
@@ -235,9 +282,17 @@ describe('copying the backup host\'s events', () => {
   it('refuses an event log that went backwards (a reinstalled backup host) instead of mixing two histories', async () => {
     const recorded = dispatcherEvents();
     await syncBackupHostEvents(deps({ host: 'reinstalled' }));
-    await db().updateTable('backup_host_sync').set({ last_seq: recorded.length + 100 }).where('host', '=', 'reinstalled').execute();
+    await db()
+      .updateTable('backup_host_sync')
+      .set({ last_seq: recorded.length + 100 })
+      .where('host', '=', 'reinstalled')
+      .execute();
     const result = await syncBackupHostEvents(deps({ host: 'reinstalled' }));
-    expect(result).toEqual({ outcome: 'failed', lastSeq: recorded.length + 100, error: expect.stringContaining('event log seems to have been replaced') });
+    expect(result).toEqual({
+      outcome: 'failed',
+      lastSeq: recorded.length + 100,
+      error: expect.stringContaining('event log seems to have been replaced'),
+    });
     expect(await copiedEvents('reinstalled')).toEqual(recorded);
   });
 });
@@ -250,13 +305,17 @@ describe('what the events change in the portal', () => {
 
     const interruptedLink = issueLink(archive.id, '192.0.2.30');
     download(interruptedLink, '192.0.2.30', 1000, '');
-    await watchUntil('the interrupted download', () => dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.interrupted'));
+    await watchUntil('the interrupted download', () =>
+      dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.interrupted'),
+    );
     expect(await syncBackupHostEvents(deps())).toMatchObject({ outcome: 'synced', downloaded: 0 });
     expect(await requestRow(archive.id)).toEqual({ state: 'ready', finished_at: null });
 
     const link = issueLink(archive.id, '2001:db8::30');
     download(link, '2001:db8::30', archive.size, 'OK');
-    await watchUntil('the completed download', () => dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.completed'));
+    await watchUntil('the completed download', () =>
+      dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.completed'),
+    );
     expect(await syncBackupHostEvents(deps())).toMatchObject({ outcome: 'synced', downloaded: 1, expired: 0 });
     const completed = dispatcherEvents().find((e) => e.archiveId === archive.id && e.type === 'download.completed')!;
     expect(completed).toMatchObject({ ip: '2001:db8::30', bytes: archive.size });
@@ -300,7 +359,9 @@ describe('what the events change in the portal', () => {
     // A week later (the archives' retention), sweep expires every archive, downloaded ones too.
     const swept = w.run('sweep', '', { ARCHWAY_DISPATCHER_NOW_OFFSET: String(7 * DAY + 60) });
     expect(swept.answer.result.archivesExpired).toBeGreaterThanOrEqual(4);
-    const expiredIds = dispatcherEvents().filter((e) => e.type === 'archive.expired').map((e) => e.archiveId);
+    const expiredIds = dispatcherEvents()
+      .filter((e) => e.type === 'archive.expired')
+      .map((e) => e.archiveId);
     expect(expiredIds).toEqual(expect.arrayContaining([expiring.id, otherCustomers.id, unknown.id, downloadedBefore!.archive_id]));
 
     expect(await syncBackupHostEvents(deps())).toMatchObject({ outcome: 'synced', downloaded: 0, expired: 1 });
@@ -346,11 +407,22 @@ describe('the sync job that archway serve runs', () => {
       log: subject.app.log,
       clock: subject.clock,
       database: subject.app.database,
-      config: { ...subject.app.config, backupHost: { host: '127.0.0.1', port: 22, user: 'archway', privateKeyPath: join(w.dir, 'no-such-key'), hostKeyFingerprint: `SHA256:${'A'.repeat(43)}` } },
+      config: {
+        ...subject.app.config,
+        backupHost: {
+          host: '127.0.0.1',
+          port: 22,
+          user: 'archway',
+          privateKeyPath: join(w.dir, 'no-such-key'),
+          hostKeyFingerprint: `SHA256:${'A'.repeat(43)}`,
+        },
+      },
     };
     const stop = startEventSync(misconfigured, { intervalMs: 3_600_000 });
     try {
-      await expect.poll(async () => (await syncRow('default')).last_error, { timeout: 10_000 }).toMatch(/^cannot read the backup host private key file: ENOENT/);
+      await expect
+        .poll(async () => (await syncRow('default')).last_error, { timeout: 10_000 })
+        .toMatch(/^cannot read the backup host private key file: ENOENT/);
     } finally {
       await stop();
     }

@@ -5,7 +5,15 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RATE_LIMITED_MESSAGE } from '../../src/http/rate-limit.js';
 import { WebClient, type Page } from '../harness/web-client.js';
-import { makeCustomer, makeSnapshot, readyArchive as readyArchiveIn, requestRow, signedIn, startArchiveWorld, type ArchiveWorld } from './archive-world.js';
+import {
+  makeCustomer,
+  makeSnapshot,
+  readyArchive as readyArchiveIn,
+  requestRow,
+  signedIn,
+  startArchiveWorld,
+  type ArchiveWorld,
+} from './archive-world.js';
 
 let world: ArchiveWorld;
 

@@ -114,7 +114,9 @@ describe('a burst of wrong passwords', () => {
     try {
       const clients = Array.from({ length: 30 }, () => new WebClient(world.app, { remoteAddress: ip }));
       for (const client of clients) await client.get('/sign-in');
-      const answers = await Promise.all(clients.map((client, i) => client.post('/sign-in', { email: user.email, password: `Wrong-Password-${i}` })));
+      const answers = await Promise.all(
+        clients.map((client, i) => client.post('/sign-in', { email: user.email, password: `Wrong-Password-${i}` })),
+      );
       for (const answer of answers) {
         expect(answer.status).toBe(401);
         expect(answer.body).toContain(SIGN_IN_FAILED_MESSAGE);
@@ -125,9 +127,19 @@ describe('a burst of wrong passwords', () => {
     const limit = world.app.config.auth.regulation.userMaxFailures;
     expect(verified.length).toBeGreaterThan(0);
     expect(verified.length).toBeLessThanOrEqual(limit);
-    const failures = await db().selectFrom('sign_in_attempts').select('reason').where('user_id', '=', user.id).where('outcome', '=', 'failure').execute();
+    const failures = await db()
+      .selectFrom('sign_in_attempts')
+      .select('reason')
+      .where('user_id', '=', user.id)
+      .where('outcome', '=', 'failure')
+      .execute();
     expect(failures.length).toBe(verified.length);
-    const blocks = await db().selectFrom('blocks').select(['scope', 'key']).where('scope', '=', 'user').where('key', '=', user.id).execute();
+    const blocks = await db()
+      .selectFrom('blocks')
+      .select(['scope', 'key'])
+      .where('scope', '=', 'user')
+      .where('key', '=', user.id)
+      .execute();
     expect(blocks).toEqual([{ scope: 'user', key: user.id }]);
   });
 });

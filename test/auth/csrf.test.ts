@@ -38,7 +38,12 @@ function expectRefused(answer: { status: number; body: string }) {
 describe('CSRF protection', () => {
   it('refuses a sign-out POST without a token, and the user stays signed in', async () => {
     const { user, client } = await signedIn();
-    const answer = await client.request({ method: 'POST', url: '/sign-out', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: '' });
+    const answer = await client.request({
+      method: 'POST',
+      url: '/sign-out',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: '',
+    });
     expectRefused(answer);
     expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
     expect((await client.get('/sign-out')).status).toBe(200);
@@ -51,7 +56,12 @@ describe('CSRF protection', () => {
     }
     // The right token twice (an array after parsing) is not a token.
     expectRefused(
-      await client.request({ method: 'POST', url: '/sign-out', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `_csrf=${encodeURIComponent(token)}&_csrf=${encodeURIComponent(token)}` }),
+      await client.request({
+        method: 'POST',
+        url: '/sign-out',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `_csrf=${encodeURIComponent(token)}&_csrf=${encodeURIComponent(token)}`,
+      }),
     );
     expect(await db().selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
   });
@@ -61,7 +71,12 @@ describe('CSRF protection', () => {
     const attacker = await signedIn();
     expectRefused(await victim.client.post('/sign-out', { _csrf: attacker.token }));
     expectRefused(
-      await victim.client.request({ method: 'POST', url: '/sign-out', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrf-token': victim.token }, payload: '' }),
+      await victim.client.request({
+        method: 'POST',
+        url: '/sign-out',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrf-token': victim.token },
+        payload: '',
+      }),
     );
     expect(await db().selectFrom('sessions').select('id').where('user_id', '=', victim.user.id).execute()).toHaveLength(1);
   });
@@ -107,11 +122,21 @@ describe('CSRF protection', () => {
   it('checks every state-changing method on every route, with no way for a route to forget it', async () => {
     const { client, token } = await signedIn();
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE'] as const) {
-      const answer = await client.request({ method, url: '/test/change', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'a=1' });
+      const answer = await client.request({
+        method,
+        url: '/test/change',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'a=1',
+      });
       expectRefused(answer);
     }
     expect(changes).toBe(0);
-    const allowed = await client.request({ method: 'DELETE', url: '/test/change', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `_csrf=${encodeURIComponent(token)}` });
+    const allowed = await client.request({
+      method: 'DELETE',
+      url: '/test/change',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `_csrf=${encodeURIComponent(token)}`,
+    });
     expect(allowed.status).toBe(200);
     expect(changes).toBe(1);
   });

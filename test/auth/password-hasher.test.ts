@@ -15,7 +15,9 @@ describe('password hashing', () => {
   it('stores argon2id with the configured parameters, never the password', async () => {
     const stored = await hasher.hash(password);
     const { memoryKiB, timeCost, parallelism } = config.auth.argon2;
-    expect(stored).toMatch(new RegExp(`^\\$argon2id\\$v=19\\$m=${memoryKiB},t=${timeCost},p=${parallelism}\\$[A-Za-z0-9+/]+\\$[A-Za-z0-9+/]+$`));
+    expect(stored).toMatch(
+      new RegExp(`^\\$argon2id\\$v=19\\$m=${memoryKiB},t=${timeCost},p=${parallelism}\\$[A-Za-z0-9+/]+\\$[A-Za-z0-9+/]+$`),
+    );
     expect(stored).not.toContain(password);
     expect(await hasher.hash(password)).not.toBe(stored);
   });
@@ -28,7 +30,10 @@ describe('password hashing', () => {
   });
 
   it('mixes in the pepper: a hash of the bare password, or made with another pepper, does not verify', async () => {
-    const otherPepper = createPasswordHasher({ ...config, secrets: { ...config.secrets, passwordPepper: 'another-pepper-0123456789abcdef-0123456789' } });
+    const otherPepper = createPasswordHasher({
+      ...config,
+      secrets: { ...config.secrets, passwordPepper: 'another-pepper-0123456789abcdef-0123456789' },
+    });
     const stored = await otherPepper.hash(password);
     expect((await otherPepper.verify(stored, password)).ok).toBe(true);
     expect(await hasher.verify(stored, password)).toEqual({ ok: false, needsRehash: false });
@@ -133,7 +138,14 @@ describe('checking a password at sign-in', () => {
     const db = database.handle.db;
     const weaker = createPasswordHasher(testConfig(database.url));
     const stronger = createPasswordHasher(testConfig(database.url, { ARCHWAY_ARGON2_TIME_COST: '3' }));
-    const user = await insertUser(db, { email: 'rehash@example.net', role: 'customer', domain: 'rehash.example.net', plan: 'small', status: 'active', passwordHash: await weaker.hash(password) });
+    const user = await insertUser(db, {
+      email: 'rehash@example.net',
+      role: 'customer',
+      domain: 'rehash.example.net',
+      plan: 'small',
+      status: 'active',
+      passwordHash: await weaker.hash(password),
+    });
 
     const wrong = await verifyPasswordForSignIn(db, stronger, 'REHASH@example.net', 'Wrong-Password-1');
     expect(wrong.ok).toBe(false);
@@ -154,9 +166,18 @@ describe('checking a password at sign-in', () => {
     const oldPepper = 'the-pepper-before-the-change-0123456789abcdef';
     const newPepper = 'the-pepper-after-the-change-0123456789abcdefgh';
     const before = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: oldPepper }));
-    const after = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper, ARCHWAY_PASSWORD_PEPPERS_OLD: oldPepper }));
+    const after = createPasswordHasher(
+      testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper, ARCHWAY_PASSWORD_PEPPERS_OLD: oldPepper }),
+    );
     const withoutOld = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper }));
-    const user = await insertUser(db, { email: 'pepper@example.net', role: 'customer', domain: 'pepper.example.net', plan: 'small', status: 'active', passwordHash: await before.hash(password) });
+    const user = await insertUser(db, {
+      email: 'pepper@example.net',
+      role: 'customer',
+      domain: 'pepper.example.net',
+      plan: 'small',
+      status: 'active',
+      passwordHash: await before.hash(password),
+    });
 
     expect(await withoutOld.verify(user.passwordHash!, password)).toEqual({ ok: false, needsRehash: false });
     expect(await after.verify(user.passwordHash!, 'Wrong-Password-1')).toEqual({ ok: false, needsRehash: false });

@@ -32,7 +32,12 @@ describe('the password policy', () => {
     expect(isCommonPassword('password123')).toBe(true);
     expect(checkPassword('Password123', who)).toEqual([PASSWORD_MESSAGES.common]);
     expect(checkPassword('QWERTYuiop1', who)).toContain(PASSWORD_MESSAGES.common);
-    expect(checkPassword('password', who)).toEqual([PASSWORD_MESSAGES.tooShort, PASSWORD_MESSAGES.noUppercase, PASSWORD_MESSAGES.noDigit, PASSWORD_MESSAGES.common]);
+    expect(checkPassword('password', who)).toEqual([
+      PASSWORD_MESSAGES.tooShort,
+      PASSWORD_MESSAGES.noUppercase,
+      PASSWORD_MESSAGES.noDigit,
+      PASSWORD_MESSAGES.common,
+    ]);
   });
 
   it('ships at least the 10,000 most common passwords', () => {
@@ -41,7 +46,7 @@ describe('the password policy', () => {
     expect(isCommonPassword('Tangerine-Harbour-42')).toBe(false);
   });
 
-  it('refuses the email address\'s local part and the domain, in any case', () => {
+  it("refuses the email address's local part and the domain, in any case", () => {
     expect(checkPassword('My-ALICE.MOREAU-2024', who)).toEqual([PASSWORD_MESSAGES.containsEmail]);
     expect(checkPassword('Backup-Social.Example.Org-1', who)).toEqual([PASSWORD_MESSAGES.containsDomain]);
     expect(checkPassword('Exampled-Garden-77', who)).toEqual([PASSWORD_MESSAGES.containsDomain]);

@@ -44,7 +44,12 @@ describe('the regulation settings', () => {
 
   it('refuse a longest block shorter than the first one', () => {
     expect(
-      problemsOf({ ARCHWAY_SIGNIN_IP_BLOCK_MINUTES: '60', ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES: '30', ARCHWAY_SIGNIN_USER_BLOCK_SECONDS: '600', ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES: '5' }),
+      problemsOf({
+        ARCHWAY_SIGNIN_IP_BLOCK_MINUTES: '60',
+        ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES: '30',
+        ARCHWAY_SIGNIN_USER_BLOCK_SECONDS: '600',
+        ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES: '5',
+      }),
     ).toEqual([
       'ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_IP_BLOCK_MINUTES.',
       'ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES must be at least ARCHWAY_SIGNIN_USER_BLOCK_SECONDS.',

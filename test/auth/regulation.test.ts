@@ -44,7 +44,13 @@ function expectFailed(answer: { status: number; body: string }) {
 }
 
 async function blocksOf(scope: 'ip' | 'user', key: string) {
-  return db().selectFrom('blocks').select(['level', 'until', 'created_at', 'lifted_at', 'lifted_by']).where('scope', '=', scope).where('key', '=', key).orderBy('id').execute();
+  return db()
+    .selectFrom('blocks')
+    .select(['level', 'until', 'created_at', 'lifted_at', 'lifted_by'])
+    .where('scope', '=', scope)
+    .where('key', '=', key)
+    .orderBy('id')
+    .execute();
 }
 
 describe('per-account regulation', () => {
@@ -57,7 +63,12 @@ describe('per-account regulation', () => {
 
     const owner = await attempt(freshIp(), user.email, PASSWORD);
     expectFailed(owner);
-    const rows = await db().selectFrom('sign_in_attempts').select(['outcome', 'reason']).where('user_id', '=', user.id).orderBy('id').execute();
+    const rows = await db()
+      .selectFrom('sign_in_attempts')
+      .select(['outcome', 'reason'])
+      .where('user_id', '=', user.id)
+      .orderBy('id')
+      .execute();
     expect(rows).toEqual([
       { outcome: 'failure', reason: 'wrong_password' },
       { outcome: 'failure', reason: 'wrong_password' },
@@ -84,7 +95,12 @@ describe('per-account regulation', () => {
       pausedTimes.push(await time(paused.email));
       wrongTimes.push(await time(other.email));
     }
-    const reasons = await db().selectFrom('sign_in_attempts').select('reason').where('user_id', '=', paused.id).where('outcome', '=', 'blocked').execute();
+    const reasons = await db()
+      .selectFrom('sign_in_attempts')
+      .select('reason')
+      .where('user_id', '=', paused.id)
+      .where('outcome', '=', 'blocked')
+      .execute();
     expect(reasons).toEqual([{ reason: 'user_blocked' }, { reason: 'user_blocked' }]);
     // Loose bounds (shared machine): without the dummy hash a paused account would answer several times faster.
     expect(Math.min(...pausedTimes)).toBeGreaterThan(Math.min(...wrongTimes) * 0.5);
@@ -124,7 +140,7 @@ describe('per-account regulation', () => {
     expect((await attempt(freshIp(), user.email, PASSWORD)).status).toBe(303);
   });
 
-  it('does not count a suspended account\'s right password as a guess', async () => {
+  it("does not count a suspended account's right password as a guess", async () => {
     const user = await createUser(subject.app, { status: 'suspended' });
     for (let i = 0; i < 4; i += 1) expectFailed(await attempt(freshIp(), user.email, PASSWORD));
     expect(await blocksOf('user', user.id)).toEqual([]);
@@ -140,18 +156,28 @@ describe('per-address regulation', () => {
     expect(block!.until.getTime() - block!.created_at.getTime()).toBe(15 * 60_000);
 
     expectFailed(await attempt(ip, user.email, PASSWORD));
-    const row = await db().selectFrom('sign_in_attempts').select(['ip', 'outcome', 'reason', 'email_tried']).where('user_id', '=', user.id).executeTakeFirstOrThrow();
+    const row = await db()
+      .selectFrom('sign_in_attempts')
+      .select(['ip', 'outcome', 'reason', 'email_tried'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
     expect(row).toEqual({ ip, outcome: 'blocked', reason: 'ip_blocked', email_tried: user.email });
     expect((await attempt(freshIp(), user.email, PASSWORD)).status).toBe(303);
 
-    const unknown = await db().selectFrom('sign_in_attempts').select(['user_id', 'outcome', 'reason']).where('ip', '=', ip).where('reason', '=', 'unknown_email').execute();
+    const unknown = await db()
+      .selectFrom('sign_in_attempts')
+      .select(['user_id', 'outcome', 'reason'])
+      .where('ip', '=', ip)
+      .where('reason', '=', 'unknown_email')
+      .execute();
     expect(unknown).toHaveLength(6);
     expect(unknown.every((r) => r.user_id === null && r.outcome === 'failure')).toBe(true);
   });
 
   it('blocks a whole IPv6 /64, so fresh addresses from the same network do not help', async () => {
     const user = await createUser(subject.app);
-    for (let i = 0; i < 6; i += 1) expectFailed(await attempt(`2001:db8:77:5::${(i + 1).toString(16)}`, `v6guess${i}@example.net`, 'Password-123'));
+    for (let i = 0; i < 6; i += 1)
+      expectFailed(await attempt(`2001:db8:77:5::${(i + 1).toString(16)}`, `v6guess${i}@example.net`, 'Password-123'));
     expect(await blocksOf('ip', '2001:db8:77:5::/64')).toHaveLength(1);
     expectFailed(await attempt('2001:db8:77:5:abcd::99', user.email, PASSWORD));
     expect((await attempt('2001:db8:77:6::1', user.email, PASSWORD)).status).toBe(303);
@@ -226,7 +252,11 @@ describe('the operator', () => {
     const lifted = await db().selectFrom('blocks').select(['lifted_at', 'lifted_by']).where('id', '=', block!.id).executeTakeFirstOrThrow();
     expect(lifted.lifted_by).toBe(operator.id);
     expect(lifted.lifted_at).not.toBeNull();
-    const audit = await db().selectFrom('audit_log').select(['actor', 'action', 'subject']).where('action', '=', 'sign-in.unblocked').execute();
+    const audit = await db()
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'subject'])
+      .where('action', '=', 'sign-in.unblocked')
+      .execute();
     expect(audit).toContainEqual({ actor: operator.id, action: 'sign-in.unblocked', subject: user.id });
     expect((await desk.get('/operator?unblocked')).body).toContain('The block was lifted.');
 

@@ -12,7 +12,8 @@ afterAll(async () => world.close());
 const COOKIE = 'archway-remember';
 const db = () => world.app.database.db;
 const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
-const SAFARI = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
+const SAFARI =
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
 
 async function browser(email: string, remoteAddress: string, userAgent: string, remember = false): Promise<WebClient> {
   const client = new WebClient(world.app, { remoteAddress, headers: { 'user-agent': userAgent } });
@@ -68,7 +69,13 @@ describe('the devices page', () => {
     const mine = await browser(user.email, '198.51.100.45', FIREFOX);
     const remembered = new WebClient(world.app, { remoteAddress: '198.51.100.46', headers: { 'user-agent': SAFARI } });
     const { createRememberLogin } = await import('../../src/auth/remember-me.service.js');
-    const issued = await createRememberLogin(db(), { userId: user.id, now: world.subject.clock.now(), sessionId: null, ip: '198.51.100.46', userAgent: SAFARI });
+    const issued = await createRememberLogin(db(), {
+      userId: user.id,
+      now: world.subject.clock.now(),
+      sessionId: null,
+      ip: '198.51.100.46',
+      userAgent: SAFARI,
+    });
     remembered.cookies.set(COOKIE, issued.value);
     expect((await remembered.get('/account')).status).toBe(200);
 
@@ -80,10 +87,12 @@ describe('the devices page', () => {
     expect((await remembered.get('/account')).status).toBe(303);
     remembered.cookies.delete('archway-session');
     expect((await remembered.get('/account')).status).toBe(303);
-    expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).where('replaced_at', 'is', null).execute()).toEqual([]);
+    expect(
+      await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).where('replaced_at', 'is', null).execute(),
+    ).toEqual([]);
   });
 
-  it('cannot end another account\'s browser, whatever is posted', async () => {
+  it("cannot end another account's browser, whatever is posted", async () => {
     const user = await makeUser(world);
     const other = await makeUser(world);
     const victim = await browser(other.email, '198.51.100.47', FIREFOX);
@@ -121,8 +130,16 @@ describe('browser names', () => {
   it('says which browser on which system, and admits when it cannot tell', () => {
     expect(describeUserAgent(FIREFOX)).toBe('Firefox on Linux');
     expect(describeUserAgent(SAFARI)).toBe('Safari on iOS');
-    expect(describeUserAgent('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0')).toBe('Edge on Windows');
-    expect(describeUserAgent('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36')).toBe('Chrome on macOS');
+    expect(
+      describeUserAgent(
+        'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0',
+      ),
+    ).toBe('Edge on Windows');
+    expect(
+      describeUserAgent(
+        'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
+      ),
+    ).toBe('Chrome on macOS');
     expect(describeUserAgent(null)).toBe('Unknown browser');
     expect(describeUserAgent('<script>')).toBe('Unknown browser');
   });

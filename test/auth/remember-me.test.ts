@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRememberLogin, deleteExpiredRememberLogins, forgetRememberLoginIps, REMEMBER_DAYS, ROTATION_GRACE_SECONDS } from '../../src/auth/remember-me.service.js';
+import {
+  createRememberLogin,
+  deleteExpiredRememberLogins,
+  forgetRememberLoginIps,
+  REMEMBER_DAYS,
+  ROTATION_GRACE_SECONDS,
+} from '../../src/auth/remember-me.service.js';
 import { WebClient } from '../harness/web-client.js';
 import { currentCode, turnOnTwoFactor } from '../two-factor/turn-on.js';
 import { settleBackgroundWork } from '../../src/accounts/background.js';
@@ -157,7 +163,8 @@ describe('remember me', () => {
     await deliverMail(world);
     const { cookie } = await browserWithRememberCookie(user.id);
     const before = world.subject.logText().length;
-    const send = () => world.app.inject({ method: 'GET', url: '/account', headers: { cookie: `${COOKIE}=${cookie}` }, remoteAddress: '198.51.100.20' });
+    const send = () =>
+      world.app.inject({ method: 'GET', url: '/account', headers: { cookie: `${COOKIE}=${cookie}` }, remoteAddress: '198.51.100.20' });
     const answers = await Promise.all([send(), send(), send()]);
     expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200]);
     const issued = answers.map((a) => (a.cookies as Array<{ name: string; value: string }>).find((c) => c.name === COOKIE)?.value);
@@ -221,7 +228,7 @@ describe('remember me', () => {
     await deliverMail(world);
   });
 
-  it('comes from the sign-in form\'s box, and sign-out ends this browser\'s login but not the others\'', async () => {
+  it("comes from the sign-in form's box, and sign-out ends this browser's login but not the others'", async () => {
     const user = await makeUser(world);
     const plain = new WebClient(world.app);
     await plain.get('/sign-in');

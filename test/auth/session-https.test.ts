@@ -44,14 +44,25 @@ describe('HTTPS behind the trusted proxy', () => {
   it('takes the client address from the proxy header, and records it', async () => {
     const user = await createUser(subject.app);
     await new WebClient(subject.app, VIA_PROXY).signIn(user.email, PASSWORD);
-    const row = await subject.app.database.db.selectFrom('sign_in_attempts').select(['ip', 'outcome']).where('user_id', '=', user.id).executeTakeFirstOrThrow();
+    const row = await subject.app.database.db
+      .selectFrom('sign_in_attempts')
+      .select(['ip', 'outcome'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
     expect(row).toEqual({ ip: '198.51.100.23', outcome: 'success' });
   });
 
   it('believes a proxy from a trusted range, too', async () => {
     const user = await createUser(subject.app);
-    await new WebClient(subject.app, { remoteAddress: '10.0.1.9', headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.77' } }).signIn(user.email, PASSWORD);
-    const row = await subject.app.database.db.selectFrom('sign_in_attempts').select('ip').where('user_id', '=', user.id).executeTakeFirstOrThrow();
+    await new WebClient(subject.app, {
+      remoteAddress: '10.0.1.9',
+      headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.77' },
+    }).signIn(user.email, PASSWORD);
+    const row = await subject.app.database.db
+      .selectFrom('sign_in_attempts')
+      .select('ip')
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
     expect(row.ip).toBe('203.0.113.77');
   });
 
@@ -61,10 +72,9 @@ describe('HTTPS behind the trusted proxy', () => {
     // Its "https" is not believed: the request is plain HTTP and is sent to the https address.
     expect(page.status).toBe(301);
     expect(page.location).toBe('https://portal.example.net/sign-in');
-
   });
 
-  it('records the peer\'s own address when an untrusted peer claims another in X-Forwarded-For', async () => {
+  it("records the peer's own address when an untrusted peer claims another in X-Forwarded-For", async () => {
     // A portal that also accepts plain HTTP (as in first-look mode), so the spoofer's request gets through to sign-in.
     const db = await createTestDatabase();
     const open = await buildTestApp(db.handle, db.url, { ARCHWAY_TRUST_PROXY: PROXY });
@@ -74,7 +84,12 @@ describe('HTTPS behind the trusted proxy', () => {
       await spoofer.signIn(user.email, 'Wrong-Password-1');
       const trusted = new WebClient(open.app, { remoteAddress: PROXY, headers: { 'x-forwarded-for': '198.51.100.99' } });
       await trusted.signIn(user.email, 'Wrong-Password-2');
-      const rows = await open.app.database.db.selectFrom('sign_in_attempts').select(['ip', 'reason']).where('user_id', '=', user.id).orderBy('id').execute();
+      const rows = await open.app.database.db
+        .selectFrom('sign_in_attempts')
+        .select(['ip', 'reason'])
+        .where('user_id', '=', user.id)
+        .orderBy('id')
+        .execute();
       expect(rows).toEqual([
         { ip: '203.0.113.50', reason: 'wrong_password' },
         { ip: '198.51.100.99', reason: 'wrong_password' },
@@ -86,7 +101,11 @@ describe('HTTPS behind the trusted proxy', () => {
   });
 
   it('sends a plain-HTTP GET to the https address of the portal, never to the Host it was given', async () => {
-    const page = await subject.app.inject({ url: '/sign-in?next=%2Faccount', remoteAddress: PROXY, headers: { 'x-forwarded-proto': 'http', host: 'evil.example' } });
+    const page = await subject.app.inject({
+      url: '/sign-in?next=%2Faccount',
+      remoteAddress: PROXY,
+      headers: { 'x-forwarded-proto': 'http', host: 'evil.example' },
+    });
     expect(page.statusCode).toBe(301);
     expect(page.headers.location).toBe('https://portal.example.net/sign-in?next=%2Faccount');
     expect(page.headers['set-cookie']).toBeUndefined();

@@ -42,15 +42,41 @@ describe('the IP retention purge', () => {
         { scope: 'ip', key: '198.51.100.4', until: at(28), level: 1, created_at: at(29) },
       ])
       .execute();
-    await db().insertInto('audit_log').values({ at: at(40), actor: user.id, action: 'test.old', subject: null, ip: '198.51.100.5', detail: '{}' }).execute();
+    await db()
+      .insertInto('audit_log')
+      .values({ at: at(40), actor: user.id, action: 'test.old', subject: null, ip: '198.51.100.5', detail: '{}' })
+      .execute();
     await db()
       .insertInto('archive_requests')
       .values([
-        { user_id: user.id, customer: 'social.example.net', snapshot: 'daily.3', archive_id: 'a1'.repeat(16), state: 'expired', requested_at: at(31), requested_ip: '198.51.100.8' },
-        { user_id: user.id, customer: 'social.example.net', snapshot: 'daily.0', archive_id: 'a2'.repeat(16), state: 'ready', requested_at: at(29), requested_ip: '2001:db8::8' },
+        {
+          user_id: user.id,
+          customer: 'social.example.net',
+          snapshot: 'daily.3',
+          archive_id: 'a1'.repeat(16),
+          state: 'expired',
+          requested_at: at(31),
+          requested_ip: '198.51.100.8',
+        },
+        {
+          user_id: user.id,
+          customer: 'social.example.net',
+          snapshot: 'daily.0',
+          archive_id: 'a2'.repeat(16),
+          state: 'ready',
+          requested_at: at(29),
+          requested_ip: '2001:db8::8',
+        },
       ])
       .execute();
-    const event = { host: 'default', customer: 'social.example.net', archive_id: 'a1'.repeat(16), type: 'link.issued', bytes: null, detail: null };
+    const event = {
+      host: 'default',
+      customer: 'social.example.net',
+      archive_id: 'a1'.repeat(16),
+      type: 'link.issued',
+      bytes: null,
+      detail: null,
+    };
     await db()
       .insertInto('backup_host_events')
       .values([
@@ -72,7 +98,14 @@ describe('the IP retention purge', () => {
     expect(await db().selectFrom('blocks').select('key').execute()).toEqual([{ key: '198.51.100.4' }]);
     expect(await db().selectFrom('audit_log').select('ip').where('action', '=', 'test.old').execute()).toEqual([{ ip: null }]);
     // The requests and events themselves stay for the operator's log; only the older addresses go.
-    expect(await db().selectFrom('archive_requests').select(['snapshot', 'requested_ip']).where('user_id', '=', user.id).orderBy('requested_at').execute()).toEqual([
+    expect(
+      await db()
+        .selectFrom('archive_requests')
+        .select(['snapshot', 'requested_ip'])
+        .where('user_id', '=', user.id)
+        .orderBy('requested_at')
+        .execute(),
+    ).toEqual([
       { snapshot: 'daily.3', requested_ip: null },
       { snapshot: 'daily.0', requested_ip: '2001:db8::8' },
     ]);
@@ -82,7 +115,14 @@ describe('the IP retention purge', () => {
     ]);
 
     // Nothing left to purge: running it again changes nothing.
-    expect(await purgeOldIps(db(), subject.clock, 30)).toEqual({ signInAttempts: 0, sessions: 0, blocks: 0, auditLog: 0, archiveRequests: 0, backupHostEvents: 0 });
+    expect(await purgeOldIps(db(), subject.clock, 30)).toEqual({
+      signInAttempts: 0,
+      sessions: 0,
+      blocks: 0,
+      auditLog: 0,
+      archiveRequests: 0,
+      backupHostEvents: 0,
+    });
   });
 
   it('reaches recorded sign-ins once the clock passes 30 days', async () => {
@@ -121,7 +161,10 @@ describe('the IP retention purge', () => {
       expires_at: new Date(now - createdDaysAgo * day + 5 * day),
       ip: '198.51.100.7',
     });
-    await db().insertInto('remember_logins').values([login('expired-series', 6), login('live-series', 1)]).execute();
+    await db()
+      .insertInto('remember_logins')
+      .values([login('expired-series', 6), login('live-series', 1)])
+      .execute();
 
     const stop = startIpRetentionJob(subject.app, 60_000);
     try {

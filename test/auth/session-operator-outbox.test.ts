@@ -42,7 +42,7 @@ describe('the operator area in first-look mode', () => {
     expect(outbox.status).toBe(200);
   });
 
-  it('keeps the outbox from customers and visitors, who could read everyone\'s reset links there', async () => {
+  it("keeps the outbox from customers and visitors, who could read everyone's reset links there", async () => {
     const visitor = await new WebClient(app).get('/operator/outbox');
     expect(visitor.status).toBe(303);
     expect(visitor.location).toBe('/sign-in?next=%2Foperator%2Foutbox');

@@ -132,7 +132,9 @@ describe('the session', () => {
     const answer = await client.post('/sign-out', {});
     expect(answer.status).toBe(303);
     expect(answer.location).toBe('/sign-in?signed-out');
-    expect([answer.headers['set-cookie']].flat().join('\n')).toMatch(/archway-session=; Max-Age=0; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax/);
+    expect([answer.headers['set-cookie']].flat().join('\n')).toMatch(
+      /archway-session=; Max-Age=0; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax/,
+    );
     expect(await sessionRows(user.id)).toEqual([]);
 
     const after = await client.get('/sign-in?signed-out');

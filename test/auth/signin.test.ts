@@ -21,7 +21,12 @@ afterAll(async () => {
 });
 
 async function attemptsFor(email: string) {
-  return subject.app.database.db.selectFrom('sign_in_attempts').select(['email_tried', 'user_id', 'ip', 'outcome', 'reason']).where('email_tried', '=', email).orderBy('id').execute();
+  return subject.app.database.db
+    .selectFrom('sign_in_attempts')
+    .select(['email_tried', 'user_id', 'ip', 'outcome', 'reason'])
+    .where('email_tried', '=', email)
+    .orderBy('id')
+    .execute();
 }
 
 /** The error paragraph and the form as the user sees them, without the per-request CSRF token. */
@@ -66,13 +71,20 @@ describe('the sign-in page', () => {
 
   it('re-hashes a password stored with older argon2 parameters at the successful sign-in', async () => {
     const config = subject.app.config;
-    const older = createPasswordHasher({ auth: { ...config.auth, argon2: { ...config.auth.argon2, timeCost: config.auth.argon2.timeCost + 1 } }, secrets: config.secrets });
+    const older = createPasswordHasher({
+      auth: { ...config.auth, argon2: { ...config.auth.argon2, timeCost: config.auth.argon2.timeCost + 1 } },
+      secrets: config.secrets,
+    });
     const user = await createUser(subject.app, { password: null, status: 'active' });
     const oldHash = await older.hash(PASSWORD);
     await subject.app.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
 
     expect((await new WebClient(subject.app).signIn(user.email, PASSWORD)).status).toBe(303);
-    const { password_hash } = await subject.app.database.db.selectFrom('users').select('password_hash').where('id', '=', user.id).executeTakeFirstOrThrow();
+    const { password_hash } = await subject.app.database.db
+      .selectFrom('users')
+      .select('password_hash')
+      .where('id', '=', user.id)
+      .executeTakeFirstOrThrow();
     expect(password_hash).not.toBe(oldHash);
     expect(password_hash).toContain(`t=${config.auth.argon2.timeCost},`);
     expect((await subject.app.passwords.verify(password_hash!, PASSWORD)).needsRehash).toBe(false);
@@ -129,10 +141,18 @@ describe('the sign-in page', () => {
       answers.push(visibleAnswer(answer.body));
       // An address that named no account is kept only as a keyed fingerprint (it may be a password typed in the wrong field).
       const stored = t.userId === null ? storedAddress(addressHashKey(subject.app.config.secrets.passwordPepper), t.email, false) : t.email;
-      expect(await attemptsFor(stored)).toEqual([{ email_tried: stored, user_id: t.userId, ip: '127.0.0.1', outcome: t.outcome, reason: t.reason }]);
+      expect(await attemptsFor(stored)).toEqual([
+        { email_tried: stored, user_id: t.userId, ip: '127.0.0.1', outcome: t.outcome, reason: t.reason },
+      ]);
     }
     expect(new Set(answers).size).toBe(1);
-    expect(await subject.app.database.db.selectFrom('sessions').select('id').where('user_id', 'in', [active.id, suspended.id, invited.id]).execute()).toEqual([]);
+    expect(
+      await subject.app.database.db
+        .selectFrom('sessions')
+        .select('id')
+        .where('user_id', 'in', [active.id, suspended.id, invited.id])
+        .execute(),
+    ).toEqual([]);
   });
 
   it('takes about as long for an unknown address as for a wrong password (one argon2 verification each)', async () => {

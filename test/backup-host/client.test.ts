@@ -61,21 +61,33 @@ describe('answers and failures as the portal sees them', () => {
 
   it('turns exit 1 with an envelope into BackupHostRefused carrying the dispatcher message for the customer', async () => {
     const t = canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'not_found', message: 'No such archive.' } }) });
-    const err = await createBackupHost(t).archiveStatus({ customer: 'example.org', archiveId: 'b'.repeat(32) }).catch((e: unknown) => e);
+    const err = await createBackupHost(t)
+      .archiveStatus({ customer: 'example.org', archiveId: 'b'.repeat(32) })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackupHostRefused);
     expect(err).toMatchObject({ code: 'not_found', userMessage: 'No such archive.' });
   });
 
   it("turns the host's limits into BackupHostLimited: a customer's quota keeps the dispatcher's message, a busy host gets the portal's", async () => {
-    const quota = 'You already have 3 archives ready to download. Please download one (or wait until one expires) before asking for another.';
+    const quota =
+      'You already have 3 archives ready to download. Please download one (or wait until one expires) before asking for another.';
     const asked = { customer: 'example.org', snapshot: 'daily.0' };
-    const q = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'quota', message: quota } }) })).createArchive(asked).catch((e: unknown) => e);
+    const q = await createBackupHost(
+      canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'quota', message: quota } }) }),
+    )
+      .createArchive(asked)
+      .catch((e: unknown) => e);
     expect(q).toBeInstanceOf(BackupHostLimited);
     expect(q).toMatchObject({ code: 'quota', userMessage: quota });
     const busy = { ok: false, error: { code: 'busy', message: 'The backup host is handling too many requests right now.' } };
-    const b = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify(busy) })).createArchive(asked).catch((e: unknown) => e);
+    const b = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify(busy) }))
+      .createArchive(asked)
+      .catch((e: unknown) => e);
     expect(b).toBeInstanceOf(BackupHostLimited);
-    expect(b).toMatchObject({ code: 'busy', userMessage: 'The backup service is handling too many requests right now. Please try again in an hour.' });
+    expect(b).toMatchObject({
+      code: 'busy',
+      userMessage: 'The backup service is handling too many requests right now. Please try again in an hour.',
+    });
   });
 
   it('turns a refusal by the gate (exit 1, no envelope) into BackupHostRefused', async () => {
@@ -116,20 +128,34 @@ describe('answers and failures as the portal sees them', () => {
 
 describe('setting up the SSH transport', () => {
   it('refuses a fingerprint that is not SHA256:<base64>', () => {
-    expect(() => createSshTransport({ host: '127.0.0.1', port: 22, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: 'MD5:aa:bb' })).toThrow(BackupHostConfigError);
+    expect(() =>
+      createSshTransport({ host: '127.0.0.1', port: 22, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: 'MD5:aa:bb' }),
+    ).toThrow(BackupHostConfigError);
   });
 
   it('opens an encrypted key with its passphrase and refuses it without one', () => {
     const base = { host: '127.0.0.1', port: 22, user: 'archway', hostKeyFingerprint: FINGERPRINT };
-    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'correct horse battery staple' })).not.toThrow();
+    expect(() =>
+      createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'correct horse battery staple' }),
+    ).not.toThrow();
     expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey })).toThrow(/passphrase is missing or wrong/);
-    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'wrong' })).toThrow(BackupHostConfigError);
-    expect(() => createSshTransport({ ...base, privateKeyPath: join(work, 'missing') })).toThrow(/cannot read the backup host private key file: ENOENT/);
+    expect(() => createSshTransport({ ...base, privateKeyPath: encryptedKey, privateKeyPassphrase: 'wrong' })).toThrow(
+      BackupHostConfigError,
+    );
+    expect(() => createSshTransport({ ...base, privateKeyPath: join(work, 'missing') })).toThrow(
+      /cannot read the backup host private key file: ENOENT/,
+    );
   });
 
   it('reports a closed port as unreachable', async () => {
     const port = await freeLoopbackPort();
-    const host = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT });
+    const host = backupHostFromSettings({
+      host: '127.0.0.1',
+      port,
+      user: 'archway',
+      privateKeyPath: plainKey,
+      hostKeyFingerprint: FINGERPRINT,
+    });
     await expect(host.ping()).rejects.toThrow(BackupHostUnreachable);
   });
 
@@ -138,11 +164,26 @@ describe('setting up the SSH transport', () => {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     try {
       const port = (silent.address() as { port: number }).port;
-      const host = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT, connectTimeoutMs: 300 });
+      const host = backupHostFromSettings({
+        host: '127.0.0.1',
+        port,
+        user: 'archway',
+        privateKeyPath: plainKey,
+        hostKeyFingerprint: FINGERPRINT,
+        connectTimeoutMs: 300,
+      });
       const started = Date.now();
       await expect(host.ping()).rejects.toThrow(/timed out after 300 ms/);
       expect(Date.now() - started).toBeLessThan(5000);
-      const slowCall = backupHostFromSettings({ host: '127.0.0.1', port, user: 'archway', privateKeyPath: plainKey, hostKeyFingerprint: FINGERPRINT, connectTimeoutMs: 5000, callTimeoutMs: 300 });
+      const slowCall = backupHostFromSettings({
+        host: '127.0.0.1',
+        port,
+        user: 'archway',
+        privateKeyPath: plainKey,
+        hostKeyFingerprint: FINGERPRINT,
+        connectTimeoutMs: 5000,
+        callTimeoutMs: 300,
+      });
       const err = await slowCall.ping().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BackupHostTimeout);
       expect((err as Error).message).toMatch(/did not answer ping within 300 ms/);
@@ -185,7 +226,10 @@ describe('the local transport (first look and tests)', () => {
 
   it('prints the check report for a local dispatcher', async () => {
     let text = '';
-    const code = await runBackupHostCheck({ localDispatcherConfig: configPath, localDispatcherPath: DISPATCHER_BUNDLE }, { write: (s: string) => (text += s) });
+    const code = await runBackupHostCheck(
+      { localDispatcherConfig: configPath, localDispatcherPath: DISPATCHER_BUNDLE },
+      { write: (s: string) => (text += s) },
+    );
     expect(text).toContain('backup host: local dispatcher');
     expect(text).toContain('result: OK');
     expect(code).toBe(0);

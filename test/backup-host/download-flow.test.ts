@@ -34,7 +34,8 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** Waits for `probe`; a timeout says what watch printed, the usual reason for a wait that never ends. */
-const until = <T,>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) => eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
+const until = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) =>
+  eventually(what, probe, { timeoutMs, explain: () => `watch said:\n${watch?.output() ?? ''}` });
 
 /** A generated backup snapshot: nested directories, random files, an empty file and a symlink out. */
 async function makeSnapshot(customer: string, snapshot: string, bytes: number): Promise<void> {
@@ -79,7 +80,11 @@ function linkDirOf(url: string): string {
 }
 
 beforeAll(async () => {
-  host = await startBackupHost({ linkTtlSeconds: LINK_TTL, linkGraceSeconds: 0, dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
+  host = await startBackupHost({
+    linkTtlSeconds: LINK_TTL,
+    linkGraceSeconds: 0,
+    dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 },
+  });
   watch = await host.startWatch();
   settings = host.portalSettings;
   client = backupHostFromSettings(settings);
@@ -101,7 +106,11 @@ describe('reaching the backup host', () => {
   });
 
   it('connects with a passphrase-protected key given its passphrase', async () => {
-    const encrypted = backupHostFromSettings({ ...settings, privateKeyPath: host.encryptedPortalKey.privateKeyPath, privateKeyPassphrase: ENCRYPTED_KEY_PASSPHRASE });
+    const encrypted = backupHostFromSettings({
+      ...settings,
+      privateKeyPath: host.encryptedPortalKey.privateKeyPath,
+      privateKeyPassphrase: ENCRYPTED_KEY_PASSPHRASE,
+    });
     expect((await encrypted.ping()).roots.backup).toBe(true);
   });
 
@@ -119,7 +128,9 @@ describe('reaching the backup host', () => {
     expect(err).toBeInstanceOf(BackupHostKeyMismatch);
     expect((err as BackupHostKeyMismatch).presented).toBe(host.sshd.hostKeyFingerprint);
     let text = '';
-    expect(await runBackupHostCheck({ ...settings, hostKeyFingerprint: host.portalKey.fingerprint }, { write: (s: string) => (text += s) })).toBe(1);
+    expect(
+      await runBackupHostCheck({ ...settings, hostKeyFingerprint: host.portalKey.fingerprint }, { write: (s: string) => (text += s) }),
+    ).toBe(1);
     expect(text).toMatch(/BackupHostKeyMismatch: backup host key mismatch/);
   });
 
@@ -159,7 +170,9 @@ describe('building and downloading an archive', () => {
 
   it('refuses a link for a token other than the armed one', async () => {
     await client.armArchive({ customer: CUSTOMER, archiveId, tokenHash: hashToken(newToken()) });
-    await expect(client.issueLink({ customer: CUSTOMER, archiveId, token: newToken(), clientIp: '127.0.0.2' })).rejects.toThrow(BackupHostRefused);
+    await expect(client.issueLink({ customer: CUSTOMER, archiveId, token: newToken(), clientIp: '127.0.0.2' })).rejects.toThrow(
+      BackupHostRefused,
+    );
     expect(await readdir(host.linkRoot)).toEqual([]);
   });
 
@@ -278,11 +291,17 @@ describe('the download log over time', () => {
     watch.child.kill('SIGSTOP');
     let twice: Array<{ status: number; sha256: string }>;
     try {
-      twice = [await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true }), await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true })];
+      twice = [
+        await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true }),
+        await httpGet(link.url, { localAddress: '127.0.0.2', discardBody: true }),
+      ];
     } finally {
       watch.child.kill('SIGCONT');
     }
-    expect(twice.map((g) => [g.status, g.sha256])).toEqual([[200, status.sha256], [200, status.sha256]]);
+    expect(twice.map((g) => [g.status, g.sha256])).toEqual([
+      [200, status.sha256],
+      [200, status.sha256],
+    ]);
     // The second line is the sentinel: watch notes it in the call log without recording it.
     await until('watch to note the second download', async () => {
       const log = await readFile(join(host.stateDir, 'dispatcher.log'), 'utf8');

@@ -27,8 +27,10 @@ async function makeLink(): Promise<string> {
   return `/dl/${dir}/example.org-daily.0-0123abcd.tar`;
 }
 
-const signedPath = (uri: string, expires = Math.floor(Date.now() / 1000) + 60) => `${uri}?md5=${secureLinkMd5(expires, uri, '127.0.0.2', secret)}&expires=${expires}`;
-const get = (path: string, localAddress = '127.0.0.2') => httpsGet(nginx.httpsPort, path, { headers: { Host: NAME }, localAddress, servername: NAME });
+const signedPath = (uri: string, expires = Math.floor(Date.now() / 1000) + 60) =>
+  `${uri}?md5=${secureLinkMd5(expires, uri, '127.0.0.2', secret)}&expires=${expires}`;
+const get = (path: string, localAddress = '127.0.0.2') =>
+  httpsGet(nginx.httpsPort, path, { headers: { Host: NAME }, localAddress, servername: NAME });
 
 beforeAll(async () => {
   base = await mkdtemp(join(tmpdir(), 'archway-dl-tls-'));
@@ -38,7 +40,13 @@ beforeAll(async () => {
   for (const d of [archiveRoot, linkRoot]) await mkdir(d, { mode: 0o755 });
   await writeFile(join(archiveRoot, 'a.tar'), randomBytes(4096), { mode: 0o644 });
   secret = randomBytes(32).toString('base64url');
-  nginx = await startDownloadsTlsNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog: join(base, 'nginx', 'logs', 'download.log'), serverName: NAME });
+  nginx = await startDownloadsTlsNginx({
+    dir: join(base, 'nginx'),
+    linkRoot,
+    secret,
+    downloadLog: join(base, 'nginx', 'logs', 'download.log'),
+    serverName: NAME,
+  });
 });
 
 afterAll(async () => {
@@ -56,13 +64,17 @@ describe('the downloads TLS vhost', () => {
       await get('/favicon.ico'),
     ];
     expect(answers.map((a) => a.status)).toEqual([200, 403, 410, 404]);
-    for (const a of answers) expect(a.raw.filter(([name]) => name === 'strict-transport-security')).toEqual([['strict-transport-security', HSTS]]);
+    for (const a of answers)
+      expect(a.raw.filter(([name]) => name === 'strict-transport-security')).toEqual([['strict-transport-security', HSTS]]);
   });
 
   it('redirects plain HTTP to HTTPS on its configured name, and logs no signature doing so', async () => {
     const uri = await makeLink();
     const path = signedPath(uri);
-    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}${path}`, { localAddress: '127.0.0.2', headers: { Host: 'evil.example.com' } });
+    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}${path}`, {
+      localAddress: '127.0.0.2',
+      headers: { Host: 'evil.example.com' },
+    });
     expect(got.status).toBe(301);
     expect(got.headers.location).toBe(`https://${NAME}${path}`);
     const log = await eventually('the redirect in the access log', async () => {

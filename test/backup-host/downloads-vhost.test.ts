@@ -79,7 +79,9 @@ describe('the downloads vhost', () => {
     expect(got.headers['content-disposition']).toBe('attachment; filename="example.org-daily.0-0123abcd.tar"');
     expect(got.headers['content-type']).toBe('application/x-tar');
     expect(got.headers['content-length']).toBe(String(archive.length));
-    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`, 'm'));
+    expect(await readFile(nginx.accessLog, 'utf8')).toMatch(
+      new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`, 'm'),
+    );
     const line = (await downloadLogLines()).find((l) => l.uri === uri);
     expect(line).toMatchObject({ remote_addr: '127.0.0.2', uri, status: 200, bytes: archive.length, completion: 'OK' });
     expect(typeof line?.time).toBe('string');
@@ -159,7 +161,9 @@ describe('the downloads vhost', () => {
       return linesOf(text).length === 2 ? text : undefined;
     });
     expect(linesOf(log)).toEqual([
-      expect.stringMatching(new RegExp(`^127\\.0\\.0\\.3 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 403 \\d+ "${nginx.baseUrl}${uri}" "-"$`)),
+      expect.stringMatching(
+        new RegExp(`^127\\.0\\.0\\.3 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 403 \\d+ "${nginx.baseUrl}${uri}" "-"$`),
+      ),
       expect.stringMatching(new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`)),
     ]);
     expect(log).not.toContain(md5);

@@ -88,7 +88,11 @@ async function dirFor(path: string, mode: number, group?: number): Promise<strin
 }
 
 /** Polls `probe` until it returns something other than undefined; past the timeout, fails naming `what` (and `explain()`). */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, options: { timeoutMs?: number; explain?: () => string } = {}): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  options: { timeoutMs?: number; explain?: () => string } = {},
+): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   for (;;) {
     const value = await probe();
@@ -102,7 +106,9 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 export async function startBackupHost(options: BackupHostFixtureOptions = {}): Promise<BackupHostFixture> {
   if (!existsSync(DISPATCHER_BUNDLE)) throw new Error('the dispatcher is not built: run `npm run build` first');
   if (process.getuid?.() !== 0) {
-    throw new Error('The backup-host tests need root: they create a test user, a sudoers rule and private sshd and nginx servers. Run the suite as root.');
+    throw new Error(
+      'The backup-host tests need root: they create a test user, a sudoers rule and private sshd and nginx servers. Run the suite as root.',
+    );
   }
   const undo: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
@@ -208,7 +214,13 @@ export async function startBackupHost(options: BackupHostFixtureOptions = {}): P
       sshd,
       nginx,
       portalKey,
-      portalSettings: { host: sshd.host, port: sshd.port, user: user.name, privateKeyPath: portalKey.privateKeyPath, hostKeyFingerprint: sshd.hostKeyFingerprint },
+      portalSettings: {
+        host: sshd.host,
+        port: sshd.port,
+        user: user.name,
+        privateKeyPath: portalKey.privateKeyPath,
+        hostKeyFingerprint: sshd.hostKeyFingerprint,
+      },
       elsewhereKey,
       encryptedPortalKey,
       backupRoot,

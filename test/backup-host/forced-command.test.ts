@@ -89,7 +89,10 @@ describe('the gate behind the portal key', () => {
   });
 
   it('ignores environment variables the client tries to pass (the dispatcher config stays the root-only one)', async () => {
-    const out = await asPortal('ping', { stdin: '{}', env: { ARCHWAY_DISPATCHER_CONFIG: join(host.base, 'evil.json'), LD_PRELOAD: '/x.so' } });
+    const out = await asPortal('ping', {
+      stdin: '{}',
+      env: { ARCHWAY_DISPATCHER_CONFIG: join(host.base, 'evil.json'), LD_PRELOAD: '/x.so' },
+    });
     expect(out.code).toBe(0);
     expect(JSON.parse(out.stdout)).toMatchObject({ ok: true });
   });
@@ -116,13 +119,20 @@ describe('the sudoers rule', () => {
   const asUser = (args: string[]) => run(findProgram('runuser'), ['-u', host.user.name, '--', findProgram('sudo'), '-n', ...args]);
 
   it('lets the SSH user run the dispatcher with an allowed action', async () => {
-    const out = await run(findProgram('runuser'), ['-u', host.user.name, '--', findProgram('sudo'), '-n', host.dispatcherPath, 'ping'], { input: '{}' });
+    const out = await run(findProgram('runuser'), ['-u', host.user.name, '--', findProgram('sudo'), '-n', host.dispatcherPath, 'ping'], {
+      input: '{}',
+    });
     expect(out.code).toBe(0);
     expect(JSON.parse(out.stdout)).toMatchObject({ ok: true });
   });
 
   it('refuses a local-only action, a second argument and any other program', async () => {
-    for (const args of [[host.dispatcherPath, 'watch'], [host.dispatcherPath, 'ping', 'extra'], [host.dispatcherPath], ['/bin/sh', '-c', 'id']]) {
+    for (const args of [
+      [host.dispatcherPath, 'watch'],
+      [host.dispatcherPath, 'ping', 'extra'],
+      [host.dispatcherPath],
+      ['/bin/sh', '-c', 'id'],
+    ]) {
       const out = await asUser(args);
       expect(out.code).toBe(1);
       expect(out.stderr).toMatch(/password is required|not allowed/);
@@ -130,7 +140,14 @@ describe('the sudoers rule', () => {
   });
 
   it('keeps the gate and the dispatcher out of the SSH user reach', async () => {
-    const out = await run(findProgram('runuser'), ['-u', host.user.name, '--', '/bin/sh', '-c', `test -w ${host.gatePath} || test -r ${host.dispatcherPath} || test -r ${host.dispatcherConfigPath} || echo safe`]);
+    const out = await run(findProgram('runuser'), [
+      '-u',
+      host.user.name,
+      '--',
+      '/bin/sh',
+      '-c',
+      `test -w ${host.gatePath} || test -r ${host.dispatcherPath} || test -r ${host.dispatcherConfigPath} || echo safe`,
+    ]);
     expect(out.stdout.trim()).toBe('safe');
   });
 });

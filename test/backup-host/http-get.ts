@@ -33,7 +33,14 @@ export function httpGet(url: string, options: GetOptions): Promise<Fetched & { b
       let bytes = 0;
       let aborted = false;
       const done = (): void =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), sha256: hash.digest('hex'), aborted, bytes });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks),
+          sha256: hash.digest('hex'),
+          aborted,
+          bytes,
+        });
       res.on('data', (chunk: Buffer) => {
         if (aborted) return;
         bytes += chunk.length;
@@ -67,10 +74,23 @@ export interface TlsFetched {
 }
 
 /** One HTTPS request to a private nginx on 127.0.0.1 (its self-signed certificate is not checked). */
-export function httpsGet(port: number, path: string, options: { headers?: Record<string, string>; localAddress?: string; servername: string }): Promise<TlsFetched> {
+export function httpsGet(
+  port: number,
+  path: string,
+  options: { headers?: Record<string, string>; localAddress?: string; servername: string },
+): Promise<TlsFetched> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host: '127.0.0.1', port, path, localAddress: options.localAddress ?? '127.0.0.2', headers: options.headers, rejectUnauthorized: false, servername: options.servername, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        localAddress: options.localAddress ?? '127.0.0.2',
+        headers: options.headers,
+        rejectUnauthorized: false,
+        servername: options.servername,
+        agent: false,
+      },
       (res) => {
         let body = '';
         const raw: Array<[string, string]> = [];

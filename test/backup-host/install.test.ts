@@ -18,16 +18,26 @@ let secretAfterFirst = '';
 
 function install(): Promise<RunResult> {
   return run(join(REPO_ROOT, 'deploy', 'install-backup-host.sh'), [
-    '--prefix', prefix,
-    '--user', USER,
-    '--portal-address', '192.0.2.10',
-    '--public-key', publicKeyFile,
-    '--backup-root', join(prefix, 'srv', 'backups'),
-    '--download-base-url', 'https://dl.example.net',
-    '--portal-url', 'https://portal.example.net/',
-    '--tls-cert', join(work, 'cert.pem'),
-    '--tls-key', join(work, 'key.pem'),
-    '--dispatcher', DISPATCHER_BUNDLE,
+    '--prefix',
+    prefix,
+    '--user',
+    USER,
+    '--portal-address',
+    '192.0.2.10',
+    '--public-key',
+    publicKeyFile,
+    '--backup-root',
+    join(prefix, 'srv', 'backups'),
+    '--download-base-url',
+    'https://dl.example.net',
+    '--portal-url',
+    'https://portal.example.net/',
+    '--tls-cert',
+    join(work, 'cert.pem'),
+    '--tls-key',
+    join(work, 'key.pem'),
+    '--dispatcher',
+    DISPATCHER_BUNDLE,
   ]);
 }
 
@@ -40,7 +50,23 @@ beforeAll(async () => {
   prefix = await mkdtemp(join(tmpdir(), 'archway-install-'));
   work = await mkdtemp(join(tmpdir(), 'archway-install-work-'));
   publicKeyFile = (await generateKeyPair(work, 'portal_ed25519')).privateKeyPath + '.pub';
-  await runOk(findProgram('openssl'), ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=dl.example.net', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem')]);
+  await runOk(findProgram('openssl'), [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=dl.example.net',
+    '-keyout',
+    join(work, 'key.pem'),
+    '-out',
+    join(work, 'cert.pem'),
+  ]);
   first = await install();
   secretAfterFirst = await readFile(join(prefix, 'etc/archway/secure-link.secret'), 'utf8').catch(() => '');
   second = await install();
@@ -83,7 +109,9 @@ describe('deploy/install-backup-host.sh', () => {
     const node = (await runOk(findProgram('readlink'), ['-f', findProgram('node')])).stdout.trim();
     expect((await readFile(dispatcher, 'utf8')).split('\n')[0]).toBe(`#!${node}`);
     // Run the file itself, as sudo does.
-    const out = await run(dispatcher, ['check'], { env: { PATH: '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: join(prefix, 'usr/local/lib/archway-dispatcher/dispatcher.json') } });
+    const out = await run(dispatcher, ['check'], {
+      env: { PATH: '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: join(prefix, 'usr/local/lib/archway-dispatcher/dispatcher.json') },
+    });
     expect(out.stderr).toMatch(new RegExp(`^ok {3}dispatcher interpreter: ${node} is owned by root`, 'm'));
     expect(out.stderr).toMatch(/^ok {3}link root: .* mode 0710/m);
     expect(out.stderr).toMatch(/^ok {3}download log: .*archway\/download\.log owner uid 0, mode 0640/m);
@@ -106,7 +134,9 @@ describe('deploy/install-backup-host.sh', () => {
     const text = await readFile(path, 'utf8');
     const stanza = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
     expect(stanza[0]).toBe(`${join(prefix, 'var/log/archway/download.log')} ${join(prefix, 'var/log/archway/downloads-access.log')} {`);
-    expect(stanza.map((l) => l.trim())).toEqual(expect.arrayContaining(['create 0640 root adm', 'delaycompress', 'postrotate', 'endscript', '}']));
+    expect(stanza.map((l) => l.trim())).toEqual(
+      expect.arrayContaining(['create 0640 root adm', 'delaycompress', 'postrotate', 'endscript', '}']),
+    );
     expect(text).toContain('kill -HUP');
     expect(text).not.toMatch(/^[^#]*(USR1|reopen|rotate nginx)/m);
     expect(text).not.toMatch(/^[^#]*copytruncate/m);
@@ -114,7 +144,9 @@ describe('deploy/install-backup-host.sh', () => {
 
   it('writes a gate that only execs the installed dispatcher through sudo -n', async () => {
     const gate = await readFile(join(prefix, 'usr/local/sbin/archway-gate'), 'utf8');
-    expect(gate).toContain(`exec sudo -n ${join(prefix, 'usr/local/lib/archway-dispatcher/archway-dispatcher.mjs')} "$SSH_ORIGINAL_COMMAND"`);
+    expect(gate).toContain(
+      `exec sudo -n ${join(prefix, 'usr/local/lib/archway-dispatcher/archway-dispatcher.mjs')} "$SSH_ORIGINAL_COMMAND"`,
+    );
     expect(gate).toContain(`  ${REMOTE_ACTIONS.join('|')})`);
     expect((await run('/bin/sh', ['-n', join(prefix, 'usr/local/sbin/archway-gate')])).code).toBe(0);
   });
@@ -133,7 +165,9 @@ describe('deploy/install-backup-host.sh', () => {
     const file = join(home, '.ssh', 'authorized_keys');
     expect(await modeOf(file)).toBe('0644 0:0');
     const key = (await readFile(publicKeyFile, 'utf8')).split(' ').slice(0, 2).join(' ');
-    expect(await readFile(file, 'utf8')).toBe(`restrict,from="192.0.2.10",command="${join(prefix, 'usr/local/sbin/archway-gate')}" ${key}\n`);
+    expect(await readFile(file, 'utf8')).toBe(
+      `restrict,from="192.0.2.10",command="${join(prefix, 'usr/local/sbin/archway-gate')}" ${key}\n`,
+    );
   });
 
   it('writes dispatcher settings the dispatcher itself accepts', async () => {
@@ -155,12 +189,19 @@ describe('deploy/install-backup-host.sh', () => {
     const out = await run(findProgram('nginx'), ['-t', '-p', work, '-c', conf]);
     expect(out.stderr).toContain('test is successful');
     expect((await lstat(join(prefix, 'etc/nginx/sites-enabled/archway-downloads.conf'))).isSymbolicLink()).toBe(true);
-    expect(await readlink(join(prefix, 'etc/nginx/sites-enabled/archway-downloads.conf'))).toBe('../sites-available/archway-downloads.conf');
+    expect(await readlink(join(prefix, 'etc/nginx/sites-enabled/archway-downloads.conf'))).toBe(
+      '../sites-available/archway-downloads.conf',
+    );
   });
 
   it('writes systemd units that systemd-analyze verifies', async () => {
     const dir = join(prefix, 'etc/systemd/system');
-    const out = await run(findProgram('systemd-analyze'), ['verify', join(dir, 'archway-watch.service'), join(dir, 'archway-sweep.service'), join(dir, 'archway-sweep.timer')]);
+    const out = await run(findProgram('systemd-analyze'), [
+      'verify',
+      join(dir, 'archway-watch.service'),
+      join(dir, 'archway-sweep.service'),
+      join(dir, 'archway-sweep.timer'),
+    ]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(await readFile(join(dir, 'archway-watch.service'), 'utf8')).toMatch(/^Restart=always$/m);
@@ -171,8 +212,22 @@ describe('deploy/install-backup-host.sh', () => {
     const other = await mkdtemp(join(tmpdir(), 'archway-install-bad-'));
     try {
       const out = await run(join(REPO_ROOT, 'deploy', 'install-backup-host.sh'), [
-        '--prefix', other, '--user', USER, '--portal-address', '1.2.3.4" ,command="/bin/sh', '--public-key', publicKeyFile,
-        '--backup-root', '/srv/backups', '--download-base-url', 'https://dl.example.net', '--portal-url', 'https://p.example.net/', '--dispatcher', DISPATCHER_BUNDLE,
+        '--prefix',
+        other,
+        '--user',
+        USER,
+        '--portal-address',
+        '1.2.3.4" ,command="/bin/sh',
+        '--public-key',
+        publicKeyFile,
+        '--backup-root',
+        '/srv/backups',
+        '--download-base-url',
+        'https://dl.example.net',
+        '--portal-url',
+        'https://p.example.net/',
+        '--dispatcher',
+        DISPATCHER_BUNDLE,
       ]);
       expect(out.code).toBe(1);
       expect(out.stderr).toContain('--portal-address');

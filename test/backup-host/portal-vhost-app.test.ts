@@ -16,7 +16,8 @@ let database: TestDatabase;
 let portal: TestApp;
 let nginx: PrivateTlsNginx;
 
-const get = (path: string, headers: Record<string, string> = {}) => httpsGet(nginx.httpsPort, path, { headers: { Host: NAME, ...headers }, servername: NAME });
+const get = (path: string, headers: Record<string, string> = {}) =>
+  httpsGet(nginx.httpsPort, path, { headers: { Host: NAME, ...headers }, servername: NAME });
 
 /** The access log once it holds a line for each of `paths` (nginx writes a line after answering). */
 async function accessLogWith(paths: string[]): Promise<string> {
@@ -59,10 +60,12 @@ describe('the portal vhost in front of the portal', () => {
     expect(log).not.toContain('t=');
   });
 
-  it('sends exactly one HSTS header, nginx\'s, on the portal\'s pages and on its redirects', async () => {
+  it("sends exactly one HSTS header, nginx's, on the portal's pages and on its redirects", async () => {
     for (const path of ['/sign-in', `/downloads/${randomUUID()}`, '/no-such-page']) {
       const got = await get(path);
-      expect(got.raw.filter(([name]) => name === 'strict-transport-security')).toEqual([['strict-transport-security', 'max-age=63072000; includeSubDomains']]);
+      expect(got.raw.filter(([name]) => name === 'strict-transport-security')).toEqual([
+        ['strict-transport-security', 'max-age=63072000; includeSubDomains'],
+      ]);
     }
   });
 });

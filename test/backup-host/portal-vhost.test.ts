@@ -13,7 +13,8 @@ let upstream: Server;
 let seen: IncomingHttpHeaders[] = [];
 let upstreamStatus = 200;
 
-const get = (path: string, headers: Record<string, string>) => httpsGet(nginx.httpsPort, path, { headers, servername: 'portal.example.net' });
+const get = (path: string, headers: Record<string, string>) =>
+  httpsGet(nginx.httpsPort, path, { headers, servername: 'portal.example.net' });
 
 beforeAll(async () => {
   base = await mkdtemp(join(tmpdir(), 'archway-portal-vhost-'));
@@ -36,14 +37,20 @@ afterAll(async () => {
 describe('the portal vhost', () => {
   it('redirects plain HTTP to HTTPS, keeping the path and query, without reaching the portal', async () => {
     seen = [];
-    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}/download?x=1`, { localAddress: '127.0.0.2', headers: { Host: 'portal.example.net' } });
+    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}/download?x=1`, {
+      localAddress: '127.0.0.2',
+      headers: { Host: 'portal.example.net' },
+    });
     expect(got.status).toBe(301);
     expect(got.headers.location).toBe('https://portal.example.net/download?x=1');
     expect(seen).toEqual([]);
   });
 
   it('redirects to its configured name, whatever Host the client sent', async () => {
-    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}/sign-in`, { localAddress: '127.0.0.2', headers: { Host: 'evil.example.com' } });
+    const got = await httpGet(`http://127.0.0.1:${nginx.httpPort}/sign-in`, {
+      localAddress: '127.0.0.2',
+      headers: { Host: 'evil.example.com' },
+    });
     expect(got.status).toBe(301);
     expect(got.headers.location).toBe('https://portal.example.net/sign-in');
   });
@@ -55,7 +62,12 @@ describe('the portal vhost', () => {
     expect(got.body).toBe('portal');
     expect(got.headers['strict-transport-security']).toBe('max-age=63072000; includeSubDomains');
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ 'x-forwarded-for': '127.0.0.2', 'x-forwarded-proto': 'https', 'x-real-ip': '127.0.0.2', host: 'portal.example.net' });
+    expect(seen[0]).toMatchObject({
+      'x-forwarded-for': '127.0.0.2',
+      'x-forwarded-proto': 'https',
+      'x-real-ip': '127.0.0.2',
+      host: 'portal.example.net',
+    });
   });
 
   it('sends HSTS on error answers too', async () => {

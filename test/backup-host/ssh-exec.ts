@@ -52,10 +52,7 @@ export function rawExec(options: RawExecOptions): Promise<ExecOutcome> {
 }
 
 /** Logs in with the key, then asks for something other than an exec; resolves with the refusal text. */
-export function rawOtherRequest(
-  options: Omit<RawExecOptions, 'command' | 'stdin' | 'env'>,
-  what: 'sftp' | 'tcp-forward',
-): Promise<string> {
+export function rawOtherRequest(options: Omit<RawExecOptions, 'command' | 'stdin' | 'env'>, what: 'sftp' | 'tcp-forward'): Promise<string> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     const done = (fn: () => void): void => {
@@ -67,7 +64,9 @@ export function rawOtherRequest(
       if (what === 'sftp') {
         client.sftp((err) => done(() => (err ? resolve(err.message) : reject(new Error('sftp was allowed')))));
       } else {
-        client.forwardOut('127.0.0.1', 0, '127.0.0.1', 22, (err) => done(() => (err ? resolve(err.message) : reject(new Error('forwarding was allowed')))));
+        client.forwardOut('127.0.0.1', 0, '127.0.0.1', 22, (err) =>
+          done(() => (err ? resolve(err.message) : reject(new Error('forwarding was allowed')))),
+        );
       }
     });
     client.connect(connectOptions(options));

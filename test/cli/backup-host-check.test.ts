@@ -51,7 +51,9 @@ describe('archway backup-host check', () => {
     expect(none.code).toBe(78);
     expect(none.stderr).toBe('archway: no backup host is configured: set ARCHWAY_BACKUP_HOST (or ARCHWAY_BACKUP_HOST_LOCAL_CONFIG).\n');
 
-    const half = await runCli(['backup-host', 'check'], { env: { ARCHWAY_BACKUP_HOST: 'backup.example.net', ARCHWAY_BACKUP_HOST_FINGERPRINT: 'MD5:aa:bb' } });
+    const half = await runCli(['backup-host', 'check'], {
+      env: { ARCHWAY_BACKUP_HOST: 'backup.example.net', ARCHWAY_BACKUP_HOST_FINGERPRINT: 'MD5:aa:bb' },
+    });
     expect(half.code).toBe(78);
     expect(half.stderr).toContain('  - ARCHWAY_BACKUP_HOST_KEY_FILE is missing: the portal needs its SSH private key.\n');
     expect(half.stderr).toContain('  - ARCHWAY_BACKUP_HOST_FINGERPRINT must look like SHA256:<43 base64 characters>.\n');

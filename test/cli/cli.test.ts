@@ -25,7 +25,7 @@ describe('the archway command line', () => {
     expect(result.stdout).toMatch(/\n {2}migrate +Apply pending database migrations\.\n/);
   });
 
-  it('shows a command\'s own usage with <command> --help', async () => {
+  it("shows a command's own usage with <command> --help", async () => {
     const result = await runCli(['migrate', '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Usage: archway migrate\n/);
@@ -40,7 +40,9 @@ describe('the archway command line', () => {
   it('refuses an unknown command with a clear error', async () => {
     const result = await runCli(['destroy-everything']);
     expect(result.code).toBe(64);
-    expect(result.stderr).toMatch(/^archway: Unknown command "destroy-everything"\. Commands: serve, migrate(, [a-z-]+)*\.\nRun "archway --help" for usage\.\n$/);
+    expect(result.stderr).toMatch(
+      /^archway: Unknown command "destroy-everything"\. Commands: serve, migrate(, [a-z-]+)*\.\nRun "archway --help" for usage\.\n$/,
+    );
   });
 
   it('refuses an unknown flag and a stray argument', async () => {
@@ -103,7 +105,9 @@ describe('first look: archway serve in an empty directory with no settings', () 
       for (const value of Object.values(secrets)) expect(server.output()).not.toContain(value);
 
       // A second process on the same embedded database would corrupt it; it is told why instead.
-      const second = await runCli(['users', 'add', '--email', 'late@example.net', '--domain', 'late.example.net', '--plan', 'basic'], { cwd });
+      const second = await runCli(['users', 'add', '--email', 'late@example.net', '--domain', 'late.example.net', '--plan', 'basic'], {
+        cwd,
+      });
       expect(second.code).toBe(1);
       expect(second.stderr).toMatch(/^archway: The embedded database is in use by another Archway process \(pid \d+\)\. Stop it first/);
       expect((await fetch(`${server.url}/readyz`)).status).toBe(200);

@@ -124,13 +124,17 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       '✓ database migrations current: every file in migrations/ is applied',
       `✓ database role restricted: role ${role} is not a superuser and cannot create databases, roles or schemas`,
       `✓ SMTP server accepts the configured TLS and login: 127.0.0.1:${sink.port} (STARTTLS when offered), login accepted`,
-      expect.stringMatching(new RegExp(`^✓ backup host reachable with the pinned host key: ssh ${host.user.name}@127\\.0\\.0\\.1:${host.sshd.port} .*, ping answered in \\d+ ms$`)),
+      expect.stringMatching(
+        new RegExp(
+          `^✓ backup host reachable with the pinned host key: ssh ${host.user.name}@127\\.0\\.0\\.1:${host.sshd.port} .*, ping answered in \\d+ ms$`,
+        ),
+      ),
       '✓ dispatcher version: 0.1.0',
       '✓ dispatcher roots present: backup, archive and link roots exist',
       '✓ dispatcher actions allowed through gate and sudo: all 8 actions reach the dispatcher',
       expect.stringMatching(/^✓ clock skew with the backup host: [+-]\d s \(at most 5 s\)$/),
       `✓ downloads vhost refuses a wrongly signed link: ${host.downloadBaseUrl} answered 403`,
-      '– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal\'s NGINX)',
+      "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",
     ]);
     expect(result.stdout).toMatch(/\nAll is well: 11 passed, 1 do not apply\.\n$/);
     expect(result.code).toBe(0);
@@ -141,7 +145,11 @@ describe('archway doctor on a healthy installation', SLOW, () => {
   it('prints the same result as JSON with --json', async () => {
     const result = await doctor(healthyEnv(), '--json');
     expect(result.code).toBe(0);
-    const report = JSON.parse(result.stdout) as { ok: boolean; mode: string; checks: Array<{ id: string; status: string; fix: string | null }> };
+    const report = JSON.parse(result.stdout) as {
+      ok: boolean;
+      mode: string;
+      checks: Array<{ id: string; status: string; fix: string | null }>;
+    };
     expect(report.ok).toBe(true);
     expect(report.mode).toBe('server');
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
@@ -164,7 +172,9 @@ describe('archway doctor on a healthy installation', SLOW, () => {
   it('sends one test message only when asked with --send-test', async () => {
     sink.clear();
     const result = await doctor(withoutBackupHost(), '--send-test', 'ops@example.net');
-    expect(line(result, 'test message sent')).toBe('✓ test message sent: the SMTP server accepted a message to ops@example.net; check that it arrived (and not as spam)');
+    expect(line(result, 'test message sent')).toBe(
+      '✓ test message sent: the SMTP server accepted a message to ops@example.net; check that it arrived (and not as spam)',
+    );
     expect(result.code).toBe(0);
     const [message] = await sink.waitForMessages(1);
     expect(message?.subject).toBe('Archway test message');
@@ -199,7 +209,11 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
         'Not ready: 1 failed.\n',
     );
     expect(result.code).toBe(1);
-    const json = JSON.parse((await doctor({ ARCHWAY_DATABASE_URL: 'postgres://x@127.0.0.1/x' }, '--json')).stdout) as { ok: boolean; mode: null; checks: unknown[] };
+    const json = JSON.parse((await doctor({ ARCHWAY_DATABASE_URL: 'postgres://x@127.0.0.1/x' }, '--json')).stdout) as {
+      ok: boolean;
+      mode: null;
+      checks: unknown[];
+    };
     expect(json).toMatchObject({ ok: false, mode: null, checks: [{ id: 'config', status: 'fail' }] });
   });
 
@@ -233,7 +247,10 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
         await db.destroy();
       }
       const result = await doctor(withoutBackupHost({ ARCHWAY_DATABASE_URL: behind.url }), '--json');
-      const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ id: string; status: string; detail: string; fix: string | null }> };
+      const report = JSON.parse(result.stdout) as {
+        ok: boolean;
+        checks: Array<{ id: string; status: string; detail: string; fix: string | null }>;
+      };
       expect(report.ok).toBe(false);
       expect(report.checks.find((c) => c.id === 'database.migrations')).toEqual({
         id: 'database.migrations',
@@ -274,9 +291,15 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
 
   it('wrong SMTP credentials: the login is refused, and the password is never printed', async () => {
     const wrong = `wrong-${SMTP_PASSWORD}`;
-    const result = await doctor(withoutBackupHost({ ARCHWAY_SMTP_URL: `smtp://portal:${wrong}@${sink.host}:${sink.port}` }), '--send-test', 'ops@example.net');
+    const result = await doctor(
+      withoutBackupHost({ ARCHWAY_SMTP_URL: `smtp://portal:${wrong}@${sink.host}:${sink.port}` }),
+      '--send-test',
+      'ops@example.net',
+    );
     expect(line(result, 'SMTP server accepts the configured TLS and login')).toMatch(
-      new RegExp(`^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${sink.port} \\(STARTTLS when offered\\): EAUTH: .*535.*\\. Fix: correct the user name and password in ARCHWAY_SMTP_URL \\(as URL-encoded text\\)$`),
+      new RegExp(
+        `^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${sink.port} \\(STARTTLS when offered\\): EAUTH: .*535.*\\. Fix: correct the user name and password in ARCHWAY_SMTP_URL \\(as URL-encoded text\\)$`,
+      ),
     );
     expect(line(result, 'test message sent')).toBe('– test message sent: not checked: the SMTP server did not accept the connection');
     expect(result.stdout).not.toContain(wrong);
@@ -288,16 +311,22 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
     const port = await freeLoopbackPort();
     const result = await doctor(withoutBackupHost({ ARCHWAY_SMTP_URL: `smtp://portal:${SMTP_PASSWORD}@127.0.0.1:${port}` }));
     expect(line(result, 'SMTP server accepts the configured TLS and login')).toMatch(
-      new RegExp(`^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${port} \\(STARTTLS when offered\\): .*ECONNREFUSED.*\\. Fix: make sure an SMTP server listens at 127\\.0\\.0\\.1:${port} `),
+      new RegExp(
+        `^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${port} \\(STARTTLS when offered\\): .*ECONNREFUSED.*\\. Fix: make sure an SMTP server listens at 127\\.0\\.0\\.1:${port} `,
+      ),
     );
     expectNoSecret(result);
     expect(result.code).toBe(1);
   });
 
   it('TLS required but the server offers no STARTTLS: refuses to log in in the clear', async () => {
-    const result = await doctor(withoutBackupHost({ ARCHWAY_SMTP_URL: `smtp://portal:${SMTP_PASSWORD}@${sink.host}:${sink.port}?requireTLS=true` }));
+    const result = await doctor(
+      withoutBackupHost({ ARCHWAY_SMTP_URL: `smtp://portal:${SMTP_PASSWORD}@${sink.host}:${sink.port}?requireTLS=true` }),
+    );
     expect(line(result, 'SMTP server accepts the configured TLS and login')).toMatch(
-      new RegExp(`^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${sink.port} \\(STARTTLS required\\): ETLS: .*\\. Fix: the server offers no usable TLS: `),
+      new RegExp(
+        `^✗ SMTP server accepts the configured TLS and login: 127\\.0\\.0\\.1:${sink.port} \\(STARTTLS required\\): ETLS: .*\\. Fix: the server offers no usable TLS: `,
+      ),
     );
     expectNoSecret(result);
     expect(result.code).toBe(1);
@@ -308,7 +337,12 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
     expect(line(result, 'backup host reachable with the pinned host key')).toMatch(
       /^✗ backup host reachable with the pinned host key: BackupHostKeyMismatch: backup host key mismatch: pinned SHA256:\S+, presented SHA256:\S+; refusing to talk to it\. Fix: if the backup host was reinstalled, pin its new key .*do not re-pin, investigate$/,
     );
-    for (const title of ['dispatcher version', 'dispatcher roots present', 'dispatcher actions allowed through gate and sudo', 'clock skew with the backup host']) {
+    for (const title of [
+      'dispatcher version',
+      'dispatcher roots present',
+      'dispatcher actions allowed through gate and sudo',
+      'clock skew with the backup host',
+    ]) {
       expect(line(result, title)).toBe(`– ${title}: not checked: the backup host did not answer`);
     }
     // The downloads vhost is checked on its own: it does not need SSH.
@@ -327,7 +361,10 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
 
   it('a sudoers rule without one action: names the action that does not reach the dispatcher', async () => {
     const original = await readFile(host.sudoers.path, 'utf8');
-    const without = original.split('\n').filter((l) => !l.endsWith(' link.issue')).join('\n');
+    const without = original
+      .split('\n')
+      .filter((l) => !l.endsWith(' link.issue'))
+      .join('\n');
     expect(without).not.toBe(original);
     // Renamed into place from a name with a dot (which sudo skips), so sudo never reads half a file.
     await writeFile(`${host.sudoers.path}.tmp`, without, { mode: 0o440 });
@@ -371,14 +408,16 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
     const port = await freeLoopbackPort();
     const down = await doctor(healthyEnv({ ARCHWAY_BACKUP_HOST_DOWNLOADS_URL: `http://127.0.0.1:${port}` }));
     expect(line(down, 'downloads vhost refuses a wrongly signed link')).toMatch(
-      new RegExp(`^✗ downloads vhost refuses a wrongly signed link: http://127\\.0\\.0\\.1:${port} did not answer: .*ECONNREFUSED.*\\. Fix: make sure the downloads NGINX runs`),
+      new RegExp(
+        `^✗ downloads vhost refuses a wrongly signed link: http://127\\.0\\.0\\.1:${port} did not answer: .*ECONNREFUSED.*\\. Fix: make sure the downloads NGINX runs`,
+      ),
     );
     const env = healthyEnv();
     delete env.ARCHWAY_BACKUP_HOST_DOWNLOADS_URL;
     const unset = await doctor(env);
     expect(line(unset, 'downloads vhost refuses a wrongly signed link')).toBe(
       '✗ downloads vhost refuses a wrongly signed link: ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is not set. ' +
-        'Fix: set it to the downloads vhost\'s address, the downloadBaseUrl of the dispatcher\'s config',
+        "Fix: set it to the downloads vhost's address, the downloadBaseUrl of the dispatcher's config",
     );
     expect(down.code).toBe(1);
     expect(unset.code).toBe(1);
@@ -393,9 +432,11 @@ describe('archway doctor in first-look mode', SLOW, () => {
       '– database reachable: does not apply: first look uses the embedded database, which `npm start` migrates itself',
       '– database migrations current: does not apply: first look uses the embedded database, which `npm start` migrates itself',
       '– database role restricted: does not apply: first look uses the embedded database, which `npm start` migrates itself',
-      expect.stringMatching(/^– SMTP server accepts the configured TLS and login: does not apply: first look writes each message into \S+\/outbox instead of sending it$/),
+      expect.stringMatching(
+        /^– SMTP server accepts the configured TLS and login: does not apply: first look writes each message into \S+\/outbox instead of sending it$/,
+      ),
       '– backup host: does not apply: none is configured (ARCHWAY_BACKUP_HOST), so customers cannot ask for archives',
-      '– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal\'s NGINX)',
+      "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",
       'All is well: 1 passed, 6 do not apply.',
       '',
     ]);
@@ -403,7 +444,7 @@ describe('archway doctor in first-look mode', SLOW, () => {
   });
 });
 
-describe('archway doctor checks the public URL\'s certificate', SLOW, () => {
+describe("archway doctor checks the public URL's certificate", SLOW, () => {
   let dir: string;
   const servers: TlsServer[] = [];
 
@@ -412,11 +453,42 @@ describe('archway doctor checks the public URL\'s certificate', SLOW, () => {
     const name = `leaf-${days}`;
     const cnf = join(dir, `${name}.cnf`);
     await writeFile(cnf, 'subjectAltName=IP:127.0.0.1\n');
-    await runOk('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=127.0.0.1',
-      '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`)]);
-    await runOk('openssl', ['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial',
-      '-days', String(days), '-extfile', cnf, '-out', join(dir, `${name}.crt`)]);
-    const server = createTlsServer({ key: await readFile(join(dir, `${name}.key`)), cert: await readFile(join(dir, `${name}.crt`)) }, (socket) => socket.end());
+    await runOk('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      join(dir, `${name}.csr`),
+    ]);
+    await runOk('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, `${name}.csr`),
+      '-CA',
+      join(dir, 'ca.crt'),
+      '-CAkey',
+      join(dir, 'ca.key'),
+      '-CAcreateserial',
+      '-days',
+      String(days),
+      '-extfile',
+      cnf,
+      '-out',
+      join(dir, `${name}.crt`),
+    ]);
+    const server = createTlsServer(
+      { key: await readFile(join(dir, `${name}.key`)), cert: await readFile(join(dir, `${name}.crt`)) },
+      (socket) => socket.end(),
+    );
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     const address = server.address();
@@ -426,9 +498,27 @@ describe('archway doctor checks the public URL\'s certificate', SLOW, () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'archway-doctor-tls-'));
-    await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=Archway doctor test CA',
-      '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-      '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]);
+    await runOk('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=Archway doctor test CA',
+      '-days',
+      '30',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-keyout',
+      join(dir, 'ca.key'),
+      '-out',
+      join(dir, 'ca.crt'),
+    ]);
   });
   afterAll(async () => {
     for (const server of servers) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -438,7 +528,9 @@ describe('archway doctor checks the public URL\'s certificate', SLOW, () => {
   it('passes a trusted certificate with weeks left', async () => {
     const { url, caFile } = await tlsServer(60);
     const result = await doctor({ ARCHWAY_PUBLIC_URL: url, NODE_EXTRA_CA_CERTS: caFile });
-    expect(line(result, 'TLS certificate of the public URL')).toMatch(/^✓ TLS certificate of the public URL: 127\.0\.0\.1:\d+: trusted, valid until \d{4}-\d\d-\d\d \(59 days\)$/);
+    expect(line(result, 'TLS certificate of the public URL')).toMatch(
+      /^✓ TLS certificate of the public URL: 127\.0\.0\.1:\d+: trusted, valid until \d{4}-\d\d-\d\d \(59 days\)$/,
+    );
     expect(result.code).toBe(0);
   });
 
@@ -463,7 +555,9 @@ describe('archway doctor checks the public URL\'s certificate', SLOW, () => {
   it('fails when nothing speaks TLS at the public URL', async () => {
     const port = await freeLoopbackPort();
     const result = await doctor({ ARCHWAY_PUBLIC_URL: `https://127.0.0.1:${port}` });
-    expect(line(result, 'TLS certificate of the public URL')).toMatch(new RegExp(`^✗ TLS certificate of the public URL: 127\\.0\\.0\\.1:${port} did not complete a TLS handshake: connect ECONNREFUSED`));
+    expect(line(result, 'TLS certificate of the public URL')).toMatch(
+      new RegExp(`^✗ TLS certificate of the public URL: 127\\.0\\.0\\.1:${port} did not complete a TLS handshake: connect ECONNREFUSED`),
+    );
     expect(result.code).toBe(1);
   });
 });

@@ -4,7 +4,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueMail } from '../../src/mail/mail.service.js';
-import { askForArchive, makeCustomer, makeSnapshot, PASSWORD, PUBLIC_URL, pollUntil, releaseBuild, requestRow, signedIn, startArchiveWorld, type ArchiveWorld } from '../archives/archive-world.js';
+import {
+  askForArchive,
+  makeCustomer,
+  makeSnapshot,
+  PASSWORD,
+  PUBLIC_URL,
+  pollUntil,
+  releaseBuild,
+  requestRow,
+  signedIn,
+  startArchiveWorld,
+  type ArchiveWorld,
+} from '../archives/archive-world.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { startServer, type RunningServer } from '../harness/cli.js';
 import { startScriptedSmtp, type ScriptedSmtp } from '../harness/smtp-scripted.js';
@@ -20,7 +32,10 @@ const smtpHeld = new Promise<void>((resolve) => (releaseSmtp = resolve));
 /** A browser's sign-in against the real server: the form's CSRF token and cookie, then the POST. */
 async function signInOverHttp(email: string, password: string): Promise<Response> {
   const page = await fetch(`${server.url}/sign-in`);
-  const cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const cookie = page.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
   const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
   return fetch(`${server.url}/sign-in`, {
     method: 'POST',
@@ -92,7 +107,10 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     proxy.silence();
     const heldBefore = proxy.heldBytes();
     const inFlight = signInOverHttp(ready.email, PASSWORD);
-    await eventually(async () => proxy.heldBytes(), (held) => held > heldBefore);
+    await eventually(
+      async () => proxy.heldBytes(),
+      (held) => held > heldBefore,
+    );
     proxy.cut();
     proxy.resume();
     const answer = await inFlight;
@@ -109,9 +127,18 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     // The jobs back off and then finish their work: the poller sees the build end, both mails go out.
     releaseSmtp();
     releaseBuild(heldDir);
-    await eventually(async () => (await requestRow(world, buildingId)).state, (state) => state === 'ready');
-    await eventually(async () => smtp.received.filter((m) => m.includes(ready.email)).length, (n) => n >= 1);
-    await eventually(async () => smtp.received.filter((m) => m.includes(building.email)).length, (n) => n >= 1);
+    await eventually(
+      async () => (await requestRow(world, buildingId)).state,
+      (state) => state === 'ready',
+    );
+    await eventually(
+      async () => smtp.received.filter((m) => m.includes(ready.email)).length,
+      (n) => n >= 1,
+    );
+    await eventually(
+      async () => smtp.received.filter((m) => m.includes(building.email)).length,
+      (n) => n >= 1,
+    );
     expect(server.output()).not.toContain('Unhandled');
     expect(await server.stop()).toBe(0);
   }, 120_000);

@@ -17,7 +17,12 @@ beforeAll(async () => {
   database = await createTestDatabase();
   proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(database.url).port) });
   // The production limits, shortened so the test does not wait 15 s per query.
-  handle = await connectDatabase({ databaseUrl: proxy.urlFor(database.url), dataDir: '/nonexistent', poolSize: 4, limits: { connectMs: 1_000, queryMs: 1_500 } });
+  handle = await connectDatabase({
+    databaseUrl: proxy.urlFor(database.url),
+    dataDir: '/nonexistent',
+    poolSize: 4,
+    limits: { connectMs: 1_000, queryMs: 1_500 },
+  });
   subject = await buildTestApp(handle, proxy.urlFor(database.url));
   await subject.app.ready();
 });

@@ -58,7 +58,9 @@ describe('the embedded database at start-up', () => {
     const cwd = projectWith((pglite) => rmSync(path.join(pglite, 'global/pg_control')));
     const dataDir = path.join(cwd, 'var');
     await expect(connectDatabase({ databaseUrl: null, dataDir })).rejects.toThrow(
-      new RegExp(`^The embedded database in ${path.join(dataDir, 'pglite').replace(/[.]/g, '\\.')} could not be opened \\(.+\\)\\. First look keeps only demo data`),
+      new RegExp(
+        `^The embedded database in ${path.join(dataDir, 'pglite').replace(/[.]/g, '\\.')} could not be opened \\(.+\\)\\. First look keeps only demo data`,
+      ),
     );
     expect(existsSync(path.join(dataDir, 'pglite.lock'))).toBe(false);
   });

@@ -9,7 +9,10 @@ import { MIGRATIONS_DIR } from '../../src/paths.js';
 import { readdirSync } from 'node:fs';
 import { createEmptyDatabase } from '../harness/database.js';
 
-const ALL_MIGRATIONS = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).map((f) => f.slice(0, -4)).sort();
+const ALL_MIGRATIONS = readdirSync(MIGRATIONS_DIR)
+  .filter((f) => f.endsWith('.sql'))
+  .map((f) => f.slice(0, -4))
+  .sort();
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
@@ -22,7 +25,9 @@ async function applied(handle: DatabaseHandle): Promise<string[]> {
 
 async function tables(handle: DatabaseHandle): Promise<string[]> {
   const { rows } = await sql<{ table_name: string }>`
-    select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%' order by table_name`.execute(handle.db);
+    select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%' order by table_name`.execute(
+    handle.db,
+  );
   return rows.map((r) => r.table_name);
 }
 

@@ -83,7 +83,7 @@ describe('the archway-portal systemd unit', () => {
   });
 });
 
-describe('the logrotate config for the vhosts\' logs', () => {
+describe("the logrotate config for the vhosts' logs", () => {
   let upstream: Server;
   let nginx: PrivateTlsNginx;
   let dir: string;
@@ -116,7 +116,9 @@ describe('the logrotate config for the vhosts\' logs', () => {
     const shipped = await readFile(join(PROJECT_ROOT, 'deploy/logrotate/nginx'), 'utf8');
     const config = join(base, 'logrotate.conf');
     // The same stanza, pointed at the private nginx's log directory and pid file.
-    await writeFile(config, shipped.replaceAll('/var/log/nginx/', `${logs}/`).replaceAll('/run/nginx.pid', join(dir, 'nginx.pid')), { mode: 0o644 });
+    await writeFile(config, shipped.replaceAll('/var/log/nginx/', `${logs}/`).replaceAll('/run/nginx.pid', join(dir, 'nginx.pid')), {
+      mode: 0o644,
+    });
     expect(await readFile(config, 'utf8')).not.toMatch(/\/var\/log\/nginx|\/run\/nginx\.pid/);
 
     await fetch(`http://127.0.0.1:${nginx.httpPort}/before-rotation`, { redirect: 'manual' });

@@ -26,7 +26,12 @@ beforeAll(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const tls = await makeCaSignedCert(join(base, 'tls'), SERVER_NAME);
   ca = tls.ca;
-  nginx = await startPortalNginx({ dir: join(base, 'nginx'), upstreamPort: (upstream.address() as { port: number }).port, serverName: SERVER_NAME, tls });
+  nginx = await startPortalNginx({
+    dir: join(base, 'nginx'),
+    upstreamPort: (upstream.address() as { port: number }).port,
+    serverName: SERVER_NAME,
+    tls,
+  });
 });
 afterAll(async () => {
   await nginx?.stop();
@@ -39,12 +44,31 @@ describe('the portal vhost as testssl.sh sees it', () => {
     const json = join(base, 'testssl.json');
     // --ip and --nodns none: no name is ever resolved; without --phone-out no CRL or OCSP server is asked.
     const out = await run(findProgram('testssl'), [
-      '--quiet', '--color', '0', '--warnings', 'off', '--fast', '--sneaky',
+      '--quiet',
+      '--color',
+      '0',
+      '--warnings',
+      'off',
+      '--fast',
+      '--sneaky',
       // Protocols, cipher categories, forward secrecy, certificate and server defaults: about a minute
       // on an idle machine. Not -U (vulnerabilities) nor -e: minutes more of handshakes written in bash.
-      '--protocols', '--std', '--fs', '--server-defaults',
-      '--ip', '127.0.0.1', '--nodns', 'none', '--add-ca', ca,
-      '--connect-timeout', '5', '--openssl-timeout', '5', '--jsonfile', json,
+      '--protocols',
+      '--std',
+      '--fs',
+      '--server-defaults',
+      '--ip',
+      '127.0.0.1',
+      '--nodns',
+      'none',
+      '--add-ca',
+      ca,
+      '--connect-timeout',
+      '5',
+      '--openssl-timeout',
+      '5',
+      '--jsonfile',
+      json,
       `https://${SERVER_NAME}:${nginx.httpsPort}/`,
     ]);
     const findings = JSON.parse(await readFile(json, 'utf8')) as Finding[];

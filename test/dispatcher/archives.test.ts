@@ -17,10 +17,15 @@ function snapshotDir(customer: string, snapshot: string) {
 }
 
 async function untilSettled(customer: string, archiveId: string) {
-  return waitFor(`archive ${archiveId} to settle`, () => {
-    const r = w.run('archive.status', { customer, archiveId });
-    return r.answer?.result?.state !== 'building' ? r.answer.result : null;
-  }, 60_000, 50);
+  return waitFor(
+    `archive ${archiveId} to settle`,
+    () => {
+      const r = w.run('archive.status', { customer, archiveId });
+      return r.answer?.result?.state !== 'building' ? r.answer.result : null;
+    },
+    60_000,
+    50,
+  );
 }
 
 function normalise(m: Map<string, ExpectedEntry>) {
@@ -70,7 +75,10 @@ describe('archive.create and archive.status', () => {
     const status = await untilSettled(CUSTOMER, archiveId);
     const file = join(w.archiveRoot, `${archiveId}.tar`);
     const size = statSync(file).size;
-    const listing = spawnSync('tar', ['-tvf', file, '--quoting-style=escape'], { encoding: 'utf8', env: { LC_ALL: 'C', PATH: process.env.PATH } });
+    const listing = spawnSync('tar', ['-tvf', file, '--quoting-style=escape'], {
+      encoding: 'utf8',
+      env: { LC_ALL: 'C', PATH: process.env.PATH },
+    });
     expect(listing.status).toBe(0);
     const listed = parseListing(listing.stdout);
     expect(normalise(listed)).toEqual(normalise(expectedListing(snapshotDir(CUSTOMER, 'daily.0'))));
@@ -104,7 +112,8 @@ describe('archive.create and archive.status', () => {
     const out = mkdtempSync(join(w.dir, 'extract-'));
     const x = spawnSync('tar', ['-xf', join(w.archiveRoot, `${archiveId}.tar`), '-C', out]);
     expect(x.status).toBe(0);
-    const pick = (m: ReturnType<typeof manifest>) => new Map([...m].filter(([k]) => k !== '.').map(([k, v]) => [k, [v.type, v.content, v.size]]));
+    const pick = (m: ReturnType<typeof manifest>) =>
+      new Map([...m].filter(([k]) => k !== '.').map(([k, v]) => [k, [v.type, v.content, v.size]]));
     const src = pick(manifest(snapshotDir(CUSTOMER, 'daily.0')));
     const got = pick(manifest(out));
     // Directory sizes depend on the file system; compare them by type only.
@@ -128,7 +137,10 @@ describe('archive.create and archive.status', () => {
     // tar starts while the size is still being estimated; the refusal must undo that start completely.
     const r = w.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' }, { ARCHWAY_DISPATCHER_FAKE_FREE_BYTES: '1000' });
     expect(r.code).toBe(1);
-    expect(r.answer).toEqual({ ok: false, error: { code: 'refused', message: 'The backup host does not have enough free space for this archive right now.' } });
+    expect(r.answer).toEqual({
+      ok: false,
+      error: { code: 'refused', message: 'The backup host does not have enough free space for this archive right now.' },
+    });
     expect(readdirSync(join(w.stateDir, 'archives'))).toEqual(ids);
     expect(readdirSync(w.archiveRoot)).toEqual([`${archiveId}.tar`]);
     expect(w.run('events.since', { after: 0 }).answer.result.events).toEqual(events);
@@ -157,7 +169,14 @@ describe('archive.create and archive.status', () => {
     expect(moving.at(-1)!.bytesWritten).toBeGreaterThan(moving[0]!.bytesWritten);
     expect(moving.some((s) => s.percent !== null && s.percent > 0 && s.percent < 100)).toBe(true);
     const file = join(w.archiveRoot, `${id}.tar`);
-    expect(final).toMatchObject({ state: 'ready', percent: 100, filesWritten: 3, sizeBytes: statSync(file).size, bytesWritten: statSync(file).size, sha256: sha256File(file) });
+    expect(final).toMatchObject({
+      state: 'ready',
+      percent: 100,
+      filesWritten: 3,
+      sizeBytes: statSync(file).size,
+      bytesWritten: statSync(file).size,
+      sha256: sha256File(file),
+    });
     spawnSync('rm', ['-f', file]);
   });
 
@@ -166,13 +185,20 @@ describe('archive.create and archive.status', () => {
     expect(first.code).toBe(0);
     const second = w.run('archive.create', { customer: BIG, snapshot: 'daily.0' });
     expect(second.code).toBe(1);
-    expect(second.answer).toEqual({ ok: false, error: { code: 'refused', message: 'An archive for this customer is already being built; please wait until it is ready.' } });
+    expect(second.answer).toEqual({
+      ok: false,
+      error: { code: 'refused', message: 'An archive for this customer is already being built; please wait until it is ready.' },
+    });
     const id = first.answer.result.archiveId;
     const cancel = w.run('archive.cancel', { customer: BIG, archiveId: id });
     expect(cancel).toMatchObject({ code: 0, answer: { ok: true, result: { state: 'cancelled' } } });
     expect(existsSync(join(w.archiveRoot, `${id}.tar.partial`))).toBe(false);
     expect(existsSync(join(w.archiveRoot, `${id}.tar`))).toBe(false);
-    expect(w.run('archive.status', { customer: BIG, archiveId: id }).answer.result).toMatchObject({ state: 'cancelled', sizeBytes: null, sha256: null });
+    expect(w.run('archive.status', { customer: BIG, archiveId: id }).answer.result).toMatchObject({
+      state: 'cancelled',
+      sizeBytes: null,
+      sha256: null,
+    });
     // Cancelling again changes nothing.
     expect(w.run('archive.cancel', { customer: BIG, archiveId: id }).answer).toEqual({ ok: true, result: { state: 'cancelled' } });
     const third = w.run('archive.create', { customer: BIG, snapshot: 'daily.0' });
@@ -187,9 +213,19 @@ describe('archive.create and archive.status', () => {
     expect(lock.archiveId).toBe(id);
     await waitFor('the partial file', () => existsSync(join(w.archiveRoot, `${id}.tar.partial`)), 10_000, 5);
     process.kill(-lock.pid, 'SIGKILL');
-    await waitFor('the builder to be gone', () => !existsSync(`/proc/${lock.pid}/stat`) || readFileSync(`/proc/${lock.pid}/stat`, 'utf8').includes(') Z '), 10_000);
+    await waitFor(
+      'the builder to be gone',
+      () => !existsSync(`/proc/${lock.pid}/stat`) || readFileSync(`/proc/${lock.pid}/stat`, 'utf8').includes(') Z '),
+      10_000,
+    );
     const status = w.run('archive.status', { customer: BIG, archiveId: id });
-    expect(status.answer.result).toMatchObject({ state: 'failed', failureReason: 'The archive builder stopped unexpectedly.', sizeBytes: null, sha256: null, percent: null });
+    expect(status.answer.result).toMatchObject({
+      state: 'failed',
+      failureReason: 'The archive builder stopped unexpectedly.',
+      sizeBytes: null,
+      sha256: null,
+      percent: null,
+    });
     const sweep = w.run('sweep', '');
     expect(sweep.code).toBe(0);
     expect(readdirSync(w.archiveRoot).filter((n) => n.startsWith(id))).toEqual([]);
@@ -205,7 +241,11 @@ describe('archive.create and archive.status', () => {
     const lock = JSON.parse(readFileSync(join(w.stateDir, 'locks', `${BIG}.build`), 'utf8'));
     await waitFor('the partial file', () => existsSync(join(w.archiveRoot, `${id}.tar.partial`)), 10_000, 5);
     process.kill(-lock.pid, 'SIGKILL');
-    await waitFor('the builder to be gone', () => !existsSync(`/proc/${lock.pid}/stat`) || readFileSync(`/proc/${lock.pid}/stat`, 'utf8').includes(') Z '), 10_000);
+    await waitFor(
+      'the builder to be gone',
+      () => !existsSync(`/proc/${lock.pid}/stat`) || readFileSync(`/proc/${lock.pid}/stat`, 'utf8').includes(') Z '),
+      10_000,
+    );
     const sweep = w.run('sweep', '');
     expect(sweep.answer.result).toMatchObject({ buildsFailed: 1 });
     expect(readdirSync(w.archiveRoot).filter((n) => n.startsWith(id))).toEqual([]);
@@ -218,7 +258,10 @@ describe('archive.create and archive.status', () => {
     mkdirSync(join(broken.backupRoot, CUSTOMER, 'daily.0'), { recursive: true });
     const r = broken.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' });
     expect(r.code).toBe(2);
-    expect(r.answer).toEqual({ ok: false, error: { code: 'internal', message: 'The backup host is misconfigured; the operator has been told in the log.' } });
+    expect(r.answer).toEqual({
+      ok: false,
+      error: { code: 'internal', message: 'The backup host is misconfigured; the operator has been told in the log.' },
+    });
     expect(readdirSync(broken.archiveRoot)).toEqual([]);
     expect(broken.run('events.since', { after: 0 }).answer.result.events).toEqual([]);
   });
@@ -227,7 +270,11 @@ describe('archive.create and archive.status', () => {
     const full = makeWorld();
     const fakeTar = join(full.dir, 'tar-disk-full');
     // What GNU tar prints and returns when a write fails with ENOSPC.
-    writeFileSync(fakeTar, '#!/bin/sh\nprintf "tar: -: Cannot write: No space left on device\\ntar: Error is not recoverable: exiting now\\n" >&2\nexit 2\n', { mode: 0o755 });
+    writeFileSync(
+      fakeTar,
+      '#!/bin/sh\nprintf "tar: -: Cannot write: No space left on device\\ntar: Error is not recoverable: exiting now\\n" >&2\nexit 2\n',
+      { mode: 0o755 },
+    );
     writeFileSync(full.configPath, JSON.stringify({ ...full.config, tarPath: fakeTar }), { mode: 0o600 });
     mkdirSync(join(full.backupRoot, CUSTOMER, 'daily.0'), { recursive: true });
     const id = full.run('archive.create', { customer: CUSTOMER, snapshot: 'daily.0' }).answer.result.archiveId;
@@ -235,7 +282,12 @@ describe('archive.create and archive.status', () => {
       const s = full.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result;
       return s.state !== 'building' ? s : null;
     });
-    expect(status).toMatchObject({ state: 'failed', failureReason: 'The backup host ran out of disk space while building the archive.', sizeBytes: null, sha256: null });
+    expect(status).toMatchObject({
+      state: 'failed',
+      failureReason: 'The backup host ran out of disk space while building the archive.',
+      sizeBytes: null,
+      sha256: null,
+    });
     expect(readdirSync(full.archiveRoot)).toEqual([]);
     const events = full.run('events.since', { after: 0 }).answer.result.events;
     expect(events.map((e: { type: string }) => e.type)).toEqual(['archive.requested', 'archive.failed']);

@@ -24,7 +24,9 @@ afterAll(() => {
 describe('an archive root that runs out of space', () => {
   it('tells the customer the disk is full when real GNU tar reports a short write, and keeps no partial file', async () => {
     const world = makeWorld({ archiveRoot: mountPoint });
-    writeFileSync(world.configPath, JSON.stringify({ ...world.config, archiveRoot: mountPoint, tarPath: slowTar(world.dir) }), { mode: 0o600 });
+    writeFileSync(world.configPath, JSON.stringify({ ...world.config, archiveRoot: mountPoint, tarPath: slowTar(world.dir) }), {
+      mode: 0o600,
+    });
     const snapshot = join(world.backupRoot, CUSTOMER, 'daily.0');
     mkdirSync(snapshot, { recursive: true });
     // 1 MiB of incompressible data fits the estimate; the build is held until the disk is filled behind its back.
@@ -44,7 +46,12 @@ describe('an archive root that runs out of space', () => {
       const s = world.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result;
       return s.state !== 'building' ? s : null;
     });
-    expect(status).toMatchObject({ state: 'failed', failureReason: 'The backup host ran out of disk space while building the archive.', sizeBytes: null, sha256: null });
+    expect(status).toMatchObject({
+      state: 'failed',
+      failureReason: 'The backup host ran out of disk space while building the archive.',
+      sizeBytes: null,
+      sha256: null,
+    });
     expect(readdirSync(mountPoint).filter((name) => name !== 'filler' && !name.startsWith('.'))).toEqual([]);
   }, 30_000);
 });

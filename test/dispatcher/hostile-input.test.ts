@@ -87,12 +87,26 @@ describe('stdin', () => {
     expect(r.answer).toEqual(refused(message));
   });
 
-  it.each(['..', '.', '../other.net', 'example.org/..', 'example.org\0', '-example.org', 'EXAMPLE.ORG', 'example.org/daily.0', '/etc'])('refuses customer name %j', (customer) => {
-    const r = w.run('backups.list', { customer });
-    expect(r.answer).toEqual(refused('Bad request: invalid field customer.'));
-  });
+  it.each(['..', '.', '../other.net', 'example.org/..', 'example.org\0', '-example.org', 'EXAMPLE.ORG', 'example.org/daily.0', '/etc'])(
+    'refuses customer name %j',
+    (customer) => {
+      const r = w.run('backups.list', { customer });
+      expect(r.answer).toEqual(refused('Bad request: invalid field customer.'));
+    },
+  );
 
-  it.each(['..', '.', '../../other.net/daily.0', 'daily.0/../..', 'daily.0\0', '-rf', '--checkpoint-action=exec=id', '/etc', 'a b', 'daily.0\n'])('refuses snapshot name %j', (snapshot) => {
+  it.each([
+    '..',
+    '.',
+    '../../other.net/daily.0',
+    'daily.0/../..',
+    'daily.0\0',
+    '-rf',
+    '--checkpoint-action=exec=id',
+    '/etc',
+    'a b',
+    'daily.0\n',
+  ])('refuses snapshot name %j', (snapshot) => {
     const r = w.run('archive.create', { customer: 'example.org', snapshot });
     expect(r.answer).toEqual(refused('Bad request: invalid field snapshot.'));
   });
@@ -117,12 +131,19 @@ describe('stdin', () => {
 
   it('answers not_found for a customer without backups', () => {
     const r = w.run('backups.list', { customer: 'nobody.example' });
-    expect(r).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'not_found', message: 'No backups found for this customer.' } } });
+    expect(r).toMatchObject({
+      code: 1,
+      answer: { ok: false, error: { code: 'not_found', message: 'No backups found for this customer.' } },
+    });
   });
 
   it('writes one log line per call, with the caller address and without the token', () => {
     const token = 'T'.repeat(43);
-    w.run('link.issue', { customer: 'example.org', archiveId: 'a'.repeat(32), token, clientIp: '192.0.2.99' }, { SSH_CONNECTION: '198.51.100.4 40000 192.0.2.1 22' });
+    w.run(
+      'link.issue',
+      { customer: 'example.org', archiveId: 'a'.repeat(32), token, clientIp: '192.0.2.99' },
+      { SSH_CONNECTION: '198.51.100.4 40000 192.0.2.1 22' },
+    );
     const lines = readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').trim().split('\n');
     const last = JSON.parse(lines.at(-1)!);
     expect(last).toMatchObject({ action: 'link.issue', caller: '198.51.100.4', outcome: 'not_found' });
@@ -130,8 +151,24 @@ describe('stdin', () => {
   });
 
   it('refuses random requests end to end, exactly when the shared validator does (property)', () => {
-    const field = fc.constantFrom('customer', 'snapshot', 'archiveId', 'token', 'tokenHash', 'clientIp', 'after', 'limit', 'path', '__proto__');
-    const value = fc.oneof(fc.string({ maxLength: 50 }), fc.constantFrom('example.org', '..', 'daily.0', '-rf', 'a'.repeat(32), '::1', '$(id)'), fc.integer(), fc.constant(null));
+    const field = fc.constantFrom(
+      'customer',
+      'snapshot',
+      'archiveId',
+      'token',
+      'tokenHash',
+      'clientIp',
+      'after',
+      'limit',
+      'path',
+      '__proto__',
+    );
+    const value = fc.oneof(
+      fc.string({ maxLength: 50 }),
+      fc.constantFrom('example.org', '..', 'daily.0', '-rf', 'a'.repeat(32), '::1', '$(id)'),
+      fc.integer(),
+      fc.constant(null),
+    );
     fc.assert(
       fc.property(fc.constantFrom(...REMOTE_ACTIONS), fc.dictionary(field, value, { maxKeys: 4 }), (action, req) => {
         const r = w.run(action, req);

@@ -10,7 +10,11 @@ describe('the bundle', () => {
     const text = readFileSync(BUNDLE, 'utf8');
     expect(text.startsWith('#!/usr/bin/env node\n')).toBe(true);
     expect(statSync(BUNDLE).mode & 0o777).toBe(0o755);
-    const specifiers = [...text.matchAll(/\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']|\brequire\s*\(\s*["']([^"']+)["']|^import\s*["']([^"']+)["']/gm)].map((m) => m[1] ?? m[2] ?? m[3] ?? m[4]);
+    const specifiers = [
+      ...text.matchAll(
+        /\bfrom\s*["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']|\brequire\s*\(\s*["']([^"']+)["']|^import\s*["']([^"']+)["']/gm,
+      ),
+    ].map((m) => m[1] ?? m[2] ?? m[3] ?? m[4]);
     expect(specifiers.length).toBeGreaterThan(0);
     expect(specifiers.filter((s) => !s!.startsWith('node:'))).toEqual([]);
   });
@@ -21,7 +25,10 @@ describe('configuration', () => {
     const w = makeWorld();
     chmodSync(w.configPath, 0o666);
     const r = w.run('ping', {});
-    expect(r).toMatchObject({ code: 2, answer: { ok: false, error: { code: 'internal', message: 'The backup host is not configured correctly.' } } });
+    expect(r).toMatchObject({
+      code: 2,
+      answer: { ok: false, error: { code: 'internal', message: 'The backup host is not configured correctly.' } },
+    });
   });
 
   it('refuses a config with unknown or missing fields and names them in stderr, not to the caller', () => {
@@ -37,7 +44,18 @@ describe('configuration', () => {
   it('answers ping with the roots and free space', () => {
     const w = makeWorld();
     const r = w.run('ping', {});
-    expect(r).toMatchObject({ code: 0, answer: { ok: true, result: { version: '0.1.0', time: expect.any(String), roots: { backup: true, archive: true, link: true }, freeBytes: expect.any(Number) } } });
+    expect(r).toMatchObject({
+      code: 0,
+      answer: {
+        ok: true,
+        result: {
+          version: '0.1.0',
+          time: expect.any(String),
+          roots: { backup: true, archive: true, link: true },
+          freeBytes: expect.any(Number),
+        },
+      },
+    });
   });
 });
 
@@ -45,7 +63,10 @@ describe('check', () => {
   let w: World;
   let installed: string;
   const check = () => {
-    const r = spawnSync(installed, ['check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
+    const r = spawnSync(installed, ['check'], {
+      env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath },
+      encoding: 'utf8',
+    });
     return { code: r.status, answer: JSON.parse(r.stdout), stderr: r.stderr };
   };
 
@@ -84,7 +105,10 @@ describe('check', () => {
     let found;
     try {
       // Run through node itself: the file's own #! line is what check reads.
-      const r = spawnSync(process.execPath, [installed, 'check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [installed, 'check'], {
+        env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath },
+        encoding: 'utf8',
+      });
       expect(r.status).toBe(1);
       found = JSON.parse(r.stdout).result.findings.filter((f: { ok: boolean }) => !f.ok);
     } finally {
@@ -106,6 +130,10 @@ describe('check', () => {
     const r = check();
     writeFileSync(w.configPath, JSON.stringify(cfg), { mode: 0o600 });
     expect(r.code).toBe(1);
-    expect(r.answer.result.findings.find((f: { what: string }) => f.what === 'roots are separate')).toEqual({ ok: false, what: 'roots are separate', detail: 'linkRoot is inside backupRoot' });
+    expect(r.answer.result.findings.find((f: { what: string }) => f.what === 'roots are separate')).toEqual({
+      ok: false,
+      what: 'roots are separate',
+      detail: 'linkRoot is inside backupRoot',
+    });
   });
 });

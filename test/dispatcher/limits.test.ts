@@ -26,12 +26,22 @@ async function buildReady(w: World, customer: string, env: Record<string, string
 
 /** The call log's lines, parsed: what the operator reads. */
 function callLog(w: World): Array<{ action: string; outcome: string; detail: string }> {
-  return readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  return readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 function check(w: World) {
-  const r = spawnSync(installDispatcher(w), ['check'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, encoding: 'utf8' });
-  return { code: r.status, findings: JSON.parse(r.stdout).result.findings as Array<{ ok: boolean; what: string; detail: string }>, stderr: r.stderr };
+  const r = spawnSync(installDispatcher(w), ['check'], {
+    env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath },
+    encoding: 'utf8',
+  });
+  return {
+    code: r.status,
+    findings: JSON.parse(r.stdout).result.findings as Array<{ ok: boolean; what: string; detail: string }>,
+    stderr: r.stderr,
+  };
 }
 
 describe('ready archives per customer', () => {
@@ -43,11 +53,21 @@ describe('ready archives per customer', () => {
     expect(r.code).toBe(1);
     expect(r.answer).toEqual({
       ok: false,
-      error: { code: 'quota', message: 'You already have 2 archives ready to download. Please download one (or wait until one expires) before asking for another.' },
+      error: {
+        code: 'quota',
+        message:
+          'You already have 2 archives ready to download. Please download one (or wait until one expires) before asking for another.',
+      },
     });
-    expect(callLog(w).at(-1)).toMatchObject({ action: 'archive.create', outcome: 'quota', detail: expect.stringContaining('limit: 2 ready archives for example.org, at most 2') });
+    expect(callLog(w).at(-1)).toMatchObject({
+      action: 'archive.create',
+      outcome: 'quota',
+      detail: expect.stringContaining('limit: 2 ready archives for example.org, at most 2'),
+    });
     // Only two archives exist, and another customer is not held back.
-    expect(w.run('events.since', { after: 0 }).answer.result.events.filter((e: { type: string }) => e.type === 'archive.requested')).toHaveLength(2);
+    expect(
+      w.run('events.since', { after: 0 }).answer.result.events.filter((e: { type: string }) => e.type === 'archive.requested'),
+    ).toHaveLength(2);
     await buildReady(w, 'other.net');
   });
 
@@ -61,21 +81,41 @@ describe('ready archives per customer', () => {
 
 describe('archive.create rates', () => {
   it('bounds builds per customer per day and for the whole host per hour, refusing with quota and busy', async () => {
-    const w = worldWith(['a.example', 'b.example', 'c.example'], { maxReadyArchivesPerCustomer: 10, archiveCreatePerCustomerPerDay: 2, archiveCreatePerHour: 3 });
+    const w = worldWith(['a.example', 'b.example', 'c.example'], {
+      maxReadyArchivesPerCustomer: 10,
+      archiveCreatePerCustomerPerDay: 2,
+      archiveCreatePerHour: 3,
+    });
     await buildReady(w, 'a.example');
     await buildReady(w, 'a.example');
     const third = w.run('archive.create', { customer: 'a.example', snapshot: 'daily.0' });
-    expect(third.answer).toEqual({ ok: false, error: { code: 'quota', message: 'You have asked for as many archives as this backup host allows in one day. Please try again tomorrow.' } });
+    expect(third.answer).toEqual({
+      ok: false,
+      error: {
+        code: 'quota',
+        message: 'You have asked for as many archives as this backup host allows in one day. Please try again tomorrow.',
+      },
+    });
     await buildReady(w, 'b.example');
     const busy = w.run('archive.create', { customer: 'c.example', snapshot: 'daily.0' });
-    expect(busy.answer).toEqual({ ok: false, error: { code: 'busy', message: 'The backup host is handling too many requests right now.' } });
-    expect(callLog(w).filter((l) => l.outcome === 'quota' || l.outcome === 'busy').map((l) => [l.action, l.outcome])).toEqual([
+    expect(busy.answer).toEqual({
+      ok: false,
+      error: { code: 'busy', message: 'The backup host is handling too many requests right now.' },
+    });
+    expect(
+      callLog(w)
+        .filter((l) => l.outcome === 'quota' || l.outcome === 'busy')
+        .map((l) => [l.action, l.outcome]),
+    ).toEqual([
       ['archive.create', 'quota'],
       ['archive.create', 'busy'],
     ]);
     // Two hours on, the host-wide rate has room again; a day on, the customer's own quota too.
     await buildReady(w, 'c.example', { ARCHWAY_DISPATCHER_NOW_OFFSET: String(2 * 3600) });
-    expect(w.run('archive.create', { customer: 'a.example', snapshot: 'daily.0' }, { ARCHWAY_DISPATCHER_NOW_OFFSET: String(2 * 3600) }).answer.error.code).toBe('quota');
+    expect(
+      w.run('archive.create', { customer: 'a.example', snapshot: 'daily.0' }, { ARCHWAY_DISPATCHER_NOW_OFFSET: String(2 * 3600) }).answer
+        .error.code,
+    ).toBe('quota');
     await buildReady(w, 'a.example', { ARCHWAY_DISPATCHER_NOW_OFFSET: String(25 * 3600) });
   });
 });
@@ -85,17 +125,29 @@ describe('link.issue rates', () => {
     const w = worldWith(['a.example', 'b.example'], { linkIssuePerCustomerPerHour: 2, linkIssuePerHour: 3 });
     const a = await buildReady(w, 'a.example');
     const b = await buildReady(w, 'b.example');
-    for (const [c, id] of [['a.example', a], ['b.example', b]] as const) w.run('archive.arm', { customer: c, archiveId: id, tokenHash: tokenHash(TOKEN) });
-    const issue = (customer: string, archiveId: string, token = TOKEN) => w.run('link.issue', { customer, archiveId, token, clientIp: '192.0.2.7' });
+    for (const [c, id] of [
+      ['a.example', a],
+      ['b.example', b],
+    ] as const)
+      w.run('archive.arm', { customer: c, archiveId: id, tokenHash: tokenHash(TOKEN) });
+    const issue = (customer: string, archiveId: string, token = TOKEN) =>
+      w.run('link.issue', { customer, archiveId, token, clientIp: '192.0.2.7' });
     expect(issue('a.example', a).code).toBe(0);
     expect(issue('a.example', a, 'W'.repeat(43)).answer.error.code).toBe('refused');
     expect(issue('a.example', a).answer).toEqual({
       ok: false,
-      error: { code: 'quota', message: 'This backup host has made as many download links for you as it allows in one hour. Please try again in an hour.' },
+      error: {
+        code: 'quota',
+        message: 'This backup host has made as many download links for you as it allows in one hour. Please try again in an hour.',
+      },
     });
     expect(issue('b.example', b).code).toBe(0);
     expect(issue('b.example', b).answer.error.code).toBe('busy');
-    expect(callLog(w).filter((l) => l.action === 'link.issue').map((l) => l.outcome)).toEqual(['done', 'refused', 'quota', 'done', 'busy']);
+    expect(
+      callLog(w)
+        .filter((l) => l.action === 'link.issue')
+        .map((l) => l.outcome),
+    ).toEqual(['done', 'refused', 'quota', 'done', 'busy']);
   });
 });
 
@@ -105,7 +157,11 @@ describe('check', () => {
     writeFileSync(w.downloadLog, '');
     const quiet = check(w);
     expect(quiet.findings.filter((f) => !f.ok)).toEqual([]);
-    expect(quiet.findings.find((f) => f.what === 'limit refusals')).toEqual({ ok: true, what: 'limit refusals', detail: 'none in the last 24 h' });
+    expect(quiet.findings.find((f) => f.what === 'limit refusals')).toEqual({
+      ok: true,
+      what: 'limit refusals',
+      detail: 'none in the last 24 h',
+    });
     await buildReady(w, 'a.example');
     expect(check(w).findings.find((f) => f.what === 'archive.create rate')?.ok).toBe(true);
     await buildReady(w, 'b.example');
@@ -114,7 +170,11 @@ describe('check', () => {
     const busy = check(w);
     expect(busy.code).toBe(1);
     expect(busy.findings.filter((f) => !f.ok)).toEqual([
-      { ok: false, what: 'archive.create rate', detail: '3 in the last 1 h (limit 6, unusual from 3); busiest customer a.example with 2 in 24 h (limit 2)' },
+      {
+        ok: false,
+        what: 'archive.create rate',
+        detail: '3 in the last 1 h (limit 6, unusual from 3); busiest customer a.example with 2 in 24 h (limit 2)',
+      },
       { ok: false, what: 'limit refusals', detail: 'in the last 24 h: archive.create quota 1 (see the call log)' },
     ]);
     expect(busy.stderr).toMatch(/^BAD {2}limit refusals: in the last 24 h: archive.create quota 1/m);

@@ -62,7 +62,11 @@ describe('archive.arm', () => {
 describe('link.issue', () => {
   it('issues a 60-second link bound to the client address, signed for nginx secure_link', () => {
     const t0 = Math.floor(Date.now() / 1000);
-    const r = w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp: '192.0.2.7' }, { SSH_CONNECTION: '198.51.100.4 40000 192.0.2.1 22' });
+    const r = w.run(
+      'link.issue',
+      { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp: '192.0.2.7' },
+      { SSH_CONNECTION: '198.51.100.4 40000 192.0.2.1 22' },
+    );
     expect(r.code).toBe(0);
     const fileName = `example.org-daily.0-${readyId.slice(0, 8)}.tar`;
     expect(r.answer).toEqual({ ok: true, result: { url: expect.any(String), expires: expect.any(Number), fileName } });
@@ -80,7 +84,16 @@ describe('link.issue', () => {
     expect(readlinkSync(link)).toBe(join(w.archiveRoot, `${readyId}.tar`));
     expect(statSync(join(w.linkRoot, linkId!)).mode & 0o777).toBe(0o750);
     const events = w.run('events.since', { after: 0 }).answer.result.events;
-    expect(events.at(-1)).toEqual({ seq: expect.any(Number), time: expect.any(String), type: 'link.issued', customer: CUSTOMER, archiveId: readyId, ip: '192.0.2.7', bytes: null, detail: `expires ${expires}` });
+    expect(events.at(-1)).toEqual({
+      seq: expect.any(Number),
+      time: expect.any(String),
+      type: 'link.issued',
+      customer: CUSTOMER,
+      archiveId: readyId,
+      ip: '192.0.2.7',
+      bytes: null,
+      detail: `expires ${expires}`,
+    });
   });
 
   it('signs IPv6 clients in the spelling nginx uses for $remote_addr', () => {
@@ -112,7 +125,9 @@ describe('link.issue', () => {
 
   it('accepts only the newest token after re-arming', () => {
     expect(w.run('archive.arm', { customer: CUSTOMER, archiveId: readyId, tokenHash: tokenHash(T2) }).code).toBe(0);
-    expect(w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp: '192.0.2.7' }).answer).toEqual(refused(BAD_TOKEN));
+    expect(w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp: '192.0.2.7' }).answer).toEqual(
+      refused(BAD_TOKEN),
+    );
     expect(w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' }).code).toBe(0);
   });
 
@@ -122,7 +137,11 @@ describe('link.issue', () => {
   });
 
   it('refuses a link for an archive past its retention, even before sweep removed it', () => {
-    const r = w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' }, { ARCHWAY_DISPATCHER_NOW_OFFSET: String(8 * 86400) });
+    const r = w.run(
+      'link.issue',
+      { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' },
+      { ARCHWAY_DISPATCHER_NOW_OFFSET: String(8 * 86400) },
+    );
     expect(r).toMatchObject({ code: 1, answer: refused('This archive has expired.') });
   });
 
@@ -162,9 +181,15 @@ describe('link.issue', () => {
     mkdirSync(join(broken.backupRoot, CUSTOMER, 'daily.0'), { recursive: true });
     const id = createReady(broken, CUSTOMER);
     const status = await settle(broken, CUSTOMER, id);
-    expect(status).toMatchObject({ state: 'failed', failureReason: 'The backup changed while it was being archived; please try again.', sizeBytes: null });
+    expect(status).toMatchObject({
+      state: 'failed',
+      failureReason: 'The backup changed while it was being archived; please try again.',
+      sizeBytes: null,
+    });
     expect(readdirSync(broken.archiveRoot)).toEqual([]);
-    expect(broken.run('archive.arm', { customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(T1) }).answer).toEqual(refused('This archive is not ready for download.'));
+    expect(broken.run('archive.arm', { customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(T1) }).answer).toEqual(
+      refused('This archive is not ready for download.'),
+    );
     const r = broken.run('link.issue', { customer: CUSTOMER, archiveId: id, token: T1, clientIp: '192.0.2.7' });
     expect(r.answer).toEqual(refused('This archive is not available for download.'));
     expect(readdirSync(broken.linkRoot)).toEqual([]);

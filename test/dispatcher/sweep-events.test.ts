@@ -35,7 +35,10 @@ describe('sweep', () => {
     expect(w.run('sweep', '', { ARCHWAY_DISPATCHER_NOW_OFFSET: '300' }).answer.result.linksRemoved).toBe(0);
     expect(existsSync(join(w.linkRoot, linkId))).toBe(true);
     const swept = w.run('sweep', '', { ARCHWAY_DISPATCHER_NOW_OFFSET: '361' });
-    expect(swept).toMatchObject({ code: 0, answer: { ok: true, result: { linksRemoved: 1, archivesExpired: 0, partialsRemoved: 0, buildsFailed: 0 } } });
+    expect(swept).toMatchObject({
+      code: 0,
+      answer: { ok: true, result: { linksRemoved: 1, archivesExpired: 0, partialsRemoved: 0, buildsFailed: 0 } },
+    });
     expect(existsSync(join(w.linkRoot, linkId))).toBe(false);
     expect(allEvents().at(-1)).toMatchObject({ type: 'link.expired', archiveId: id, ip: '192.0.2.7' });
     // The record stays while the archive exists: nginx logs a long download only when it ends.
@@ -57,7 +60,11 @@ describe('sweep', () => {
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result).toMatchObject({ state: 'expired', percent: 100 });
     const link = w.run('link.issue', { customer: CUSTOMER, archiveId: id, token: TOKEN, clientIp: '192.0.2.7' });
     expect(link.answer).toEqual({ ok: false, error: { code: 'refused', message: 'This archive has expired.' } });
-    expect(allEvents().filter((e) => e.type === 'archive.expired').map((e) => e.archiveId)).toContain(id);
+    expect(
+      allEvents()
+        .filter((e) => e.type === 'archive.expired')
+        .map((e) => e.archiveId),
+    ).toContain(id);
   });
 
   it('removes stray partial files and old unrecorded link directories, and leaves files that are not its own', () => {
@@ -88,12 +95,17 @@ describe('sweep', () => {
 describe('events.since', () => {
   it('numbers events from concurrent calls without gaps or duplicates', async () => {
     const id = await readyArchive();
-    const runs = Array.from({ length: 16 }, () =>
-      new Promise<number>((resolve) => {
-        const p = spawn(process.execPath, [BUNDLE, 'archive.arm'], { env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath }, stdio: ['pipe', 'ignore', 'ignore'] });
-        p.on('exit', (code) => resolve(code ?? -1));
-        p.stdin.end(JSON.stringify({ customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(TOKEN) }));
-      }),
+    const runs = Array.from(
+      { length: 16 },
+      () =>
+        new Promise<number>((resolve) => {
+          const p = spawn(process.execPath, [BUNDLE, 'archive.arm'], {
+            env: { PATH: process.env.PATH, ARCHWAY_DISPATCHER_CONFIG: w.configPath },
+            stdio: ['pipe', 'ignore', 'ignore'],
+          });
+          p.on('exit', (code) => resolve(code ?? -1));
+          p.stdin.end(JSON.stringify({ customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(TOKEN) }));
+        }),
     );
     expect(await Promise.all(runs)).toEqual(Array(16).fill(0));
     const seqs = allEvents().map((e) => e.seq);
@@ -138,7 +150,16 @@ describe('events.since', () => {
     const lines: string[] = [];
     const expected: { seq: number }[] = [];
     for (let seq = 1; seq <= 3000; seq++) {
-      const ev = { seq, time: '2026-11-22T10:00:00.000Z', type: 'link.issued', customer: CUSTOMER, archiveId: 'a'.repeat(32), ip: '192.0.2.1', bytes: null, detail: 'x'.repeat(seq % 97) };
+      const ev = {
+        seq,
+        time: '2026-11-22T10:00:00.000Z',
+        type: 'link.issued',
+        customer: CUSTOMER,
+        archiveId: 'a'.repeat(32),
+        ip: '192.0.2.1',
+        bytes: null,
+        detail: 'x'.repeat(seq % 97),
+      };
       lines.push(JSON.stringify(seq % 500 === 0 ? { ...ev, src: { ino: 1, end: seq } } : ev));
       expected.push(ev);
       // A crash mid-write leaves a torn line; the next event starts on a fresh line.
@@ -147,7 +168,19 @@ describe('events.since', () => {
     }
     mkdirSync(long.stateDir, { recursive: true, mode: 0o700 });
     writeFileSync(join(long.stateDir, 'events.log'), `${lines.join('\n')}\n`, { mode: 0o600 });
-    for (const [after, limit] of [[0, 5], [1, 3], [499, 2], [500, 1], [700, 3], [701, 4], [996, 2], [1500, 1000], [2999, 10], [3000, 10], [4000, 10]] as const) {
+    for (const [after, limit] of [
+      [0, 5],
+      [1, 3],
+      [499, 2],
+      [500, 1],
+      [700, 3],
+      [701, 4],
+      [996, 2],
+      [1500, 1000],
+      [2999, 10],
+      [3000, 10],
+      [4000, 10],
+    ] as const) {
       const r = long.run('events.since', { after, limit });
       expect(r.code).toBe(0);
       const want = expected.filter((e) => e.seq > after).slice(0, limit);

@@ -33,7 +33,18 @@ export function writeHostileSnapshot(dir: string, outsideFile: string): void {
   const fifo = spawnSync('mkfifo', [join(dir, 'pipe')]);
   if (fifo.status !== 0) throw new Error('mkfifo failed');
   // Names that look like devices, options or shell syntax.
-  for (const name of ['null', 'sda1', 'console', '-rf', '--checkpoint-action=exec=touch PWNED', '--to-command=id', '*', '$(id)', '; id', 'a b c']) {
+  for (const name of [
+    'null',
+    'sda1',
+    'console',
+    '-rf',
+    '--checkpoint-action=exec=touch PWNED',
+    '--to-command=id',
+    '*',
+    '$(id)',
+    '; id',
+    'a b c',
+  ]) {
     writeFileSync(join(dir, name), `content of ${name}\n`);
   }
   // Names with a newline, non-UTF-8 bytes, a backslash, and a path over 100 bytes (GNU long name).

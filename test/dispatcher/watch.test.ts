@@ -76,7 +76,16 @@ describe('watch', () => {
     appendFileSync(w.downloadLog, logLine(uri, 200, a.size - 1000, ''));
     const events = await waitFor('the interrupted download', () => (downloadEvents().length === 1 ? downloadEvents() : null));
     expect(events).toEqual([
-      { seq: expect.any(Number), time: expect.any(String), type: 'download.interrupted', customer: CUSTOMER, archiveId: a.id, ip: '192.0.2.7', bytes: a.size - 1000, detail: `status 200, completion none, size ${a.size}` },
+      {
+        seq: expect.any(Number),
+        time: expect.any(String),
+        type: 'download.interrupted',
+        customer: CUSTOMER,
+        archiveId: a.id,
+        ip: '192.0.2.7',
+        bytes: a.size - 1000,
+        detail: `status 200, completion none, size ${a.size}`,
+      },
     ]);
     expect(existsSync(join(w.linkRoot, linkId))).toBe(false);
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('ready');
@@ -94,7 +103,9 @@ describe('watch', () => {
     appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, ''));
     appendFileSync(w.downloadLog, logLine(second.uri, 200, a.size + 1, 'OK'));
     appendFileSync(w.downloadLog, logLine(third.uri, 200, a.size, 'OK', '2001:db8::7'));
-    const events = await waitFor('three download events', () => (downloadEvents().length === before + 3 ? downloadEvents().slice(before) : null));
+    const events = await waitFor('three download events', () =>
+      downloadEvents().length === before + 3 ? downloadEvents().slice(before) : null,
+    );
     expect(events.map((e: { type: string; ip: string; bytes: number }) => [e.type, e.ip, e.bytes])).toEqual([
       ['download.interrupted', '192.0.2.7', a.size],
       ['download.interrupted', '192.0.2.7', a.size + 1],
@@ -104,7 +115,10 @@ describe('watch', () => {
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('downloaded');
     expect(existsSync(join(w.stateDir, 'tokens', `${a.id}.sha256`))).toBe(false);
     const again = w.run('link.issue', { customer: CUSTOMER, archiveId: a.id, token: TOKEN, clientIp: '192.0.2.7' });
-    expect(again).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } } });
+    expect(again).toMatchObject({
+      code: 1,
+      answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } },
+    });
   });
 
   it('counts only the first complete download of an archive, then removes its file and keeps its record', async () => {
@@ -118,11 +132,23 @@ describe('watch', () => {
     appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, 'OK', '192.0.2.8'));
     appendFileSync(w.downloadLog, logLine(second.uri, 200, 10, ''));
     // The last line is the sentinel: watch notes it in the call log.
-    await waitFor('the late lines to be noted', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').match(/not counted/g)?.length === 2 ? true : null));
-    expect(downloadEvents().slice(before).map((e: { type: string; ip: string }) => [e.type, e.ip])).toEqual([['download.completed', '192.0.2.7']]);
+    await waitFor('the late lines to be noted', () =>
+      readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').match(/not counted/g)?.length === 2 ? true : null,
+    );
+    expect(
+      downloadEvents()
+        .slice(before)
+        .map((e: { type: string; ip: string }) => [e.type, e.ip]),
+    ).toEqual([['download.completed', '192.0.2.7']]);
     expect(existsSync(join(w.archiveRoot, `${a.id}.tar`))).toBe(false);
-    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result).toMatchObject({ state: 'downloaded', sizeBytes: a.size, percent: 100 });
-    expect(readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')).toContain(`for link ${first.linkId} of ${a.id} (downloaded) from 192.0.2.8, ${a.size} bytes; not counted`);
+    expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result).toMatchObject({
+      state: 'downloaded',
+      sizeBytes: a.size,
+      percent: 100,
+    });
+    expect(readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')).toContain(
+      `for link ${first.linkId} of ${a.id} (downloaded) from 192.0.2.8, ${a.size} bytes; not counted`,
+    );
   });
 
   it('reads only a bounded window of a long event log when it starts', async () => {
@@ -136,7 +162,11 @@ describe('watch', () => {
     try {
       const p = startWatch();
       appendFileSync(w.downloadLog, 'a line watch skips\n');
-      await waitFor('watch to read the download log', () => (readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').includes(`"pid":${p.pid},"outcome":"note","detail":"watch: skipped a line`) ? true : null));
+      await waitFor('watch to read the download log', () =>
+        readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').includes(`"pid":${p.pid},"outcome":"note","detail":"watch: skipped a line`)
+          ? true
+          : null,
+      );
       const rchar = Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${p.pid}/io`, 'utf8'))?.[1]);
       expect(rchar).toBeGreaterThan(0);
       expect(rchar).toBeLessThan(16 << 20);
@@ -197,7 +227,9 @@ describe('watch', () => {
     await waitFor('the new file to be read', () => (downloadEvents().length === before + 1 ? true : null));
     // An old worker (nginx reloaded, not reopened) ends its download now, in the old file.
     appendFileSync(`${w.downloadLog}.1`, logLine(la.uri, 200, a.size, 'OK'));
-    const events = await waitFor('the late line of the old file', () => (downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null));
+    const events = await waitFor('the late line of the old file', () =>
+      downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null,
+    );
     expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([
       ['download.interrupted', b.id],
       ['download.completed', a.id],
@@ -210,7 +242,11 @@ describe('watch', () => {
     // A sentinel line: anything replayed at start would be recorded before it.
     appendFileSync(w.downloadLog, logLine(lb.uri, 200, 30, ''));
     await waitFor('the sentinel', () => downloadEvents().some((e: { bytes: number }) => e.bytes === 30));
-    expect(downloadEvents().slice(before).map((e: { bytes: number }) => e.bytes)).toEqual([10, a.size, 20, 30]);
+    expect(
+      downloadEvents()
+        .slice(before)
+        .map((e: { bytes: number }) => e.bytes),
+    ).toEqual([10, a.size, 20, 30]);
   });
 
   it('resumes after a restart without losing or counting a line twice', async () => {
@@ -228,7 +264,11 @@ describe('watch', () => {
     startWatch();
     await waitFor('second event', () => downloadEvents().length === before + 2);
     await new Promise((r) => setTimeout(r, 200));
-    expect(downloadEvents().slice(before).map((e: { archiveId: string }) => e.archiveId)).toEqual([a.id, b.id]);
+    expect(
+      downloadEvents()
+        .slice(before)
+        .map((e: { archiveId: string }) => e.archiveId),
+    ).toEqual([a.id, b.id]);
   });
 
   it('does not count a line twice after a crash between recording it and saving its position', async () => {
@@ -282,7 +322,9 @@ describe('watch', () => {
     startWatch();
     const before = downloadEvents().length;
     appendFileSync(w.downloadLog, logLine(l.uri, 200, a.size, 'OK'));
-    const events = await waitFor('the late download', () => (downloadEvents().length === before + 1 ? downloadEvents().slice(before) : null));
+    const events = await waitFor('the late download', () =>
+      downloadEvents().length === before + 1 ? downloadEvents().slice(before) : null,
+    );
     expect(events[0]).toMatchObject({ type: 'download.completed', archiveId: a.id });
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('downloaded');
   });

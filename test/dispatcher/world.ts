@@ -1,7 +1,18 @@
 // Test world for the dispatcher: temp roots, a config, and a runner for the BUILT bundle as a child process.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
@@ -78,7 +89,11 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
   };
   writeFileSync(w.configPath, JSON.stringify(config), { mode: 0o600 });
   chmodSync(w.configPath, 0o600);
-  const baseEnv = (extra: Record<string, string> = {}) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: w.configPath, ...extra });
+  const baseEnv = (extra: Record<string, string> = {}) => ({
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ARCHWAY_DISPATCHER_CONFIG: w.configPath,
+    ...extra,
+  });
   return {
     ...w,
     config,
@@ -142,7 +157,15 @@ export function manifest(root: string): Map<string, ManifestEntry> {
     }
   };
   const rootSt = lstatSync(root, { bigint: true });
-  out.set('.', { type: 'dir', mode: Number(rootSt.mode), uid: Number(rootSt.uid), gid: Number(rootSt.gid), size: 0n, mtimeNs: rootSt.mtimeNs, content: null });
+  out.set('.', {
+    type: 'dir',
+    mode: Number(rootSt.mode),
+    uid: Number(rootSt.uid),
+    gid: Number(rootSt.gid),
+    size: 0n,
+    mtimeNs: rootSt.mtimeNs,
+    content: null,
+  });
   walk(Buffer.from(root), '.');
   return out;
 }

@@ -26,12 +26,17 @@ describe('demo backups', () => {
     expect(summary.snapshots).toEqual(['2026-03-08', '2026-03-09', '2026-03-10']);
     expect(readdirSync(customer).sort()).toEqual(summary.snapshots);
     // backups.list sorts by the snapshot folder's time: each is its day at 03:00 UTC.
-    expect(summary.snapshots.map((s) => statSync(path.join(customer, s)).mtime.toISOString())).toEqual(summary.snapshots.map((s) => `${s}T03:00:00.000Z`));
+    expect(summary.snapshots.map((s) => statSync(path.join(customer, s)).mtime.toISOString())).toEqual(
+      summary.snapshots.map((s) => `${s}T03:00:00.000Z`),
+    );
     const newest = path.join(customer, '2026-03-10');
-    expect(readFileSync(path.join(newest, 'postgresql', 'mastodon_production.sql'), 'utf8')).toMatch(/^--\n-- PostgreSQL database dump[\s\S]*COPY public\.statuses [\s\S]*dump complete\n--\n$/);
+    expect(readFileSync(path.join(newest, 'postgresql', 'mastodon_production.sql'), 'utf8')).toMatch(
+      /^--\n-- PostgreSQL database dump[\s\S]*COPY public\.statuses [\s\S]*dump complete\n--\n$/,
+    );
     const env = readFileSync(path.join(newest, 'mastodon', 'live', '.env.production'), 'utf8');
     expect(env).toContain('LOCAL_DOMAIN=demo.example.net');
-    for (const line of env.split('\n').filter((l) => /SECRET/.test(l) && !l.startsWith('#'))) expect(line).toMatch(/=first-look-demo-value-not-a-secret$/);
+    for (const line of env.split('\n').filter((l) => /SECRET/.test(l) && !l.startsWith('#')))
+      expect(line).toMatch(/=first-look-demo-value-not-a-secret$/);
     const media = filesUnder(path.join(newest, 'mastodon', 'live', 'public', 'system'), '');
     expect(media.length).toBeGreaterThan(1000);
     expect(media.some((f) => /media_attachments\/files\/(\d{3}\/){6}small\/[0-9a-f]{16}\.jpg$/.test(f))).toBe(true);

@@ -151,7 +151,14 @@ beforeAll(async () => {
   firstLookLog = join(base, 'first-look', 'download.log');
   await mkdir(join(base, 'first-look'));
   nginx = await startNginx({ dir: join(base, 'nginx'), linkRoot, secret, downloadLog: nginxLog, portalUrl: PORTAL });
-  firstLook = await startDownloadServer({ host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: secretFile, accessLog: firstLookLog, portalUrl: PORTAL });
+  firstLook = await startDownloadServer({
+    host: '127.0.0.1',
+    port: 0,
+    linkRoot,
+    secureLinkSecretFile: secretFile,
+    accessLog: firstLookLog,
+    portalUrl: PORTAL,
+  });
 });
 
 afterAll(async () => {
@@ -225,7 +232,12 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     for (const [path, from] of cases) {
       for (const method of ['GET', 'HEAD']) {
         const got = await expectSameAnswer(path, { localAddress: from, method }, 403);
-        if (method === 'GET') expect(got.sha256).toBe(createHash('sha256').update(await readFile(join(base, 'nginx', 'errors', '403.html'))).digest('hex'));
+        if (method === 'GET')
+          expect(got.sha256).toBe(
+            createHash('sha256')
+              .update(await readFile(join(base, 'nginx', 'errors', '403.html')))
+              .digest('hex'),
+          );
       }
     }
   });
@@ -245,9 +257,19 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     const dir = uri.split('/')[2]!;
     const outside = '/archives/a.tar';
     const notFound = [
-      '/', '/dl/', `/dl/${dir}/`, `/dl/${dir}`, outside, outside + query(outside, CUSTOMER),
-      `/dl/${dir}/../../archives/a.tar`, `/dl/${dir}/%2e%2e/%2E%2E/archives/a.tar`, `/dl/${dir}/${FILE}/..`,
-      '/_archway_errors/403.html', `/dl/${dir}/.${FILE}`, `/dl/${dir}/sub/${FILE}`, `/DL/${dir}/${FILE}`,
+      '/',
+      '/dl/',
+      `/dl/${dir}/`,
+      `/dl/${dir}`,
+      outside,
+      outside + query(outside, CUSTOMER),
+      `/dl/${dir}/../../archives/a.tar`,
+      `/dl/${dir}/%2e%2e/%2E%2E/archives/a.tar`,
+      `/dl/${dir}/${FILE}/..`,
+      '/_archway_errors/403.html',
+      `/dl/${dir}/.${FILE}`,
+      `/dl/${dir}/sub/${FILE}`,
+      `/DL/${dir}/${FILE}`,
     ];
     for (const path of notFound) await expectSameAnswer(path, { localAddress: CUSTOMER }, 404);
     // A signed link whose directory is gone (used, or swept).
@@ -340,7 +362,11 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     try {
       expect(held.map((h) => h.status)).toEqual([200, 200]);
       const busy = await expectSameAnswer(signed, { localAddress: CUSTOMER }, 429);
-      expect(busy.sha256).toBe(createHash('sha256').update(await readFile(join(base, 'nginx', 'errors', '429.html'))).digest('hex'));
+      expect(busy.sha256).toBe(
+        createHash('sha256')
+          .update(await readFile(join(base, 'nginx', 'errors', '429.html')))
+          .digest('hex'),
+      );
       await expectSameAnswer(signed, { localAddress: CUSTOMER, method: 'HEAD' }, 429);
       // The signature is checked first (rewrite phase, before limit_conn): a forged or stale link learns nothing.
       await expectSameAnswer(uri + query(uri, STRANGER), { localAddress: CUSTOMER }, 403);
@@ -368,13 +394,17 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     // The sentinel: one more complete download, last, so both logs are known to be written through.
     const sentinel = await makeLink(join(archiveRoot, 'a.tar'));
     await expectSameAnswer(sentinel + query(sentinel, CUSTOMER), { localAddress: CUSTOMER }, 200);
-    const settled = (log: string) => eventually(`the sentinel in ${log}`, async () => {
-      const records = await watchRecords(log);
-      return records.some((r) => r.uri === sentinel) ? records : undefined;
-    });
+    const settled = (log: string) =>
+      eventually(`the sentinel in ${log}`, async () => {
+        const records = await watchRecords(log);
+        return records.some((r) => r.uri === sentinel) ? records : undefined;
+      });
     // Interrupted downloads differ in how many bytes left before the client went; the rest must be equal.
     const comparable = (records: Array<Record<string, unknown>>) =>
-      records.map((r) => (r.status === 200 && r.completion === '' ? { ...r, bytes: 'some' } : r)).map((r) => JSON.stringify(r)).sort();
+      records
+        .map((r) => (r.status === 200 && r.completion === '' ? { ...r, bytes: 'some' } : r))
+        .map((r) => JSON.stringify(r))
+        .sort();
     const [fromNginx, fromFirstLook] = [await settled(nginxLog), await settled(firstLookLog)];
     expect(comparable(fromFirstLook)).toEqual(comparable(fromNginx));
     // The signed GETs above that NGINX answered from the download location; never a HEAD, a 403, a 404 or a 410.
@@ -386,8 +416,16 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
 
 describe('the first-look download server on its own', () => {
   it('refuses to start with a portal URL that would break out of the href, or a short or missing secret', async () => {
-    const options = { host: '127.0.0.1', port: 0, linkRoot, secureLinkSecretFile: join(base, 'secure-link.secret'), accessLog: join(base, 'unused.log') };
-    await expect(startDownloadServer({ ...options, portalUrl: 'https://portal.example.net/"><script>alert(1)</script>' })).rejects.toThrow(/portal URL/);
+    const options = {
+      host: '127.0.0.1',
+      port: 0,
+      linkRoot,
+      secureLinkSecretFile: join(base, 'secure-link.secret'),
+      accessLog: join(base, 'unused.log'),
+    };
+    await expect(startDownloadServer({ ...options, portalUrl: 'https://portal.example.net/"><script>alert(1)</script>' })).rejects.toThrow(
+      /portal URL/,
+    );
     await expect(startDownloadServer({ ...options, portalUrl: 'javascript:alert(1)' })).rejects.toThrow(/portal URL/);
     await writeFile(join(base, 'short.secret'), 'too-short\n');
     await expect(startDownloadServer({ ...options, secureLinkSecretFile: join(base, 'short.secret') })).rejects.toThrow(/shorter than 16/);
@@ -410,7 +448,16 @@ describe('the first-look download server on its own', () => {
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     try {
-      const curl = await run(findProgram('curl'), ['-s', '-o', '/dev/null', '--interface', CUSTOMER, '-w', '%{http_code} %{size_download}', firstLook.url + uri + query(uri, CUSTOMER)]);
+      const curl = await run(findProgram('curl'), [
+        '-s',
+        '-o',
+        '/dev/null',
+        '--interface',
+        CUSTOMER,
+        '-w',
+        '%{http_code} %{size_download}',
+        firstLook.url + uri + query(uri, CUSTOMER),
+      ]);
       expect(curl.stdout).toBe(`200 ${size}`);
     } finally {
       clearInterval(sampler);

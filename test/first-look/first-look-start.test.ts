@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../backup-host/fixture.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
 import { freeLoopbackPort } from '../harness/sshd.js';
-import { filesUnder, processesMentioning, removeScratch, scratchClone, startFirstLook, treeDigest, type FirstLookServer } from './first-look-world.js';
+import {
+  filesUnder,
+  processesMentioning,
+  removeScratch,
+  scratchClone,
+  startFirstLook,
+  treeDigest,
+  type FirstLookServer,
+} from './first-look-world.js';
 
 let clone: string;
 let dataDir: string;
@@ -43,15 +51,21 @@ function demoCustomerPassword(): string {
 /** Opens the newest message with this subject from the banner's Mailbox link, reloading until it has arrived. */
 async function openMailboxMessage(page: Page, subject: string, about: string): Promise<void> {
   // An earlier archive's message can have the same subject: open the newest one that is about this one.
-  await eventually(`the "${subject}" email about ${about} in the Mailbox`, async () => {
-    await Promise.all([page.waitForNavigation(), page.click('#mailbox-link')]);
-    const hrefs = await page.locator('#mailbox a', { hasText: subject }).evaluateAll((links) => links.map((a) => a.getAttribute('href')!));
-    for (const href of hrefs) {
-      await page.goto(new URL(href, page.url()).href);
-      if (((await page.textContent('#mail-text')) ?? '').includes(about)) return true;
-    }
-    return undefined;
-  }, { timeoutMs: 60_000 });
+  await eventually(
+    `the "${subject}" email about ${about} in the Mailbox`,
+    async () => {
+      await Promise.all([page.waitForNavigation(), page.click('#mailbox-link')]);
+      const hrefs = await page
+        .locator('#mailbox a', { hasText: subject })
+        .evaluateAll((links) => links.map((a) => a.getAttribute('href')!));
+      for (const href of hrefs) {
+        await page.goto(new URL(href, page.url()).href);
+        if (((await page.textContent('#mail-text')) ?? '').includes(about)) return true;
+      }
+      return undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
 }
 
 /** The archive page's state, looked at twice a second at most (a page load is not free on a busy machine). */
@@ -65,7 +79,10 @@ async function stateOf(context: BrowserContext, url: string): Promise<string> {
 }
 
 /** The whole flow in one browser; returns what the tests check afterwards. */
-async function downloadAnArchive(server: FirstLookServer, options: { javaScriptEnabled: boolean; snapshotIndex: number; cooldown: boolean }) {
+async function downloadAnArchive(
+  server: FirstLookServer,
+  options: { javaScriptEnabled: boolean; snapshotIndex: number; cooldown: boolean },
+) {
   const context = await browser.newContext({ javaScriptEnabled: options.javaScriptEnabled });
   const page = await context.newPage();
   await page.goto(`${server.url}/sign-in`);
@@ -87,11 +104,15 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   if (options.javaScriptEnabled) await expectLiveProgress(page);
 
   // The real dispatcher builds it; the portal's poller sees it ready.
-  await eventually('the archive to be ready', async () => {
-    const state = await stateOf(context, archiveUrl);
-    if (state === 'failed') throw new Error(`the build failed:\n${server.output()}`);
-    return state === 'ready to download' ? true : undefined;
-  }, { timeoutMs: 120_000 });
+  await eventually(
+    'the archive to be ready',
+    async () => {
+      const state = await stateOf(context, archiveUrl);
+      if (state === 'failed') throw new Error(`the build failed:\n${server.output()}`);
+      return state === 'ready to download' ? true : undefined;
+    },
+    { timeoutMs: 120_000 },
+  );
   await page.goto(archiveUrl);
   const sha256 = (await page.textContent('#archive-sha256'))!;
   expect(sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -118,11 +139,17 @@ async function downloadAnArchive(server: FirstLookServer, options: { javaScriptE
   expect(createHash('sha256').update(bytes).digest('hex')).toBe(sha256);
   const listing = spawnSync('tar', ['-tf', file], { encoding: 'utf8' });
   expect(listing.status).toBe(0);
-  expect(listing.stdout.split('\n')).toEqual(expect.arrayContaining(['./postgresql/mastodon_production.sql', './mastodon/live/.env.production']));
+  expect(listing.stdout.split('\n')).toEqual(
+    expect.arrayContaining(['./postgresql/mastodon_production.sql', './mastodon/live/.env.production']),
+  );
   expect(listing.stdout).toMatch(/\.\/mastodon\/live\/public\/system\/media_attachments\/files\/(\d{3}\/){6}original\/[0-9a-f]{16}\.jpg/);
 
   // watch read the download server's log line; the portal copied the event: the page says downloaded, when and from where.
-  await eventually('the archive page to say downloaded', async () => ((await stateOf(context, archiveUrl)) === 'downloaded' ? true : undefined), { timeoutMs: 60_000 });
+  await eventually(
+    'the archive page to say downloaded',
+    async () => ((await stateOf(context, archiveUrl)) === 'downloaded' ? true : undefined),
+    { timeoutMs: 60_000 },
+  );
   await page.goto(archiveUrl);
   expect(await page.textContent('#downloaded-ip')).toBe(ip);
   expect(await page.textContent('#downloaded-at')).toMatch(/\d/);
@@ -160,7 +187,9 @@ interface Dom {
 /** With JavaScript on, the archive page's script replaces the meta refresh and updates the progress in place. */
 async function expectLiveProgress(page: Page): Promise<void> {
   if ((await page.locator('#archive-progress').count()) === 0) return;
-  await page.waitForFunction(() => (globalThis as unknown as Dom).document.getElementById('progress-note')?.textContent?.startsWith('This page updates itself'));
+  await page.waitForFunction(() =>
+    (globalThis as unknown as Dom).document.getElementById('progress-note')?.textContent?.startsWith('This page updates itself'),
+  );
   expect(await page.locator('meta[http-equiv="refresh"]').count()).toBe(0);
   // A mark on this document: an update seen while it is still there came without a navigation.
   const first = await page.evaluate(() => {
@@ -168,20 +197,27 @@ async function expectLiveProgress(page: Page): Promise<void> {
     return (globalThis as unknown as Dom).document.getElementById('archive-written')?.textContent ?? '';
   });
   // The progress moves in place, or a build too quick for a second look ends in the script's one reload.
-  await page.waitForFunction((before) => {
-    const w = globalThis as unknown as Dom;
-    return !w.stillHere || (w.document.getElementById('archive-written')?.textContent ?? '') !== before;
-  }, first, { timeout: 120_000, polling: 250 });
+  await page.waitForFunction(
+    (before) => {
+      const w = globalThis as unknown as Dom;
+      return !w.stillHere || (w.document.getElementById('archive-written')?.textContent ?? '') !== before;
+    },
+    first,
+    { timeout: 120_000, polling: 250 },
+  );
 }
 
 /** With JavaScript on, the download page counts the link's seconds down. */
 async function expectCountdown(page: Page): Promise<void> {
-  const secondsShown = async () => Number(/The link works for (\d+) more seconds?\./.exec((await page.textContent('#link-countdown')) ?? '')?.[1]);
+  const secondsShown = async () =>
+    Number(/The link works for (\d+) more seconds?\./.exec((await page.textContent('#link-countdown')) ?? '')?.[1]);
   const start = await secondsShown();
   expect(start).toBeGreaterThan(0);
   expect(start).toBeLessThanOrEqual(60);
   await page.waitForFunction((s) => {
-    const m = /The link works for (\d+) more/.exec((globalThis as unknown as Dom).document.getElementById('link-countdown')?.textContent ?? '');
+    const m = /The link works for (\d+) more/.exec(
+      (globalThis as unknown as Dom).document.getElementById('link-countdown')?.textContent ?? '',
+    );
     return m !== null && Number(m[1]) < s;
   }, start);
 }
@@ -197,87 +233,117 @@ function expectNoProcessLeft(): void {
 }
 
 describe('first look with an empty var/', () => {
-  it('npm start: the demo customer downloads an archive with JavaScript off via the Mailbox, sees the receipt, the cooldown and a second download refused; the token stays in the mail only; Ctrl-C leaves nothing running', { timeout: 600_000 }, async () => {
-    browser = await launchBrowser();
-    const port = await freeLoopbackPort();
-    const server = await startFirstLook({ cwd: clone, npm: true, env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port) } });
-    outputs.push(server.output());
+  it(
+    'npm start: the demo customer downloads an archive with JavaScript off via the Mailbox, sees the receipt, the cooldown and a second download refused; the token stays in the mail only; Ctrl-C leaves nothing running',
+    { timeout: 600_000 },
+    async () => {
+      browser = await launchBrowser();
+      const port = await freeLoopbackPort();
+      const server = await startFirstLook({ cwd: clone, npm: true, env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port) } });
+      outputs.push(server.output());
 
-    // The backup host's layout and modes, as the install script makes them.
-    const host = path.join(dataDir, 'backup-host');
-    const mode = (p: string) => (statSync(path.join(host, p)).mode & 0o777).toString(8);
-    expect({ root: mode('.'), archives: mode('archives'), links: mode('links'), state: mode('state'), secret: mode('secure-link.secret'), config: mode('dispatcher.json') })
-      .toEqual({ root: '700', archives: '750', links: '750', state: '700', secret: '600', config: '600' });
-    expect(existsSync(path.join(host, 'log', 'download.log'))).toBe(true);
+      // The backup host's layout and modes, as the install script makes them.
+      const host = path.join(dataDir, 'backup-host');
+      const mode = (p: string) => (statSync(path.join(host, p)).mode & 0o777).toString(8);
+      expect({
+        root: mode('.'),
+        archives: mode('archives'),
+        links: mode('links'),
+        state: mode('state'),
+        secret: mode('secure-link.secret'),
+        config: mode('dispatcher.json'),
+      }).toEqual({ root: '700', archives: '750', links: '750', state: '700', secret: '600', config: '600' });
+      expect(existsSync(path.join(host, 'log', 'download.log'))).toBe(true);
 
-    const first = await downloadAnArchive(server, { javaScriptEnabled: false, snapshotIndex: 0, cooldown: true });
-    expectDispatcherWatchRunning();
-    await server.stop('SIGINT');
-    outputs.push(server.output());
-    expectNoProcessLeft();
+      const first = await downloadAnArchive(server, { javaScriptEnabled: false, snapshotIndex: 0, cooldown: true });
+      expectDispatcherWatchRunning();
+      await server.stop('SIGINT');
+      outputs.push(server.output());
+      expectNoProcessLeft();
 
-    // The token is in the delivered mail and nowhere else: not in var/, not in the server's output.
-    const outbox = path.join(dataDir, 'outbox');
-    const hexToken = Buffer.from(first.token).toString('hex');
-    expect(readdirSync(outbox).some((n) => readFileSync(path.join(outbox, n), 'utf8').includes(first.token.slice(0, 20)))).toBe(true);
-    for (const file of filesUnder(dataDir, outbox)) {
-      const content = readFileSync(file);
-      expect(content.includes(first.token), file).toBe(false);
-      expect(content.includes(hexToken), file).toBe(false);
-    }
-    expect(server.output()).not.toContain(first.token);
-    writeFileSync(path.join(clone, 'first-request.json'), JSON.stringify(first));
-  });
+      // The token is in the delivered mail and nowhere else: not in var/, not in the server's output.
+      const outbox = path.join(dataDir, 'outbox');
+      const hexToken = Buffer.from(first.token).toString('hex');
+      expect(readdirSync(outbox).some((n) => readFileSync(path.join(outbox, n), 'utf8').includes(first.token.slice(0, 20)))).toBe(true);
+      for (const file of filesUnder(dataDir, outbox)) {
+        const content = readFileSync(file);
+        expect(content.includes(first.token), file).toBe(false);
+        expect(content.includes(hexToken), file).toBe(false);
+      }
+      expect(server.output()).not.toContain(first.token);
+      writeFileSync(path.join(clone, 'first-request.json'), JSON.stringify(first));
+    },
+  );
 
-  it('a second start keeps the archive and its state and the demo backups as they were; with JavaScript on (live progress, link countdown); SIGTERM leaves nothing running', { timeout: 600_000 }, async () => {
-    const first = JSON.parse(readFileSync(path.join(clone, 'first-request.json'), 'utf8')) as { archiveUrl: string; requestId: string };
-    const backups = path.join(dataDir, 'backup-host', 'backups');
-    const before = treeDigest(backups);
-    const archivesBefore = readdirSync(path.join(dataDir, 'backup-host', 'archives'));
-    // watch removes a downloaded archive's file at once; its record and state stay.
-    expect(archivesBefore.filter((n) => n.endsWith('.tar') || n.endsWith('.tar.gz'))).toEqual([]);
+  it(
+    'a second start keeps the archive and its state and the demo backups as they were; with JavaScript on (live progress, link countdown); SIGTERM leaves nothing running',
+    { timeout: 600_000 },
+    async () => {
+      const first = JSON.parse(readFileSync(path.join(clone, 'first-request.json'), 'utf8')) as { archiveUrl: string; requestId: string };
+      const backups = path.join(dataDir, 'backup-host', 'backups');
+      const before = treeDigest(backups);
+      const archivesBefore = readdirSync(path.join(dataDir, 'backup-host', 'archives'));
+      // watch removes a downloaded archive's file at once; its record and state stay.
+      expect(archivesBefore.filter((n) => n.endsWith('.tar') || n.endsWith('.tar.gz'))).toEqual([]);
 
-    const port = await freeLoopbackPort();
-    // No cooldown this time: the first test already saw it, and the second archive need not wait for it.
-    const server = await startFirstLook({ cwd: clone, npm: false, env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port), ARCHWAY_ARCHIVE_COOLDOWN: '0' } });
-    expect(server.output()).not.toContain('generated the demo backups');
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${server.url}/sign-in`);
-    await page.fill('#email', 'demo-customer@example.net');
-    await page.fill('#password', demoCustomerPassword());
-    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Sign in")')]);
-    await page.goto(first.archiveUrl.replace(/^http:\/\/[^/]+/, server.url));
-    expect(await page.textContent('#archive-state')).toBe('downloaded');
-    await context.close();
+      const port = await freeLoopbackPort();
+      // No cooldown this time: the first test already saw it, and the second archive need not wait for it.
+      const server = await startFirstLook({
+        cwd: clone,
+        npm: false,
+        env: { ARCHWAY_DATA_DIR: dataDir, ARCHWAY_PORT: String(port), ARCHWAY_ARCHIVE_COOLDOWN: '0' },
+      });
+      expect(server.output()).not.toContain('generated the demo backups');
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(`${server.url}/sign-in`);
+      await page.fill('#email', 'demo-customer@example.net');
+      await page.fill('#password', demoCustomerPassword());
+      await Promise.all([page.waitForNavigation(), page.click('button:has-text("Sign in")')]);
+      await page.goto(first.archiveUrl.replace(/^http:\/\/[^/]+/, server.url));
+      expect(await page.textContent('#archive-state')).toBe('downloaded');
+      await context.close();
 
-    await downloadAnArchive(server, { javaScriptEnabled: true, snapshotIndex: 1, cooldown: false });
-    expectDispatcherWatchRunning();
-    expect(await server.stop('SIGTERM')).toBe(0);
-    expectNoProcessLeft();
-    expect(treeDigest(backups)).toBe(before);
-    expect(readdirSync(path.join(dataDir, 'backup-host', 'archives'))).toEqual(expect.arrayContaining(archivesBefore));
-  });
+      await downloadAnArchive(server, { javaScriptEnabled: true, snapshotIndex: 1, cooldown: false });
+      expectDispatcherWatchRunning();
+      expect(await server.stop('SIGTERM')).toBe(0);
+      expectNoProcessLeft();
+      expect(treeDigest(backups)).toBe(before);
+      expect(readdirSync(path.join(dataDir, 'backup-host', 'archives'))).toEqual(expect.arrayContaining(archivesBefore));
+    },
+  );
 });
 
 describe('first look with a backup host of its own choosing', () => {
-  it('ARCHWAY_FIRST_LOOK_BACKUPS serves that tree instead of demo backups; a configured backup host turns first look\'s off', { timeout: 300_000 }, async () => {
-    const own = path.join(clone, 'my-backups');
-    mkdirSync(path.join(own, 'demo.example.net', 'nightly-1'), { recursive: true });
-    writeFileSync(path.join(own, 'demo.example.net', 'nightly-1', 'site.txt'), 'mine\n');
-    const ownData = path.join(clone, 'var-own');
-    const server = await startFirstLook({ cwd: clone, npm: false, env: { ARCHWAY_DATA_DIR: ownData, ARCHWAY_PORT: '0', ARCHWAY_FIRST_LOOK_BACKUPS: own } });
-    const config = JSON.parse(readFileSync(path.join(ownData, 'backup-host', 'dispatcher.json'), 'utf8')) as { backupRoot: string };
-    expect(config.backupRoot).toBe(own);
-    expect(existsSync(path.join(ownData, 'backup-host', 'backups'))).toBe(false);
-    expect(await server.stop('SIGTERM')).toBe(0);
+  it(
+    "ARCHWAY_FIRST_LOOK_BACKUPS serves that tree instead of demo backups; a configured backup host turns first look's off",
+    { timeout: 300_000 },
+    async () => {
+      const own = path.join(clone, 'my-backups');
+      mkdirSync(path.join(own, 'demo.example.net', 'nightly-1'), { recursive: true });
+      writeFileSync(path.join(own, 'demo.example.net', 'nightly-1', 'site.txt'), 'mine\n');
+      const ownData = path.join(clone, 'var-own');
+      const server = await startFirstLook({
+        cwd: clone,
+        npm: false,
+        env: { ARCHWAY_DATA_DIR: ownData, ARCHWAY_PORT: '0', ARCHWAY_FIRST_LOOK_BACKUPS: own },
+      });
+      const config = JSON.parse(readFileSync(path.join(ownData, 'backup-host', 'dispatcher.json'), 'utf8')) as { backupRoot: string };
+      expect(config.backupRoot).toBe(own);
+      expect(existsSync(path.join(ownData, 'backup-host', 'backups'))).toBe(false);
+      expect(await server.stop('SIGTERM')).toBe(0);
 
-    const otherData = path.join(clone, 'var-configured');
-    const configured = await startFirstLook({ cwd: clone, npm: false, env: { ARCHWAY_DATA_DIR: otherData, ARCHWAY_PORT: '0', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: path.join(clone, 'elsewhere.json') } });
-    expect(existsSync(path.join(otherData, 'backup-host'))).toBe(false);
-    expect(configured.output()).not.toContain('first-look backup host');
-    expect(processesMentioning(otherData)).toEqual([expect.objectContaining({ pid: configured.child.pid })]);
-    expect(await configured.stop('SIGTERM')).toBe(0);
-    expect(processesMentioning(path.join(clone, 'var-'))).toEqual([]);
-  });
+      const otherData = path.join(clone, 'var-configured');
+      const configured = await startFirstLook({
+        cwd: clone,
+        npm: false,
+        env: { ARCHWAY_DATA_DIR: otherData, ARCHWAY_PORT: '0', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: path.join(clone, 'elsewhere.json') },
+      });
+      expect(existsSync(path.join(otherData, 'backup-host'))).toBe(false);
+      expect(configured.output()).not.toContain('first-look backup host');
+      expect(processesMentioning(otherData)).toEqual([expect.objectContaining({ pid: configured.child.pid })]);
+      expect(await configured.stop('SIGTERM')).toBe(0);
+      expect(processesMentioning(path.join(clone, 'var-'))).toEqual([]);
+    },
+  );
 });

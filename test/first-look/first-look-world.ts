@@ -29,7 +29,12 @@ export interface FirstLookServer {
 }
 
 /** Starts `npm start` (true) or `node dist/src/main.js serve` in `cwd`, and waits for its "listening" line. */
-export function startFirstLook(options: { cwd: string; npm: boolean; env: Record<string, string>; timeoutMs?: number }): Promise<FirstLookServer> {
+export function startFirstLook(options: {
+  cwd: string;
+  npm: boolean;
+  env: Record<string, string>;
+  timeoutMs?: number;
+}): Promise<FirstLookServer> {
   const command = options.npm ? 'npm' : process.execPath;
   const args = options.npm ? ['start', '--silent'] : [path.join(options.cwd, 'dist/src/main.js'), 'serve'];
   const child = spawn(command, args, {

@@ -15,7 +15,14 @@ export const TEST_SECRETS = {
 
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config & { secrets: Secrets } {
   // inject() speaks plain HTTP; tests of the HTTPS rules pass ARCHWAY_REQUIRE_HTTPS=true and a trusted proxy's headers.
-  return loadConfig({ ARCHWAY_DATABASE_URL: databaseUrl, ARCHWAY_LOG_LEVEL: 'info', ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9', ARCHWAY_REQUIRE_HTTPS: 'false', ...TEST_SECRETS, ...env }) as Config & { secrets: Secrets };
+  return loadConfig({
+    ARCHWAY_DATABASE_URL: databaseUrl,
+    ARCHWAY_LOG_LEVEL: 'info',
+    ARCHWAY_SMTP_URL: 'smtp://127.0.0.1:9',
+    ARCHWAY_REQUIRE_HTTPS: 'false',
+    ...TEST_SECRETS,
+    ...env,
+  }) as Config & { secrets: Secrets };
 }
 
 export interface TestApp {

@@ -58,7 +58,12 @@ function waitForPort(host: string, port: number, timeoutMs: number): Promise<voi
 }
 
 /** Checks the config with `nginx -t`, runs nginx in the foreground and waits until it listens. */
-async function runNginx(dir: string, configPath: string, host: string, ports: readonly number[]): Promise<{ stop(): Promise<void>; reopenLogs(): void }> {
+async function runNginx(
+  dir: string,
+  configPath: string,
+  host: string,
+  ports: readonly number[],
+): Promise<{ stop(): Promise<void>; reopenLogs(): void }> {
   const nginx = findProgram('nginx');
   await runOk(nginx, ['-t', '-q', '-p', dir, '-c', configPath]);
   const child = spawn(nginx, ['-p', dir, '-c', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -148,7 +153,16 @@ export async function startNginx(options: NginxOptions): Promise<PrivateNginx> {
     }`;
   await writeFile(configPath, mainConfig(dir, options.user ?? 'www-data', httpBody), { mode: 0o644 });
   const { stop, reopenLogs } = await runNginx(dir, configPath, host, [port]);
-  return { host, port, baseUrl: `http://${host}:${port}`, accessLog, errorLog: join(dir, 'logs', 'error.log'), configPath, stop, reopenLogs };
+  return {
+    host,
+    port,
+    baseUrl: `http://${host}:${port}`,
+    accessLog,
+    errorLog: join(dir, 'logs', 'error.log'),
+    configPath,
+    stop,
+    reopenLogs,
+  };
 }
 
 /** Whether the installed nginx is at least major.minor.patch (`nginx -v` prints "nginx version: nginx/1.22.1" on stderr). */
@@ -166,8 +180,21 @@ export async function makeSelfSignedCert(dir: string, commonName: string): Promi
   const cert = join(dir, 'tls-cert.pem');
   const key = join(dir, 'tls-key.pem');
   await runOk(findProgram('openssl'), [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', `/CN=${commonName}`, '-keyout', key, '-out', cert,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${commonName}`,
+    '-keyout',
+    key,
+    '-out',
+    cert,
   ]);
   return { cert, key };
 }
@@ -178,16 +205,59 @@ export async function makeSelfSignedCert(dir: string, commonName: string): Promi
  */
 export async function makeCaSignedCert(dir: string, serverName: string): Promise<{ ca: string; cert: string; key: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const [ca, caKey, cert, key] = ['ca.pem', 'ca-key.pem', 'tls-cert.pem', 'tls-key.pem'].map((name) => join(dir, name)) as [string, string, string, string];
+  const [ca, caKey, cert, key] = ['ca.pem', 'ca-key.pem', 'tls-cert.pem', 'tls-key.pem'].map((name) => join(dir, name)) as [
+    string,
+    string,
+    string,
+    string,
+  ];
   const openssl = findProgram('openssl');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  await runOk(openssl, ['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=Archway test CA', '-keyout', caKey, '-out', ca,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  await runOk(openssl, ['req', '-x509', ...ec, '-days', '90', '-subj', `/CN=${serverName}`, '-keyout', key, '-out', cert, '-CA', ca, '-CAkey', caKey,
-    '-addext', `subjectAltName=DNS:${serverName}`, '-addext', 'basicConstraints=critical,CA:FALSE',
-    '-addext', 'keyUsage=critical,digitalSignature', '-addext', 'extendedKeyUsage=serverAuth',
+  await runOk(openssl, [
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Archway test CA',
+    '-keyout',
+    caKey,
+    '-out',
+    ca,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  await runOk(openssl, [
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '90',
+    '-subj',
+    `/CN=${serverName}`,
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-CA',
+    ca,
+    '-CAkey',
+    caKey,
+    '-addext',
+    `subjectAltName=DNS:${serverName}`,
+    '-addext',
+    'basicConstraints=critical,CA:FALSE',
+    '-addext',
+    'keyUsage=critical,digitalSignature',
+    '-addext',
+    'extendedKeyUsage=serverAuth',
     // Public CAs name a CRL; testssl rates a certificate without one high. Nobody fetches it here.
-    '-addext', 'crlDistributionPoints=URI:http://ca.example.net/archway-test.crl']);
+    '-addext',
+    'crlDistributionPoints=URI:http://ca.example.net/archway-test.crl',
+  ]);
   return { ca, cert, key };
 }
 
@@ -244,7 +314,9 @@ export async function startPortalNginx(options: {
   });
   const accessLog = join(dir, 'logs', 'access.log');
   // Without an access_log of its own the vhost would log to the http-level one: the same file.
-  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(rendered.replaceAll('access_log /var/log/nginx/access.log ', `access_log ${accessLog} `));
+  const { vhost, httpPort, httpsPort } = await onLoopbackPorts(
+    rendered.replaceAll('access_log /var/log/nginx/access.log ', `access_log ${accessLog} `),
+  );
   const vhostPath = join(dir, 'portal.conf');
   await writeFile(vhostPath, vhost, { mode: 0o644 });
   const configPath = join(dir, 'nginx.conf');

@@ -52,7 +52,9 @@ export function findProgram(name: string): string {
       // not here; keep looking
     }
   }
-  throw new Error(`${name} is not installed (looked on PATH and in the sbin directories). Install what the tests need with: scripts/install-test-deps.sh`);
+  throw new Error(
+    `${name} is not installed (looked on PATH and in the sbin directories). Install what the tests need with: scripts/install-test-deps.sh`,
+  );
 }
 
 /** A free TCP port on a loopback address (the tests never listen anywhere else). */
@@ -172,7 +174,9 @@ export function authorizedKeyLine(portalAddress: string, gatePath: string, publi
 export async function installGate(dir: string, dispatcherPath: string): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const gate = join(dir, 'archway-gate');
-  await writeFile(gate, renderTemplate(readShipped('deploy/archway-gate'), { DISPATCHER: assertSafePath(dispatcherPath) }), { mode: 0o755 });
+  await writeFile(gate, renderTemplate(readShipped('deploy/archway-gate'), { DISPATCHER: assertSafePath(dispatcherPath) }), {
+    mode: 0o755,
+  });
   await chown(gate, 0, 0);
   await chmod(gate, 0o755);
   return gate;
@@ -262,7 +266,10 @@ export async function startSshd(options: SshdOptions): Promise<PrivateSshd> {
   await runOk(findProgram('ssh-keygen'), ['-q', '-t', 'ed25519', '-N', '', '-C', 'archway-test-host', '-f', hostKey]);
   const hostPublicKey = (await readFile(`${hostKey}.pub`, 'utf8')).trim();
   const port = await freeLoopbackPort(host);
-  const snippet = renderTemplate(readShipped('deploy/sshd-archway.conf.in'), { USER: options.user, GATE: assertSafePath(options.gatePath) });
+  const snippet = renderTemplate(readShipped('deploy/sshd-archway.conf.in'), {
+    USER: options.user,
+    GATE: assertSafePath(options.gatePath),
+  });
   const config = [
     `ListenAddress ${host}:${port}`,
     `HostKey ${hostKey}`,
@@ -313,7 +320,6 @@ export async function startSshd(options: SshdOptions): Promise<PrivateSshd> {
     stop: () => stopProcess(child, killNow),
   };
 }
-
 
 /** Kills a private server and waits until it has exited, so its port and files are free afterwards. */
 export async function stopProcess(child: ChildProcess, killNow: () => void): Promise<void> {

@@ -107,7 +107,12 @@ describe('the web skeleton', () => {
   });
 
   it('keeps error codes in the log so an operator can tell refusals apart', async () => {
-    await subject.app.inject({ method: 'POST', url: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `a=${'x'.repeat(70 * 1024)}` });
+    await subject.app.inject({
+      method: 'POST',
+      url: '/',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `a=${'x'.repeat(70 * 1024)}`,
+    });
     expect(subject.logText()).toContain('"code":"FST_ERR_CTP_BODY_TOO_LARGE"');
   });
 
@@ -132,7 +137,11 @@ describe('the web skeleton', () => {
     await subject.app.inject({
       method: 'POST',
       url: `/no/such/form?token=${planted}&t=${planted}&page=2`,
-      headers: { cookie: `__Host-session=${planted}`, authorization: `Bearer ${planted}`, 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        cookie: `__Host-session=${planted}`,
+        authorization: `Bearer ${planted}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       payload: `password=${planted}&token=${planted}`,
     });
     await subject.app.inject({ url: `/download/abc?token=${planted}` });

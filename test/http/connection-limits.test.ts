@@ -39,9 +39,20 @@ function untilClosed(socket: Socket): Promise<string> {
 
 describe('the portal listener', () => {
   it('keeps the documented production limits', () => {
-    expect(HTTP_LIMITS).toEqual({ requestTimeoutMs: 10_000, connectionTimeoutMs: 70_000, keepAliveTimeoutMs: 65_000, maxRequestsPerSocket: 1_000, maxConnections: 1_024 });
+    expect(HTTP_LIMITS).toEqual({
+      requestTimeoutMs: 10_000,
+      connectionTimeoutMs: 70_000,
+      keepAliveTimeoutMs: 65_000,
+      maxRequestsPerSocket: 1_000,
+      maxConnections: 1_024,
+    });
     const server = subject.app.server;
-    expect([server.keepAliveTimeout, server.timeout, server.maxRequestsPerSocket, server.maxConnections]).toEqual([65_000, 70_000, 1_000, CAP]);
+    expect([server.keepAliveTimeout, server.timeout, server.maxRequestsPerSocket, server.maxConnections]).toEqual([
+      65_000,
+      70_000,
+      1_000,
+      CAP,
+    ]);
   });
 
   it('closes a socket that sends its request headers too slowly, with a 408', async () => {
@@ -72,7 +83,11 @@ describe('the portal listener', () => {
     for (const socket of held) socket.destroy();
     // The server frees the places as it sees the sockets close; a refused try is closed, not answered.
     let status = 0;
-    for (let tries = 0; status !== 200 && tries < 50; tries += 1) status = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status, () => 0);
+    for (let tries = 0; status !== 200 && tries < 50; tries += 1)
+      status = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.status,
+        () => 0,
+      );
     expect(status).toBe(200);
   }, 15_000);
 });

@@ -31,7 +31,9 @@ describe('mail in first-look mode on the embedded database', () => {
     const stopWorker = startMailWorker(app, { pollIntervalMs: 20 });
     try {
       for (const name of ['alice', 'bob', 'carol']) {
-        await database.db.transaction().execute((trx) => enqueueMail(trx, { to: `${name}@example.net`, template: 'test-message', data: { note: `for ${name}` } }));
+        await database.db
+          .transaction()
+          .execute((trx) => enqueueMail(trx, { to: `${name}@example.net`, template: 'test-message', data: { note: `for ${name}` } }));
       }
       const deadline = Date.now() + 10_000;
       while ((await readdir(outboxDir).catch(() => [])).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -42,7 +44,11 @@ describe('mail in first-look mode on the embedded database', () => {
     const names = (await readdir(outboxDir)).sort();
     expect(names).toHaveLength(3);
     const texts = await Promise.all(names.map(async (name) => (await simpleParser(await readFile(path.join(outboxDir, name)))).text));
-    expect(texts.map((text) => /Note from the operator: (for \w+)/.exec(text ?? '')?.[1]).sort()).toEqual(['for alice', 'for bob', 'for carol']);
+    expect(texts.map((text) => /Note from the operator: (for \w+)/.exec(text ?? '')?.[1]).sort()).toEqual([
+      'for alice',
+      'for bob',
+      'for carol',
+    ]);
     const rows = await database.db.selectFrom('mail_queue').select(['status', 'attempts', 'body']).execute();
     expect(rows).toEqual(Array.from({ length: 3 }, () => ({ status: 'sent', attempts: 1, body: null })));
     await app.close();

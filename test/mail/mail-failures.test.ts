@@ -102,7 +102,14 @@ describe('mail delivery failures', () => {
     sink.clear();
     const handle = await connectDatabase({ databaseUrl: database.url, dataDir: '/nonexistent' });
     const mail = { ...testConfig(database.url, { ARCHWAY_SMTP_URL: goodUrl() }).mail, requireTlsByDefault: true };
-    const production = { NODE_ENV: 'production', ARCHWAY_DATABASE_URL: database.url, ARCHWAY_PUBLIC_URL: 'https://portal.example.net', ARCHWAY_MAIL_FROM: 'Archway <archway@example.net>', ARCHWAY_SMTP_URL: goodUrl(), ...TEST_SECRETS };
+    const production = {
+      NODE_ENV: 'production',
+      ARCHWAY_DATABASE_URL: database.url,
+      ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
+      ARCHWAY_MAIL_FROM: 'Archway <archway@example.net>',
+      ARCHWAY_SMTP_URL: goodUrl(),
+      ...TEST_SECRETS,
+    };
     expect(loadConfig(production).mail.requireTlsByDefault).toBe(true);
     expect(loadConfig({ ...production, NODE_ENV: 'development' }).mail.requireTlsByDefault).toBe(false);
     const subject = await buildTestApp(handle, database.url, { ARCHWAY_SMTP_URL: goodUrl() }, { mail });
@@ -129,12 +136,20 @@ describe('mail delivery failures', () => {
   });
 
   it('records a malformed SMTP URL as the reason, never repeating the URL or its password', async () => {
-    for (const badUrl of [`smtp://archway:${ENCODED_PASSWORD}@[::1`, `smtp://archway:${ENCODED_PASSWORD}@127.0.0.1:notaport`, `smtp://archway:${PASSWORD}@127.0.0.1:25`]) {
+    for (const badUrl of [
+      `smtp://archway:${ENCODED_PASSWORD}@[::1`,
+      `smtp://archway:${ENCODED_PASSWORD}@127.0.0.1:notaport`,
+      `smtp://archway:${PASSWORD}@127.0.0.1:25`,
+    ]) {
       await withRelay(badUrl, async (subject) => {
         await enqueueMail(database.handle.db, message('alice@example.net'));
         expect(await deliverDueMail(subject.app)).toEqual(['retry']);
         const row = await onlyRow();
-        expect(row).toMatchObject({ status: 'pending', attempts: 1, last_error: 'ARCHWAY_SMTP_URL is not a valid smtp:// or smtps:// URL' });
+        expect(row).toMatchObject({
+          status: 'pending',
+          attempts: 1,
+          last_error: 'ARCHWAY_SMTP_URL is not a valid smtp:// or smtps:// URL',
+        });
         await expectNoPasswordIn(subject);
       });
     }

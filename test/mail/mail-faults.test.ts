@@ -32,7 +32,9 @@ async function withRelay(smtp: ScriptedSmtp, run: (subject: TestApp) => Promise<
 /** Sessions of this test's database that sit inside an open transaction. */
 async function sessionsInTransaction(): Promise<number> {
   const { rows } = await sql<{ n: number }>`
-    select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`.execute(database.handle.db);
+    select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`.execute(
+    database.handle.db,
+  );
   return rows[0]!.n;
 }
 
@@ -56,7 +58,9 @@ describe('the mail worker and a misbehaving relay', () => {
       mode: 'accept',
       // A database restart at the worst moment: after the message is accepted, before the worker records it.
       beforeAccept: async () => {
-        await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(database.handle.db);
+        await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(
+          database.handle.db,
+        );
       },
     });
     await withRelay(smtp, async (subject) => {

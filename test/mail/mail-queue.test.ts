@@ -67,7 +67,12 @@ describe('the mail queue', () => {
     try {
       await waitFor(async () => (await queueRows())[0]?.attempts === 1);
       const [waiting] = await queueRows();
-      expect(waiting).toMatchObject({ status: 'pending', attempts: 1, next_attempt_at: new Date(clock.getTime() + 60_000), finished_at: null });
+      expect(waiting).toMatchObject({
+        status: 'pending',
+        attempts: 1,
+        next_attempt_at: new Date(clock.getTime() + 60_000),
+        finished_at: null,
+      });
       expect(waiting?.last_error).toMatch(/ECONNREFUSED/);
 
       await sink.start();
@@ -220,17 +225,31 @@ describe('the mail queue', () => {
     expect(message?.messageId).toBe(`<${row?.id}@localhost>`);
     expect(message?.text).toContain(`Note from the operator: ${note}\n`);
     expect(message?.text).toContain('\n-- \nArchway · your backups, on request');
-    expect(message?.html).toContain('<p>Note from the operator: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;</p>');
+    expect(message?.html).toContain(
+      '<p>Note from the operator: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;</p>',
+    );
     expect(message?.html).not.toContain('<script>');
     expect(message?.html).not.toContain('<b>bold');
     expect(message?.html).toContain('<title>Archway test message</title>');
   });
 
   it('refuses an unknown template, a template name with a path in it, and a recipient that is not one plain address, queueing nothing', async () => {
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'no-such-template', data: {} })).rejects.toBeInstanceOf(UnknownMailTemplate);
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: '../layout', data: {} })).rejects.toBeInstanceOf(UnknownMailTemplate);
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'layout.txt', data: {} })).rejects.toBeInstanceOf(UnknownMailTemplate);
-    for (const to of ['alice@example.net\r\nBcc: mallory@example.org', 'alice@example.net, mallory@example.org', 'Alice <alice@example.net>', 'alice', '']) {
+    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'no-such-template', data: {} })).rejects.toBeInstanceOf(
+      UnknownMailTemplate,
+    );
+    await expect(enqueueMail(db(), { to: 'alice@example.net', template: '../layout', data: {} })).rejects.toBeInstanceOf(
+      UnknownMailTemplate,
+    );
+    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'layout.txt', data: {} })).rejects.toBeInstanceOf(
+      UnknownMailTemplate,
+    );
+    for (const to of [
+      'alice@example.net\r\nBcc: mallory@example.org',
+      'alice@example.net, mallory@example.org',
+      'Alice <alice@example.net>',
+      'alice',
+      '',
+    ]) {
       await expect(enqueueMail(db(), testMessage('x', to))).rejects.toBeInstanceOf(InvalidRecipient);
     }
     expect(await queueRows()).toEqual([]);
@@ -238,7 +257,15 @@ describe('the mail queue', () => {
 
   it('deletes finished rows after 30 days and keeps younger ones and every waiting message', async () => {
     const daysAgo = (days: number) => new Date(clock.getTime() - days * 86_400_000);
-    const finished = (id: string, status: 'sent' | 'failed', days: number) => ({ id, recipient: 'alice@example.net', template: 'test-message', body: null, status, attempts: 1, finished_at: daysAgo(days) });
+    const finished = (id: string, status: 'sent' | 'failed', days: number) => ({
+      id,
+      recipient: 'alice@example.net',
+      template: 'test-message',
+      body: null,
+      status,
+      attempts: 1,
+      finished_at: daysAgo(days),
+    });
     await db()
       .insertInto('mail_queue')
       .values([

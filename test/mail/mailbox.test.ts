@@ -69,7 +69,10 @@ beforeAll(async () => {
   outboxDir = path.join(dataDir, 'outbox');
   const base = testConfig(database.url);
   // First look: no SMTP relay, so mail goes to the outbox (and the banner shows).
-  app = await buildApp({ config: { ...base, mode: 'first-look', mail: { ...base.mail, smtpUrl: null, outboxDir } }, database: database.handle });
+  app = await buildApp({
+    config: { ...base, mode: 'first-look', mail: { ...base.mail, smtpUrl: null, outboxDir } },
+    database: database.handle,
+  });
   origin = await app.listen({ host: '127.0.0.1', port: 0 });
   browser = await launchBrowser();
   alice = await createUser(app, { email: 'alice@example.net' });
@@ -79,7 +82,11 @@ beforeAll(async () => {
   expect(await deliverDueMail(app)).toEqual(['sent']);
   await enqueueMail(database.handle.db, { to: bob.email, template: 'test-message', data: { note: bobSecret } });
   expect(await deliverDueMail(app)).toEqual(['sent']);
-  await enqueueMail(database.handle.db, { to: 'ALICE@example.net', template: 'test-message', data: { note: `second for alice ${app.config.publicUrl}/account` } });
+  await enqueueMail(database.handle.db, {
+    to: 'ALICE@example.net',
+    template: 'test-message',
+    data: { note: `second for alice ${app.config.publicUrl}/account` },
+  });
   expect(await deliverDueMail(app)).toEqual(['sent']);
   const names = (await readdir(outboxDir)).sort();
   expect(names).toHaveLength(3);
@@ -186,7 +193,9 @@ describe('the first-look mailbox', () => {
     expect(new URL(page.url()).pathname).toBe(`/mailbox/${id}/html`);
 
     const frameElement = await page.waitForSelector('#mail-html');
-    expect(await frameElement.getAttribute('sandbox')).toBe('allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation');
+    expect(await frameElement.getAttribute('sandbox')).toBe(
+      'allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation',
+    );
     const frame = (await frameElement.contentFrame())!;
     await frame.waitForSelector('#greeting');
     expect(await frame.textContent('#greeting')).toBe('Hello from HTML');
@@ -212,7 +221,8 @@ describe('the first-look mailbox', () => {
     try {
       const client = new WebClient(server);
       expect((await client.signIn(alice.email, PASSWORD)).status).toBe(303);
-      for (const url of ['/mailbox', `/mailbox/${bobMessageId}`, `/mailbox/${bobMessageId}/html`]) expect((await client.get(url)).status).toBe(404);
+      for (const url of ['/mailbox', `/mailbox/${bobMessageId}`, `/mailbox/${bobMessageId}/html`])
+        expect((await client.get(url)).status).toBe(404);
       expect((await client.get('/account')).body).not.toContain('/mailbox');
     } finally {
       await server.close();

@@ -57,7 +57,9 @@ async function emlFiles(): Promise<string[]> {
 }
 
 async function parsedFiles() {
-  return Promise.all((await emlFiles()).map(async (name) => ({ name, mail: await simpleParser(await readFile(path.join(outboxDir, name))) })));
+  return Promise.all(
+    (await emlFiles()).map(async (name) => ({ name, mail: await simpleParser(await readFile(path.join(outboxDir, name))) })),
+  );
 }
 
 function escapeHtml(text: string): string {
@@ -84,7 +86,9 @@ describe('first-look mode mail', () => {
     }
     expect(byRecipient.get('alice@example.net')?.text).toContain(`Note from the operator: ${secret}\n`);
     expect(byRecipient.get('bob@example.net')?.text).toContain(`Note from the operator: ${unicodeNote}\n`);
-    expect(byRecipient.get('bob@example.net')?.html).toContain(`Note from the operator: ${escapeHtml(unicodeNote).replace(/&#39;/g, "'")}</p>`);
+    expect(byRecipient.get('bob@example.net')?.html).toContain(
+      `Note from the operator: ${escapeHtml(unicodeNote).replace(/&#39;/g, "'")}</p>`,
+    );
 
     const rows = await database.handle.db.selectFrom('mail_queue').select(['status', 'body']).execute();
     expect(rows).toEqual([

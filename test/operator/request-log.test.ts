@@ -38,7 +38,17 @@ async function customerWith(email: string, domain: string): Promise<User> {
 }
 
 /** A request as the customer pages record it; each one newer than the last. */
-async function request(user: User, values: { snapshot?: string; state?: ArchiveRequestState; ip?: string | null; sizeBytes?: number; archiveId?: string | null; customer?: string } = {}) {
+async function request(
+  user: User,
+  values: {
+    snapshot?: string;
+    state?: ArchiveRequestState;
+    ip?: string | null;
+    sizeBytes?: number;
+    archiveId?: string | null;
+    customer?: string;
+  } = {},
+) {
   minutesAgo -= 10;
   return db()
     .insertInto('archive_requests')
@@ -57,11 +67,26 @@ async function request(user: User, values: { snapshot?: string; state?: ArchiveR
 }
 
 let seq = 0;
-async function event(archive: string, customer: string, type: string, values: { ip?: string | null; bytes?: number | null; detail?: string | null; at?: Date } = {}) {
+async function event(
+  archive: string,
+  customer: string,
+  type: string,
+  values: { ip?: string | null; bytes?: number | null; detail?: string | null; at?: Date } = {},
+) {
   seq += 1;
   await db()
     .insertInto('backup_host_events')
-    .values({ host: 'default', seq, at: values.at ?? subject.clock.now(), type, customer, archive_id: archive, ip: values.ip ?? null, bytes: values.bytes ?? null, detail: values.detail ?? null })
+    .values({
+      host: 'default',
+      seq,
+      at: values.at ?? subject.clock.now(),
+      type,
+      customer,
+      archive_id: archive,
+      ip: values.ip ?? null,
+      bytes: values.bytes ?? null,
+      detail: values.detail ?? null,
+    })
     .execute();
 }
 
@@ -90,12 +115,21 @@ describe('the request log', () => {
     await event(id, 'shop.example', 'archive.ready', { bytes: 3 * 1024 * 1024, at: t(1) });
     await event(id, 'shop.example', 'archive.armed', { at: t(2) });
     await event(id, 'shop.example', 'link.issued', { ip: '192.0.2.41', detail: 'expires 1790000000', at: t(3) });
-    await event(id, 'shop.example', 'download.interrupted', { ip: '192.0.2.41', bytes: 1000, detail: 'status 200, completion none, size 3145728', at: t(4) });
+    await event(id, 'shop.example', 'download.interrupted', {
+      ip: '192.0.2.41',
+      bytes: 1000,
+      detail: 'status 200, completion none, size 3145728',
+      at: t(4),
+    });
     await event(id, 'shop.example', 'link.issued', { ip: '192.0.2.42', at: t(5) });
     await event(id, 'shop.example', 'download.completed', { ip: '192.0.2.42', bytes: 3 * 1024 * 1024, at: t(6) });
     // The same archive id reported for another customer is not this request's story.
     await event(id, 'elsewhere.example', 'link.issued', { ip: '203.0.113.99', at: t(7) });
-    await db().updateTable('archive_requests').set({ state: 'downloaded', finished_at: t(6) }).where('archive_id', '=', id).execute();
+    await db()
+      .updateTable('archive_requests')
+      .set({ state: 'downloaded', finished_at: t(6) })
+      .where('archive_id', '=', id)
+      .execute();
 
     const page = await desk.get('/operator/requests?q=alice@shop.example');
     expect(page.status).toBe(200);
@@ -126,7 +160,8 @@ describe('the request log', () => {
     const at = (m: number) => new Date(subject.clock.now().getTime() + m * MINUTE);
     const stamp = (m: number) => at(m).toISOString().slice(0, 19).replace('T', ' ');
     const rows = [await request(bob), await request(bob), await request(bob), await request(bob, { state: 'building' })];
-    const set = (i: number, values: Record<string, unknown>) => db().updateTable('archive_requests').set(values).where('id', '=', rows[i]!.id).execute();
+    const set = (i: number, values: Record<string, unknown>) =>
+      db().updateTable('archive_requests').set(values).where('id', '=', rows[i]!.id).execute();
     await set(0, { notified_at: at(-30), notify_attempts: 1 });
     await set(1, { notify_due_at: at(4), notify_attempts: 3, last_notify_error: 'SMTP 451 <b>try later</b>' });
     await set(2, { notify_due_at: null, notify_attempts: 10, last_notify_error: 'SMTP 550 mailbox unavailable' });
@@ -161,15 +196,19 @@ describe('the request log', () => {
     expect(second.body).not.toContain('Older requests');
   });
 
-  it('finds requests by part of the customer\'s email or domain, and says so when none match', async () => {
+  it("finds requests by part of the customer's email or domain, and says so when none match", async () => {
     const carol = await customerWith('carol@filter-one.example', 'filter-one.example');
     const dave = await customerWith('dave@filter-two.example', 'filter-two.example');
     await request(carol, { snapshot: 'weekly.1' });
     await request(dave, { snapshot: 'weekly.2' });
     const heads = (html: string) => [...html.matchAll(/<h3>([^<]+)<\/h3>/g)].map((m) => m[1]);
 
-    expect(heads((await desk.get('/operator/requests?q=CAROL@')).body)).toEqual(['carol@filter-one.example · filter-one.example · weekly.1']);
-    expect(heads((await desk.get('/operator/requests?q=filter-two')).body)).toEqual(['dave@filter-two.example · filter-two.example · weekly.2']);
+    expect(heads((await desk.get('/operator/requests?q=CAROL@')).body)).toEqual([
+      'carol@filter-one.example · filter-one.example · weekly.1',
+    ]);
+    expect(heads((await desk.get('/operator/requests?q=filter-two')).body)).toEqual([
+      'dave@filter-two.example · filter-two.example · weekly.2',
+    ]);
     expect(heads((await desk.get('/operator/requests?q=filter-')).body)).toEqual([
       'dave@filter-two.example · filter-two.example · weekly.2',
       'carol@filter-one.example · filter-one.example · weekly.1',
@@ -217,7 +256,16 @@ describe('the request log', () => {
 
     const page = await desk.get('/operator/requests?q=mallory');
     expect(page.status).toBe(200);
-    for (const raw of ['<script>alert("domain")', '<b>customer</b>', '<i>snap</i>', '<u>reason</u>', '<img src=x', 'archive.<img>', '<marquee>']) expect(page.body).not.toContain(raw);
+    for (const raw of [
+      '<script>alert("domain")',
+      '<b>customer</b>',
+      '<i>snap</i>',
+      '<u>reason</u>',
+      '<img src=x',
+      'archive.<img>',
+      '<marquee>',
+    ])
+      expect(page.body).not.toContain(raw);
     for (const escaped of [
       '&lt;script&gt;alert(&quot;domain&quot;)&lt;/script&gt;',
       '&lt;b&gt;customer&lt;/b&gt;',
@@ -234,16 +282,31 @@ describe('the request log', () => {
     expect(search.body).toContain('value="&quot;&gt;&lt;script&gt;"');
   });
 
-  it('shows how far the backup host\'s events have been copied, and the last error', async () => {
+  it("shows how far the backup host's events have been copied, and the last error", async () => {
     const syncedAt = new Date('2026-11-22T10:11:12.000Z');
     await db()
       .insertInto('backup_host_sync')
-      .values({ host: 'default', last_seq: 4242, synced_at: syncedAt, last_error: 'backup host ended events.since with exit 255: Connection refused' })
-      .onConflict((oc) => oc.column('host').doUpdateSet({ last_seq: 4242, synced_at: syncedAt, last_error: 'backup host ended events.since with exit 255: Connection refused' }))
+      .values({
+        host: 'default',
+        last_seq: 4242,
+        synced_at: syncedAt,
+        last_error: 'backup host ended events.since with exit 255: Connection refused',
+      })
+      .onConflict((oc) =>
+        oc
+          .column('host')
+          .doUpdateSet({
+            last_seq: 4242,
+            synced_at: syncedAt,
+            last_error: 'backup host ended events.since with exit 255: Connection refused',
+          }),
+      )
       .execute();
     const page = await desk.get('/operator/requests');
     const status = visibleText(/<dl class="sync-status">([\s\S]*?)<\/dl>/.exec(page.body)![1]!);
-    expect(status).toBe('Last event copied 4242 Last successful copy 2026-11-22 10:11:12 Last error backup host ended events.since with exit 255: Connection refused');
+    expect(status).toBe(
+      'Last event copied 4242 Last successful copy 2026-11-22 10:11:12 Last error backup host ended events.since with exit 255: Connection refused',
+    );
     // This app has no backup host configured, and says so.
     expect(page.body).toContain('No backup host is configured, so no events are copied.');
   });

@@ -28,13 +28,35 @@ const HASH = 'f'.repeat(64);
 
 describe('action names', () => {
   it('allows exactly the agreed remote and local actions', () => {
-    expect([...REMOTE_ACTIONS]).toEqual(['ping', 'backups.list', 'archive.create', 'archive.status', 'archive.cancel', 'archive.arm', 'link.issue', 'events.since']);
+    expect([...REMOTE_ACTIONS]).toEqual([
+      'ping',
+      'backups.list',
+      'archive.create',
+      'archive.status',
+      'archive.cancel',
+      'archive.arm',
+      'link.issue',
+      'events.since',
+    ]);
     expect([...LOCAL_ACTIONS]).toEqual(['watch', 'sweep', 'check']);
     expect(ALLOWED_ACTIONS.size).toBe(11);
   });
 
   it('refuses near misses, case changes, padding and prototype names', () => {
-    for (const word of ['Ping', 'ping ', ' ping', 'ping\n', 'ping;id', 'archive', 'archive.', 'toString', '__proto__', 'constructor', '', 'ping\0']) {
+    for (const word of [
+      'Ping',
+      'ping ',
+      ' ping',
+      'ping\n',
+      'ping;id',
+      'archive',
+      'archive.',
+      'toString',
+      '__proto__',
+      'constructor',
+      '',
+      'ping\0',
+    ]) {
       expect(isAction(word), word).toBe(false);
     }
     expect(isRemoteAction('watch')).toBe(false);
@@ -43,15 +65,43 @@ describe('action names', () => {
 
 describe('field patterns', () => {
   it('accepts installation domains and refuses paths, uppercase and traversal', () => {
-    for (const ok of ['example.org', 'social.example.co.uk', 'a-b.example.net', 'xn--bcher-kva.example']) expect(isCustomer(ok), ok).toBe(true);
-    for (const bad of ['Example.org', 'example', '../example.org', 'example.org/..', '-a.example.org', 'a..b.org', 'example.org.', 'exa mple.org', 'example.org\n', 'a\0.org', `${'a'.repeat(64)}.org`]) {
+    for (const ok of ['example.org', 'social.example.co.uk', 'a-b.example.net', 'xn--bcher-kva.example'])
+      expect(isCustomer(ok), ok).toBe(true);
+    for (const bad of [
+      'Example.org',
+      'example',
+      '../example.org',
+      'example.org/..',
+      '-a.example.org',
+      'a..b.org',
+      'example.org.',
+      'exa mple.org',
+      'example.org\n',
+      'a\0.org',
+      `${'a'.repeat(64)}.org`,
+    ]) {
       expect(isCustomer(bad), JSON.stringify(bad)).toBe(false);
     }
   });
 
   it('accepts rsnapshot and dated snapshot names and refuses traversal, slashes, NUL and leading dashes', () => {
     for (const ok of ['daily.0', 'weekly.3', '2026-11-21T03:00:00Z', 'backup+1', 'latest']) expect(isSnapshotName(ok), ok).toBe(true);
-    for (const bad of ['.', '..', '../daily.0', 'daily.0/..', '/etc', 'a/b', '-rf', '--checkpoint-action=exec=sh', '.hidden', 'a\0b', 'a b', 'daily.0\n', '', 'x'.repeat(129)]) {
+    for (const bad of [
+      '.',
+      '..',
+      '../daily.0',
+      'daily.0/..',
+      '/etc',
+      'a/b',
+      '-rf',
+      '--checkpoint-action=exec=sh',
+      '.hidden',
+      'a\0b',
+      'a b',
+      'daily.0\n',
+      '',
+      'x'.repeat(129),
+    ]) {
       expect(isSnapshotName(bad), JSON.stringify(bad)).toBe(false);
     }
   });
@@ -85,11 +135,17 @@ describe('request validators', () => {
   it('refuse unknown fields, missing fields and wrong types, without echoing values', () => {
     expect(validateRequest('ping', { x: 1 })).toEqual({ ok: false, problem: 'unknown field "x"' });
     expect(validateRequest('archive.status', { customer: 'example.org' })).toEqual({ ok: false, problem: 'missing field archiveId' });
-    expect(validateRequest('archive.arm', { customer: 'example.org', archiveId: ID, tokenHash: HASH.toUpperCase() })).toEqual({ ok: false, problem: 'invalid field tokenHash' });
+    expect(validateRequest('archive.arm', { customer: 'example.org', archiveId: ID, tokenHash: HASH.toUpperCase() })).toEqual({
+      ok: false,
+      problem: 'invalid field tokenHash',
+    });
     expect(validateRequest('events.since', { after: -1 })).toEqual({ ok: false, problem: 'invalid field after' });
     expect(validateRequest('events.since', { after: 1.5 })).toEqual({ ok: false, problem: 'invalid field after' });
     expect(validateRequest('events.since', { after: 0, limit: 1001 })).toEqual({ ok: false, problem: 'invalid field limit' });
-    expect(validateRequest('backups.list', JSON.parse('{"customer":"example.org","__proto__":{"x":1}}'))).toEqual({ ok: false, problem: 'unknown field "__proto__"' });
+    expect(validateRequest('backups.list', JSON.parse('{"customer":"example.org","__proto__":{"x":1}}'))).toEqual({
+      ok: false,
+      problem: 'unknown field "__proto__"',
+    });
   });
 
   it('refuse stdin that is not exactly one JSON object, or is over the cap', () => {
@@ -98,7 +154,10 @@ describe('request validators', () => {
     expect(parseRequest('ping', '{}{}')).toEqual({ ok: false, problem: 'request is not one JSON object' });
     expect(parseRequest('ping', '')).toEqual({ ok: false, problem: 'request is not one JSON object' });
     expect(parseRequest('ping', Buffer.from([0x7b, 0xff, 0x7d]))).toEqual({ ok: false, problem: 'request is not UTF-8' });
-    expect(parseRequest('backups.list', JSON.stringify({ customer: 'example.org' }), 10)).toEqual({ ok: false, problem: 'request larger than 10 bytes' });
+    expect(parseRequest('backups.list', JSON.stringify({ customer: 'example.org' }), 10)).toEqual({
+      ok: false,
+      problem: 'request larger than 10 bytes',
+    });
     expect(parseRequest('ping', '{}\n')).toEqual({ ok: true, value: {} });
   });
 
@@ -107,9 +166,36 @@ describe('request validators', () => {
     const fieldNames = [...new Set(actions.flatMap((a) => Object.keys(REQUEST_FIELDS[a])))];
     const hostileString = fc.oneof(
       fc.string(),
-      fc.constantFrom('..', '../etc', '/etc/passwd', '-rf', 'a\0b', 'example.org\n', '$(id)', '`id`', ';id', 'daily.0/../..', ' ', TOKEN, ID, HASH, 'example.org', 'daily.0', '::1', '1.2.3.4'),
+      fc.constantFrom(
+        '..',
+        '../etc',
+        '/etc/passwd',
+        '-rf',
+        'a\0b',
+        'example.org\n',
+        '$(id)',
+        '`id`',
+        ';id',
+        'daily.0/../..',
+        ' ',
+        TOKEN,
+        ID,
+        HASH,
+        'example.org',
+        'daily.0',
+        '::1',
+        '1.2.3.4',
+      ),
     );
-    const value = fc.oneof(hostileString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 2 }), fc.object({ maxDepth: 1 }));
+    const value = fc.oneof(
+      hostileString,
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.string(), { maxLength: 2 }),
+      fc.object({ maxDepth: 1 }),
+    );
     const request = fc.dictionary(fc.oneof(fc.constantFrom(...fieldNames), fc.string()), value, { maxKeys: 6 });
     fc.assert(
       fc.property(fc.constantFrom(...actions), request, (action, req) => {
@@ -133,9 +219,13 @@ describe('request validators', () => {
 
   it('never accept random bytes on stdin for an action with required fields (property)', () => {
     fc.assert(
-      fc.property(fc.constantFrom<Action>('backups.list', 'archive.create', 'archive.status', 'link.issue', 'archive.arm'), fc.uint8Array({ maxLength: 300 }), (action, bytes) => {
-        expect(parseRequest(action, bytes).ok).toBe(false);
-      }),
+      fc.property(
+        fc.constantFrom<Action>('backups.list', 'archive.create', 'archive.status', 'link.issue', 'archive.arm'),
+        fc.uint8Array({ maxLength: 300 }),
+        (action, bytes) => {
+          expect(parseRequest(action, bytes).ok).toBe(false);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -144,8 +234,19 @@ describe('request validators', () => {
 describe('envelope and link helpers', () => {
   it('parses only exact envelopes', () => {
     expect(parseAnswer('{"ok":true,"result":{"a":1}}')).toEqual({ ok: true, result: { a: 1 } });
-    expect(parseAnswer('{"ok":false,"error":{"code":"refused","message":"No."}}')).toEqual({ ok: false, error: { code: 'refused', message: 'No.' } });
-    for (const bad of ['', '{}', '{"ok":true}', '{"ok":true,"result":{},"x":1}', '{"ok":false,"error":{"code":"teapot","message":"x"}}', '{"ok":"true","result":{}}', 'null']) {
+    expect(parseAnswer('{"ok":false,"error":{"code":"refused","message":"No."}}')).toEqual({
+      ok: false,
+      error: { code: 'refused', message: 'No.' },
+    });
+    for (const bad of [
+      '',
+      '{}',
+      '{"ok":true}',
+      '{"ok":true,"result":{},"x":1}',
+      '{"ok":false,"error":{"code":"teapot","message":"x"}}',
+      '{"ok":"true","result":{}}',
+      'null',
+    ]) {
       expect(parseAnswer(bad), bad).toBeNull();
     }
   });
@@ -157,7 +258,12 @@ describe('envelope and link helpers', () => {
   });
 
   it('signs links the way nginx secure_link_md5 checks them', () => {
-    const expected = createHash('md5').update('1700000000/dl/abc/f.tar192.0.2.7 s3cret').digest('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    const expected = createHash('md5')
+      .update('1700000000/dl/abc/f.tar192.0.2.7 s3cret')
+      .digest('base64')
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_')
+      .replace(/=+$/, '');
     expect(secureLinkMd5(1700000000, '/dl/abc/f.tar', '192.0.2.7', 's3cret')).toBe(expected);
   });
 

@@ -100,7 +100,11 @@ describe('enrolling in two-factor sign-in', () => {
     expect(wrongPassword.body).toContain('<p class="field-error" id="password-error">That is not your password.</p>');
     expect(await twoFactorRow(user.id)).toEqual(before);
 
-    for (const form of [{ code: 'abcdef', password: GOOD_PASSWORD }, { code: '', password: '' }, { code: '1234567', password: GOOD_PASSWORD }]) {
+    for (const form of [
+      { code: 'abcdef', password: GOOD_PASSWORD },
+      { code: '', password: '' },
+      { code: '1234567', password: GOOD_PASSWORD },
+    ]) {
       const bad = await client.post('/account/two-factor/enrol', form);
       expect(bad.status).toBe(422);
       expect(await twoFactorRow(user.id)).toEqual(before);
@@ -203,18 +207,33 @@ describe('turning two-factor sign-in off', () => {
     await deliverMail(world);
     await db()
       .insertInto('remember_logins')
-      .values({ user_id: user.id, series: 'x'.repeat(43), token_hash: Buffer.alloc(32), created_at: clock().now(), last_used_at: clock().now(), expires_at: new Date(clock().now().getTime() + 86_400_000), ip: null, user_agent: null, session_id: null })
+      .values({
+        user_id: user.id,
+        series: 'x'.repeat(43),
+        token_hash: Buffer.alloc(32),
+        created_at: clock().now(),
+        last_used_at: clock().now(),
+        expires_at: new Date(clock().now().getTime() + 86_400_000),
+        ip: null,
+        user_agent: null,
+        session_id: null,
+      })
       .execute();
     alignToMidStep(clock());
 
     await client.get('/account/two-factor');
     const noCode = await client.post('/account/two-factor/disable', { password: GOOD_PASSWORD, code: '' });
     expect(noCode.status).toBe(422);
-    expect(noCode.body).toContain('<p class="field-error" id="disable-code-error">Enter the code your app shows now, or a recovery code.</p>');
+    expect(noCode.body).toContain(
+      '<p class="field-error" id="disable-code-error">Enter the code your app shows now, or a recovery code.</p>',
+    );
     const noPassword = await client.post('/account/two-factor/disable', { password: '', code: phoneCode(clock(), secret) });
     expect(noPassword.status).toBe(422);
     expect(noPassword.body).toContain('<p class="field-error" id="disable-password-error">Enter your password.</p>');
-    const wrongCode = await client.post('/account/two-factor/disable', { password: GOOD_PASSWORD, code: '999999' === phoneCode(clock(), secret) ? '888888' : '999999' });
+    const wrongCode = await client.post('/account/two-factor/disable', {
+      password: GOOD_PASSWORD,
+      code: '999999' === phoneCode(clock(), secret) ? '888888' : '999999',
+    });
     expect(wrongCode.status).toBe(422);
     expect((await twoFactorRow(user.id))!.enabled_at).not.toBeNull();
     expect(await deliverMail(world)).toEqual([]);
@@ -247,7 +266,9 @@ describe('the key ring', () => {
     const ring = createKeyRing(newKey, [oldKey]);
     expect(ring.decrypt(before, 'user-1').toString()).toBe('secret bytes');
     expect(ring.keyIdIn(ring.encrypt(Buffer.from('x'), 'user-1'))).toBe(keyIdOf(newKey));
-    expect(() => createKeyRing(newKey).decrypt(before, 'user-1')).toThrow(/neither ARCHWAY_ENCRYPTION_KEY nor in ARCHWAY_ENCRYPTION_KEYS_OLD/);
+    expect(() => createKeyRing(newKey).decrypt(before, 'user-1')).toThrow(
+      /neither ARCHWAY_ENCRYPTION_KEY nor in ARCHWAY_ENCRYPTION_KEYS_OLD/,
+    );
     const tampered = before.slice(0, -2) + (before.endsWith('AA') ? 'BB' : 'AA');
     expect(() => ring.decrypt(tampered, 'user-1')).toThrow(UndecryptableSecret);
   });

@@ -33,7 +33,11 @@ export function phoneCode(clock: AdjustableClock, secret: Buffer, stepsAgo = 0):
 }
 
 /** Enrols the signed-in client through the pages; returns the secret and the ten codes shown once. */
-export async function enrolThroughPages(client: WebClient, clock: AdjustableClock, password: string): Promise<{ secret: Buffer; recoveryCodes: string[] }> {
+export async function enrolThroughPages(
+  client: WebClient,
+  clock: AdjustableClock,
+  password: string,
+): Promise<{ secret: Buffer; recoveryCodes: string[] }> {
   const page = await client.get('/account/two-factor/enrol');
   expect(page.status).toBe(200);
   const secret = secretOnPage(page.body);
@@ -53,7 +57,13 @@ export async function passwordStep(client: WebClient, email: string, password: s
 }
 
 /** Both steps; returns the answer to the code. */
-export async function signInWithCode(client: WebClient, email: string, password: string, code: string, extra: Record<string, string> = {}): Promise<Page> {
+export async function signInWithCode(
+  client: WebClient,
+  email: string,
+  password: string,
+  code: string,
+  extra: Record<string, string> = {},
+): Promise<Page> {
   const first = await passwordStep(client, email, password, extra);
   expect(first.status).toBe(303);
   expect(first.location).toBe('/sign-in/two-factor');
@@ -62,7 +72,12 @@ export async function signInWithCode(client: WebClient, email: string, password:
 }
 
 /** A client signed in with the password alone (no two-factor yet). */
-export async function signedInClient(app: ConstructorParameters<typeof WebClient>[0], email: string, password: string, options: ConstructorParameters<typeof WebClient>[1] = {}): Promise<WebClient> {
+export async function signedInClient(
+  app: ConstructorParameters<typeof WebClient>[0],
+  email: string,
+  password: string,
+  options: ConstructorParameters<typeof WebClient>[1] = {},
+): Promise<WebClient> {
   const client = new WebClient(app, options);
   const answer = await passwordStep(client, email, password);
   expect(answer.status).toBe(303);

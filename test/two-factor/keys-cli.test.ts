@@ -27,16 +27,32 @@ function env(extra: Record<string, string>): Record<string, string> {
 }
 
 async function storeSecret(email: string, hexKey: string, secret: Buffer): Promise<string> {
-  const user = await insertUser(database.handle.db, { email, role: 'customer', domain: `${email.split('@')[0]}.example.net`, plan: 'small', status: 'active' });
+  const user = await insertUser(database.handle.db, {
+    email,
+    role: 'customer',
+    domain: `${email.split('@')[0]}.example.net`,
+    plan: 'small',
+    status: 'active',
+  });
   await database.handle.db
     .insertInto('two_factor')
-    .values({ user_id: user.id, secret_encrypted: createKeyRing(key(hexKey)).encrypt(secret, user.id), created_at: new Date(), enabled_at: new Date(), last_used_step: null })
+    .values({
+      user_id: user.id,
+      secret_encrypted: createKeyRing(key(hexKey)).encrypt(secret, user.id),
+      created_at: new Date(),
+      enabled_at: new Date(),
+      last_used_step: null,
+    })
     .execute();
   return user.id;
 }
 
 async function storedFor(userId: string): Promise<string> {
-  const row = await database.handle.db.selectFrom('two_factor').select('secret_encrypted').where('user_id', '=', userId).executeTakeFirstOrThrow();
+  const row = await database.handle.db
+    .selectFrom('two_factor')
+    .select('secret_encrypted')
+    .where('user_id', '=', userId)
+    .executeTakeFirstOrThrow();
   return row.secret_encrypted;
 }
 
@@ -55,12 +71,18 @@ describe('archway keys', () => {
     );
     expect(await storedFor(a)).toBe(before);
 
-    const status = await runCli(['keys', 'status'], { env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: OLD_KEY }) });
+    const status = await runCli(['keys', 'status'], {
+      env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: OLD_KEY }),
+    });
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain(`current key ${keyIdOf(key(NEW_KEY))}: 1 secret(s)\nolder key   ${keyIdOf(key(OLD_KEY))}: 1 secret(s)\n`);
+    expect(status.stdout).toContain(
+      `current key ${keyIdOf(key(NEW_KEY))}: 1 secret(s)\nolder key   ${keyIdOf(key(OLD_KEY))}: 1 secret(s)\n`,
+    );
     expect(status.stdout).not.toContain(OLD_KEY);
 
-    const rotated = await runCli(['keys', 'rotate'], { env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: OLD_KEY }) });
+    const rotated = await runCli(['keys', 'rotate'], {
+      env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: OLD_KEY }),
+    });
     expect(rotated.code).toBe(0);
     expect(rotated.stdout).toBe(`Re-encrypted 1 secret(s) under key ${keyIdOf(key(NEW_KEY))}; 1 already were.\n`);
     const ring = createKeyRing(key(NEW_KEY));
@@ -75,7 +97,9 @@ describe('archway keys', () => {
   });
 
   it('names a malformed old key without printing it, and refuses an unknown action', async () => {
-    const bad = await runCli(['keys', 'status'], { env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: `${OLD_KEY},not-a-key-at-all` }) });
+    const bad = await runCli(['keys', 'status'], {
+      env: env({ ARCHWAY_ENCRYPTION_KEY: NEW_KEY, ARCHWAY_ENCRYPTION_KEYS_OLD: `${OLD_KEY},not-a-key-at-all` }),
+    });
     expect(bad.code).toBe(78);
     expect(bad.stderr).toContain('ARCHWAY_ENCRYPTION_KEYS_OLD entry 2 is not 32 bytes as 64 hex or 44 base64 characters.');
     expect(bad.stderr).not.toContain('not-a-key-at-all');

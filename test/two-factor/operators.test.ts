@@ -75,8 +75,8 @@ describe('operators and two-factor sign-in', () => {
   });
 });
 
-describe('the operator\'s two-factor reset', () => {
-  it('turns a customer\'s two-factor off, signs them out everywhere, records who did it, and emails them', async () => {
+describe("the operator's two-factor reset", () => {
+  it("turns a customer's two-factor off, signs them out everywhere, records who did it, and emails them", async () => {
     const customer = await makeUser(world);
     const customerBrowser = await signedInClient(world.app, customer.email, GOOD_PASSWORD);
     await enrolThroughPages(customerBrowser, clock(), GOOD_PASSWORD);
@@ -104,10 +104,16 @@ describe('the operator\'s two-factor reset', () => {
     expect(await db().selectFrom('two_factor').select('user_id').where('user_id', '=', customer.id).execute()).toEqual([]);
     expect(await db().selectFrom('two_factor_recovery_codes').select('id').where('user_id', '=', customer.id).execute()).toEqual([]);
     expect((await customerBrowser.get('/account')).status).toBe(303);
-    const audit = await db().selectFrom('audit_log').select(['actor', 'action', 'subject', 'ip']).where('action', '=', 'two-factor.reset').execute();
+    const audit = await db()
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'subject', 'ip'])
+      .where('action', '=', 'two-factor.reset')
+      .execute();
     expect(audit).toEqual([{ actor: operator.id, action: 'two-factor.reset', subject: customer.id, ip: '198.51.100.90' }]);
     const mail = await deliverMail(world);
-    expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[customer.email], 'Your provider reset two-factor sign-in on your Archway account']]);
+    expect(mail.map((m) => [recipients(m), m.subject])).toEqual([
+      [[customer.email], 'Your provider reset two-factor sign-in on your Archway account'],
+    ]);
 
     // The customer signs in with the password alone now.
     const back = new WebClient(world.app);

@@ -20,7 +20,11 @@ export function modulesFromSvg(svg: string): boolean[][] {
   let x = 0;
   let y = 0;
   for (const [, command, args] of path.matchAll(/([MmHh])([^MmHh]*)/g)) {
-    const numbers = (args ?? '').trim().split(/[\s,]+/).filter((n) => n !== '').map(Number);
+    const numbers = (args ?? '')
+      .trim()
+      .split(/[\s,]+/)
+      .filter((n) => n !== '')
+      .map(Number);
     if (command === 'M') [x, y] = [numbers[0]!, numbers[1]!];
     else if (command === 'm') [x, y] = [x + numbers[0]!, y + numbers[1]!];
     else if (command === 'h') {
@@ -37,7 +41,24 @@ export function modulesFromSvg(svg: string): boolean[][] {
   return grid;
 }
 
-const ALIGNMENT: number[][] = [[], [], [6, 18], [6, 22], [6, 26], [6, 30], [6, 34], [6, 22, 38], [6, 24, 42], [6, 26, 46], [6, 28, 50], [6, 30, 54], [6, 32, 58], [6, 34, 62], [6, 26, 46, 66], [6, 26, 48, 70]];
+const ALIGNMENT: number[][] = [
+  [],
+  [],
+  [6, 18],
+  [6, 22],
+  [6, 26],
+  [6, 30],
+  [6, 34],
+  [6, 22, 38],
+  [6, 24, 42],
+  [6, 26, 46],
+  [6, 28, 50],
+  [6, 30, 54],
+  [6, 32, 58],
+  [6, 34, 62],
+  [6, 26, 46, 66],
+  [6, 26, 48, 70],
+];
 const MASKS: Array<(row: number, col: number) => boolean> = [
   (r, c) => (r + c) % 2 === 0,
   (r) => r % 2 === 0,
@@ -137,7 +158,8 @@ export function decodeQrMatrix(grid: boolean[][]): string {
     for (let i = 0; i < n; i += 1, pos += 1) value = (value << 1) | ((stream[pos >> 3]! >> (7 - (pos & 7))) & 1);
     return value;
   };
-  const countBits = (mode: number) => ({ 1: [10, 12, 14], 2: [9, 11, 13], 4: [8, 16, 16] })[mode as 1 | 2 | 4]![version < 10 ? 0 : version < 27 ? 1 : 2]!;
+  const countBits = (mode: number) =>
+    ({ 1: [10, 12, 14], 2: [9, 11, 13], 4: [8, 16, 16] })[mode as 1 | 2 | 4]![version < 10 ? 0 : version < 27 ? 1 : 2]!;
   const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:';
   const bytes: number[] = [];
   for (;;) {
@@ -148,7 +170,8 @@ export function decodeQrMatrix(grid: boolean[][]): string {
     if (mode === 4) for (let i = 0; i < count; i += 1) bytes.push(read(8));
     else if (mode === 1) {
       let digits = '';
-      for (let left = count; left > 0; left -= 3) digits += String(read(left >= 3 ? 10 : left === 2 ? 7 : 4)).padStart(Math.min(left, 3), '0');
+      for (let left = count; left > 0; left -= 3)
+        digits += String(read(left >= 3 ? 10 : left === 2 ? 7 : 4)).padStart(Math.min(left, 3), '0');
       bytes.push(...Buffer.from(digits, 'ascii'));
     } else if (mode === 2) {
       let chars = '';

@@ -86,7 +86,9 @@ describe('signing in with two-factor on', () => {
   it('refuses the same code a second time (replay), even for a new sign-in', async () => {
     const { user, secret } = await enrolledUser();
     const code = phoneCode(clock(), secret);
-    expect((await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), user.email, GOOD_PASSWORD, code)).location).toBe('/account');
+    expect((await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), user.email, GOOD_PASSWORD, code)).location).toBe(
+      '/account',
+    );
 
     const thief = new WebClient(world.app, { remoteAddress: freshIp() });
     const replay = await signInWithCode(thief, user.email, GOOD_PASSWORD, code);
@@ -123,9 +125,16 @@ describe('signing in with two-factor on', () => {
     expect((await client.get('/account/two-factor')).body).toContain('You have <strong>9</strong> unused recovery codes of 10.');
     expect((await client.get('/account')).body).toMatch(/<p id="two-factor-summary">On since [^;]+ UTC; 9 of 10 recovery codes left\./);
     const mail = await deliverMail(world);
-    expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[user.email], 'A recovery code was used to sign in to your Archway account']]);
+    expect(mail.map((m) => [recipients(m), m.subject])).toEqual([
+      [[user.email], 'A recovery code was used to sign in to your Archway account'],
+    ]);
     expect(mail[0]!.text).toContain('9 of your 10 codes are left');
-    const used = await db().selectFrom('two_factor_recovery_codes').select('used_at').where('user_id', '=', user.id).where('used_at', 'is not', null).execute();
+    const used = await db()
+      .selectFrom('two_factor_recovery_codes')
+      .select('used_at')
+      .where('user_id', '=', user.id)
+      .where('used_at', 'is not', null)
+      .execute();
     expect(used).toHaveLength(1);
 
     const again = new WebClient(world.app, { remoteAddress: freshIp() });
@@ -134,7 +143,12 @@ describe('signing in with two-factor on', () => {
     expect((await again.get('/account')).status).toBe(303);
     // Another user's code does not work for this account either.
     const someoneElse = await enrolledUser();
-    const crossed = await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), user.email, GOOD_PASSWORD, someoneElse.recoveryCodes[0]!);
+    const crossed = await signInWithCode(
+      new WebClient(world.app, { remoteAddress: freshIp() }),
+      user.email,
+      GOOD_PASSWORD,
+      someoneElse.recoveryCodes[0]!,
+    );
     expect(crossed.status).toBe(401);
   });
 
@@ -161,7 +175,9 @@ describe('signing in with two-factor on', () => {
     const mail = await deliverMail(world);
     expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[user.email], 'Too many wrong codes for your Archway account']]);
     // Wrong codes are not wrong passwords: the sign-in regulation did not count them.
-    expect(await db().selectFrom('sign_in_attempts').select('id').where('user_id', '=', user.id).where('outcome', '=', 'failure').execute()).toEqual([]);
+    expect(
+      await db().selectFrom('sign_in_attempts').select('id').where('user_id', '=', user.id).where('outcome', '=', 'failure').execute(),
+    ).toEqual([]);
 
     clock().advance(TWO_FACTOR_LIMITS.userBlockMinutes * 60_000 + 1000);
     alignToMidStep(clock());
@@ -184,9 +200,19 @@ describe('signing in with two-factor on', () => {
       }
     }
     const fresh = await enrolledUser();
-    const fromThere = await signInWithCode(new WebClient(world.app, { remoteAddress: ip }), fresh.user.email, GOOD_PASSWORD, phoneCode(clock(), fresh.secret));
+    const fromThere = await signInWithCode(
+      new WebClient(world.app, { remoteAddress: ip }),
+      fresh.user.email,
+      GOOD_PASSWORD,
+      phoneCode(clock(), fresh.secret),
+    );
     expect(fromThere.status).toBe(429);
-    const fromElsewhere = await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), fresh.user.email, GOOD_PASSWORD, phoneCode(clock(), fresh.secret));
+    const fromElsewhere = await signInWithCode(
+      new WebClient(world.app, { remoteAddress: freshIp() }),
+      fresh.user.email,
+      GOOD_PASSWORD,
+      phoneCode(clock(), fresh.secret),
+    );
     expect(fromElsewhere.location).toBe('/account');
     await deliverMail(world);
   });
@@ -202,7 +228,13 @@ describe('the length of second-step blocks', () => {
     const user = await makeUser(world);
     const now = clock().now();
     const at = (minutesAgo: number) => new Date(now.getTime() - minutesAgo * 60_000);
-    await db().insertInto('two_factor_failures').values([{ at: at(31), user_id: user.id, ip: '192.0.2.201' }, { at: at(5), user_id: user.id, ip: '192.0.2.202' }]).execute();
+    await db()
+      .insertInto('two_factor_failures')
+      .values([
+        { at: at(31), user_id: user.id, ip: '192.0.2.201' },
+        { at: at(5), user_id: user.id, ip: '192.0.2.202' },
+      ])
+      .execute();
     await db()
       .insertInto('two_factor_blocks')
       .values([
@@ -211,8 +243,12 @@ describe('the length of second-step blocks', () => {
       ])
       .execute();
     await purgeOldTwoFactorFailures(db(), now, 1);
-    expect(await db().selectFrom('two_factor_failures').select('ip').where('user_id', '=', user.id).execute()).toEqual([{ ip: '192.0.2.202' }]);
-    expect(await db().selectFrom('two_factor_blocks').select('key').where('key', 'in', ['192.0.2.203', user.id]).execute()).toEqual([{ key: user.id }]);
+    expect(await db().selectFrom('two_factor_failures').select('ip').where('user_id', '=', user.id).execute()).toEqual([
+      { ip: '192.0.2.202' },
+    ]);
+    expect(await db().selectFrom('two_factor_blocks').select('key').where('key', 'in', ['192.0.2.203', user.id]).execute()).toEqual([
+      { key: user.id },
+    ]);
   });
 });
 
@@ -257,7 +293,9 @@ describe('password reset with two-factor on', () => {
     await owner.get(linkIn(message!));
     await owner.get('/set-password');
     const NEW_PASSWORD = 'Lighthouse-Copper-78';
-    expect((await owner.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe('/set-password/done');
+    expect((await owner.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe(
+      '/set-password/done',
+    );
     const pending = await db()
       .selectFrom('sessions')
       .select('id')

@@ -8,7 +8,13 @@ export async function turnOnTwoFactor(app: FastifyInstance, userId: string): Pro
   const now = app.clock.now();
   await app.database.db
     .insertInto('two_factor')
-    .values({ user_id: userId, secret_encrypted: app.twoFactor.keys.encrypt(secret, userId), created_at: now, enabled_at: now, last_used_step: null })
+    .values({
+      user_id: userId,
+      secret_encrypted: app.twoFactor.keys.encrypt(secret, userId),
+      created_at: now,
+      enabled_at: now,
+      last_used_step: null,
+    })
     .execute();
   return secret;
 }
