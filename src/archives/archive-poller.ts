@@ -221,7 +221,7 @@ export function startArchivePoller(app: PollerApp, options: PollerOptions = {}):
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? POLL_INTERVAL_MS;
   return startLoop(async () => {
-    let failed = false;
+    let failed: boolean;
     try {
       const outcome = await pollNext(context);
       if (outcome !== null && outcome !== 'error') return 0;

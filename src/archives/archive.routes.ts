@@ -168,7 +168,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
   /** The request if the signed-in user owns it; otherwise the same 404 as any unknown address. */
   async function ownedOr404(request: IdRequest, reply: FastifyReply): Promise<ArchiveRequest | null> {
     const found = await findOwnedRequest(app.database.db, (request.user as SignedInUser).id, request.params.id);
-    if (found === null) await reply.callNotFound();
+    if (found === null) reply.callNotFound();
     return found;
   }
 

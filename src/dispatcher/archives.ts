@@ -92,7 +92,7 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
     writeRecord(cfg, rec);
     // tar starts now and the size estimate walks the tree alongside it (on trees of many small
     // files the walk costs a fifth of the build); the builder publishes only once admitted below.
-    const build = await spawnBuilder(cfg, id, nonce, (builder) => {
+    const build = await spawnBuilder(id, nonce, (builder) => {
       // The build lock names the builder, so it goes stale by itself if the builder dies.
       const taken = tryLock(paths.buildLock(cfg, req.customer), { ...builder, archiveId: id });
       if (!taken.taken) throw new Error('build lock taken while holding the customer mutex');

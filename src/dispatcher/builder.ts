@@ -33,12 +33,7 @@ export interface BuilderHandle {
 const ADMIT = 'admit';
 
 /** Starts the builder as its own session (so cancel can signal tar with it) and hands it the nonce. */
-export async function spawnBuilder(
-  cfg: DispatcherConfig,
-  id: string,
-  nonce: string,
-  beforeNonce: (builder: ProcessId) => void,
-): Promise<BuilderHandle> {
+export async function spawnBuilder(id: string, nonce: string, beforeNonce: (builder: ProcessId) => void): Promise<BuilderHandle> {
   const env: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
   for (const k of ['ARCHWAY_DISPATCHER_CONFIG', 'ARCHWAY_DISPATCHER_NOW_OFFSET'] as const) {
     const v = process.env[k];

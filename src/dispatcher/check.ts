@@ -22,7 +22,7 @@ function interpreterFinding(
   owner: number,
   add: (ok: boolean, what: string, detail: string) => void,
 ): void {
-  let first = '';
+  let first: string;
   try {
     const fd = openSync(dispatcherFile ?? '', 'r');
     try {
@@ -123,7 +123,7 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
     ['ionice', cfg.ionicePath],
     ['find', cfg.findPath],
   ] as const) {
-    let ok = false;
+    let ok: boolean;
     try {
       const st = statSync(path);
       ok = st.isFile() && (st.mode & 0o111) !== 0 && (st.mode & 0o022) === 0;

@@ -14,7 +14,7 @@ function isDir(path: string): boolean {
 }
 
 export function ping(cfg: DispatcherConfig): PingResult {
-  let free: number | null = null;
+  let free: number | null;
   try {
     free = freeBytes(cfg.archiveRoot);
   } catch {

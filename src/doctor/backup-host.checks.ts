@@ -44,7 +44,17 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
   // checkBackupHost turns the ping's error into text; keeping the error itself lets the fix name the cause.
   let pingError: unknown = null;
   const host = createBackupHost(transport);
-  const check = await checkBackupHost({ ...host, ping: () => host.ping().catch((e: unknown) => Promise.reject((pingError = e))) }, now);
+  const check = await checkBackupHost(
+    {
+      ...host,
+      ping: () =>
+        host.ping().catch((e: unknown) => {
+          pingError = e;
+          throw e;
+        }),
+    },
+    now,
+  );
   if (check.version === null) {
     const because = 'the backup host did not answer';
     return [

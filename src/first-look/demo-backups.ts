@@ -50,7 +50,7 @@ class SnapshotWriter {
   private readonly dirs = new Set<string>();
 
   constructor(
-    private readonly root: string,
+    root: string,
     private readonly pool: Buffer,
     private readonly random: () => number,
   ) {

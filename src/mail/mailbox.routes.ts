@@ -63,7 +63,7 @@ export function registerMailboxRoutes(app: FastifyInstance): void {
       const message = await readOutboxFile(dir, name);
       if (isFor(message, request.user!.email)) return { id, message };
     }
-    await reply.callNotFound();
+    reply.callNotFound();
     return null;
   }
 

@@ -1,11 +1,11 @@
 // The operator's view of the first-look outbox: lists the .eml files and shows one as plain text.
 import path from 'node:path';
-import type { FastifyPluginAsync, preHandlerHookHandler } from 'fastify';
+import type { FastifyPluginAsync, preHandlerAsyncHookHandler } from 'fastify';
 import { outboxFileNames, readOutboxFile } from './outbox.reader.js';
 
 export interface OutboxRoutesOptions {
   /** The guard (requireOperator): the outbox holds every user's invitation and reset links. */
-  preHandler: preHandlerHookHandler | preHandlerHookHandler[];
+  preHandler: preHandlerAsyncHookHandler;
 }
 
 const LISTED_AT_MOST = 200;

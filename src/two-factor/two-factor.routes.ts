@@ -87,7 +87,7 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     const user = request.user!;
     try {
       const { secret, svg } = await enrolmentSecret(ctx(), user);
-      return reply
+      return await reply
         .code(status)
         .header('cache-control', 'no-store')
         .view('two-factor/enrol', {

@@ -374,7 +374,7 @@ describe('one archive page', () => {
     writeFileSync(slowFind, '#!/bin/sh\nsleep 2\nexec find "$@"\n', { mode: 0o755 });
     const config = readFileSync(world.dispatcher.configPath, 'utf8');
     writeFileSync(world.dispatcher.configPath, JSON.stringify({ ...JSON.parse(config), findPath: slowFind }), { mode: 0o600 });
-    let id = '';
+    let id: string;
     try {
       await client.get('/backups');
       const asking = client.post('/archives', { snapshot: 'daily.1' });

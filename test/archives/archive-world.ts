@@ -8,7 +8,7 @@ import { insertUser, type User } from '../../src/accounts/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
-import { AdjustableClock } from '../../src/clock.js';
+import type { AdjustableClock } from '../../src/clock.js';
 import type { BackupHostConfig } from '../../src/config.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { BUNDLE, makeWorld, type World } from '../dispatcher/world.js';

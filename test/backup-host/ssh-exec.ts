@@ -1,6 +1,6 @@
 // A bare SSH client for attacker-side tests: it runs any command line, which the portal's client never does.
 import { readFileSync } from 'node:fs';
-import { Client, type ConnectConfig } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 
 export interface ExecOutcome {
   code: number | null;
@@ -33,7 +33,7 @@ export function rawExec(options: RawExecOptions): Promise<ExecOutcome> {
     };
     client.on('error', (err) => finish(() => reject(err)));
     client.on('ready', () => {
-      const onChannel = (err: Error | undefined, stream: import('ssh2').ClientChannel): void => {
+      const onChannel = (err: Error | undefined, stream: ClientChannel): void => {
         if (err) return finish(() => reject(err));
         let stdout = '';
         let stderr = '';

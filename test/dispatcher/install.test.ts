@@ -1,5 +1,5 @@
 // The installed file itself: a single bundle of Node built-ins, a strict config, and the install self-check.
-import { chmodSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -93,7 +93,7 @@ describe('check', () => {
     expect(r.code).toBe(1);
     const bad = r.answer.result.findings.filter((f: { ok: boolean }) => !f.ok).map((f: { what: string }) => f.what);
     expect(bad).toEqual(['dispatcher file', 'secure link secret']);
-    expect(r.stderr).toMatch(/^BAD  secure link secret: .* mode 0644/m);
+    expect(r.stderr).toMatch(/^BAD {2}secure link secret: .* mode 0644/m);
   });
 
   it('flags a dispatcher run through /usr/bin/env, a link root nginx could list, and a download log others can write', () => {

@@ -94,7 +94,8 @@ export function parseListing(text: string): Map<string, ExpectedEntry> {
     if (line === '') continue;
     const m = /^(\S)\S+ \S+\s+[\d,]+ \d{4}-\d\d-\d\d \d\d:\d\d (.*)$/.exec(line);
     if (!m) throw new Error(`unexpected tar listing line: ${line}`);
-    let [, type, rest] = m as unknown as [string, string, string];
+    const type = m[1]!;
+    let rest = m[2]!;
     let target: string | null = null;
     const sym = rest.indexOf(' -> ');
     const hard = rest.indexOf(' link to ');

@@ -101,7 +101,7 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
       const args = typeof argv === 'string' ? [argv] : argv;
       const input = typeof stdin === 'string' || Buffer.isBuffer(stdin) ? stdin : JSON.stringify(stdin);
       const r = spawnSync(process.execPath, [BUNDLE, ...args], { input, env: baseEnv(env), encoding: 'utf8', timeout: 20_000 });
-      let answer: any = null;
+      let answer: any;
       try {
         answer = JSON.parse(r.stdout);
       } catch {

@@ -119,7 +119,7 @@ export async function startCluster(): Promise<RunningCluster> {
       if (server.exitCode !== null || Date.now() > deadline) {
         server.kill('SIGKILL');
         rmSync(root, { recursive: true, force: true });
-        throw new Error(`The test PostgreSQL server did not start: ${(error as Error).message}\n${stderr}`);
+        throw new Error(`The test PostgreSQL server did not start: ${(error as Error).message}\n${stderr}`, { cause: error });
       }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -293,13 +293,11 @@ describe('the request log', () => {
         last_error: 'backup host ended events.since with exit 255: Connection refused',
       })
       .onConflict((oc) =>
-        oc
-          .column('host')
-          .doUpdateSet({
-            last_seq: 4242,
-            synced_at: syncedAt,
-            last_error: 'backup host ended events.since with exit 255: Connection refused',
-          }),
+        oc.column('host').doUpdateSet({
+          last_seq: 4242,
+          synced_at: syncedAt,
+          last_error: 'backup host ended events.since with exit 255: Connection refused',
+        }),
       )
       .execute();
     const page = await desk.get('/operator/requests');
