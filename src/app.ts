@@ -11,13 +11,15 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerAccountRoutes } from './accounts/account.routes.js';
 import { registerArchiveRoutes } from './archives/archive.routes.js';
+import { registerDownloadRoutes } from './archives/download.routes.js';
 import { registerAuth } from './auth/auth.plugin.js';
 import { registerAuthRoutes } from './auth/auth.routes.js';
-import { requireOperator } from './auth/guards.js';
-import { createPasswordHasher } from './auth/password-hasher.js';
+import { registerSecondStepRoutes } from './auth/second-step.routes.js';
+import { requireOperator } from './users/guards.js';
 import { registerRememberMe } from './auth/remember-me.hooks.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config, Secrets } from './config.js';
+import { createContext } from './context.js';
 import type { DatabaseHandle } from './db/connect.js';
 import { registerDeviceRoutes } from './devices/devices.routes.js';
 import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
@@ -29,8 +31,10 @@ import { configureMailQueue } from './mail/mail.service.js';
 import { registerMailboxRoutes } from './mail/mailbox.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
+import { registerRequestLogRoutes } from './operator/request-log.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
 import { registerTwoFactor } from './two-factor/two-factor.plugin.js';
+import { registerTwoFactorRoutes } from './two-factor/two-factor.routes.js';
 
 export interface AppDependencies {
   config: Config & { secrets: Secrets };
@@ -80,11 +84,13 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
     }
   });
   app.server.maxConnections = limits.maxConnections;
+  const ctx = createContext({ config, database, clock: clock ?? systemClock, log: app.log });
+  app.decorate('ctx', ctx);
   app.decorate('config', config);
   app.decorate('database', database);
-  app.decorate('clock', clock ?? systemClock);
+  app.decorate('clock', ctx.clock);
   configureMailQueue(config);
-  app.decorate('passwords', createPasswordHasher(config));
+  app.decorate('passwords', ctx.passwords);
   app.addHook('onClose', async () => database.close());
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()
@@ -131,6 +137,8 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   // must use two-factor but has not enrolled reaches only enrolment (both hooks run after request.user is set).
   registerRememberMe(app);
   registerTwoFactor(app);
+  registerTwoFactorRoutes(app);
+  registerSecondStepRoutes(app);
   registerDeviceRoutes(app);
   // Only routes with their own config.rateLimit are limited (the pages that call the backup host).
   await app.register(fastifyRateLimit, { ...rateLimitSettings, global: false });
@@ -140,7 +148,9 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   registerAuthRoutes(app);
   registerAccountRoutes(app);
   registerArchiveRoutes(app);
+  registerDownloadRoutes(app);
   registerOperatorRoutes(app);
+  registerRequestLogRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });
   registerMailboxRoutes(app);

@@ -1,6 +1,6 @@
 // Validates and normalises what the operator types for an account: email, domain, plan, role, backup host.
 import { domainToASCII } from 'node:url';
-import type { UserRole } from './accounts.tables.js';
+import type { UserRole } from '../users/users.tables.js';
 
 export const ROLES: readonly UserRole[] = ['customer', 'operator'];
 

@@ -1,7 +1,7 @@
 // Everything stored about one user, gathered for their account page.
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
-import { findUserById, type User } from './user.repository.js';
+import { findUserById, type User } from '../users/user.repository.js';
 
 /** How many recent sign-in attempts the page lists; older ones stay until the IP purge. */
 export const RECENT_SIGN_INS = 10;

@@ -1,7 +1,7 @@
 // Split tokens for invitation and password-reset links: a selector to find the row, a verifier only its hash is kept of.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AccountTokenPurpose } from './accounts.tables.js';
-import type { Db } from './user.repository.js';
+import type { Db } from '../db/database.js';
 
 /** A reset link works for one hour (the figure); an invitation gives the customer a week to act. */
 export const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {

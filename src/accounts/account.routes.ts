@@ -1,7 +1,8 @@
 // The account pages: the account itself, forgot password, set a password from a link, what we store, terms.
+import { formatUtc } from '../format.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { requireUser } from '../auth/guards.js';
-import { MAX_PASSWORD_LENGTH } from '../auth/password-policy.js';
+import { requireUser } from '../users/guards.js';
+import { MAX_PASSWORD_LENGTH } from '../users/password-policy.js';
 import { InvalidAccountField, normalizeEmail } from './account-fields.js';
 import { requestPasswordReset, setPasswordWithToken, userForLink } from './account.service.js';
 import { looksLikeToken, TOKEN_LIFETIME_MS } from './account-token.js';
@@ -177,11 +178,6 @@ export function registerAccountRoutes(app: FastifyInstance): void {
       operatorAddress: contactAddress(app.config.mail.from),
     }),
   );
-}
-
-/** Times on the pages: minutes are enough, and UTC says so instead of guessing the reader's zone. */
-export function formatUtc(date: Date): string {
-  return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 /** The bare address out of "Archway <archway@example.net>", for "write to ..." sentences. */

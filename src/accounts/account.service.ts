@@ -1,15 +1,15 @@
 // The rules for accounts: inviting, setting a password from a link, asking for a reset, changing the email.
 import { sql, type Kysely } from 'kysely';
-import { addressBlockKey, normalizeIp } from '../auth/regulation.js';
-import { endUserSessions } from '../auth/session.service.js';
-import type { PasswordHasher } from '../auth/password-hasher.js';
-import { checkPassword } from '../auth/password-policy.js';
-import type { Database } from '../db/database.js';
+import { addressBlockKey, normalizeIp } from '../users/regulation.js';
+import { endUserSessions } from '../users/session.service.js';
+import type { PasswordHasher } from '../users/password-hasher.js';
+import { checkPassword } from '../users/password-policy.js';
+import type { Database, Db } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
 import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
-import { recordAudit } from './audit.js';
-import { findUserByEmail, findUserById, insertUser, takenDomains, type Db, type User } from './user.repository.js';
+import { recordAudit } from '../users/audit.js';
+import { findUserByEmail, findUserById, insertUser, takenDomains, type User } from '../users/user.repository.js';
 
 /** At most this many reset emails per account per hour: "forgot password" must not flood an inbox. */
 export const MAX_RESETS_PER_HOUR = 3;

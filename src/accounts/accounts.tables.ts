@@ -1,22 +1,7 @@
-// Table types of the accounts module: users, their payments, invitation/reset tokens and reset requests.
+// Table types of the accounts module: payments, invitation/reset tokens and reset requests.
 import type { ColumnType, Generated } from 'kysely';
 
-export type UserRole = 'customer' | 'operator';
-export type UserStatus = 'invited' | 'active' | 'suspended';
 export type AccountTokenPurpose = 'invitation' | 'password_reset';
-
-export interface UsersTable {
-  id: Generated<string>;
-  email: string;
-  role: UserRole;
-  domain: string | null;
-  plan: string | null;
-  paypal_subscription_id: string | null;
-  status: ColumnType<UserStatus, UserStatus | undefined, UserStatus>;
-  backup_host: string | null;
-  password_hash: string | null;
-  created_at: ColumnType<Date, Date | undefined, never>;
-}
 
 export interface PaymentsTable {
   id: Generated<string>;

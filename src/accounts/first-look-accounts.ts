@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { checkPassword } from '../auth/password-policy.js';
-import type { UserRole } from './accounts.tables.js';
-import { recordAudit } from './audit.js';
-import { countUsers, insertUser } from './user.repository.js';
+import { checkPassword } from '../users/password-policy.js';
+import type { UserRole } from '../users/users.tables.js';
+import { recordAudit } from '../users/audit.js';
+import { countUsers, insertUser } from '../users/user.repository.js';
 
 export const FIRST_LOOK_ACCOUNTS_FILE = 'first-look-accounts.txt';
 /** The demo customer's installation domain: its backups are the folder of this name on the backup host. */

@@ -4,7 +4,7 @@ import type { Database } from '../db/database.js';
 import { validateAccount, type ValidAccount } from './account-fields.js';
 import { EmailAlreadyUsed, inviteUser, isUniqueViolation, type LinkContext } from './account.service.js';
 import { CsvSyntaxError, parseCsv } from './csv.js';
-import { domainKey, takenDomains, type User } from './user.repository.js';
+import { domainKey, takenDomains, type User } from '../users/user.repository.js';
 
 export const IMPORT_COLUMNS = ['email', 'domain', 'plan', 'role', 'paypal_subscription_id', 'backup_host'] as const;
 const REQUIRED_COLUMNS = ['email'] as const;

@@ -1,18 +1,6 @@
 // How archive sizes, times and states read on the pages and in the emails.
+import { formatBytes, formatUtc } from '../format.js';
 import type { ArchiveRequestState } from './archives.tables.js';
-
-const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-/** 1536 -> "1.5 KiB"; exact byte counts are shown next to it where they matter (the SHA-256 check). */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${UNITS[unit]}`;
-}
 
 const STATE_WORDS: Record<ArchiveRequestState, string> = {
   requested: 'asked for',
@@ -37,3 +25,6 @@ export function describeWait(ms: number): string {
   const rest = minutes % 60;
   return `in ${plural(Math.floor(minutes / 60), 'hour')}${rest === 0 ? '' : ` and ${plural(rest, 'minute')}`}`;
 }
+
+/** What the archive and download views call to show sizes, times and states. */
+export const archiveViewHelpers = { fmt: formatUtc, formatBytes, describeState };

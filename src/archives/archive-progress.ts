@@ -1,6 +1,7 @@
 // How far an archive is, for the page's live progress script, and how its last interrupted download went.
-import type { Db } from '../accounts/user.repository.js';
-import { describeState, formatBytes } from './archive-format.js';
+import { formatBytes } from '../format.js';
+import type { Db } from '../db/database.js';
+import { describeState } from './archive-format.js';
 import type { ArchiveRequest } from './archive-request.repository.js';
 import { DEFAULT_HOST } from './event-sync.js';
 

@@ -1,7 +1,6 @@
 // Reads and writes of archive_requests; plain functions taking the database or a transaction.
 import type { Selectable, Transaction } from 'kysely';
-import type { Db } from '../accounts/user.repository.js';
-import type { Database } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 import type { ArchiveRequestState, ArchiveRequestsTable } from './archives.tables.js';
 
 /** One archive request as routes, views and jobs see it (bigints as numbers: archives stay far below 2^53 bytes). */

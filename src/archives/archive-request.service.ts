@@ -1,8 +1,8 @@
 // The rules of asking for an archive, cancelling it and asking for the link again; routes map the outcomes to pages.
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
-import { recordAudit } from '../accounts/audit.js';
-import type { SignedInUser } from '../auth/guards.js';
+import { recordAudit } from '../users/audit.js';
+import type { SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import { isCustomer, type SnapshotInfo } from '../protocol/index.js';

@@ -1,11 +1,10 @@
 // The customer's archive pages: the backups list and its request form, one archive's page, cancel, and "send the link again".
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { formatUtc } from '../accounts/account.routes.js';
-import { requireUser, type SignedInUser } from '../auth/guards.js';
+import { requireUser, type SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
 import { perUserPerMinute } from '../http/rate-limit.js';
 import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
-import { describeState, describeWait, formatBytes } from './archive-format.js';
+import { archiveViewHelpers, describeWait } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
 import { findActiveRequest, findOwnedRequest, listRecentRequests, type ArchiveRequest } from './archive-request.repository.js';
 import {
@@ -18,7 +17,6 @@ import {
   UNAVAILABLE_MESSAGE,
 } from './archive-request.service.js';
 import { lastInterruptedDownload, PROGRESS_REFRESH_SECONDS, progressOf } from './archive-progress.js';
-import { registerDownloadRoutes } from './download.routes.js';
 
 interface Form {
   [field: string]: unknown;
@@ -68,7 +66,7 @@ interface BackupsList {
 }
 
 export function registerArchiveRoutes(app: FastifyInstance): void {
-  const viewHelpers = { fmt: formatUtc, formatBytes, describeState };
+  const viewHelpers = archiveViewHelpers;
 
   /** The customer's snapshots, or the reason there are none to show; details of a failure go only to the log. */
   async function loadBackups(request: FastifyRequest, user: SignedInUser): Promise<BackupsList> {
@@ -277,6 +275,4 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       return renderArchive(reply, result.outcome === 'too-soon' ? 429 : 409, found, { error: result.message });
     },
   );
-
-  registerDownloadRoutes(app, viewHelpers);
 }

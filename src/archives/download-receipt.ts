@@ -1,9 +1,8 @@
 // The download receipt: an email to the archive's owner when the backup host reports the download complete.
+import { formatBytes, formatUtc } from '../format.js';
 import type { Transaction } from 'kysely';
-import { formatUtc } from '../accounts/account.routes.js';
 import type { Database } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
-import { formatBytes } from './archive-format.js';
 
 /**
  * Queues the receipt for a request the event sync has just moved to "downloaded", in that same

@@ -1,7 +1,8 @@
 // The download page: takes the emailed token out of the URL into a sealed cookie, then hands the owner a 60-second link.
+import { archiveViewHelpers } from './archive-format.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { recordAudit } from '../accounts/audit.js';
-import { requireUser, type SignedInUser } from '../auth/guards.js';
+import { recordAudit } from '../users/audit.js';
+import { requireUser, type SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostLimited, BackupHostRefused } from '../backup-host/index.js';
 import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
 import { archiveBackupHost } from './archive-host.js';
@@ -35,7 +36,8 @@ export function linkAddress(ip: string): string {
   return canonicalIp(mapped ?? ip) ?? ip;
 }
 
-export function registerDownloadRoutes(app: FastifyInstance, viewHelpers: Record<string, unknown>): void {
+export function registerDownloadRoutes(app: FastifyInstance): void {
+  const viewHelpers = archiveViewHelpers;
   const secure = app.config.auth.requireHttps;
   const cookieName = downloadCookieName(secure);
   const key = downloadCookieKey(app.config.secrets.encryptionKey);

@@ -1,8 +1,8 @@
 // Emails the download link of a ready archive: a fresh token each time, armed on the backup host, sent at once, never stored.
+import { formatBytes, formatUtc } from '../format.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
-import { recordAudit } from '../accounts/audit.js';
-import { formatUtc } from '../accounts/account.routes.js';
+import { recordAudit } from '../users/audit.js';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Config } from '../config.js';
@@ -10,7 +10,6 @@ import type { Database } from '../db/database.js';
 import { MailNotSent, sendMailNow } from '../mail/mail.service.js';
 import { retryDelayMs } from '../mail/mail.worker.js';
 import { hashToken, newToken } from '../protocol/index.js';
-import { formatBytes } from './archive-format.js';
 import { archiveBackupHost } from './archive-host.js';
 import { claimDue } from './archive-request.repository.js';
 

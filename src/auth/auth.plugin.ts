@@ -4,8 +4,8 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyCsrf from '@fastify/csrf-protection';
 import fastifySession from '@fastify/session';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { findUserById } from '../accounts/user.repository.js';
-import { PostgresSessionStore, sessionKey } from './session.store.js';
+import { findUserById } from '../users/user.repository.js';
+import { PostgresSessionStore, sessionKey } from '../users/session.store.js';
 
 /** Methods that never change state (no route may change anything on them), so they carry no CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

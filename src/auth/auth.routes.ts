@@ -1,8 +1,8 @@
 // The sign-in and sign-out pages.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { safeReturnPath } from './guards.js';
-import { MAX_PASSWORD_LENGTH } from './password-policy.js';
-import { endThisSession, startUserSession } from './session.service.js';
+import { safeReturnPath } from '../users/guards.js';
+import { MAX_PASSWORD_LENGTH } from '../users/password-policy.js';
+import { endThisSession, startUserSession } from '../users/session.service.js';
 import { SIGN_IN_FAILED_MESSAGE, signIn } from './sign-in.service.js';
 import { cookieNames } from './auth.plugin.js';
 import { forgetThisDevice, rememberThisDevice } from './remember-me.hooks.js';

@@ -1,6 +1,6 @@
 // Wires remember-me into requests: signs a browser in from its cookie, and issues or ends the cookie at sign-in and sign-out.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { findUserById } from '../accounts/user.repository.js';
+import { findUserById } from '../users/user.repository.js';
 import {
   attachSession,
   createRememberLogin,
@@ -9,8 +9,8 @@ import {
   rotationKey,
   useRememberCookie,
 } from './remember-me.service.js';
-import { startUserSession } from './session.service.js';
-import { sessionKey } from './session.store.js';
+import { startUserSession } from '../users/session.service.js';
+import { sessionKey } from '../users/session.store.js';
 
 declare module 'fastify' {
   interface Session {

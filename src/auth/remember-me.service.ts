@@ -1,11 +1,9 @@
 // Remember-me logins: a series and a token in a cookie, the token stored only hashed, both rotated at every use.
 import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
-import { endUserSessions } from './session.service.js';
-
-type Db = Kysely<Database> | Transaction<Database>;
+import { endUserSessions } from '../users/session.service.js';
 
 /** The seed's 5 days, counted from the sign-in that ticked "remember me"; rotation never extends it. */
 export const REMEMBER_DAYS = 5;
@@ -205,17 +203,6 @@ export async function endRememberLoginByCookie(db: Db, cookie: string | undefine
   if (row === undefined || !timingSafeEqual(tokenHash(parsed.token), row.token_hash)) return false;
   const result = await db.deleteFrom('remember_logins').where('series', '=', parsed.series).executeTakeFirst();
   return Number(result.numDeletedRows) > 0;
-}
-
-/** Ends every remember-me login of a user ("sign out everywhere", 2FA off, password reset), except one series if named. */
-export async function endRememberLogins(db: Db, userId: string, options: { exceptSeries?: string } = {}): Promise<number> {
-  let query = db.deleteFrom('remember_logins').where('user_id', '=', userId);
-  if (options.exceptSeries !== undefined) {
-    // The kept login's own predecessors go too; only the live row itself stays.
-    query = query.where('series', '<>', options.exceptSeries);
-  }
-  const result = await query.executeTakeFirst();
-  return Number(result.numDeletedRows);
 }
 
 /** Removes logins past their 5 days (and so their IP addresses); run by the hourly retention job (ip-retention.ts). */

@@ -1,9 +1,9 @@
 // Signing in with email and password: regulation first, one argon2 verification on every path, one generic outcome.
 import type { FastifyInstance } from 'fastify';
-import { findUserByEmail, type User } from '../accounts/user.repository.js';
-import { verifyPasswordForSignIn } from '../accounts/sign-in-password.js';
-import type { SignInOutcome } from './auth.tables.js';
-import { addressHashKey, admitAttempt, settleAttempt, type Regulator } from './regulation.js';
+import { findUserByEmail, type User } from '../users/user.repository.js';
+import { verifyPasswordForSignIn } from '../users/sign-in-password.js';
+import type { SignInOutcome } from '../users/users.tables.js';
+import { admitAttempt, settleAttempt } from '../users/regulation.js';
 
 /**
  * The one message for every failed sign-in: unknown address, wrong password, blocked IP or account,
@@ -15,18 +15,9 @@ export const SIGN_IN_FAILED_MESSAGE =
 
 export type SignInResult = { ok: true; user: User } | { ok: false; reason: string };
 
-export function regulatorOf(app: FastifyInstance): Regulator {
-  return {
-    db: app.database.db,
-    clock: app.clock,
-    settings: app.config.auth.regulation,
-    addressKey: addressHashKey(app.config.secrets.passwordPepper),
-  };
-}
-
 export async function signIn(app: FastifyInstance, input: { email: string; password: string; ip: string }): Promise<SignInResult> {
   const db = app.database.db;
-  const regulator = regulatorOf(app);
+  const regulator = app.ctx.regulator;
   const emailTried = input.email.trim();
 
   const known = await findUserByEmail(db, emailTried);

@@ -1,4 +1,5 @@
 // What `ping` tells the operator about a backup host: reachable, version, clock, roots and free space.
+import { formatBytes } from '../format.js';
 import type { BackupHost } from './backup-host.js';
 import { BackupHostError } from './errors.js';
 
@@ -53,17 +54,6 @@ export async function checkBackupHost(host: BackupHost, now: () => number = Date
       problems: [message],
     };
   }
-}
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 /** Plain lines for a terminal, one fact per line, problems last. */

@@ -2,14 +2,10 @@
 import pino from 'pino';
 import { createFirstLookAccounts, describeFirstLookAccounts } from '../accounts/first-look-accounts.js';
 import { buildApp } from '../app.js';
-import { startArchivePoller } from '../archives/archive-poller.js';
-import { startLinkMailer } from '../archives/link-mailer.js';
-import { startEventSync } from '../archives/event-sync.js';
-import { startIpRetentionJob } from '../auth/ip-retention.js';
 import { loadConfig } from '../config.js';
 import { startFirstLookBackupHost, type RunningFirstLookBackupHost } from '../first-look/backup-host.js';
+import { startBackgroundJobs } from '../jobs/background-jobs.js';
 import { loggerOptions } from '../log.js';
-import { startMailWorker } from '../mail/mail.worker.js';
 import { openDatabase, resolveSecrets } from '../runtime.js';
 import type { Command } from './command.js';
 
@@ -46,18 +42,15 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     const demo = await createFirstLookAccounts(app);
 
     let stopping = false;
-    let stopMailWorker: () => Promise<void> = async () => undefined;
-    let stopArchiveJobs: () => Promise<void> = async () => undefined;
-    let stopIpPurge: () => void = () => undefined;
+    let stopJobs: () => Promise<void> = async () => undefined;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       app.log.info({ signal }, 'stopping: finishing in-flight requests');
       // A request stuck past the grace period must not keep the process alive forever.
       setTimeout(() => process.exit(1), 25_000).unref();
-      stopIpPurge();
-      // The mail worker and the archive jobs finish what they have in hand before the database pool closes under them.
-      Promise.all([stopMailWorker(), stopArchiveJobs()])
+      // The background jobs finish what they have in hand before the database pool closes under them.
+      stopJobs()
         .then(() => app.close())
         .then(() => firstLookHost?.stop())
         .then(
@@ -83,18 +76,8 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     app.log.info({ address, mode: config.mode }, `Archway is listening on ${address}`);
     // Straight to the console, never into the log: the passwords are shown this once.
     if (demo !== null) process.stdout.write(describeFirstLookAccounts(demo, address));
-    stopMailWorker = startMailWorker(app);
-    // Only where there is a backup host to ask: archive status polling, the link emails, and every
-    // 20 s its events, which feed the request log and mark downloads.
-    if (config.backupHost !== null) {
-      // First look's dispatcher answers in milliseconds: its downloads show within seconds, not 20.
-      const stops = [startArchivePoller(app), startLinkMailer(app), startEventSync(app, { intervalMs: firstLookHost ? 2_000 : undefined })];
-      stopArchiveJobs = async () => {
-        await Promise.all(stops.map((stop) => stop()));
-      };
-    }
-    // Hourly: IP addresses older than ARCHWAY_IP_RETENTION_DAYS are deleted, expired sessions too.
-    stopIpPurge = startIpRetentionJob(app);
+    // First look's dispatcher answers in milliseconds: its downloads show within seconds, not 20.
+    stopJobs = startBackgroundJobs(app, { eventSyncIntervalMs: firstLookHost ? 2_000 : undefined });
     return new Promise<number>(() => undefined);
   },
 };

@@ -1,9 +1,9 @@
 // The table types Kysely checks every query against; one interface per table, composed here.
-import type { ColumnType, Generated } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable } from '../archives/archives.tables.js';
-import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable, UsersTable } from '../accounts/accounts.tables.js';
+import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
-import type { BlocksTable, SessionsTable, SignInAttemptsTable } from '../auth/auth.tables.js';
+import type { AuditLogTable, BlocksTable, SessionsTable, SignInAttemptsTable, UsersTable } from '../users/users.tables.js';
 import type {
   RememberLoginsTable,
   TwoFactorBlocksTable,
@@ -11,16 +11,6 @@ import type {
   TwoFactorRecoveryCodesTable,
   TwoFactorTable,
 } from '../two-factor/two-factor.tables.js';
-
-export interface AuditLogTable {
-  id: Generated<string>;
-  at: ColumnType<Date, Date | undefined, never>;
-  actor: string | null;
-  action: string;
-  subject: string | null;
-  ip: string | null;
-  detail: ColumnType<Record<string, unknown>, string | undefined, string>;
-}
 
 export interface Database {
   audit_log: AuditLogTable;
@@ -41,3 +31,6 @@ export interface Database {
   backup_host_events: BackupHostEventsTable;
   backup_host_sync: BackupHostSyncTable;
 }
+
+/** What a repository function takes: the database, or the transaction a service opened. */
+export type Db = Kysely<Database> | Transaction<Database>;

@@ -1,10 +1,9 @@
 // The devices page: where the account is signed in, ending one browser, all others, or every one.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { cookieNames } from '../auth/auth.plugin.js';
-import { requireUser } from '../auth/guards.js';
-import { endRememberLogins } from '../auth/remember-me.service.js';
-import { endThisSession, endUserSessions } from '../auth/session.service.js';
-import { sessionKey } from '../auth/session.store.js';
+import { requireUser } from '../users/guards.js';
+import { endRememberLogins, endThisSession, endUserSessions } from '../users/session.service.js';
+import { sessionKey } from '../users/session.store.js';
 import { endDevice, listDevices } from './devices.js';
 
 type Form = Record<string, unknown> | undefined;

@@ -1,8 +1,7 @@
 // Queues email for the worker (enqueueMail) or sends it at once without storing it (sendMailNow).
 import { randomUUID } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
 import type { Config, Secrets } from '../config.js';
-import type { Database } from '../db/database.js';
+import type { Db } from '../db/database.js';
 import { renderMail } from './mail.renderer.js';
 import { mailQueueKey, seal } from './mail-seal.js';
 import { createMailTransport, MailNotSent } from './mail.transport.js';
@@ -56,7 +55,7 @@ function checkRecipient(to: string): string {
  * Renders the message now (a template error fails the caller's change) and queues it sealed.
  * Pass the caller's transaction: the mail is then queued only if the change that caused it commits.
  */
-export async function enqueueMail(db: Kysely<Database> | Transaction<Database>, message: MailMessage): Promise<void> {
+export async function enqueueMail(db: Db, message: MailMessage): Promise<void> {
   const recipient = checkRecipient(message.to);
   const rendered = renderMail(message.template, message.data);
   const id = randomUUID();

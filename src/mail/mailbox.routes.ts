@@ -1,9 +1,9 @@
 // First look's stand-in for each user's inbox: the outbox messages sent to the signed-in user's own address.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { requireUser } from '../auth/guards.js';
+import { requireUser } from '../users/guards.js';
 import { OUTBOX_FILE_NAME } from './mail.transport.js';
 import { outboxFileNames, readOutboxFile, recipientAddresses, type OutboxMessage } from './outbox.reader.js';
-import { textWithPortalLinks } from './outbox.routes.js';
+import { textWithPortalLinks } from './mail-text-html.js';
 
 /** The newest files looked at for one list, and the most of them shown: the outbox only grows in first look. */
 const SCANNED_AT_MOST = 1000;

@@ -1,18 +1,14 @@
 // The operator area: recent sign-in attempts, active blocks with an unblock button, the request log, and (first-look) the outbox.
 import type { FastifyInstance } from 'fastify';
-import { requireOperator } from '../auth/guards.js';
-import { liftBlock, listActiveBlocks, listRecentAttempts } from '../auth/regulation.js';
-import { regulatorOf } from '../auth/sign-in.service.js';
-import { registerRequestLogRoutes } from './request-log.routes.js';
+import { requireOperator } from '../users/guards.js';
+import { liftBlock, listActiveBlocks, listRecentAttempts } from '../users/regulation.js';
 
 export function registerOperatorRoutes(app: FastifyInstance): void {
-  registerRequestLogRoutes(app);
-
   app.get<{ Querystring: { unblocked?: string; 'no-block'?: string } }>(
     '/operator',
     { preHandler: requireOperator },
     async (request, reply) => {
-      const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(regulatorOf(app))]);
+      const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(app.ctx.regulator)]);
       return reply.header('cache-control', 'no-store').view('operator/index', {
         title: 'Operator',
         attempts,
@@ -31,7 +27,7 @@ export function registerOperatorRoutes(app: FastifyInstance): void {
 
   app.post<{ Params: { id: string } }>('/operator/blocks/:id/unblock', { preHandler: requireOperator }, async (request, reply) => {
     const operator = request.user!;
-    const lifted = await liftBlock(regulatorOf(app), request.params.id, operator.id);
+    const lifted = await liftBlock(app.ctx.regulator, request.params.id, operator.id);
     if (lifted !== null) {
       await app.database.db
         .insertInto('audit_log')

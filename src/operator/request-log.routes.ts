@@ -1,9 +1,10 @@
 // GET /operator/requests: the operator's log of archive requests, link issues and downloads, with IPs.
+import { formatBytes } from '../format.js';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DEFAULT_HOST } from '../archives/event-sync.js';
 import { readSyncStatus } from '../archives/event.repository.js';
-import { requireOperator } from '../auth/guards.js';
-import { eventLabel, formatBytes, formatTime, MAX_FILTER_LENGTH, parseRequestLogQuery, readRequestLog } from './request-log.js';
+import { requireOperator } from '../users/guards.js';
+import { eventLabel, formatTime, MAX_FILTER_LENGTH, parseRequestLogQuery, readRequestLog } from './request-log.js';
 
 export function registerRequestLogRoutes(app: FastifyInstance): void {
   app.get<{ Querystring: Record<string, unknown> }>('/operator/requests', { preHandler: requireOperator }, async (request, reply) => {
@@ -44,7 +45,7 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
         backupHostConfigured: app.config.backupHost !== null,
         sync,
         eventLabel,
-        formatBytes,
+        formatBytes: (n: number | null) => (n === null ? '' : formatBytes(n)),
         formatTime,
       });
   }

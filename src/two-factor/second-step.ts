@@ -1,6 +1,6 @@
 // The half-signed-in state between the password and the second step: server-side, 5 minutes, no account access.
 import type { FastifyRequest } from 'fastify';
-import type { User } from '../accounts/user.repository.js';
+import type { User } from '../users/user.repository.js';
 import { isTwoFactorOn } from './two-factor.service.js';
 
 export const SECOND_STEP_MINUTES = 5;

@@ -1,8 +1,7 @@
-// Sets up two-factor sign-in on the app: its keys and settings, the "operators must enrol" rule, and the routes.
+// Sets up two-factor sign-in on the app: its keys and settings, and the "operators must enrol" rule.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { createKeyRing } from './key-ring.js';
 import { recoveryCodeKey } from './recovery-codes.js';
-import { registerTwoFactorRoutes } from './two-factor.routes.js';
 import { isTwoFactorOn, type TwoFactorContext } from './two-factor.service.js';
 
 declare module 'fastify' {
@@ -21,8 +20,9 @@ export function mustUseTwoFactor(app: FastifyInstance, user: { role: string }): 
 export function registerTwoFactor(app: FastifyInstance): void {
   const host = new URL(app.config.publicUrl).hostname;
   app.decorate('twoFactor', {
-    app,
     db: app.database.db,
+    log: app.log,
+    regulator: app.ctx.regulator,
     clock: app.clock,
     keys: createKeyRing(app.config.secrets.encryptionKey, app.config.oldEncryptionKeys),
     recoveryKey: recoveryCodeKey(app.config.secrets.passwordPepper),
@@ -48,6 +48,4 @@ export function registerTwoFactor(app: FastifyInstance): void {
       requestId: request.id,
     });
   });
-
-  registerTwoFactorRoutes(app);
 }

@@ -1,9 +1,7 @@
 // Brute-force regulation of the second sign-in step: wrong codes counted per user and per IP, apart from wrong passwords.
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { addressBlockKey, normalizeIp } from '../auth/regulation.js';
-import type { Database } from '../db/database.js';
-
-type Db = Kysely<Database> | Transaction<Database>;
+import { addressBlockKey, normalizeIp } from '../users/regulation.js';
+import type { Database, Db } from '../db/database.js';
 
 /**
  * The numbers (docs/SECURITY.md, "Two-factor and remember-me"): three codes are accepted at any

@@ -1,13 +1,10 @@
-// The two-factor pages: settings on the account, enrolment, recovery codes, the second sign-in step, and the operator's reset.
+// The two-factor pages: settings on the account, enrolment, recovery codes, and the operator's reset.
+import { formatUtc } from '../format.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { findUserByEmail, findUserById } from '../accounts/user.repository.js';
-import { requireOperator, requireUser } from '../auth/guards.js';
-import { rememberThisDevice } from '../auth/remember-me.hooks.js';
-import { startUserSession } from '../auth/session.service.js';
+import { findUserByEmail } from '../users/user.repository.js';
+import { requireOperator, requireUser } from '../users/guards.js';
 import { groupedSecret } from './totp.js';
-import { pendingSignIn } from './second-step.js';
 import {
-  BLOCKED_MESSAGE,
   disableTwoFactor,
   enableTwoFactor,
   enrolmentSecret,
@@ -15,7 +12,6 @@ import {
   resetTwoFactorByOperator,
   TwoFactorAlreadyOn,
   twoFactorStatus,
-  verifySecondFactor,
   type ThisBrowser,
 } from './two-factor.service.js';
 
@@ -24,10 +20,6 @@ type Form = Record<string, unknown> | undefined;
 const text = (value: unknown, max: number): string => (typeof value === 'string' ? value.slice(0, max) : '');
 /** Long enough for any password the policy accepts (128 characters, up to 4 bytes each). */
 const MAX_PASSWORD_INPUT = 4 * 128 + 1;
-
-function startPage(role: string): string {
-  return role === 'operator' ? '/operator' : '/account';
-}
 
 function browserOf(request: FastifyRequest): ThisBrowser {
   return {
@@ -146,43 +138,6 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     return reply.redirect('/account/two-factor?off', 303);
   });
 
-  // The second sign-in step ---------------------------------------------------------------------
-
-  const renderSecondStep = (reply: FastifyReply, status: number, error: string | null) =>
-    reply.code(status).header('cache-control', 'no-store').view('two-factor/sign-in', { title: 'Two-factor sign-in', error });
-
-  app.get('/sign-in/two-factor', async (request, reply) => {
-    if (request.user !== null) return reply.redirect(startPage(request.user.role), 303);
-    if (pendingSignIn(request) === null) return reply.redirect('/sign-in', 303);
-    return renderSecondStep(reply, 200, null);
-  });
-
-  app.post('/sign-in/two-factor', async (request: FastifyRequest<{ Body: Form }>, reply) => {
-    const pending = pendingSignIn(request);
-    // Expired (5 minutes) or never started: the password has to be entered again.
-    if (pending === null) return reply.redirect('/sign-in', 303);
-    const code = text(request.body?.code, 64).trim();
-    if (code === '') return renderSecondStep(reply, 400, 'Enter the 6-digit code from your app, or a recovery code.');
-
-    const result = await verifySecondFactor(ctx(), pending.userId, code, request.ip);
-    if (!result.ok) {
-      request.log.info({ userId: pending.userId, reason: result.reason }, 'second sign-in step failed');
-      if (result.reason === 'blocked') return renderSecondStep(reply, 429, BLOCKED_MESSAGE);
-      return renderSecondStep(
-        reply,
-        401,
-        'That code did not work. Enter the code your app shows now (each code works once), or an unused recovery code.',
-      );
-    }
-    const user = await findUserById(app.database.db, pending.userId);
-    if (user === null || user.status !== 'active') return reply.redirect('/sign-in', 303);
-    // A fresh id once more: the half-signed-in session is not the signed-in one.
-    await startUserSession(request, user);
-    if (pending.remember) await rememberThisDevice(request, reply, user.id);
-    request.log.info({ userId: user.id, method: result.method }, 'signed in with the second step');
-    return reply.redirect(pending.next ?? startPage(user.role), 303);
-  });
-
   // The operator's reset ------------------------------------------------------------------------
 
   const renderReset = (reply: FastifyReply, status: number, values: { email?: string; error?: string | null; notice?: string | null }) =>
@@ -216,9 +171,4 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     request.log.warn({ operatorId: request.user!.id, userId: target.id }, 'two-factor reset by an operator');
     return reply.redirect('/operator/two-factor?done', 303);
   });
-}
-
-/** Times on the pages: minutes, in UTC, saying so. */
-export function formatUtc(date: Date): string {
-  return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }

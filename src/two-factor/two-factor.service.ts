@@ -1,29 +1,26 @@
 // The rules of two-factor sign-in: enrolment, the second step, recovery codes, disabling, and the operator's reset.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely, Transaction } from 'kysely';
-import { recordAudit } from '../accounts/audit.js';
-import { findUserById, type User } from '../accounts/user.repository.js';
-import type { PasswordHasher } from '../auth/password-hasher.js';
-import { admitAttempt, forgetAttempt, settleAttempt } from '../auth/regulation.js';
-import { endRememberLogins } from '../auth/remember-me.service.js';
-import { endUserSessions } from '../auth/session.service.js';
-import { regulatorOf } from '../auth/sign-in.service.js';
+import { recordAudit } from '../users/audit.js';
+import { findUserById, type User } from '../users/user.repository.js';
+import type { PasswordHasher } from '../users/password-hasher.js';
+import { admitAttempt, forgetAttempt, settleAttempt, type Regulator } from '../users/regulation.js';
+import { endRememberLogins, endUserSessions } from '../users/session.service.js';
 import type { Clock } from '../clock.js';
-import type { Database } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import type { KeyRing } from './key-ring.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT } from './recovery-codes.js';
 import { generateSecret, matchingStep, normalizeTotpInput, otpauthUri, qrCodeSvg } from './totp.js';
 import { admitTwoFactorAttempt, blockTwoFactorIfDue, clearUserFailures } from './two-factor.regulation.js';
 
-type Db = Kysely<Database> | Transaction<Database>;
-
 /** A pending secret not confirmed within this time is replaced by a fresh one at the next visit. */
 const PENDING_LIFETIME_MS = 60 * 60_000;
 
 export interface TwoFactorContext {
-  app: FastifyInstance;
   db: Kysely<Database>;
+  log: FastifyBaseLogger;
+  regulator: Regulator;
   clock: Clock;
   keys: KeyRing;
   recoveryKey: Buffer;
@@ -107,7 +104,7 @@ export async function enrolmentSecret(
  * in the sign-in regulation like any other, so a hijacked session cannot guess the password here.
  */
 async function checkPassword(ctx: TwoFactorContext, user: User, password: string, ip: string): Promise<boolean> {
-  const regulator = regulatorOf(ctx.app);
+  const regulator = ctx.regulator;
   const attempt = { emailTried: user.email, userId: user.id, ip };
   const admission = user.passwordHash === null ? null : await admitAttempt(regulator, attempt);
   if (admission === null || !admission.admitted || user.passwordHash === null) {
@@ -274,7 +271,7 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
         });
       }
     }
-    for (const b of blocks) ctx.app.log.warn({ scope: b.scope, until: b.until, userId }, 'two-factor step blocked after wrong codes');
+    for (const b of blocks) ctx.log.warn({ scope: b.scope, until: b.until, userId }, 'two-factor step blocked after wrong codes');
   });
   return result;
 }

@@ -1,7 +1,7 @@
 // Shared set-up for the accounts tests: an app on its own database whose mail goes to an SMTP sink.
 import type { ParsedMail } from 'mailparser';
 import type { FastifyInstance } from 'fastify';
-import { insertUser, type NewUser, type User } from '../../src/accounts/user.repository.js';
+import { insertUser, type NewUser, type User } from '../../src/users/user.repository.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';

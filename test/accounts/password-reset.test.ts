@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleBackgroundWork } from '../../src/accounts/background.js';
-import { findUserById } from '../../src/accounts/user.repository.js';
-import { PASSWORD_MESSAGES } from '../../src/auth/password-policy.js';
+import { findUserById } from '../../src/users/user.repository.js';
+import { PASSWORD_MESSAGES } from '../../src/users/password-policy.js';
 import { WebClient } from '../harness/web-client.js';
 import { deliverMail, GOOD_PASSWORD, linkIn, makeUser, recipients, startWorld, type AccountsWorld } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findUserById } from '../../src/accounts/user.repository.js';
-import { createPasswordHasher } from '../../src/auth/password-hasher.js';
+import { findUserById } from '../../src/users/user.repository.js';
+import { createPasswordHasher } from '../../src/users/password-hasher.js';
 import { testConfig } from '../harness/app.js';
 import { WebClient } from '../harness/web-client.js';
 import { GOOD_PASSWORD, makeUser, startWorld, type AccountsWorld } from './fixtures.js';

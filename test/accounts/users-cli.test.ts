@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleBackgroundWork } from '../../src/accounts/background.js';
-import { findUserByEmail } from '../../src/accounts/user.repository.js';
+import { findUserByEmail } from '../../src/users/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
 import { WebClient } from '../harness/web-client.js';

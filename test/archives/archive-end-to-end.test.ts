@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser, type User } from '../../src/accounts/user.repository.js';
+import { insertUser, type User } from '../../src/users/user.repository.js';
 import { buildApp } from '../../src/app.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
@@ -161,10 +161,12 @@ describe('a customer downloads an archive of their backup', () => {
     expect(sealed).toMatchObject({ path: `/downloads/${requestId}`, httpOnly: true, sameSite: 'Lax' });
     expect(sealed!.value).not.toContain(token);
 
-    // The secure_link URL gives the byte-identical archive, from this address.
+    // The secure_link URL gives the byte-identical archive, from this address. The archive is read
+    // first: once watch records the completed download, sweep may remove it at any moment.
+    const archived = await readFile(join(host.archiveRoot, `${row.archive_id}.tar`));
     const fetched = await httpGet(url!, { localAddress: '127.0.0.1' });
     expect(fetched.status).toBe(200);
-    expect(fetched.body.equals(await readFile(join(host.archiveRoot, `${row.archive_id}.tar`)))).toBe(true);
+    expect(fetched.body.equals(archived)).toBe(true);
     expect(fetched.sha256).toBe(row.sha256);
 
     // watch reads the download log and marks the archive downloaded; a reload then says so.

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings } from '../../src/backup-host/index.js';

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import { startEventSync, syncBackupHostEvents, type EventSyncDeps } from '../../src/archives/event-sync.js';
 import { backupHostFromSettings, type BackupHost } from '../../src/backup-host/index.js';
 import type { DispatcherEvent } from '../../src/protocol/index.js';

@@ -1,7 +1,7 @@
 // Users with known passwords for the auth tests, made through the accounts module's own functions.
 import type { FastifyInstance } from 'fastify';
-import { insertUser, type User } from '../../src/accounts/user.repository.js';
-import type { UserRole, UserStatus } from '../../src/accounts/accounts.tables.js';
+import { insertUser, type User } from '../../src/users/user.repository.js';
+import type { UserRole, UserStatus } from '../../src/users/users.tables.js';
 import type { Page, WebClient } from '../harness/web-client.js';
 import { currentCode, turnOnTwoFactor } from '../two-factor/turn-on.js';
 

@@ -1,9 +1,9 @@
 import argon2 from 'argon2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyPasswordForSignIn } from '../../src/accounts/sign-in-password.js';
-import { findUserById, insertUser } from '../../src/accounts/user.repository.js';
-import { createPasswordHasher } from '../../src/auth/password-hasher.js';
-import { Semaphore } from '../../src/auth/semaphore.js';
+import { verifyPasswordForSignIn } from '../../src/users/sign-in-password.js';
+import { findUserById, insertUser } from '../../src/users/user.repository.js';
+import { createPasswordHasher } from '../../src/users/password-hasher.js';
+import { Semaphore } from '../../src/users/semaphore.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { testConfig } from '../harness/app.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkPassword, isCommonPassword, PASSWORD_MESSAGES } from '../../src/auth/password-policy.js';
+import { checkPassword, isCommonPassword, PASSWORD_MESSAGES } from '../../src/users/password-policy.js';
 
 const who = { email: 'alice.moreau@example.net', domain: 'social.example.org' };
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
-import { addressBlockKey, addressHashKey, blockDurationMs, storedAddress } from '../../src/auth/regulation.js';
+import { addressBlockKey, addressHashKey, blockDurationMs, storedAddress } from '../../src/users/regulation.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteExpiredSessions, purgeOldIps, startIpRetentionJob } from '../../src/auth/ip-retention.js';
+import { deleteExpiredSessions, purgeOldIps, startIpRetentionJob } from '../../src/jobs/retention.job.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
@@ -170,7 +170,7 @@ describe('the IP retention purge', () => {
     try {
       await expect.poll(() => subject.logText(), { timeout: 5_000 }).toContain('IP retention purge done');
     } finally {
-      stop();
+      await stop();
     }
     const left = await db().selectFrom('remember_logins').select(['series', 'ip']).where('user_id', '=', user.id).execute();
     expect(left).toEqual([{ series: 'live-series', ip: '198.51.100.7' }]);

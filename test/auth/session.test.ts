@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endUserSessions } from '../../src/auth/session.service.js';
-import { sessionKey } from '../../src/auth/session.store.js';
+import { endUserSessions } from '../../src/users/session.service.js';
+import { sessionKey } from '../../src/users/session.store.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';

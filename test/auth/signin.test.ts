@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPasswordHasher } from '../../src/auth/password-hasher.js';
-import { addressHashKey, storedAddress } from '../../src/auth/regulation.js';
+import { createPasswordHasher } from '../../src/users/password-hasher.js';
+import { addressHashKey, storedAddress } from '../../src/users/regulation.js';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';

@@ -1,6 +1,6 @@
 // A silent network partition between the portal and PostgreSQL: every request ends within a bound, and the pool recovers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser } from '../../src/accounts/user.repository.js';
+import { insertUser } from '../../src/users/user.repository.js';
 import { connectDatabase, type DatabaseHandle } from '../../src/db/connect.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';

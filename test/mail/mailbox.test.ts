@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import { buildApp } from '../../src/app.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { enqueueMail } from '../../src/mail/mail.service.js';

@@ -1,7 +1,7 @@
 // The operator's request log: who asked for which archive, from where, and what the backup host recorded.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { User } from '../../src/accounts/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { createOperator, createUser, PASSWORD, signInOperator } from '../auth/fixtures.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';

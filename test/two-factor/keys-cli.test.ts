@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser } from '../../src/accounts/user.repository.js';
+import { insertUser } from '../../src/users/user.repository.js';
 import { createKeyRing, keyIdOf } from '../../src/two-factor/key-ring.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';

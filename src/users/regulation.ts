@@ -4,10 +4,8 @@ import { isIP } from 'node:net';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Clock } from '../clock.js';
 import type { RegulationConfig } from '../config.js';
-import type { Database } from '../db/database.js';
-import type { BlockScope, SignInOutcome } from './auth.tables.js';
-
-type Db = Kysely<Database> | Transaction<Database>;
+import type { Database, Db } from '../db/database.js';
+import type { BlockScope, SignInOutcome } from './users.tables.js';
 
 export interface Regulator {
   db: Kysely<Database>;

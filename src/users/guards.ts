@@ -1,6 +1,6 @@
 // Who is asking: request.user from the session, and the preHandlers that let only users or operators through.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { User } from '../accounts/user.repository.js';
+import type { User } from './user.repository.js';
 
 /** The signed-in user as routes and views see it: never the password hash. */
 export type SignedInUser = Omit<User, 'passwordHash'>;

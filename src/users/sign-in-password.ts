@@ -1,6 +1,7 @@
 // The password half of signing in: one argon2 verification whatever the address, and a re-hash when due.
-import type { PasswordHasher } from '../auth/password-hasher.js';
-import { findUserByEmail, type Db, type User } from './user.repository.js';
+import type { Db } from '../db/database.js';
+import type { PasswordHasher } from './password-hasher.js';
+import { findUserByEmail, type User } from './user.repository.js';
 
 export interface PasswordCheck {
   /** The account the address names, or null; present even when the password is wrong. */

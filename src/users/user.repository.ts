@@ -1,9 +1,7 @@
 // Reads and writes of the users table; plain functions taking the database or a transaction.
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
-import type { UserRole, UserStatus, UsersTable } from './accounts.tables.js';
-
-export type Db = Kysely<Database> | Transaction<Database>;
+import { sql, type Selectable } from 'kysely';
+import type { Db } from '../db/database.js';
+import type { UserRole, UserStatus, UsersTable } from './users.tables.js';
 
 export interface User {
   id: string;

@@ -1,5 +1,5 @@
 // Writes one row of the audit log, the operator's record of who changed what about an account.
-import type { Db } from './user.repository.js';
+import type { Db } from '../db/database.js';
 
 export interface AuditEntry {
   /** A user id, 'cli' for the operator's command line, 'system', or null when unknown. */

@@ -1,7 +1,7 @@
 // Starting and ending signed-in sessions: a fresh id at every sign-in, and ending all of a user's sessions.
 import type { FastifyRequest } from 'fastify';
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
 import type { SignedInUser } from './guards.js';
 import { sessionKey } from './session.store.js';
 
@@ -28,11 +28,7 @@ export async function startUserSession(request: FastifyRequest, user: Pick<Signe
 }
 
 /** Ends every session of the user, half-finished sign-ins included (password reset, 2FA change), except the one named, if any. */
-export async function endUserSessions(
-  db: Kysely<Database> | Transaction<Database>,
-  userId: string,
-  options: { exceptSessionId?: string } = {},
-): Promise<number> {
+export async function endUserSessions(db: Db, userId: string, options: { exceptSessionId?: string } = {}): Promise<number> {
   // A half-finished sign-in (right password, code not yet given) is a session of the user too: a
   // password reset that left it alive would let the old password finish signing in.
   let query = db
@@ -60,4 +56,15 @@ export async function endUserSessions(
 export async function endThisSession(request: FastifyRequest): Promise<void> {
   if (request.session?.sessionId !== undefined) await request.session.destroy();
   request.user = null;
+}
+
+/** Ends every remember-me login of a user ("sign out everywhere", 2FA off, password reset), except one series if named. */
+export async function endRememberLogins(db: Db, userId: string, options: { exceptSeries?: string } = {}): Promise<number> {
+  let query = db.deleteFrom('remember_logins').where('user_id', '=', userId);
+  if (options.exceptSeries !== undefined) {
+    // The kept login's own predecessors go too; only the live row itself stays.
+    query = query.where('series', '<>', options.exceptSeries);
+  }
+  const result = await query.executeTakeFirst();
+  return Number(result.numDeletedRows);
 }

@@ -1,11 +1,12 @@
 // The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period,
 // and of every other record that has outlived its purpose: expired sessions, remember-me logins, wrong-code rows.
 import type { FastifyInstance } from 'fastify';
+import { startLoop } from '../background-loop.js';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 import { purgeOldTwoFactorFailures } from '../two-factor/two-factor.regulation.js';
-import { deleteExpiredRememberLogins, forgetRememberLoginIps } from './remember-me.service.js';
+import { deleteExpiredRememberLogins, forgetRememberLoginIps } from '../auth/remember-me.service.js';
 
 export interface PurgeReport {
   signInAttempts: number;
@@ -95,8 +96,8 @@ export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, 
  * the retention period plus an hour). Several instances may run it at once; the updates are idempotent.
  * Returns a stopper.
  */
-export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000): () => void {
-  const run = async () => {
+export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000): () => Promise<void> {
+  return startLoop(async () => {
     try {
       const { db } = app.database;
       const now = app.clock.now();
@@ -111,9 +112,6 @@ export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000
     } catch (error) {
       app.log.error({ err: error }, 'IP retention purge failed; it runs again at the next interval');
     }
-  };
-  void run();
-  const timer = setInterval(() => void run(), intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+    return intervalMs;
+  });
 }
