@@ -1,13 +1,14 @@
 // The import rules of docs/ARCHITECTURE.md, checked on the real import graph (dependency-cruiser):
 // the rules in .dependency-cruiser.cjs, plus no cycle between folders of src/.
-// Usage: node scripts/check-boundaries.mjs [--graph]   (--graph prints the folder graph as Mermaid)
+// Usage: node scripts/check-boundaries.mjs [--graph | --write-graph]   (print the folder graph as Mermaid, or redraw it in the doc)
 import { cruise } from 'dependency-cruiser';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const srcDir = process.argv.find((a, i) => i > 1 && !a.startsWith('--')) ?? 'src';
+const srcDir = 'src';
 process.chdir(root);
 const ruleSet = createRequire(import.meta.url)(path.join(root, '.dependency-cruiser.cjs'));
 const result = await cruise([srcDir], { validate: true, ruleSet, tsPreCompilationDeps: true, outputType: 'json' }, undefined, {
@@ -49,13 +50,28 @@ function folderCycles() {
   return [...found.values()];
 }
 
+const graph = [...edges]
+  .sort(([a], [b]) => a.localeCompare(b))
+  .flatMap(([from, tos]) => [...tos.keys()].sort().map((to) => `  ${from} --> ${to}`));
+const mermaid = ['```mermaid', 'flowchart LR', ...graph, '```'].join('\n');
+const doc = path.join(root, 'docs', 'ARCHITECTURE.md');
+const [START, END] = ['<!-- graph:start -->', '<!-- graph:end -->'];
+const text = readFileSync(doc, 'utf8');
+const drawn = text.slice(text.indexOf(START) + START.length, text.indexOf(END)).trim();
 if (process.argv.includes('--graph')) {
-  console.log('flowchart TD');
-  for (const [from, tos] of [...edges].sort()) for (const to of [...tos.keys()].sort()) console.log(`  ${from} --> ${to}`);
+  console.log(mermaid);
+  process.exit(0);
+}
+if (process.argv.includes('--write-graph')) {
+  writeFileSync(doc, `${text.slice(0, text.indexOf(START) + START.length)}\n${mermaid}\n${text.slice(text.indexOf(END))}`);
   process.exit(0);
 }
 
 let problems = 0;
+if (drawn !== mermaid) {
+  problems++;
+  console.log('docs/ARCHITECTURE.md: the folder graph is not the one the code has; run node scripts/check-boundaries.mjs --write-graph');
+}
 for (const v of output.summary.violations) {
   problems++;
   console.log(`${v.rule.name}: ${v.from} -> ${v.to}${v.cycle ? ` (cycle: ${v.cycle.map((c) => c.name ?? c).join(' -> ')})` : ''}`);
