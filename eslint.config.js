@@ -26,6 +26,21 @@ export default tseslint.config(
       'no-control-regex': 'off',
     },
   },
+  // The data-access rule (docs/ARCHITECTURE.md): routes, plugins, hooks and commands call a function
+  // that takes (db: Db, ...); they never build a query or open a transaction themselves.
+  {
+    files: ['src/**/*.routes.ts', 'src/**/*.plugin.ts', 'src/**/*.hooks.ts', 'src/cli/**/*.ts', 'src/app.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'CallExpression[callee.property.name=/^(selectFrom|insertInto|updateTable|deleteFrom|transaction|executeQuery)$/]',
+          message: 'No queries here: call a repository or service function that takes (db: Db, ...).',
+        },
+        { selector: "TaggedTemplateExpression[tag.name='sql']", message: 'No SQL here: call a repository or service function.' },
+      ],
+    },
+  },
   // Tests read the dispatcher's JSON answers as they come.
   { files: ['test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   { files: ['bench/**/*.mjs', 'scripts/**/*.mjs', '*.config.js', '*.cjs'], languageOptions: { globals: globals.node } },

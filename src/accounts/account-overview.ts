@@ -1,4 +1,5 @@
 // Everything stored about one user, gathered for their account page.
+import { liveSession } from '../users/session.store.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
 import { findUserById, type User } from '../users/user.repository.js';
@@ -39,8 +40,7 @@ export async function loadAccountOverview(
       .selectFrom('sessions')
       .select(['created_at', 'last_seen_at', 'ip', 'user_agent'])
       .where('user_id', '=', user.id)
-      .where('expires_at', '>', now)
-      .where('last_seen_at', '>', new Date(now.getTime() - idleMinutes * 60_000))
+      .where(liveSession(now, idleMinutes))
       .orderBy('last_seen_at', 'desc')
       .execute(),
   ]);

@@ -5,7 +5,8 @@ import fastifyCsrf from '@fastify/csrf-protection';
 import fastifySession from '@fastify/session';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { findUserById } from '../users/user.repository.js';
-import { PostgresSessionStore, sessionKey } from '../users/session.store.js';
+import { PostgresSessionStore } from '../users/session.store.js';
+import { endThisSessionRow } from '../users/session.service.js';
 
 /** Methods that never change state (no route may change anything on them), so they carry no CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -86,7 +87,7 @@ export async function registerAuth(app: FastifyInstance): Promise<void> {
     if (user === null || user.status !== 'active') {
       request.log.info({ userId }, 'session of an inactive or deleted account ended');
       // The row goes; the request keeps an empty session object, so later hooks can still start a new one.
-      await app.database.db.deleteFrom('sessions').where('id', '=', sessionKey(request.session.sessionId)).execute();
+      await endThisSessionRow(app.database.db, request.session.sessionId);
       request.session.userId = null;
       return;
     }

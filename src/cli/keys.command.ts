@@ -1,4 +1,5 @@
 // `archway keys status|rotate`: which encryption key protects the stored TOTP secrets, and moving them to the current key.
+import { countPendingMail } from '../mail/mail.service.js';
 import pino from 'pino';
 import { loadConfig } from '../config.js';
 import { loggerOptions } from '../log.js';
@@ -55,13 +56,9 @@ remove the old key from ARCHWAY_ENCRYPTION_KEYS_OLD and restart again. Key ids a
         process.stdout.write(describe(before));
         // Queued email is sealed under the key in use when it was queued and is not re-encrypted;
         // the worker also opens it with the older keys, so those must stay configured until it has gone.
-        const pending = await database.db
-          .selectFrom('mail_queue')
-          .select((eb) => eb.fn.countAll<string>().as('n'))
-          .where('status', '=', 'pending')
-          .executeTakeFirstOrThrow();
+        const pending = await countPendingMail(database.db);
         process.stdout.write(
-          `queued email waiting to be sent: ${pending.n} (keep older keys in ARCHWAY_ENCRYPTION_KEYS_OLD until this is 0)\n`,
+          `queued email waiting to be sent: ${pending} (keep older keys in ARCHWAY_ENCRYPTION_KEYS_OLD until this is 0)\n`,
         );
         return 0;
       }

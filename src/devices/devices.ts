@@ -1,4 +1,5 @@
 // The devices list: a user's live sessions and remember-me logins, and ending any of them.
+import { liveSession } from '../users/session.store.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
 import { describeUserAgent } from './user-agent.js';
@@ -24,14 +25,12 @@ export async function listDevices(
   now: Date,
   options: { idleMinutes: number; currentSessionKey: string | null },
 ): Promise<Device[]> {
-  const idleCutoff = new Date(now.getTime() - options.idleMinutes * 60_000);
   const [sessions, remembered] = await Promise.all([
     db
       .selectFrom('sessions')
       .select(['id', 'created_at', 'last_seen_at', 'ip', 'user_agent'])
       .where('user_id', '=', userId)
-      .where('expires_at', '>', now)
-      .where('last_seen_at', '>', idleCutoff)
+      .where(liveSession(now, options.idleMinutes))
       .execute(),
     db
       .selectFrom('remember_logins')

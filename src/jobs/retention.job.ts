@@ -1,5 +1,6 @@
 // The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period,
 // and of every other record that has outlived its purpose: expired sessions, remember-me logins, wrong-code rows.
+import { liveSession } from '../users/session.store.js';
 import type { FastifyInstance } from 'fastify';
 import { startLoop } from '../background-loop.js';
 import { sql, type Kysely } from 'kysely';
@@ -86,7 +87,7 @@ export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, 
   const now = clock.now();
   const result = await db
     .deleteFrom('sessions')
-    .where((eb) => eb.or([eb('expires_at', '<=', now), eb('last_seen_at', '<=', new Date(now.getTime() - idleMinutes * 60_000))]))
+    .where((eb) => eb.not(liveSession(now, idleMinutes)(eb)))
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }

@@ -88,3 +88,13 @@ export async function sendMailNow(app: { config: Config }, message: MailMessage)
 }
 
 export { MailNotSent };
+
+/** Messages queued and not yet sent (sealed under the key in use when they were queued). */
+export async function countPendingMail(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('mail_queue')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('status', '=', 'pending')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

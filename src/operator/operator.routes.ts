@@ -27,18 +27,8 @@ export function registerOperatorRoutes(app: FastifyInstance): void {
 
   app.post<{ Params: { id: string } }>('/operator/blocks/:id/unblock', { preHandler: requireOperator }, async (request, reply) => {
     const operator = request.user!;
-    const lifted = await liftBlock(app.ctx.regulator, request.params.id, operator.id);
+    const lifted = await liftBlock(app.ctx.regulator, request.params.id, { id: operator.id, ip: request.ip });
     if (lifted !== null) {
-      await app.database.db
-        .insertInto('audit_log')
-        .values({
-          actor: operator.id,
-          action: 'sign-in.unblocked',
-          subject: lifted.scope === 'user' ? lifted.key : null,
-          ip: request.ip,
-          detail: JSON.stringify({ blockId: lifted.id, scope: lifted.scope, level: lifted.level }),
-        })
-        .execute();
       request.log.info({ blockId: lifted.id, scope: lifted.scope }, 'block lifted by operator');
     }
     // A block that already ended, was lifted, or never existed: say so rather than claim a lift.

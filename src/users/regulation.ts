@@ -1,4 +1,5 @@
 // Brute-force regulation of sign-in: every attempt is a row, blocks are derived from the rows in a window.
+import { recordAudit } from './audit.js';
 import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { sql, type Kysely, type Transaction } from 'kysely';
@@ -266,17 +267,31 @@ export function blockDurationMs(s: RegulationConfig, scope: BlockScope, level: n
   return Math.min(first * 2 ** Math.min(level - 1, 30), max);
 }
 
-/** The operator's unblock: the row stays (who lifted it, when), and counting starts afresh for that key. */
-export async function liftBlock(regulator: Regulator, blockId: string, operatorId: string): Promise<Block | null> {
+/**
+ * The operator's unblock: the row stays (who lifted it, when), counting starts afresh for that
+ * key, and the audit log records it in the same transaction.
+ */
+export async function liftBlock(regulator: Regulator, blockId: string, operator: { id: string; ip: string }): Promise<Block | null> {
   if (!/^\d{1,18}$/.test(blockId)) return null;
-  const row = await regulator.db
-    .updateTable('blocks')
-    .set({ lifted_at: regulator.clock.now(), lifted_by: operatorId })
-    .where('id', '=', blockId)
-    .where('lifted_at', 'is', null)
-    .returningAll()
-    .executeTakeFirst();
-  return row === undefined ? null : toBlock(row);
+  return regulator.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable('blocks')
+      .set({ lifted_at: regulator.clock.now(), lifted_by: operator.id })
+      .where('id', '=', blockId)
+      .where('lifted_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    if (row === undefined) return null;
+    const block = toBlock(row);
+    await recordAudit(trx, {
+      actor: operator.id,
+      action: 'sign-in.unblocked',
+      subject: block.scope === 'user' ? block.key : null,
+      ip: operator.ip,
+      detail: { blockId: block.id, scope: block.scope, level: block.level },
+    });
+    return block;
+  });
 }
 
 export interface ActiveBlockView extends Block {
@@ -316,18 +331,6 @@ export async function listRecentAttempts(db: Db, limit = 100): Promise<AttemptVi
     outcome: r.outcome,
     reason: r.reason,
   }));
-}
-
-/** The user's own successful sign-ins (time and IP), newest first: for the account page. */
-export async function listSignIns(db: Db, userId: string, limit = 10): Promise<Array<{ at: Date; ip: string | null }>> {
-  return db
-    .selectFrom('sign_in_attempts')
-    .select(['at', 'ip'])
-    .where('user_id', '=', userId)
-    .where('outcome', '=', 'success')
-    .orderBy('at', 'desc')
-    .limit(limit)
-    .execute();
 }
 
 function toBlock(row: { id: string; scope: BlockScope; key: string; until: Date; level: number; created_at: Date }): Block {

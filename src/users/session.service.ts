@@ -68,3 +68,8 @@ export async function endRememberLogins(db: Db, userId: string, options: { excep
   const result = await query.executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** Deletes this browser's session row and nothing else; the request keeps its (now empty) session object. */
+export async function endThisSessionRow(db: Db, sessionId: string): Promise<void> {
+  await db.deleteFrom('sessions').where('id', '=', sessionKey(sessionId)).execute();
+}

@@ -1,7 +1,7 @@
 // The PostgreSQL store behind @fastify/session: one row per signed-in browser, expiry enforced here.
 import { createHash } from 'node:crypto';
 import type { Session } from 'fastify';
-import type { Kysely } from 'kysely';
+import type { ExpressionBuilder, Kysely } from 'kysely';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 
@@ -23,6 +23,15 @@ const NOT_DATA = new Set(['cookie', 'sessionId', 'encryptedSessionId', PERSISTED
 export interface SessionLifetimes {
   idleMinutes: number;
   absoluteHours: number;
+}
+
+/**
+ * The one definition of a live session: before its absolute expiry and seen within the idle
+ * limit. Every query that lists, counts or purges sessions uses it, and the store checks a loaded row by it.
+ */
+export function liveSession(now: Date, idleMinutes: number) {
+  const idleCutoff = new Date(now.getTime() - idleMinutes * 60_000);
+  return (eb: ExpressionBuilder<Database, 'sessions'>) => eb.and([eb('expires_at', '>', now), eb('last_seen_at', '>', idleCutoff)]);
 }
 
 /** The key a session id is stored under: its SHA-256, so the table holds nothing a cookie could replay. */
@@ -64,14 +73,17 @@ export class PostgresSessionStore {
   }
 
   private async load(sessionId: string): Promise<SessionLike | null> {
-    const row = await this.db.selectFrom('sessions').selectAll().where('id', '=', sessionKey(sessionId)).executeTakeFirst();
-    if (row === undefined) return null;
-    const now = this.clock.now().getTime();
-    const idleEnd = row.last_seen_at.getTime() + this.lifetimes.idleMinutes * 60_000;
+    const key = sessionKey(sessionId);
+    const row = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('id', '=', key)
+      .where(liveSession(this.clock.now(), this.lifetimes.idleMinutes))
+      .executeTakeFirst();
     // Both limits are checked here, against the server's clock: the cookie itself carries no expiry
     // a client could stretch, and an old cookie replayed later finds nothing.
-    if (now >= idleEnd || now >= row.expires_at.getTime()) {
-      await this.db.deleteFrom('sessions').where('id', '=', row.id).execute();
+    if (row === undefined) {
+      await this.db.deleteFrom('sessions').where('id', '=', key).execute();
       return null;
     }
     return { ...row.data, userId: row.user_id, ip: row.ip, userAgent: row.user_agent, [PERSISTED]: true };
