@@ -1,5 +1,7 @@
 // The one context services, jobs and commands get what they need from: built once, next to buildApp.
 import type { FastifyBaseLogger } from 'fastify';
+import { backupHostFromSettings, type BackupHost } from './backup-host/index.js';
+import { BackgroundWork } from './background-work.js';
 import type { Kysely } from 'kysely';
 import type { Clock } from './clock.js';
 import type { Config, Secrets } from './config.js';
@@ -18,7 +20,20 @@ export interface AppContext {
   readonly passwords: PasswordHasher;
   /** Brute-force regulation of sign-in and second-step attempts (src/users/regulation.ts). */
   readonly regulator: Regulator;
+  /**
+   * The backup host's client, made on first use; null when none is configured. Throws
+   * BackupHostConfigError (a BackupHostError) when the settings cannot work, e.g. the SSH key file
+   * is missing, so callers treat it like an unreachable host.
+   */
+  readonly backupHost: () => BackupHost | null;
+  /** Work a request starts but does not wait for (the reset email); shutdown and tests wait for it. */
+  readonly background: BackgroundWork;
 }
+
+/** What a background job reads: the settings, the database, the one clock and the log. */
+export type JobContext = Pick<AppContext, 'config' | 'database' | 'clock' | 'log'>;
+/** An archive job also talks to the backup host. */
+export type ArchiveJobContext = JobContext & Pick<AppContext, 'backupHost'>;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -33,8 +48,11 @@ export function createContext(deps: {
   log: FastifyBaseLogger;
 }): AppContext {
   const { config, database, clock } = deps;
+  let client: BackupHost | undefined;
   return Object.freeze({
     ...deps,
+    backupHost: () => (config.backupHost === null ? null : (client ??= backupHostFromSettings(config.backupHost))),
+    background: new BackgroundWork(deps.log),
     db: database.db,
     passwords: createPasswordHasher(config),
     regulator: {

@@ -8,7 +8,6 @@ import { requestPasswordReset, setPasswordWithToken, userForLink } from './accou
 import { looksLikeToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { FINISHED_MAIL_KEPT_DAYS } from '../mail/mail.worker.js';
 import { loadAccountOverview } from './account-overview.js';
-import { runInBackground, settleBackgroundWork } from './background.js';
 import { twoFactorStatus } from '../two-factor/two-factor.service.js';
 
 interface Form {
@@ -32,7 +31,7 @@ export function registerAccountRoutes(app: FastifyInstance): void {
   const cookieOptions = { path: '/', secure, httpOnly: true, sameSite: 'lax' as const };
 
   // A reset email queued after the response must not be cut off by a shutdown.
-  app.addHook('preClose', async () => settleBackgroundWork(app));
+  app.addHook('preClose', async () => app.ctx.background.settle());
 
   app.get('/account', { preHandler: requireUser }, async (request, reply) => {
     const overview = await loadAccountOverview(
@@ -77,7 +76,7 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     // The answer goes out before the address is even looked up: the same words and the same time
     // for a known and an unknown address. The link, if any, is queued after.
     const now = app.clock.now();
-    runInBackground(app, 'password reset', async () => {
+    app.ctx.background.run('password reset', async () => {
       const outcome = await requestPasswordReset(app.database.db, email, {
         publicUrl: app.config.publicUrl,
         now,

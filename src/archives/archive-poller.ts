@@ -1,14 +1,13 @@
 // Asks the backup host how each building archive is doing, and records progress, readiness or failure.
+import type { ArchiveJobContext } from '../context.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
-import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import { ACTIVE_STATES, claimDue, markFinished, type ArchiveRequest } from './archive-request.repository.js';
 import type { ArchiveRequestState } from './archives.tables.js';
-import { archiveBackupHost } from './archive-host.js';
 
 /** How often a building archive is asked about; the page refreshes every 5 s, so progress stays fresh. */
 export const POLL_INTERVAL_MS = 3_000;
@@ -33,8 +32,6 @@ export interface PollerOptions {
   /** How long an idle poller waits before looking for due requests again. */
   idleMs?: number;
 }
-
-type PollerApp = { config: Config; database: { db: Kysely<Database> }; log: FastifyBaseLogger };
 
 interface PollContext {
   db: Kysely<Database>;
@@ -187,21 +184,21 @@ async function finishWithEmail(
   });
 }
 
-function contextFor(app: PollerApp, options: PollerOptions): PollContext | null {
-  const host = options.host ?? archiveBackupHost(app.config);
+function contextFor(app: ArchiveJobContext, options: PollerOptions): PollContext | null {
+  const host = options.host ?? app.backupHost();
   if (host === null) return null;
   return {
     db: app.database.db,
     host,
     log: app.log.child({ component: 'archive-poller' }),
-    now: options.now ?? (() => new Date()),
+    now: options.now ?? (() => app.clock.now()),
     publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
     errors: 0,
   };
 }
 
 /** Polls every request due now, one after another, stopping at the first failed call; says what happened to each. */
-export async function pollDueArchives(app: PollerApp, options: PollerOptions = {}): Promise<PollOutcome[]> {
+export async function pollDueArchives(app: ArchiveJobContext, options: PollerOptions = {}): Promise<PollOutcome[]> {
   const context = contextFor(app, options);
   if (context === null) return [];
   const outcomes: PollOutcome[] = [];
@@ -216,7 +213,7 @@ export async function pollDueArchives(app: PollerApp, options: PollerOptions = {
  * Runs until stopped: polls what is due, then waits (longer after failed calls). Returns the
  * stopper, which resolves once the request in hand is finished.
  */
-export function startArchivePoller(app: PollerApp, options: PollerOptions = {}): () => Promise<void> {
+export function startArchivePoller(app: ArchiveJobContext, options: PollerOptions = {}): () => Promise<void> {
   const context = contextFor(app, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? POLL_INTERVAL_MS;

@@ -5,7 +5,6 @@ import { BackupHostError, BackupHostRefused } from '../backup-host/index.js';
 import { perUserPerMinute } from '../http/rate-limit.js';
 import { isSnapshotName, type SnapshotInfo } from '../protocol/index.js';
 import { archiveViewHelpers, describeWait } from './archive-format.js';
-import { archiveBackupHost } from './archive-host.js';
 import { findActiveRequest, findOwnedRequest, listRecentRequests, type ArchiveRequest } from './archive-request.repository.js';
 import {
   cancelArchive,
@@ -73,7 +72,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     const customer = customerOf(user);
     if (customer === null) return { snapshots: [], problem: NO_DOMAIN_MESSAGE };
     try {
-      const host = archiveBackupHost(app.config);
+      const host = app.ctx.backupHost();
       if (host === null) return { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE };
       const { snapshots } = await host.listBackups({ customer });
       return { snapshots: newestFirst(snapshots), problem: null };
@@ -159,7 +158,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
   }
 
   const context = (request: FastifyRequest) => {
-    const host = archiveBackupHost(app.config);
+    const host = app.ctx.backupHost();
     return host === null ? null : { db: app.database.db, host, log: request.log, now: app.clock.now(), ip: request.ip };
   };
 

@@ -5,7 +5,6 @@ import { recordAudit } from '../users/audit.js';
 import { requireUser, type SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostLimited, BackupHostRefused } from '../backup-host/index.js';
 import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
-import { archiveBackupHost } from './archive-host.js';
 import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
 import {
   DOWNLOAD_COOKIE_LIFETIME_MS,
@@ -73,7 +72,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
   const replaceToken = async (request: FastifyRequest, reply: FastifyReply, found: ArchiveRequest) => {
     const next = newToken();
     try {
-      await archiveBackupHost(app.config)!.armArchive({
+      await app.ctx.backupHost()!.armArchive({
         customer: found.customer,
         archiveId: found.archiveId!,
         tokenHash: hashToken(next),
@@ -174,7 +173,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       const clientIp = linkAddress(request.ip);
       let link;
       try {
-        const host = archiveBackupHost(app.config);
+        const host = app.ctx.backupHost();
         if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
         link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
       } catch (error) {

@@ -1,11 +1,11 @@
 // Copies the backup host's events (events.since) into the portal, in order and once, and applies the
 // state changes the portal learns only from them: a completed download and an expired archive.
+import type { ArchiveJobContext } from '../context.js';
 import { isIP } from 'node:net';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import type { BackupHost } from '../backup-host/index.js';
-import { archiveBackupHost } from './archive-host.js';
 import { queueDownloadReceipt } from './download-receipt.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
@@ -180,15 +180,13 @@ function describeError(error: unknown): string {
   return text.replace(/\s+/g, ' ').trim().slice(0, MAX_ERROR_CHARS) || 'unknown error';
 }
 
-type SyncApp = Pick<FastifyInstance, 'log' | 'clock' | 'config' | 'database'>;
-
 /**
  * Syncs at once and then every `intervalMs`, and again at once while a backlog remains. Runs only
  * when a backup host is configured (otherwise returns a stopper that does nothing). The stopper
  * resolves once the sync in hand has finished, so the database pool is not closed under it.
  */
 export function startEventSync(
-  app: SyncApp,
+  app: ArchiveJobContext,
   options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {},
 ): () => Promise<void> {
   const settings = app.config.backupHost;
@@ -196,7 +194,7 @@ export function startEventSync(
   // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
   // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
   const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? {
-    eventsSince: async (request) => archiveBackupHost(app.config)!.eventsSince(request),
+    eventsSince: async (request) => app.backupHost()!.eventsSince(request),
   };
   const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
   const log = app.log.child({ component: 'event-sync' });

@@ -1,16 +1,15 @@
 // Emails the download link of a ready archive: a fresh token each time, armed on the backup host, sent at once, never stored.
+import type { ArchiveJobContext } from '../context.js';
 import { formatBytes, formatUtc } from '../format.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { recordAudit } from '../users/audit.js';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
-import type { Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { MailNotSent, sendMailNow } from '../mail/mail.service.js';
 import { retryDelayMs } from '../mail/mail.worker.js';
 import { hashToken, newToken } from '../protocol/index.js';
-import { archiveBackupHost } from './archive-host.js';
 import { claimDue } from './archive-request.repository.js';
 
 /** Same patience as the mail queue: about 4 hours of retries, waits doubling from 1 minute to 1 hour. */
@@ -25,10 +24,8 @@ export interface LinkMailerOptions {
   idleMs?: number;
 }
 
-type MailerApp = { config: Config; database: { db: Kysely<Database> }; log: FastifyBaseLogger };
-
 interface MailerContext {
-  app: MailerApp;
+  app: ArchiveJobContext;
   db: Kysely<Database>;
   host: BackupHost;
   log: FastifyBaseLogger;
@@ -127,21 +124,21 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
   });
 }
 
-function contextFor(app: MailerApp, options: LinkMailerOptions): MailerContext | null {
-  const host = options.host ?? archiveBackupHost(app.config);
+function contextFor(app: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
+  const host = options.host ?? app.backupHost();
   if (host === null) return null;
   return {
     app,
     db: app.database.db,
     host,
     log: app.log.child({ component: 'link-mailer' }),
-    now: options.now ?? (() => new Date()),
+    now: options.now ?? (() => app.clock.now()),
     publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
   };
 }
 
 /** Sends every link email due now, one after another, and says what happened to each. */
-export async function sendDueLinks(app: MailerApp, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
+export async function sendDueLinks(app: ArchiveJobContext, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
   const context = contextFor(app, options);
   if (context === null) return [];
   const outcomes: NotifyOutcome[] = [];
@@ -150,7 +147,7 @@ export async function sendDueLinks(app: MailerApp, options: LinkMailerOptions = 
 }
 
 /** Runs until stopped, looking for due link emails every idleMs (default 2 s). Returns the stopper. */
-export function startLinkMailer(app: MailerApp, options: LinkMailerOptions = {}): () => Promise<void> {
+export function startLinkMailer(app: ArchiveJobContext, options: LinkMailerOptions = {}): () => Promise<void> {
   const context = contextFor(app, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? 2_000;

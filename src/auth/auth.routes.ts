@@ -71,7 +71,7 @@ export function registerAuthRoutes(app: FastifyInstance): void {
       fieldErrors.password = 'That password is longer than any we accept.';
     if (Object.keys(fieldErrors).length > 0) return renderSignIn(reply, 400, { email, next, fieldErrors, remember });
 
-    const result = await signIn(app, { email, password, ip: request.ip });
+    const result = await signIn(app.ctx, { email, password, ip: request.ip });
     if (!result.ok) {
       request.log.info({ reason: result.reason }, 'sign-in failed');
       return renderSignIn(reply, 401, { email, next, error: SIGN_IN_FAILED_MESSAGE, remember });

@@ -1,5 +1,5 @@
 // Signing in with email and password: regulation first, one argon2 verification on every path, one generic outcome.
-import type { FastifyInstance } from 'fastify';
+import type { AppContext } from '../context.js';
 import { findUserByEmail, type User } from '../users/user.repository.js';
 import { verifyPasswordForSignIn } from '../users/sign-in-password.js';
 import type { SignInOutcome } from '../users/users.tables.js';
@@ -15,9 +15,8 @@ export const SIGN_IN_FAILED_MESSAGE =
 
 export type SignInResult = { ok: true; user: User } | { ok: false; reason: string };
 
-export async function signIn(app: FastifyInstance, input: { email: string; password: string; ip: string }): Promise<SignInResult> {
-  const db = app.database.db;
-  const regulator = app.ctx.regulator;
+export async function signIn(ctx: AppContext, input: { email: string; password: string; ip: string }): Promise<SignInResult> {
+  const { db, regulator, passwords } = ctx;
   const emailTried = input.email.trim();
 
   const known = await findUserByEmail(db, emailTried);
@@ -29,19 +28,19 @@ export async function signIn(app: FastifyInstance, input: { email: string; passw
     // account exists), and the work waits its turn in the hasher's bounded queue, which is what keeps a
     // flood slow. Answering blocked attempts at once let a 200-client flood from one blocked address
     // reach 200 requests/s of database work and made the account page's p99 100x worse (bench/signin-flood.mjs).
-    await app.passwords.verifyDummy(input.password);
+    await passwords.verifyDummy(input.password);
     return { ok: false, reason: admission.reason };
   }
   const settle = (outcome: SignInOutcome, reason: string, userId: string | null) =>
     settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason });
 
   // Verifies against a dummy hash when the account does not exist or has no password yet; re-hashes on success when due.
-  const check = await verifyPasswordForSignIn(db, app.passwords, emailTried, input.password);
+  const check = await verifyPasswordForSignIn(db, passwords, emailTried, input.password);
   const user = check.user;
   if (!check.ok) {
     const reason = user === null ? 'unknown_email' : user.passwordHash === null ? 'no_password' : 'wrong_password';
     const blocks = await settle('failure', reason, user?.id ?? null);
-    for (const b of blocks) app.log.warn({ scope: b.scope, level: b.level, until: b.until }, 'sign-in block started');
+    for (const b of blocks) ctx.log.warn({ scope: b.scope, level: b.level, until: b.until }, 'sign-in block started');
     return { ok: false, reason };
   }
   if (user === null || user.status !== 'active') {

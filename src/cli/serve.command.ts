@@ -77,7 +77,7 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
     // Straight to the console, never into the log: the passwords are shown this once.
     if (demo !== null) process.stdout.write(describeFirstLookAccounts(demo, address));
     // First look's dispatcher answers in milliseconds: its downloads show within seconds, not 20.
-    stopJobs = startBackgroundJobs(app, { eventSyncIntervalMs: firstLookHost ? 2_000 : undefined });
+    stopJobs = startBackgroundJobs(app.ctx, { eventSyncIntervalMs: firstLookHost ? 2_000 : undefined });
     return new Promise<number>(() => undefined);
   },
 };

@@ -1,5 +1,5 @@
 // Every background job of `archway serve`, started and stopped in one place, all on the shared loop.
-import type { FastifyInstance } from 'fastify';
+import type { ArchiveJobContext } from '../context.js';
 import { startArchivePoller } from '../archives/archive-poller.js';
 import { startEventSync } from '../archives/event-sync.js';
 import { startLinkMailer } from '../archives/link-mailer.js';
@@ -16,7 +16,7 @@ export interface BackgroundJobOptions {
  * archive poller, the link mailer and the event sync. The stopper resolves once every job has
  * finished the work in hand, so the database pool is closed only after it.
  */
-export function startBackgroundJobs(app: FastifyInstance, options: BackgroundJobOptions = {}): () => Promise<void> {
+export function startBackgroundJobs(app: ArchiveJobContext, options: BackgroundJobOptions = {}): () => Promise<void> {
   const stops = [startMailWorker(app), startIpRetentionJob(app)];
   if (app.config.backupHost !== null) {
     stops.push(startArchivePoller(app), startLinkMailer(app), startEventSync(app, { intervalMs: options.eventSyncIntervalMs }));

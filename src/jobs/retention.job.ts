@@ -1,7 +1,7 @@
 // The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period,
 // and of every other record that has outlived its purpose: expired sessions, remember-me logins, wrong-code rows.
 import { liveSession } from '../users/session.store.js';
-import type { FastifyInstance } from 'fastify';
+import type { JobContext } from '../context.js';
 import { startLoop } from '../background-loop.js';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.js';
@@ -97,7 +97,7 @@ export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, 
  * the retention period plus an hour). Several instances may run it at once; the updates are idempotent.
  * Returns a stopper.
  */
-export function startIpRetentionJob(app: FastifyInstance, intervalMs = 3_600_000): () => Promise<void> {
+export function startIpRetentionJob(app: JobContext, intervalMs = 3_600_000): () => Promise<void> {
   return startLoop(async () => {
     try {
       const { db } = app.database;

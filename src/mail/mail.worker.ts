@@ -1,8 +1,8 @@
 // Sends queued mail: claims one due row at a time, delivers it, and records sent, retry or given up.
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { JobContext } from '../context.js';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely, Updateable } from 'kysely';
 import { startLoop } from '../background-loop.js';
-import type { Config, Secrets } from '../config.js';
 import type { Database } from '../db/database.js';
 import { isDatabaseUnavailable } from '../db/unavailable.js';
 import type { RenderedMail } from './mail.renderer.js';
@@ -45,8 +45,6 @@ interface WorkerContext {
   /** How long a claimed row waits before it is due again if its outcome is never recorded. */
   leaseMs: number;
 }
-
-type MailApp = Pick<FastifyInstance, 'log'> & { config: Config & { secrets: Secrets }; database: { db: Kysely<Database> } };
 
 /** A claimed row is due again this long after its delivery's deadline, if its outcome was never recorded. */
 const LEASE_MARGIN_MS = 60_000;
@@ -156,20 +154,20 @@ async function purgeFinishedMail(db: Kysely<Database>, now: Date): Promise<void>
     .execute();
 }
 
-function workerContext(app: MailApp, options: MailWorkerOptions): WorkerContext {
+function workerContext(app: JobContext, options: MailWorkerOptions): WorkerContext {
   const deadlineMs = options.deliveryDeadlineMs ?? DELIVERY_DEADLINE_MS;
   return {
     db: app.database.db,
     keys: mailQueueKeys(app.config),
     transport: createMailTransport(app.config.mail, deadlineMs),
     log: app.log.child({ component: 'mail' }),
-    now: options.now ?? (() => new Date()),
+    now: options.now ?? (() => app.clock.now()),
     leaseMs: deadlineMs + LEASE_MARGIN_MS,
   };
 }
 
 /** Delivers every message due now, one after another, and says what happened to each. */
-export async function deliverDueMail(app: MailApp, options: Omit<MailWorkerOptions, 'pollIntervalMs'> = {}): Promise<DeliveryOutcome[]> {
+export async function deliverDueMail(app: JobContext, options: Omit<MailWorkerOptions, 'pollIntervalMs'> = {}): Promise<DeliveryOutcome[]> {
   const context = workerContext(app, options);
   const { transport } = context;
   const outcomes: DeliveryOutcome[] = [];
@@ -185,7 +183,7 @@ export async function deliverDueMail(app: MailApp, options: Omit<MailWorkerOptio
  * Runs until stopped: sends what is due, then waits pollIntervalMs (default 5 s) before looking
  * again. Returns the stopper, which resolves once the message in hand is finished.
  */
-export function startMailWorker(app: MailApp, options: MailWorkerOptions = {}): () => Promise<void> {
+export function startMailWorker(app: JobContext, options: MailWorkerOptions = {}): () => Promise<void> {
   const pollIntervalMs = options.pollIntervalMs ?? 5_000;
   const context = workerContext(app, options);
   const { transport, log } = context;

@@ -66,7 +66,8 @@ describe('first-look demo accounts', () => {
     } finally {
       expect(await second.stop()).toBe(0);
     }
-  });
+    // Two first-look starts, the first with an empty data directory (demo backups included).
+  }, 120_000);
 
   it('are never created in server mode', async () => {
     const cwd = freshDir();

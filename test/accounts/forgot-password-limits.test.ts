@@ -1,6 +1,5 @@
 // "Forgot password" under parallel requests: the per-account limit holds, and one client address cannot mail everyone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { MAX_RESETS_PER_HOUR } from '../../src/accounts/account.service.js';
 import { WebClient } from '../harness/web-client.js';
 import { makeUser, startWorld, type AccountsWorld } from './fixtures.js';
@@ -24,7 +23,7 @@ async function resetMailTo(address: string) {
 async function askAtOnce(requests: Array<{ client: WebClient; email: string }>) {
   for (const { client } of requests) await client.get('/forgot-password');
   const answers = await Promise.all(requests.map(({ client, email }) => client.post('/forgot-password', { email })));
-  await settleBackgroundWork(world.app);
+  await world.app.ctx.background.settle();
   return answers;
 }
 

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { findUserById } from '../../src/users/user.repository.js';
 import { PASSWORD_MESSAGES } from '../../src/users/password-policy.js';
 import { WebClient } from '../harness/web-client.js';
@@ -21,7 +20,7 @@ async function askForReset(email: string): Promise<string> {
   const answer = await client.post('/forgot-password', { email });
   expect(answer.status).toBe(303);
   expect(answer.location).toBe('/forgot-password/sent');
-  await settleBackgroundWork(world.app);
+  await world.app.ctx.background.settle();
   const [message, ...more] = await deliverMail(world);
   expect(more).toEqual([]);
   expect(message).toBeDefined();
@@ -45,7 +44,7 @@ describe('forgot password', () => {
     }
     expect(answers[0]).toEqual(answers[1]);
     expect(answers[0]).toEqual({ status: 303, location: '/forgot-password/sent', body: '' });
-    await settleBackgroundWork(world.app);
+    await world.app.ctx.background.settle();
     const sent = await deliverMail(world);
     expect(sent.map(recipients)).toEqual([[user.email]]);
     expect(sent[0]?.subject).toBe('Set a new Archway password');
@@ -63,7 +62,7 @@ describe('forgot password', () => {
       await client.post('/forgot-password', { email });
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       // The queued work of one request must not slow the next one measured.
-      await settleBackgroundWork(world.app);
+      await world.app.ctx.background.settle();
       return ms;
     };
     const known: number[] = [];
@@ -72,7 +71,7 @@ describe('forgot password', () => {
       known.push(await time(user.email));
       unknown.push(await time(`ghost${i}@example.net`));
     }
-    await settleBackgroundWork(world.app);
+    await world.app.ctx.background.settle();
     const median = (xs: number[]) => xs.sort((a, b) => a - b)[2]!;
     // Neither answer touches the database; both are a few milliseconds of form parsing.
     expect(Math.abs(median(known) - median(unknown))).toBeLessThan(15);
@@ -99,7 +98,7 @@ describe('forgot password', () => {
       const client = new WebClient(world.app);
       await client.get('/forgot-password');
       expect((await client.post('/forgot-password', { email })).location).toBe('/forgot-password/sent');
-      await settleBackgroundWork(world.app);
+      await world.app.ctx.background.settle();
     }
     const sent = await deliverMail(world);
     expect(sent.map(recipients)).toEqual([[busy.email], [busy.email], [busy.email]]);

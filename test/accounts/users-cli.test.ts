@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { findUserByEmail } from '../../src/users/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
@@ -317,7 +316,7 @@ describe('archway users set-email', () => {
     const asker = new WebClient(world.app, { remoteAddress: '192.0.2.200' });
     await asker.get('/forgot-password');
     await asker.post('/forgot-password', { email: user.email });
-    await settleBackgroundWork(world.app);
+    await world.app.ctx.background.settle();
     const [reset] = (await deliverMail(world)).filter((m) => recipients(m)[0] === user.email);
     const archive = await db()
       .insertInto('archive_requests')

@@ -4,7 +4,6 @@ import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archiveBackupHost } from '../../src/archives/archive-host.js';
 import { queueDownloadReceipt } from '../../src/archives/download-receipt.js';
 import { formatBytes, formatUtc } from '../../src/format.js';
 import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
@@ -50,8 +49,7 @@ afterAll(async () => {
 });
 
 const db = () => world.app.database.db;
-const sync = () =>
-  syncBackupHostEvents({ db: db(), backupHost: archiveBackupHost(world.app.config)!, clock: world.clock, publicUrl: PUBLIC_URL });
+const sync = () => syncBackupHostEvents({ db: db(), backupHost: world.app.ctx.backupHost()!, clock: world.clock, publicUrl: PUBLIC_URL });
 const dispatcherEvents = () =>
   world.dispatcher.run('events.since', { after: 0 }).answer.result.events as Array<{ type: string; archiveId: string }>;
 const callLogLines = () =>
@@ -125,7 +123,7 @@ describe('a completed download', () => {
   });
 
   it('sends no second receipt when the same events are seen again, by one sync or two at once', async () => {
-    const host = archiveBackupHost(world.app.config)!;
+    const host = world.app.ctx.backupHost()!;
     const mailRows = () => db().selectFrom('mail_queue').select('id').where('template', '=', 'archive-downloaded').execute();
     expect(await mailRows()).toHaveLength(1);
     expect(await sync()).toMatchObject({ outcome: 'synced', received: 0, downloaded: 0 });

@@ -105,7 +105,7 @@ describe('a customer downloads an archive of their backup', () => {
     // The poller asks the backup host over SSH until the archive is ready.
     await until('the archive to be ready', async () => {
       clock.advance(5_000);
-      await pollDueArchives(app, { now: () => clock.now() });
+      await pollDueArchives(app.ctx, { now: () => clock.now() });
       const row = await app.database.db
         .selectFrom('archive_requests')
         .select('state')
@@ -120,7 +120,7 @@ describe('a customer downloads an archive of their backup', () => {
     await asking.close();
 
     // The link mailer arms a new token over SSH and emails the link straight to the SMTP server.
-    expect(await sendDueLinks(app, { now: () => clock.now() })).toEqual(['sent']);
+    expect(await sendDueLinks(app.ctx, { now: () => clock.now() })).toEqual(['sent']);
     const [mail] = await sink.waitForMessages(1);
     const link = new RegExp(`${origin.replace(/[.:/]/g, '\\$&')}/downloads/${requestId}\\?t=([A-Za-z0-9_-]{43})`).exec(mail!.text ?? '');
     expect(link).not.toBeNull();
@@ -223,7 +223,7 @@ describe('a customer downloads an archive of their backup', () => {
       'the archive to be ready',
       async () => {
         clock.advance(5_000);
-        await pollDueArchives(app, { now: () => clock.now() });
+        await pollDueArchives(app.ctx, { now: () => clock.now() });
         const row = await app.database.db
           .selectFrom('archive_requests')
           .select('state')
@@ -236,7 +236,7 @@ describe('a customer downloads an archive of their backup', () => {
     const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
     const size = Number(row.size_bytes);
     const mailsBefore = sink.messages.length;
-    expect(await sendDueLinks(app, { now: () => clock.now() })).toEqual(['sent']);
+    expect(await sendDueLinks(app.ctx, { now: () => clock.now() })).toEqual(['sent']);
     const [mail] = (await sink.waitForMessages(mailsBefore + 1)).slice(mailsBefore);
     const token = /\/downloads\/[0-9a-f-]{36}\?t=([A-Za-z0-9_-]{43})/.exec(mail!.text ?? '')![1]!;
 

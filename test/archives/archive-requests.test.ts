@@ -137,7 +137,7 @@ describe('asking for an archive', () => {
 
     // The poller records the progress the backup host reports while it is still building.
     world.clock.advance(5_000);
-    expect(await pollDueArchives(world.app, { now: () => world.clock.now() })).toEqual(['progress']);
+    expect(await pollDueArchives(world.app.ctx, { now: () => world.clock.now() })).toEqual(['progress']);
     expect((await requestRow(world, id)).state).toBe('building');
 
     releaseBuild(newest);
@@ -303,7 +303,7 @@ describe('the status poller', () => {
     const waits: number[] = [];
     for (let i = 0; i < 3; i++) {
       world.clock.advance(10 * 60_000);
-      expect(await pollDueArchives(world.app, { now: () => world.clock.now(), host: unreachable })).toEqual(['error']);
+      expect(await pollDueArchives(world.app.ctx, { now: () => world.clock.now(), host: unreachable })).toEqual(['error']);
       waits.push((await requestRow(world, id)).next_poll_at.getTime() - world.clock.now().getTime());
     }
     // Each failed call pushes the next one further out.
@@ -393,8 +393,8 @@ describe('one archive page', () => {
     expect(world.dispatcher.run('archive.status', { customer: user.domain, archiveId: row.archive_id }).answer.result.state).toBe(
       'cancelled',
     );
-    await pollDueArchives(world.app, { now: () => world.clock.now() });
-    await sendDueLinks(world.app, { now: () => world.clock.now() });
+    await pollDueArchives(world.app.ctx, { now: () => world.clock.now() });
+    await sendDueLinks(world.app.ctx, { now: () => world.clock.now() });
     expect((await requestRow(world, id)).state).toBe('cancelled');
     expect((await deliverQueuedMail(world)).filter((m) => m.to && !Array.isArray(m.to) && m.to.value[0]?.address === user.email)).toEqual(
       [],
@@ -437,7 +437,7 @@ describe('without a working backup host', () => {
       const post = await client.post('/archives', { snapshot: 'daily.0' });
       expect(post.status).toBe(503);
       expect(await bare.app.database.db.selectFrom('archive_requests').selectAll().execute()).toEqual([]);
-      expect(await pollDueArchives(bare.app)).toEqual([]);
+      expect(await pollDueArchives(bare.app.ctx)).toEqual([]);
     } finally {
       await bare.close();
     }

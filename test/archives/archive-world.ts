@@ -179,7 +179,7 @@ export async function pollUntil(world: ArchiveWorld, id: string, states: Archive
     if (states.includes(row.state)) return;
     if (Date.now() > deadline) throw new Error(`request ${id} is still ${row.state}, not ${states.join('/')}`);
     world.clock.advance(5_000);
-    await pollDueArchives(world.app, { now: () => world.clock.now() });
+    await pollDueArchives(world.app.ctx, { now: () => world.clock.now() });
     await new Promise((r) => setTimeout(r, 30));
   }
 }
@@ -187,7 +187,7 @@ export async function pollUntil(world: ArchiveWorld, id: string, states: Archive
 /** Runs the link mailer once and returns the messages the SMTP sink received meanwhile. */
 export async function sendLinks(world: ArchiveWorld): Promise<ParsedMail[]> {
   const before = world.sink.messages.length;
-  await sendDueLinks(world.app, { now: () => world.clock.now() });
+  await sendDueLinks(world.app.ctx, { now: () => world.clock.now() });
   return world.sink.messages.slice(before);
 }
 

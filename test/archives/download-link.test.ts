@@ -103,9 +103,9 @@ describe('several portal instances', () => {
     const before = world.sink.messages.length;
     const now = () => world.clock.now();
     const outcomes = await Promise.all([
-      sendDueLinks(world.app, { now }),
-      sendDueLinks(world.app, { now }),
-      sendDueLinks(world.app, { now }),
+      sendDueLinks(world.app.ctx, { now }),
+      sendDueLinks(world.app.ctx, { now }),
+      sendDueLinks(world.app.ctx, { now }),
     ]);
     expect(outcomes.flat()).toEqual(['sent']);
     expect(world.sink.messages.length - before).toBe(1);

@@ -1,5 +1,6 @@
 // Copying the backup host's events into the portal: in order and once, all or nothing, and the
 // downloads and expiries they report reaching the customer's archive requests.
+import { createContext } from '../../src/context.js';
 import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -383,7 +384,7 @@ describe('what the events change in the portal', () => {
 describe('the sync job that archway serve runs', () => {
   it('does nothing when no backup host is configured', async () => {
     const before = await db().selectFrom('backup_host_sync').selectAll().orderBy('host').execute();
-    const stop = startEventSync(subject.app);
+    const stop = startEventSync(subject.app.ctx);
     await stop();
     expect(await db().selectFrom('backup_host_sync').selectAll().orderBy('host').execute()).toEqual(before);
   });
@@ -391,7 +392,7 @@ describe('the sync job that archway serve runs', () => {
   it('syncs at once when started, and its stopper waits for the sync in hand', async () => {
     issueLink((await readyArchive()).id, '192.0.2.50');
     const recorded = dispatcherEvents();
-    const stop = startEventSync(subject.app, { backupHost, intervalMs: 3_600_000 });
+    const stop = startEventSync(subject.app.ctx, { backupHost, intervalMs: 3_600_000 });
     try {
       await expect.poll(async () => (await syncRow('default')).last_seq, { timeout: 10_000 }).toBe(String(recorded.length));
     } finally {
@@ -403,7 +404,7 @@ describe('the sync job that archway serve runs', () => {
 
   it('shows settings that cannot work (a missing SSH key file) as the last error instead of stopping the portal', async () => {
     const before = await syncRow('default');
-    const misconfigured = {
+    const misconfigured = createContext({
       log: subject.app.log,
       clock: subject.clock,
       database: subject.app.database,
@@ -417,7 +418,7 @@ describe('the sync job that archway serve runs', () => {
           hostKeyFingerprint: `SHA256:${'A'.repeat(43)}`,
         },
       },
-    };
+    });
     const stop = startEventSync(misconfigured, { intervalMs: 3_600_000 });
     try {
       await expect

@@ -9,7 +9,6 @@ import {
 } from '../../src/auth/remember-me.service.js';
 import { WebClient } from '../harness/web-client.js';
 import { currentCode, turnOnTwoFactor } from '../two-factor/turn-on.js';
-import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { deliverMail, GOOD_PASSWORD, linkIn, makeUser, recipients, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
 
 let world: AccountsWorld;
@@ -280,7 +279,7 @@ async function resetPassword(email: string): Promise<void> {
   const client = new WebClient(world.app);
   await client.get('/forgot-password');
   await client.post('/forgot-password', { email });
-  await settleBackgroundWork(world.app);
+  await world.app.ctx.background.settle();
   const [message] = await deliverMail(world);
   await client.get(linkIn(message!));
   await client.get('/set-password');

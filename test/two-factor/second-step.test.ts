@@ -1,6 +1,5 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settleBackgroundWork } from '../../src/accounts/background.js';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import { purgeOldTwoFactorFailures, TWO_FACTOR_LIMITS, twoFactorBlockMinutes } from '../../src/two-factor/two-factor.regulation.js';
 import { WebClient } from '../harness/web-client.js';
@@ -288,7 +287,7 @@ describe('password reset with two-factor on', () => {
     const owner = new WebClient(world.app, { remoteAddress: freshIp() });
     await owner.get('/forgot-password');
     await owner.post('/forgot-password', { email: user.email });
-    await settleBackgroundWork(world.app);
+    await world.app.ctx.background.settle();
     const [message] = await deliverMail(world);
     await owner.get(linkIn(message!));
     await owner.get('/set-password');
@@ -316,7 +315,7 @@ describe('password reset with two-factor on', () => {
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
     await client.get('/forgot-password');
     await client.post('/forgot-password', { email: user.email });
-    await settleBackgroundWork(world.app);
+    await world.app.ctx.background.settle();
     const [message] = await deliverMail(world);
     await client.get(linkIn(message!));
     await client.get('/set-password');
