@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { AppContext } from '../context.js';
 import { checkPassword } from '../users/password-policy.js';
 import type { UserRole } from '../users/users.tables.js';
 import { recordAudit } from '../users/audit.js';
@@ -36,16 +36,16 @@ function randomPassword(email: string, domain: string | null): string {
  * writes `<role> <email> <password>` lines to var/first-look-accounts.txt (0600). Returns them so the
  * caller prints them once; null on every later start and always in server mode.
  */
-export async function createFirstLookAccounts(app: FastifyInstance): Promise<{ accounts: DemoAccount[]; file: string } | null> {
-  if (app.config.mode !== 'first-look') return null;
-  const file = path.join(app.config.dataDir, FIRST_LOOK_ACCOUNTS_FILE);
+export async function createFirstLookAccounts(ctx: AppContext): Promise<{ accounts: DemoAccount[]; file: string } | null> {
+  if (ctx.config.mode !== 'first-look') return null;
+  const file = path.join(ctx.config.dataDir, FIRST_LOOK_ACCOUNTS_FILE);
   if (existsSync(file)) return null;
-  const db = app.database.db;
+  const db = ctx.db;
   // Accounts already there means this is not the first start (the file was deleted, or users were added).
   if ((await countUsers(db)) > 0) return null;
 
   const accounts = DEMO.map((d) => ({ ...d, password: randomPassword(d.email, d.domain) }));
-  const hashes = await Promise.all(accounts.map((a) => app.passwords.hash(a.password)));
+  const hashes = await Promise.all(accounts.map((a) => ctx.passwords.hash(a.password)));
   await db.transaction().execute(async (trx) => {
     for (const [i, account] of accounts.entries()) {
       const user = await insertUser(trx, {

@@ -39,7 +39,7 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
       config = Object.freeze({ ...config, backupHost: firstLookHost.settings });
     }
     const app = await buildApp({ config, database });
-    const demo = await createFirstLookAccounts(app);
+    const demo = await createFirstLookAccounts(app.ctx);
 
     let stopping = false;
     let stopJobs: () => Promise<void> = async () => undefined;
