@@ -1,12 +1,14 @@
 // Production transport: one SSH connection and one exec per call, to the gate behind a pinned host key.
 import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
+import { createRequire } from 'node:module';
+import type ssh2 from 'ssh2';
 import type { RemoteAction } from '../protocol/index.js';
 import { BackupHostConfigError, BackupHostKeyMismatch, BackupHostTimeout, BackupHostUnreachable } from './errors.js';
 import { fingerprintOfKeyBlob, fingerprintsEqual, parseFingerprint } from './host-key.js';
 import { CappedText, MAX_STDERR_BYTES, MAX_STDOUT_BYTES, type RawOutcome, type Transport } from './transport.js';
 
-const { Client, utils } = ssh2;
+/** ssh2 loads when an SSH backup host is first used: first look, with its local dispatcher, never needs it and starts faster. */
+const loadSsh2 = (): typeof ssh2 => createRequire(import.meta.url)('ssh2') as typeof ssh2;
 
 export interface SshTransportConfig {
   host: string;
@@ -36,7 +38,7 @@ function loadPrivateKey(path: string, passphrase: string | undefined): ssh2.Pars
   } catch (err) {
     throw new BackupHostConfigError(`cannot read the backup host private key file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  const parsed = utils.parseKey(data, passphrase);
+  const parsed = loadSsh2().utils.parseKey(data, passphrase);
   if (Array.isArray(parsed)) throw new BackupHostConfigError('the backup host private key file must hold exactly one key');
   if (parsed instanceof Error) {
     const encrypted = /encrypted|passphrase/i.test(parsed.message);
@@ -61,7 +63,7 @@ export function createSshTransport(config: SshTransportConfig): Transport {
     describe: `ssh ${where} (host key ${pinned})`,
     run(action: RemoteAction, requestJson: string): Promise<RawOutcome> {
       return new Promise<RawOutcome>((resolve, reject) => {
-        const client = new Client();
+        const client = new (loadSsh2().Client)();
         let presented: string | null = null;
         let settled = false;
         const settle = (fn: () => void): void => {

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Database } from './database.js';
 import { lockEmbeddedDatabase } from './embedded-lock.js';
 import { checkEmbeddedDataDirectory, EmbeddedDatabaseUnusable } from './embedded-version.js';
@@ -54,7 +54,9 @@ function guardClient(client: pg.PoolClient): void {
 export async function connectDatabase(options: ConnectOptions): Promise<DatabaseHandle> {
   if (options.databaseUrl !== null) {
     const limits = { ...DATABASE_LIMITS, ...options.limits };
-    const pool = new pg.Pool({
+    // Loaded here, like PGlite below: each mode loads only its own driver (first look starts faster).
+    const { default: pgModule } = await import('pg');
+    const pool = new pgModule.Pool({
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: limits.connectMs,
