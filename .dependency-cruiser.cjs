@@ -25,6 +25,13 @@ module.exports = {
       to: { path: '[.]routes[.]ts$' },
     },
     {
+      name: 'no-route-imports-a-job',
+      comment: 'A page needs a constant or a rule, not a job: shared values live in a policy or repository module.',
+      severity: 'error',
+      from: { path: '[.]routes[.]ts$' },
+      to: { path: '([.]worker|-poller|link-mailer|event-sync|[.]job)[.]ts$|^src/jobs/' },
+    },
+    {
       name: 'users-core-below-capabilities',
       comment: 'The user record, sessions, the audit trail and shared formatting: imported by the capabilities, importing none.',
       severity: 'error',

@@ -6,7 +6,7 @@ import { MAX_PASSWORD_LENGTH } from '../users/password-policy.js';
 import { InvalidAccountField, normalizeEmail } from './account-fields.js';
 import { requestPasswordReset, setPasswordWithToken, userForLink } from './account.service.js';
 import { looksLikeToken, TOKEN_LIFETIME_MS } from './account-token.js';
-import { FINISHED_MAIL_KEPT_DAYS } from '../mail/mail.worker.js';
+import { FINISHED_MAIL_KEPT_DAYS } from '../mail/mail-policy.js';
 import { loadAccountOverview } from './account-overview.js';
 import { twoFactorStatus } from '../two-factor/two-factor.service.js';
 

@@ -3,7 +3,7 @@ import { formatBytes } from '../format.js';
 import type { Db } from '../db/database.js';
 import { describeState } from './archive-format.js';
 import type { ArchiveRequest } from './archive-request.repository.js';
-import { DEFAULT_HOST } from './event-sync.js';
+import { DEFAULT_HOST } from './event.repository.js';
 
 /** How often the archive's page refreshes itself without JavaScript, and the script polls with it. */
 export const PROGRESS_REFRESH_SECONDS = 5;

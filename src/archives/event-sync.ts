@@ -18,10 +18,8 @@ import {
   recordSyncDone,
   recordSyncFailed,
   type StoredEvent,
+  DEFAULT_HOST,
 } from './event.repository.js';
-
-/** The portal has one backup host for now; the tables are keyed by host so more can follow. */
-export const DEFAULT_HOST = 'default';
 
 /** Events per events.since call (the protocol allows up to 1000). */
 export const EVENT_PAGE_SIZE = 500;

@@ -2,6 +2,9 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/database.js';
 
+/** The portal has one backup host for now; the tables are keyed by host so more can follow. */
+export const DEFAULT_HOST = 'default';
+
 /** One event as the portal stores it (the dispatcher's DispatcherEvent, checked and typed for the database). */
 export interface StoredEvent {
   seq: number;

@@ -8,7 +8,7 @@ import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import { MailNotSent, sendMailNow } from '../mail/mail.service.js';
-import { retryDelayMs } from '../mail/mail.worker.js';
+import { retryDelayMs } from '../mail/mail-policy.js';
 import { hashToken, newToken } from '../protocol/index.js';
 import { claimDue } from './archive-request.repository.js';
 

@@ -1,4 +1,5 @@
 // Sends queued mail: claims one due row at a time, delivers it, and records sent, retry or given up.
+import { FINISHED_MAIL_KEPT_DAYS, MAIL_RETRY, retryDelayMs } from './mail-policy.js';
 import type { JobContext } from '../context.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely, Updateable } from 'kysely';
@@ -9,20 +10,6 @@ import type { RenderedMail } from './mail.renderer.js';
 import type { MailQueueTable } from './mail.tables.js';
 import { mailQueueKeys, unseal } from './mail-seal.js';
 import { createMailTransport, DELIVERY_DEADLINE_MS, MailNotSent, type MailTransport } from './mail.transport.js';
-
-/**
- * 10 attempts, waits doubling from 1 minute up to 1 hour: the last attempt is about 4 hours
- * after the first, which outlasts a relay's restart or a short outage; a reset link in it
- * expires after 1 hour anyway, an invitation does not.
- */
-export const MAIL_RETRY = { maxAttempts: 10, firstDelayMs: 60_000, maxDelayMs: 60 * 60_000 } as const;
-
-/** Finished rows (recipient, template, outcome; never a body) are kept this long for the operator, then deleted. */
-export const FINISHED_MAIL_KEPT_DAYS = 30;
-
-export function retryDelayMs(failedAttempts: number): number {
-  return Math.min(MAIL_RETRY.firstDelayMs * 2 ** (failedAttempts - 1), MAIL_RETRY.maxDelayMs);
-}
 
 export interface MailWorkerOptions {
   /** The clock that decides what is due; tests move it instead of waiting. */

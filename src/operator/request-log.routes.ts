@@ -1,8 +1,7 @@
 // GET /operator/requests: the operator's log of archive requests, link issues and downloads, with IPs.
 import { formatBytes } from '../format.js';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { DEFAULT_HOST } from '../archives/event-sync.js';
-import { readSyncStatus } from '../archives/event.repository.js';
+import { readSyncStatus, DEFAULT_HOST } from '../archives/event.repository.js';
 import { requireOperator } from '../users/guards.js';
 import { eventLabel, formatTime, MAX_FILTER_LENGTH, parseRequestLogQuery, readRequestLog } from './request-log.js';
 
