@@ -1,6 +1,6 @@
 // watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
 import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
-import { canonicalIp, LINK_DIR_PATTERN } from '../protocol/index.js';
+import { canonicalIp, LINK_DIR_PATTERN } from '../../protocol/index.js';
 import { mutateRecord } from './archive-store.js';
 import { nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';

@@ -1,6 +1,6 @@
 // Per-customer quotas and host-wide rates for archive.create and link.issue, held where a stolen portal key cannot change them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { CheckFinding } from '../protocol/index.js';
+import type { CheckFinding } from '../../protocol/index.js';
 import { nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { fail } from './failure.js';

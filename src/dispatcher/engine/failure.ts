@@ -1,5 +1,5 @@
 // The one way a dispatcher call ends early: a failure carrying a user-safe message and a log detail.
-import type { ErrorCode } from '../protocol/index.js';
+import type { ErrorCode } from '../../protocol/index.js';
 
 export class DispatcherFailure extends Error {
   constructor(

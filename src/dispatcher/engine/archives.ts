@@ -9,7 +9,7 @@ import {
   type ArchiveCreateResult,
   type ArchiveStatusRequest,
   type ArchiveStatusResult,
-} from '../protocol/index.js';
+} from '../../protocol/index.js';
 import { listRecordIds, mutateRecord, readProgress, readRecord, reconcile, writeRecord, type ArchiveRecord } from './archive-store.js';
 import { spawnBuilder } from './builder.js';
 import { nowIso, nowMs } from './clock.js';

@@ -2,7 +2,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { secureLinkMd5, type LinkIssueRequest, type LinkIssueResult } from '../protocol/index.js';
+import { secureLinkMd5, type LinkIssueRequest, type LinkIssueResult } from '../../protocol/index.js';
 import { ownedRecord } from './archives.js';
 import { nowMs, nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';

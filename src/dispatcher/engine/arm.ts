@@ -1,5 +1,5 @@
 // archive.arm: stores the hash of the newest download token; an earlier token stops working at once.
-import type { ArchiveArmRequest, ArchiveArmResult } from '../protocol/index.js';
+import type { ArchiveArmRequest, ArchiveArmResult } from '../../protocol/index.js';
 import { ownedRecord } from './archives.js';
 import type { DispatcherConfig } from './config.js';
 import { appendEvent } from './events.js';
