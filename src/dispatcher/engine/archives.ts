@@ -23,11 +23,12 @@ import { paths } from './layout.js';
 import { readLockHolder, tryLock, unlock } from './lock.js';
 import { isAlive, selfId } from './process-id.js';
 import { snapshotDir } from './snapshot-path.js';
+import { pretendedFreeBytes } from './test-seams.js';
 
-/** Free bytes for unprivileged writers; tests may pretend a full disk (only with an explicit config). */
+/** Free bytes for unprivileged writers; the test bundle may pretend a full disk. */
 export function freeBytes(dir: string): number {
-  const fake = process.env.ARCHWAY_DISPATCHER_FAKE_FREE_BYTES;
-  if (process.env.ARCHWAY_DISPATCHER_CONFIG && fake && /^\d{1,16}$/.test(fake)) return Number(fake);
+  const pretended = pretendedFreeBytes();
+  if (pretended !== null) return pretended;
   const st = statfsSync(dir);
   return st.bavail * st.bsize;
 }

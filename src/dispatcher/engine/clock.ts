@@ -1,13 +1,10 @@
-// The dispatcher's clock: wall time, shifted only in tests so expiry can be checked without waiting.
+// The dispatcher's clock: wall time, shifted only in the test bundle so expiry can be checked without waiting.
+import { clockOffsetMs } from './test-seams.js';
 
 let offsetMs: number | null = null;
 
 function offset(): number {
-  if (offsetMs !== null) return offsetMs;
-  offsetMs = 0;
-  // Honoured only with an explicit config path: under sudo env_reset a remote caller can set neither.
-  const raw = process.env.ARCHWAY_DISPATCHER_NOW_OFFSET;
-  if (process.env.ARCHWAY_DISPATCHER_CONFIG && raw && /^-?\d{1,10}$/.test(raw)) offsetMs = Number(raw) * 1000;
+  offsetMs ??= clockOffsetMs();
   return offsetMs;
 }
 
