@@ -30,23 +30,23 @@ import { readCapped } from './stdin.js';
 async function call(argv: string[], log: CallLog): Promise<Answer<unknown>> {
   // Exactly one word: extra words, spaces or newlines in SSH_ORIGINAL_COMMAND never reach an action.
   const word = argv.length === 1 ? argv[0] : undefined;
-  if (!isAction(word)) fail('Unknown action.', `refused command line ${JSON.stringify(argv.join(' ').slice(0, 200))}`);
+  if (!isAction(word)) fail('unknown_action', `refused command line ${JSON.stringify(argv.join(' ').slice(0, 200))}`);
   // watch, sweep and check change or reveal host state; sudoers never allows them, and neither do we.
-  if (isLocalAction(word) && process.env.SSH_CONNECTION) fail('Unknown action.', `local action ${word} refused over SSH`);
+  if (isLocalAction(word) && process.env.SSH_CONNECTION) fail('unknown_action', `local action ${word} refused over SSH`);
   let cfg: DispatcherConfig;
   try {
     cfg = loadConfig();
   } catch (e) {
-    fail('The backup host is not configured correctly.', `config: ${e instanceof Error ? e.message : String(e)}`, 'internal');
+    fail('misconfigured', `config: ${e instanceof Error ? e.message : String(e)}`);
   }
   log.useFile(paths.callLog(cfg));
   initState(cfg);
   let req: unknown = {};
   if (!isLocalAction(word)) {
     const { bytes, tooLarge } = await readCapped(cfg.maxRequestBytes);
-    if (tooLarge) fail('The request is too large.', `stdin over ${cfg.maxRequestBytes} bytes`);
+    if (tooLarge) fail('bad_request', `stdin over ${cfg.maxRequestBytes} bytes`, 'bad request: too large');
     const parsed = parseRequest(word, bytes, cfg.maxRequestBytes);
-    if (!parsed.ok) fail(`Bad request: ${parsed.problem}.`, `bad request: ${parsed.problem}`);
+    if (!parsed.ok) fail('bad_request', `bad request: ${parsed.problem}`, `bad request: ${parsed.problem}`);
     req = parsed.value;
   }
   log.request = req;
@@ -68,14 +68,11 @@ async function main(argv: string[]): Promise<number> {
     answer = await call(argv, log);
     detail = describeCall(log.request, answer.ok ? answer.result : null);
   } catch (e) {
-    if (e instanceof DispatcherFailure) {
-      answer = errorAnswer(e.code, e.userMessage);
-      detail = `${e.logDetail}${log.request ? ` (${describeCall(log.request, null)})` : ''}`;
-    } else {
-      // Unexpected errors: the caller learns nothing about paths or internals; the log gets it all.
-      answer = errorAnswer('internal', 'The backup host could not complete the request.');
-      detail = e instanceof Error ? `${e.message} ${e.stack?.split('\n').slice(1, 4).join(' ') ?? ''}` : String(e);
-    }
+    // Unexpected errors: the caller learns nothing about paths or internals; the log gets it all.
+    const stack = e instanceof Error ? `${e.message} ${e.stack?.split('\n').slice(1, 4).join(' ') ?? ''}` : String(e);
+    const failure = e instanceof DispatcherFailure ? e : new DispatcherFailure('internal', null, stack);
+    answer = errorAnswer(failure.reason, failure.operatorMessage);
+    detail = `${failure.reason}: ${failure.logDetail}${log.request ? ` (${describeCall(log.request, null)})` : ''}`;
   }
   let code = exitCodeFor(answer);
   // The installer reads check's findings on stderr; the JSON answer on stdout carries the same.

@@ -223,7 +223,7 @@ function resumePoint(cfg: DispatcherConfig): WatchState | null {
 export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void): Promise<{ stopped: true }> {
   const me = selfId();
   const lock = tryLock(paths.watchLock(cfg), me);
-  if (!lock.taken) fail('watch is already running.', `watch already running as pid ${lock.holder.pid}`);
+  if (!lock.taken) fail('already_running', `watch already running as pid ${lock.holder.pid}`);
   let stopping = false;
   const stop = () => {
     stopping = true;
