@@ -68,14 +68,17 @@ export function interpretOutcome<A extends RemoteAction>(action: A, outcome: Raw
     throw new BackupHostInternalError(`backup host answered ${action} with exit 0 but not a valid result`);
   }
   if (outcome.exitCode === EXIT_REFUSED) {
-    if (answer && !answer.ok && (answer.error.code === 'quota' || answer.error.code === 'busy'))
-      throw new BackupHostLimited(answer.error.code, answer.error.message);
-    if (answer && !answer.ok && answer.error.code !== 'internal') throw new BackupHostRefused(answer.error.code, answer.error.message);
-    // No envelope: the gate or sudo refused before the dispatcher ran (their stderr says why).
-    throw new BackupHostRefused('refused', `The backup host refused the request (${oneLine(outcome.stderr) || 'no reason given'}).`);
+    const error = answer && !answer.ok ? answer.error : null;
+    if (error && (error.code === 'quota' || error.code === 'busy')) throw new BackupHostLimited(error.code, error.reason, error.message);
+    if (error && error.code !== 'internal') throw new BackupHostRefused(error.code, error.reason, error.message);
+    // No answer at all: the gate or sudo refused before the dispatcher ran (their stderr says why).
+    // Anything else on stdout is garbled (an unknown reason too), so none of its words reach a customer.
+    if (outcome.stdout.trim() === '')
+      throw new BackupHostRefused('refused', 'unknown_action', `gate or sudo: ${oneLine(outcome.stderr) || 'no reason given'}`);
+    throw new BackupHostInternalError(`backup host answered ${action} with exit 1 but not a valid refusal`);
   }
   if (outcome.exitCode === EXIT_INTERNAL && answer && !answer.ok) {
-    throw new BackupHostInternalError(`backup host failed ${action}: ${answer.error.message}`);
+    throw new BackupHostInternalError(`backup host failed ${action} (${answer.error.reason}): ${answer.error.message}`);
   }
   const how = outcome.signal ? `signal ${outcome.signal}` : `exit ${outcome.exitCode ?? 'unknown'}`;
   throw new BackupHostInternalError(`backup host ended ${action} with ${how}: ${oneLine(outcome.stderr) || 'no message'}`);
@@ -89,8 +92,8 @@ export function createBackupHost(transport: Transport): BackupHost {
   async function call<A extends RemoteAction>(action: A, request: Requests[A]): Promise<Results[A]> {
     // Check on our side too, so a bad request is a clear error here and never leaves the portal.
     const valid = validateRequest(action, request);
-    if (!valid.ok) throw new BackupHostRefused('refused', `The request was not valid (${valid.problem}).`);
-    if (!isPlainObject(valid.value)) throw new BackupHostRefused('refused', 'The request was not valid.');
+    if (!valid.ok) throw new BackupHostRefused('refused', 'bad_request', `not sent: ${valid.problem}`);
+    if (!isPlainObject(valid.value)) throw new BackupHostRefused('refused', 'bad_request', 'not sent: not an object');
     const outcome = await transport.run(action, JSON.stringify(valid.value));
     return interpretOutcome(action, outcome);
   }

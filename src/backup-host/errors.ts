@@ -1,9 +1,11 @@
 // Named errors of the portal's backup-host client; each carries a message safe to show a customer.
+import type { ErrorCode, RefusalReason } from '../protocol/index.js';
+import { refusalWording, UNAVAILABLE_WORDING } from './refusal-wording.js';
 
 /** Base class: `message` is for the operator's log (never a token), `userMessage` for a customer. */
 export class BackupHostError extends Error {
   readonly userMessage: string;
-  constructor(message: string, userMessage = 'The backup service is not available right now. Please try again in a few minutes.') {
+  constructor(message: string, userMessage = UNAVAILABLE_WORDING) {
     super(message);
     this.name = new.target.name;
     this.userMessage = userMessage;
@@ -35,24 +37,24 @@ export class BackupHostKeyMismatch extends BackupHostUnreachable {
 
 /** The dispatcher (or the gate) refused the request (exit 1): bad request, not allowed, not found. */
 export class BackupHostRefused extends BackupHostError {
-  readonly code: 'refused' | 'not_found' | 'quota' | 'busy';
-  constructor(code: 'refused' | 'not_found' | 'quota' | 'busy', dispatcherMessage: string, userMessage = dispatcherMessage) {
-    // The dispatcher's messages are written to be user-safe (contract), so they pass through.
-    super(`backup host refused the call (${code}): ${dispatcherMessage}`, userMessage);
+  readonly code: Exclude<ErrorCode, 'internal'>;
+  readonly reason: RefusalReason;
+  constructor(code: Exclude<ErrorCode, 'internal'>, reason: RefusalReason, operatorMessage: string) {
+    // The dispatcher sends a reason and an operator's line; the customer reads the portal's words for the reason.
+    super(`backup host refused the call (${reason}): ${operatorMessage}`, refusalWording(reason));
     this.code = code;
+    this.reason = reason;
   }
 }
 
-const HOST_BUSY_MESSAGE = 'The backup service is handling too many requests right now. Please try again in an hour.';
-
 /**
  * A limit the backup host holds by itself (see docs/BACKUP-HOST.md): `quota` is this customer's
- * (the dispatcher's message says which, and what to do), `busy` the host-wide rate. Not final:
- * the same request works once the limit has passed, so a download token stays usable.
+ * (the reason says which), `busy` the host-wide rate. Not final: the same request works once the
+ * limit has passed, so a download token stays usable.
  */
 export class BackupHostLimited extends BackupHostRefused {
-  constructor(code: 'quota' | 'busy', dispatcherMessage: string) {
-    super(code, dispatcherMessage, code === 'busy' ? HOST_BUSY_MESSAGE : dispatcherMessage);
+  constructor(code: 'quota' | 'busy', reason: RefusalReason, operatorMessage: string) {
+    super(code, reason, operatorMessage);
   }
 }
 

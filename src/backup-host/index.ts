@@ -1,5 +1,6 @@
 // The portal's client of the backup host's dispatcher, in one import.
 export * from './errors.js';
+export * from './refusal-wording.js';
 export * from './host-key.js';
 export type { RawOutcome, Transport } from './transport.js';
 export * from './backup-host.js';

@@ -1,6 +1,6 @@
 // One log line per call: time, action, caller address, outcome and a detail that never holds a token.
 import { appendFileSync } from 'node:fs';
-import { nowIso } from './clock.js';
+import { nowIso } from './engine/index.js';
 
 /** The client address from SSH_CONNECTION ("client_ip client_port server_ip server_port"), or "local". */
 export function callerAddress(): string {
@@ -32,4 +32,18 @@ export class CallLog {
     }
     process.stderr.write(line);
   }
+}
+
+// Fields safe to log: ids, names and addresses. The token (and its hash) never are.
+const LOGGED_FIELDS = ['customer', 'snapshot', 'archiveId', 'clientIp', 'after', 'limit'] as const;
+
+/** The call's detail for the log: the request's safe fields, then what the result added (a new id, a state). */
+export function describeCall(req: unknown, result: unknown): string {
+  const parts: string[] = [];
+  const r = (req ?? {}) as Record<string, unknown>;
+  for (const k of LOGGED_FIELDS) if (r[k] !== undefined) parts.push(`${k}=${String(r[k])}`);
+  const res = (result ?? {}) as Record<string, unknown>;
+  for (const k of ['archiveId', 'state', 'expires'] as const)
+    if (res[k] !== undefined && r[k] === undefined) parts.push(`${k}=${String(res[k])}`);
+  return parts.join(' ') || 'done';
 }

@@ -106,7 +106,7 @@ async function checkActions(transport: Transport, fix: string): Promise<CheckRes
   const reached = await Promise.all(
     REMOTE_ACTIONS.filter((a) => a !== 'ping').map(async (action) => {
       const answer = parseAnswer((await transport.run(action, probe).catch(() => ({ stdout: '' }))).stdout);
-      return { action, ok: answer !== null && !answer.ok && answer.error.message.startsWith('Bad request') };
+      return { action, ok: answer !== null && !answer.ok && answer.error.reason === 'bad_request' };
     }),
   );
   const missing = reached.filter((r) => !r.ok).map((r) => r.action);

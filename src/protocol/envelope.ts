@@ -7,13 +7,45 @@ import { EXIT_DONE, EXIT_INTERNAL, EXIT_REFUSED } from './actions.js';
  */
 export type ErrorCode = 'refused' | 'not_found' | 'quota' | 'busy' | 'internal';
 
+/**
+ * Why the dispatcher did not do a call, as a fixed word, each with its one code. The portal words
+ * each reason for the customer (src/backup-host/refusal-wording.ts); the dispatcher writes no such words.
+ */
+export const REFUSAL_REASONS = {
+  unknown_action: 'refused',
+  bad_request: 'refused',
+  build_running: 'refused',
+  no_space: 'refused',
+  not_ready: 'refused',
+  downloaded: 'refused',
+  expired: 'refused',
+  bad_token: 'refused',
+  outside_backup: 'refused',
+  already_running: 'refused',
+  not_found: 'not_found',
+  no_backups: 'not_found',
+  no_such_backup: 'not_found',
+  quota_ready: 'quota',
+  quota_builds: 'quota',
+  quota_links: 'quota',
+  busy: 'busy',
+  misconfigured: 'internal',
+  internal: 'internal',
+} as const satisfies Record<string, ErrorCode>;
+export type RefusalReason = keyof typeof REFUSAL_REASONS;
+
+export function isRefusalReason(v: unknown): v is RefusalReason {
+  return typeof v === 'string' && Object.prototype.hasOwnProperty.call(REFUSAL_REASONS, v);
+}
+
 export interface OkAnswer<R> {
   ok: true;
   result: R;
 }
+/** `message` is for the operator's log (never a token, a path or another customer's name), never for a customer. */
 export interface ErrorAnswer {
   ok: false;
-  error: { code: ErrorCode; message: string };
+  error: { code: ErrorCode; reason: RefusalReason; message: string };
 }
 export type Answer<R> = OkAnswer<R> | ErrorAnswer;
 
@@ -21,8 +53,8 @@ export function okAnswer<R>(result: R): OkAnswer<R> {
   return { ok: true, result };
 }
 
-export function errorAnswer(code: ErrorCode, message: string): ErrorAnswer {
-  return { ok: false, error: { code, message } };
+export function errorAnswer(reason: RefusalReason, message: string): ErrorAnswer {
+  return { ok: false, error: { code: REFUSAL_REASONS[reason], reason, message } };
 }
 
 /** not_found is a refusal too: the caller asked for something it may not have. */
@@ -30,8 +62,6 @@ export function exitCodeFor(answer: Answer<unknown>): number {
   if (answer.ok) return EXIT_DONE;
   return answer.error.code === 'internal' ? EXIT_INTERNAL : EXIT_REFUSED;
 }
-
-const ERROR_CODES: ReadonlySet<string> = new Set(['refused', 'not_found', 'quota', 'busy', 'internal']);
 
 /**
  * Parses the dispatcher's stdout on the portal side. Returns null when it is not exactly one
@@ -50,9 +80,11 @@ export function parseAnswer(text: string): Answer<unknown> | null {
     return { ok: true, result: value.result };
   }
   if (value.ok === false && keys === 'error,ok' && isPlainObject(value.error)) {
-    const { code, message } = value.error;
-    if (typeof code === 'string' && ERROR_CODES.has(code) && typeof message === 'string') {
-      return errorAnswer(code as ErrorCode, message);
+    const { code, reason, message } = value.error;
+    // A reason outside the union, or with a code other than its own, is as garbled as no answer.
+    const exact = Object.keys(value.error).sort().join(',') === 'code,message,reason';
+    if (exact && isRefusalReason(reason) && code === REFUSAL_REASONS[reason] && typeof message === 'string') {
+      return errorAnswer(reason, message);
     }
   }
   return null;

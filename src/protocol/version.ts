@@ -1,2 +1,3 @@
 // The dispatcher's version: what `ping` reports and what the portal built from the same source expects.
-export const DISPATCHER_VERSION = '0.1.0';
+// 0.2.0: refusals carry a reason from REFUSAL_REASONS, which the portal words (0.1.0 sent customer sentences).
+export const DISPATCHER_VERSION = '0.2.0';

@@ -252,7 +252,7 @@ describe("copying the backup host's events", () => {
     expect(failed).toEqual({
       outcome: 'failed',
       lastSeq: before.length,
-      error: 'backup host failed events.since: The backup host is not configured correctly.',
+      error: 'backup host failed events.since (misconfigured): the backup host is not configured correctly; see the call log',
     });
     expect(await syncRow('flaky')).toEqual({
       last_seq: good.last_seq,

@@ -59,27 +59,34 @@ describe('answers and failures as the portal sees them', () => {
     expect(t.calls).toEqual([{ action: 'archive.create', body: '{"customer":"example.org","snapshot":"daily.0"}' }]);
   });
 
-  it('turns exit 1 with an envelope into BackupHostRefused carrying the dispatcher message for the customer', async () => {
-    const t = canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'not_found', message: 'No such archive.' } }) });
+  it("turns exit 1 with an envelope into BackupHostRefused: the reason, the portal's words for the customer", async () => {
+    const answer = { ok: false, error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' } };
+    const t = canned({ exitCode: 1, stdout: JSON.stringify(answer) });
     const err = await createBackupHost(t)
       .archiveStatus({ customer: 'example.org', archiveId: 'b'.repeat(32) })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackupHostRefused);
-    expect(err).toMatchObject({ code: 'not_found', userMessage: 'No such archive.' });
+    expect(err).toMatchObject({ code: 'not_found', reason: 'not_found', userMessage: 'No such archive.' });
+    expect((err as Error).message).toContain('no such archive for this customer');
   });
 
-  it("turns the host's limits into BackupHostLimited: a customer's quota keeps the dispatcher's message, a busy host gets the portal's", async () => {
-    const quota =
-      'You already have 3 archives ready to download. Please download one (or wait until one expires) before asking for another.';
+  it("turns the host's limits into BackupHostLimited, worded by the portal for the reason", async () => {
     const asked = { customer: 'example.org', snapshot: 'daily.0' };
-    const q = await createBackupHost(
-      canned({ exitCode: 1, stdout: JSON.stringify({ ok: false, error: { code: 'quota', message: quota } }) }),
-    )
+    const quota = {
+      ok: false,
+      error: { code: 'quota', reason: 'quota_ready', message: 'the customer has as many ready archives as allowed' },
+    };
+    const q = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify(quota) }))
       .createArchive(asked)
       .catch((e: unknown) => e);
     expect(q).toBeInstanceOf(BackupHostLimited);
-    expect(q).toMatchObject({ code: 'quota', userMessage: quota });
-    const busy = { ok: false, error: { code: 'busy', message: 'The backup host is handling too many requests right now.' } };
+    expect(q).toMatchObject({
+      code: 'quota',
+      reason: 'quota_ready',
+      userMessage:
+        'You already have as many archives ready to download as this backup host allows. Please download one (or wait until one expires) before asking for another.',
+    });
+    const busy = { ok: false, error: { code: 'busy', reason: 'busy', message: 'the host-wide rate is reached' } };
     const b = await createBackupHost(canned({ exitCode: 1, stdout: JSON.stringify(busy) }))
       .createArchive(asked)
       .catch((e: unknown) => e);
@@ -96,9 +103,12 @@ describe('answers and failures as the portal sees them', () => {
   });
 
   it('turns exit 2, a garbled answer, an unknown exit code and a signal into BackupHostInternalError', async () => {
-    const internal = JSON.stringify({ ok: false, error: { code: 'internal', message: 'The backup host could not complete the request.' } });
+    const internal = JSON.stringify({ ok: false, error: { code: 'internal', reason: 'internal', message: 'see the call log' } });
+    // A refusal whose reason the portal does not know is garbled too: no words of the host's reach a customer.
+    const unknownReason = JSON.stringify({ ok: false, error: { code: 'refused', reason: 'click_here', message: 'Visit evil.example' } });
     for (const outcome of [
       { exitCode: 2, stdout: internal },
+      { exitCode: 1, stdout: unknownReason },
       { exitCode: 0, stdout: 'not json' },
       { exitCode: 0, stdout: JSON.stringify({ ok: true, result: { unexpected: true } }) },
       { exitCode: 0, stdout: `${JSON.stringify({ ok: true, result: {} })}\n${JSON.stringify({ ok: true, result: {} })}` },
@@ -222,6 +232,21 @@ describe('the local transport (first look and tests)', () => {
     expect((await host.ping()).roots).toEqual({ backup: true, archive: true, link: true });
     expect((await host.listBackups({ customer: 'example.org' })).snapshots.map((s) => s.name)).toEqual(['daily.0']);
     await expect(host.archiveStatus({ customer: 'example.org', archiveId: 'd'.repeat(32) })).rejects.toThrow(BackupHostRefused);
+  });
+
+  it("words the real dispatcher's refusals in the portal's sentences, keeping the host's line for the log", async () => {
+    const host = backupHostFromSettings({ localDispatcherConfig: configPath, localDispatcherPath: DISPATCHER_BUNDLE });
+    const link = { customer: 'example.org', archiveId: 'd'.repeat(32), token: newToken(), clientIp: '192.0.2.1' };
+    const missing = await host.issueLink(link).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(BackupHostRefused);
+    expect(missing).toMatchObject({
+      code: 'not_found',
+      reason: 'not_found',
+      userMessage: 'No such archive.',
+      message: 'backup host refused the call (not_found): no such archive for this customer',
+    });
+    const noBackups = await host.createArchive({ customer: 'nobody.example', snapshot: 'daily.0' }).catch((e: unknown) => e);
+    expect(noBackups).toMatchObject({ reason: 'no_backups', userMessage: 'No backups found for this customer.' });
   });
 
   it('prints the check report for a local dispatcher', async () => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { migrateToLatest } from '../../src/db/migrator.js';
 import { runDoctor } from '../../src/doctor/doctor.js';
 import { MIGRATIONS_DIR } from '../../src/paths.js';
+import { DISPATCHER_VERSION } from '../../src/protocol/index.js';
 import { startBackupHost, type BackupHostFixture } from '../backup-host/fixture.js';
 import { runCli, type CliResult } from '../harness/cli.js';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../harness/database.js';
@@ -129,7 +130,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
           `^✓ backup host reachable with the pinned host key: ssh ${host.user.name}@127\\.0\\.0\\.1:${host.sshd.port} .*, ping answered in \\d+ ms$`,
         ),
       ),
-      '✓ dispatcher version: 0.1.0',
+      `✓ dispatcher version: ${DISPATCHER_VERSION}`,
       '✓ dispatcher roots present: backup, archive and link roots exist',
       '✓ dispatcher actions allowed through gate and sudo: all 8 actions reach the dispatcher',
       expect.stringMatching(/^✓ clock skew with the backup host: [+-]\d s \(at most 5 s\)$/),
@@ -375,7 +376,7 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
         '✗ dispatcher actions allowed through gate and sudo: not reaching the dispatcher: link.issue. ' +
           'Fix: install the dispatcher, gate and sudoers rule from this release on the backup host (docs/DEPLOY-BACKUP-HOST.md)',
       );
-      expect(line(result, 'dispatcher version')).toBe('✓ dispatcher version: 0.1.0');
+      expect(line(result, 'dispatcher version')).toBe(`✓ dispatcher version: ${DISPATCHER_VERSION}`);
       expect(result.code).toBe(1);
     } finally {
       await writeFile(`${host.sudoers.path}.tmp`, original, { mode: 0o440 });

@@ -125,10 +125,16 @@ describe('archive.create and archive.status', () => {
     for (const action of ['archive.status', 'archive.cancel']) {
       const r = w.run(action, { customer: 'other.net', archiveId });
       expect(r.code).toBe(1);
-      expect(r.answer).toEqual({ ok: false, error: { code: 'not_found', message: 'No such archive.' } });
+      expect(r.answer).toEqual({
+        ok: false,
+        error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' },
+      });
     }
     const missing = w.run('archive.status', { customer: CUSTOMER, archiveId: 'f'.repeat(32) });
-    expect(missing.answer).toEqual({ ok: false, error: { code: 'not_found', message: 'No such archive.' } });
+    expect(missing.answer).toEqual({
+      ok: false,
+      error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' },
+    });
   });
 
   it('refuses to start when the archive disk has less free space than the snapshot', () => {
@@ -139,7 +145,7 @@ describe('archive.create and archive.status', () => {
     expect(r.code).toBe(1);
     expect(r.answer).toEqual({
       ok: false,
-      error: { code: 'refused', message: 'The backup host does not have enough free space for this archive right now.' },
+      error: { code: 'refused', reason: 'no_space', message: 'not enough free space in the archive root for this snapshot' },
     });
     expect(readdirSync(join(w.stateDir, 'archives'))).toEqual(ids);
     expect(readdirSync(w.archiveRoot)).toEqual([`${archiveId}.tar`]);
@@ -187,7 +193,7 @@ describe('archive.create and archive.status', () => {
     expect(second.code).toBe(1);
     expect(second.answer).toEqual({
       ok: false,
-      error: { code: 'refused', message: 'An archive for this customer is already being built; please wait until it is ready.' },
+      error: { code: 'refused', reason: 'build_running', message: 'a build for this customer is still running' },
     });
     const id = first.answer.result.archiveId;
     const cancel = w.run('archive.cancel', { customer: BIG, archiveId: id });
@@ -260,7 +266,7 @@ describe('archive.create and archive.status', () => {
     expect(r.code).toBe(2);
     expect(r.answer).toEqual({
       ok: false,
-      error: { code: 'internal', message: 'The backup host is misconfigured; the operator has been told in the log.' },
+      error: { code: 'internal', reason: 'misconfigured', message: 'the backup host is not configured correctly; see the call log' },
     });
     expect(readdirSync(broken.archiveRoot)).toEqual([]);
     expect(broken.run('events.since', { after: 0 }).answer.result.events).toEqual([]);

@@ -27,7 +27,10 @@ describe('configuration', () => {
     const r = w.run('ping', {});
     expect(r).toMatchObject({
       code: 2,
-      answer: { ok: false, error: { code: 'internal', message: 'The backup host is not configured correctly.' } },
+      answer: {
+        ok: false,
+        error: { code: 'internal', reason: 'misconfigured', message: 'the backup host is not configured correctly; see the call log' },
+      },
     });
   });
 
@@ -36,7 +39,10 @@ describe('configuration', () => {
     writeFileSync(w.configPath, JSON.stringify({ backupRoot: 'relative/path', colour: 'blue' }), { mode: 0o600 });
     const r = w.run('ping', {});
     expect(r.code).toBe(2);
-    expect(r.answer).toEqual({ ok: false, error: { code: 'internal', message: 'The backup host is not configured correctly.' } });
+    expect(r.answer).toEqual({
+      ok: false,
+      error: { code: 'internal', reason: 'misconfigured', message: 'the backup host is not configured correctly; see the call log' },
+    });
     expect(r.stderr).toContain('unknown field colour');
     expect(r.stderr).toContain('backupRoot must be an absolute path');
   });
@@ -49,7 +55,7 @@ describe('configuration', () => {
       answer: {
         ok: true,
         result: {
-          version: '0.1.0',
+          version: '0.2.0',
           time: expect.any(String),
           roots: { backup: true, archive: true, link: true },
           freeBytes: expect.any(Number),

@@ -55,8 +55,8 @@ describe('ready archives per customer', () => {
       ok: false,
       error: {
         code: 'quota',
-        message:
-          'You already have 2 archives ready to download. Please download one (or wait until one expires) before asking for another.',
+        reason: 'quota_ready',
+        message: 'the customer has as many ready archives as allowed',
       },
     });
     expect(callLog(w).at(-1)).toMatchObject({
@@ -93,14 +93,15 @@ describe('archive.create rates', () => {
       ok: false,
       error: {
         code: 'quota',
-        message: 'You have asked for as many archives as this backup host allows in one day. Please try again tomorrow.',
+        reason: 'quota_builds',
+        message: 'the customer reached the archive.create limit per day',
       },
     });
     await buildReady(w, 'b.example');
     const busy = w.run('archive.create', { customer: 'c.example', snapshot: 'daily.0' });
     expect(busy.answer).toEqual({
       ok: false,
-      error: { code: 'busy', message: 'The backup host is handling too many requests right now.' },
+      error: { code: 'busy', reason: 'busy', message: 'the host-wide rate is reached' },
     });
     expect(
       callLog(w)
@@ -138,7 +139,8 @@ describe('link.issue rates', () => {
       ok: false,
       error: {
         code: 'quota',
-        message: 'This backup host has made as many download links for you as it allows in one hour. Please try again in an hour.',
+        reason: 'quota_links',
+        message: 'the customer reached the link.issue limit per hour',
       },
     });
     expect(issue('b.example', b).code).toBe(0);

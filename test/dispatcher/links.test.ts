@@ -13,8 +13,8 @@ let readyId: string;
 const T1 = 'a'.repeat(21) + '_' + 'B'.repeat(21);
 const T2 = 'c'.repeat(21) + '-' + 'D'.repeat(21);
 
-const refused = (message: string) => ({ ok: false, error: { code: 'refused', message } });
-const BAD_TOKEN = 'This download link is not valid any more. Please use the newest email, or ask for the link again.';
+// The dispatcher answers with a reason; the words a customer reads are the portal's (test/backup-host).
+const refused = (reason: string, message: unknown = expect.any(String)) => ({ ok: false, error: { code: 'refused', reason, message } });
 
 function createReady(world: World, customer: string): string {
   const r = world.run('archive.create', { customer, snapshot: 'daily.0' });
@@ -55,7 +55,10 @@ describe('archive.arm', () => {
 
   it("refuses to arm another customer's archive", () => {
     const r = w.run('archive.arm', { customer: 'other.net', archiveId: readyId, tokenHash: tokenHash(T2) });
-    expect(r).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'not_found', message: 'No such archive.' } } });
+    expect(r).toMatchObject({
+      code: 1,
+      answer: { ok: false, error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' } },
+    });
   });
 });
 
@@ -107,33 +110,36 @@ describe('link.issue', () => {
   it('refuses a wrong token and creates no link', () => {
     const dirs = linkDirs();
     const r = w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' });
-    expect(r).toMatchObject({ code: 1, answer: refused(BAD_TOKEN) });
+    expect(r).toMatchObject({ code: 1, answer: refused('bad_token') });
     expect(linkDirs()).toEqual(dirs);
   });
 
   it('refuses a truncated token as a bad request', () => {
     const r = w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1.slice(0, 42), clientIp: '192.0.2.7' });
-    expect(r).toMatchObject({ code: 1, answer: refused('Bad request: invalid field token.') });
+    expect(r).toMatchObject({ code: 1, answer: refused('bad_request', 'bad request: invalid field token') });
   });
 
   it('refuses a bad client address', () => {
     for (const clientIp of ['192.0.2.300', 'fe80::1%eth0', '192.0.2.7 ', 'example.org']) {
       const r = w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp });
-      expect(r.answer, clientIp).toEqual(refused('Bad request: invalid field clientIp.'));
+      expect(r.answer, clientIp).toEqual(refused('bad_request', 'bad request: invalid field clientIp'));
     }
   });
 
   it('accepts only the newest token after re-arming', () => {
     expect(w.run('archive.arm', { customer: CUSTOMER, archiveId: readyId, tokenHash: tokenHash(T2) }).code).toBe(0);
     expect(w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T1, clientIp: '192.0.2.7' }).answer).toEqual(
-      refused(BAD_TOKEN),
+      refused('bad_token'),
     );
     expect(w.run('link.issue', { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' }).code).toBe(0);
   });
 
   it("refuses another customer's archive id with the same answer as a missing one", () => {
     const r = w.run('link.issue', { customer: 'other.net', archiveId: readyId, token: T2, clientIp: '192.0.2.7' });
-    expect(r).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'not_found', message: 'No such archive.' } } });
+    expect(r).toMatchObject({
+      code: 1,
+      answer: { ok: false, error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' } },
+    });
   });
 
   it('refuses a link for an archive past its retention, even before sweep removed it', () => {
@@ -142,7 +148,7 @@ describe('link.issue', () => {
       { customer: CUSTOMER, archiveId: readyId, token: T2, clientIp: '192.0.2.7' },
       { ARCHWAY_DISPATCHER_NOW_OFFSET: String(8 * 86400) },
     );
-    expect(r).toMatchObject({ code: 1, answer: refused('This archive has expired.') });
+    expect(r).toMatchObject({ code: 1, answer: refused('expired') });
   });
 
   it('refuses a link (and arming) for an archive that is still building', async () => {
@@ -158,8 +164,8 @@ describe('link.issue', () => {
     const state = slow.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result.state;
     expect(slow.run('archive.cancel', { customer: CUSTOMER, archiveId: id }).answer.result.state).toBe('cancelled');
     expect(state).toBe('building');
-    expect(arm.answer).toEqual(refused('This archive is not ready for download.'));
-    expect(link.answer).toEqual(refused('This archive is not available for download.'));
+    expect(arm.answer).toEqual(refused('not_ready'));
+    expect(link.answer).toEqual(refused('not_ready'));
     expect(readdirSync(slow.linkRoot)).toEqual([]);
     expect(readdirSync(slow.archiveRoot)).toEqual([]);
   });
@@ -172,7 +178,7 @@ describe('link.issue', () => {
     expect(existsSync(join(w.archiveRoot, `${id}.tar`))).toBe(false);
     expect(existsSync(join(w.stateDir, 'tokens', `${id}.sha256`))).toBe(false);
     const r = w.run('link.issue', { customer: 'other.net', archiveId: id, token: T1, clientIp: '192.0.2.7' });
-    expect(r.answer).toEqual(refused('This archive is not available for download.'));
+    expect(r.answer).toEqual(refused('not_ready'));
   });
 
   it('refuses a link for a failed archive', async () => {
@@ -187,11 +193,9 @@ describe('link.issue', () => {
       sizeBytes: null,
     });
     expect(readdirSync(broken.archiveRoot)).toEqual([]);
-    expect(broken.run('archive.arm', { customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(T1) }).answer).toEqual(
-      refused('This archive is not ready for download.'),
-    );
+    expect(broken.run('archive.arm', { customer: CUSTOMER, archiveId: id, tokenHash: tokenHash(T1) }).answer).toEqual(refused('not_ready'));
     const r = broken.run('link.issue', { customer: CUSTOMER, archiveId: id, token: T1, clientIp: '192.0.2.7' });
-    expect(r.answer).toEqual(refused('This archive is not available for download.'));
+    expect(r.answer).toEqual(refused('not_ready'));
     expect(readdirSync(broken.linkRoot)).toEqual([]);
   });
 

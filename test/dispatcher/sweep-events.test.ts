@@ -59,7 +59,7 @@ describe('sweep', () => {
     expect(existsSync(join(w.stateDir, 'tokens', `${id}.sha256`))).toBe(false);
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result).toMatchObject({ state: 'expired', percent: 100 });
     const link = w.run('link.issue', { customer: CUSTOMER, archiveId: id, token: TOKEN, clientIp: '192.0.2.7' });
-    expect(link.answer).toEqual({ ok: false, error: { code: 'refused', message: 'This archive has expired.' } });
+    expect(link.answer).toEqual({ ok: false, error: { code: 'refused', reason: 'expired', message: 'the archive is past its retention' } });
     expect(
       allEvents()
         .filter((e) => e.type === 'archive.expired')

@@ -117,7 +117,7 @@ describe('watch', () => {
     const again = w.run('link.issue', { customer: CUSTOMER, archiveId: a.id, token: TOKEN, clientIp: '192.0.2.7' });
     expect(again).toMatchObject({
       code: 1,
-      answer: { ok: false, error: { code: 'refused', message: 'This archive has already been downloaded.' } },
+      answer: { ok: false, error: { code: 'refused', reason: 'downloaded' } },
     });
   });
 
@@ -333,7 +333,7 @@ describe('watch', () => {
     startWatch();
     await waitFor('the watch lock', () => existsSync(join(w.stateDir, 'locks', 'watch.lock')));
     const second = w.run('watch', '');
-    expect(second).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', message: 'watch is already running.' } } });
+    expect(second).toMatchObject({ code: 1, answer: { ok: false, error: { code: 'refused', reason: 'already_running' } } });
   });
 
   it('leaves BACKUP_ROOT byte-identical, with the same mtimes, and no stray link directories', () => {

@@ -18,6 +18,12 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 
 export const BUNDLE = join(import.meta.dirname, '..', '..', 'dist', 'dispatcher', 'archway-dispatcher.mjs');
+/** The same program built with its test seams (a shifted clock, a pretended free space); never shipped. */
+export const TEST_BUNDLE = join(import.meta.dirname, '..', '..', 'dist', 'dispatcher', 'archway-dispatcher.test-seams.mjs');
+export const SEAM_VARIABLES = ['ARCHWAY_DISPATCHER_NOW_OFFSET', 'ARCHWAY_DISPATCHER_FAKE_FREE_BYTES'] as const;
+
+// A call that sets a seam runs the test bundle; every other call runs the bundle that is shipped.
+const bundleFor = (env: Record<string, string>) => (SEAM_VARIABLES.some((k) => k in env) ? TEST_BUNDLE : BUNDLE);
 export const SECRET = 'test-secure-link-secret-0123456789';
 
 export interface RunResult {
@@ -37,6 +43,8 @@ export interface World {
   configPath: string;
   config: Record<string, unknown>;
   run(argv: string | string[], stdin?: string | Buffer | object, env?: Record<string, string>): RunResult;
+  /** Like run, with the bundle named rather than chosen by the environment. */
+  runBundle(bundle: string, argv: string | string[], stdin?: string | Buffer | object, env?: Record<string, string>): RunResult;
   start(argv: string[], env?: Record<string, string>): ChildProcess;
 }
 
@@ -49,7 +57,7 @@ afterAll(() => {
 });
 
 export function makeWorld(overrides: Record<string, unknown> = {}): World {
-  if (!existsSync(BUNDLE)) throw new Error(`build the dispatcher first (npm run build): ${BUNDLE} is missing`);
+  for (const b of [BUNDLE, TEST_BUNDLE]) if (!existsSync(b)) throw new Error(`build the dispatcher first (npm run build): ${b} is missing`);
   const dir = mkdtempSync(join(tmpdir(), 'archway-dispatcher-'));
   worldDirs.push(dir);
   const w = {
@@ -94,23 +102,25 @@ export function makeWorld(overrides: Record<string, unknown> = {}): World {
     ARCHWAY_DISPATCHER_CONFIG: w.configPath,
     ...extra,
   });
+  const runBundle: World['runBundle'] = (bundle, argv, stdin = {}, env = {}) => {
+    const args = typeof argv === 'string' ? [argv] : argv;
+    const input = typeof stdin === 'string' || Buffer.isBuffer(stdin) ? stdin : JSON.stringify(stdin);
+    const r = spawnSync(process.execPath, [bundle, ...args], { input, env: baseEnv(env), encoding: 'utf8', timeout: 20_000 });
+    let answer: any;
+    try {
+      answer = JSON.parse(r.stdout);
+    } catch {
+      answer = null;
+    }
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr, answer };
+  };
   return {
     ...w,
     config,
-    run(argv, stdin = {}, env = {}) {
-      const args = typeof argv === 'string' ? [argv] : argv;
-      const input = typeof stdin === 'string' || Buffer.isBuffer(stdin) ? stdin : JSON.stringify(stdin);
-      const r = spawnSync(process.execPath, [BUNDLE, ...args], { input, env: baseEnv(env), encoding: 'utf8', timeout: 20_000 });
-      let answer: any;
-      try {
-        answer = JSON.parse(r.stdout);
-      } catch {
-        answer = null;
-      }
-      return { code: r.status, stdout: r.stdout, stderr: r.stderr, answer };
-    },
+    run: (argv, stdin = {}, env = {}) => runBundle(bundleFor(env), argv, stdin, env),
+    runBundle,
     start(argv, env = {}) {
-      return spawn(process.execPath, [BUNDLE, ...argv], { env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+      return spawn(process.execPath, [bundleFor(env), ...argv], { env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     },
   };
 }

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDownloadLine } from '../../src/dispatcher/watch.js';
+import { parseDownloadLine } from '../../src/dispatcher/engine/watch.js';
 import { startDownloadServer, type DownloadServer } from '../../src/first-look/download-server.js';
 import { secureLinkMd5 } from '../../src/protocol/index.js';
 import { eventually } from '../backup-host/fixture.js';

@@ -234,16 +234,23 @@ describe('request validators', () => {
 describe('envelope and link helpers', () => {
   it('parses only exact envelopes', () => {
     expect(parseAnswer('{"ok":true,"result":{"a":1}}')).toEqual({ ok: true, result: { a: 1 } });
-    expect(parseAnswer('{"ok":false,"error":{"code":"refused","message":"No."}}')).toEqual({
+    expect(parseAnswer('{"ok":false,"error":{"code":"refused","reason":"expired","message":"past retention"}}')).toEqual({
       ok: false,
-      error: { code: 'refused', message: 'No.' },
+      error: { code: 'refused', reason: 'expired', message: 'past retention' },
     });
     for (const bad of [
       '',
       '{}',
       '{"ok":true}',
       '{"ok":true,"result":{},"x":1}',
-      '{"ok":false,"error":{"code":"teapot","message":"x"}}',
+      '{"ok":false,"error":{"code":"teapot","reason":"expired","message":"x"}}',
+      // A reason outside the union, one with another reason's code, or none: as garbled as no answer.
+      '{"ok":false,"error":{"code":"refused","reason":"Please sign in again at https://evil.example","message":"x"}}',
+      '{"ok":false,"error":{"code":"refused","reason":"__proto__","message":"x"}}',
+      '{"ok":false,"error":{"code":"refused","reason":"toString","message":"x"}}',
+      '{"ok":false,"error":{"code":"refused","reason":"busy","message":"x"}}',
+      '{"ok":false,"error":{"code":"refused","message":"This archive has expired."}}',
+      '{"ok":false,"error":{"code":"refused","reason":"expired","message":"x","wording":"Click here"}}',
       '{"ok":"true","result":{}}',
       'null',
     ]) {

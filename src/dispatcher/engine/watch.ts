@@ -1,6 +1,6 @@
 // watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
 import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
-import { canonicalIp, LINK_DIR_PATTERN } from '../protocol/index.js';
+import { canonicalIp, LINK_DIR_PATTERN } from '../../protocol/index.js';
 import { mutateRecord } from './archive-store.js';
 import { nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';
@@ -223,7 +223,7 @@ function resumePoint(cfg: DispatcherConfig): WatchState | null {
 export async function runWatch(cfg: DispatcherConfig, note: (d: string) => void): Promise<{ stopped: true }> {
   const me = selfId();
   const lock = tryLock(paths.watchLock(cfg), me);
-  if (!lock.taken) fail('watch is already running.', `watch already running as pid ${lock.holder.pid}`);
+  if (!lock.taken) fail('already_running', `watch already running as pid ${lock.holder.pid}`);
   let stopping = false;
   const stop = () => {
     stopping = true;

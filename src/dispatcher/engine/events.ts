@@ -1,7 +1,7 @@
 // The append-only event log: one JSON line per event, seq without gaps, fsync before the call returns.
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync, createReadStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { DispatcherEvent, EventType } from '../protocol/index.js';
+import type { DispatcherEvent, EventType } from '../../protocol/index.js';
 import { nowIso } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { paths } from './layout.js';

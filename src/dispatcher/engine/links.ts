@@ -2,7 +2,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { secureLinkMd5, type LinkIssueRequest, type LinkIssueResult } from '../protocol/index.js';
+import { secureLinkMd5, type LinkIssueRequest, type LinkIssueResult } from '../../protocol/index.js';
 import { ownedRecord } from './archives.js';
 import { nowMs, nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';
@@ -26,8 +26,6 @@ export interface LinkRecord {
   /** Set by sweep when the link directory went at expiry plus grace. */
   dirRemovedAt?: number | null;
 }
-
-const BAD_TOKEN = 'This download link is not valid any more. Please use the newest email, or ask for the link again.';
 
 function readSecret(cfg: DispatcherConfig): string {
   let secret: string;
@@ -58,12 +56,12 @@ export function issueLink(cfg: DispatcherConfig, req: LinkIssueRequest): LinkIss
   admit(cfg, 'link.issue', req.customer);
   const rec = ownedRecord(cfg, req.customer, req.archiveId);
   // State first: the portal has already checked ownership, and "already downloaded" helps the customer more.
-  if (rec.state === 'downloaded') fail('This archive has already been downloaded.', `link refused: ${req.archiveId} downloaded`);
+  if (rec.state === 'downloaded') fail('downloaded', `link refused: ${req.archiveId} downloaded`);
   if (rec.state === 'expired' || (rec.state === 'ready' && rec.expiresAt !== null && Date.parse(rec.expiresAt) <= nowMs())) {
-    fail('This archive has expired.', `link refused: ${req.archiveId} past retention`);
+    fail('expired', `link refused: ${req.archiveId} past retention`);
   }
-  if (rec.state !== 'ready') fail('This archive is not available for download.', `link refused: ${req.archiveId} is ${rec.state}`);
-  if (!tokenMatches(cfg, req.archiveId, req.token)) fail(BAD_TOKEN, `token mismatch for ${req.archiveId} from ${req.clientIp}`);
+  if (rec.state !== 'ready') fail('not_ready', `link refused: ${req.archiveId} is ${rec.state}`);
+  if (!tokenMatches(cfg, req.archiveId, req.token)) fail('bad_token', `token mismatch for ${req.archiveId} from ${req.clientIp}`);
   // A ready record without its file (removed by hand, disk replaced) must not give a dead link.
   if (!existsSync(paths.archiveFile(cfg, rec.id))) internal(`archive file of ${rec.id} is missing`);
   const secret = readSecret(cfg);

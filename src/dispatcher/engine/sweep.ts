@@ -1,7 +1,7 @@
 // sweep: removes expired links, archives past retention and leftover partial files. Never looks at BACKUP_ROOT.
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LINK_DIR_PATTERN } from '../protocol/index.js';
+import { LINK_DIR_PATTERN } from '../../protocol/index.js';
 import { listRecordIds, mutateRecord, readRecord, reconcile } from './archive-store.js';
 import { nowMs, nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';

@@ -9,7 +9,7 @@ import {
   type ArchiveCreateResult,
   type ArchiveStatusRequest,
   type ArchiveStatusResult,
-} from '../protocol/index.js';
+} from '../../protocol/index.js';
 import { listRecordIds, mutateRecord, readProgress, readRecord, reconcile, writeRecord, type ArchiveRecord } from './archive-store.js';
 import { spawnBuilder } from './builder.js';
 import { nowIso, nowMs } from './clock.js';
@@ -23,11 +23,12 @@ import { paths } from './layout.js';
 import { readLockHolder, tryLock, unlock } from './lock.js';
 import { isAlive, selfId } from './process-id.js';
 import { snapshotDir } from './snapshot-path.js';
+import { pretendedFreeBytes } from './test-seams.js';
 
-/** Free bytes for unprivileged writers; tests may pretend a full disk (only with an explicit config). */
+/** Free bytes for unprivileged writers; the test bundle may pretend a full disk. */
 export function freeBytes(dir: string): number {
-  const fake = process.env.ARCHWAY_DISPATCHER_FAKE_FREE_BYTES;
-  if (process.env.ARCHWAY_DISPATCHER_CONFIG && fake && /^\d{1,16}$/.test(fake)) return Number(fake);
+  const pretended = pretendedFreeBytes();
+  if (pretended !== null) return pretended;
   const st = statfsSync(dir);
   return st.bavail * st.bsize;
 }
@@ -45,29 +46,17 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
   // Checked now rather than when the finished archive is handed to nginx: a build of hours would
   // otherwise end in this failure.
   if (groupId(cfg.nginxGroup) === null) {
-    fail(
-      'The backup host is misconfigured; the operator has been told in the log.',
-      `nginxGroup ${cfg.nginxGroup} does not exist`,
-      'internal',
-    );
+    fail('misconfigured', `nginxGroup ${cfg.nginxGroup} does not exist`);
   }
   const id = randomBytes(16).toString('hex');
   const nonce = randomBytes(32).toString('hex');
   await withMutexAsync(paths.customerMutex(cfg, req.customer), async () => {
     const holder = readLockHolder(paths.buildLock(cfg, req.customer));
-    if (holder)
-      fail(
-        'An archive for this customer is already being built; please wait until it is ready.',
-        `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`,
-      );
+    if (holder) fail('build_running', `build ${holder.archiveId ?? '?'} still running (pid ${holder.pid})`);
     // Ready archives hold disk until downloaded or expired; a full archive disk stops every customer.
     const ready = readyArchiveCount(cfg, req.customer);
     if (ready >= cfg.maxReadyArchivesPerCustomer) {
-      fail(
-        `You already have ${ready} archives ready to download. Please download one (or wait until one expires) before asking for another.`,
-        `limit: ${ready} ready archives for ${req.customer}, at most ${cfg.maxReadyArchivesPerCustomer}`,
-        'quota',
-      );
+      fail('quota_ready', `limit: ${ready} ready archives for ${req.customer}, at most ${cfg.maxReadyArchivesPerCustomer}`);
     }
     admit(cfg, 'archive.create', req.customer);
     // Measured before tar starts writing, so the archive's own first bytes do not count against it.
@@ -104,10 +93,7 @@ export async function createArchive(cfg: DispatcherConfig, req: ArchiveCreateReq
       await build.stop();
       unlock(paths.buildLock(cfg, req.customer), build.builder);
       for (const f of [paths.partialFile(cfg, id), paths.progress(cfg, id), paths.record(cfg, id)]) rmSync(f, { force: true });
-      fail(
-        'The backup host does not have enough free space for this archive right now.',
-        `need ${estimate} bytes, ${free} free in archiveRoot`,
-      );
+      fail('no_space', `need ${estimate} bytes, ${free} free in archiveRoot`);
     }
     mutateRecord(cfg, id, (cur) => ({ ...cur, estimateBytes: estimate }));
     appendEvent(cfg, { type: 'archive.requested', customer: req.customer, archiveId: id, detail: `snapshot ${req.snapshot}` });

@@ -1,6 +1,6 @@
 // Per-customer quotas and host-wide rates for archive.create and link.issue, held where a stolen portal key cannot change them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { CheckFinding } from '../protocol/index.js';
+import type { CheckFinding, RefusalReason } from '../../protocol/index.js';
 import { nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { fail } from './failure.js';
@@ -15,8 +15,8 @@ interface Rule {
   hostWindowSeconds: number;
   perCustomer: (cfg: DispatcherConfig) => number;
   hostWide: (cfg: DispatcherConfig) => number;
-  /** What the customer is told when their own limit is reached. */
-  customerMessage: string;
+  /** Why a call is refused when this customer's own limit is reached. */
+  customerReason: RefusalReason;
 }
 
 const HOUR = 3600;
@@ -26,14 +26,14 @@ export const RULES: Readonly<Record<LimitedAction, Rule>> = {
     hostWindowSeconds: HOUR,
     perCustomer: (c) => c.archiveCreatePerCustomerPerDay,
     hostWide: (c) => c.archiveCreatePerHour,
-    customerMessage: 'You have asked for as many archives as this backup host allows in one day. Please try again tomorrow.',
+    customerReason: 'quota_builds',
   },
   'link.issue': {
     customerWindowSeconds: HOUR,
     hostWindowSeconds: HOUR,
     perCustomer: (c) => c.linkIssuePerCustomerPerHour,
     hostWide: (c) => c.linkIssuePerHour,
-    customerMessage: 'This backup host has made as many download links for you as it allows in one hour. Please try again in an hour.',
+    customerReason: 'quota_links',
   },
 };
 
@@ -71,14 +71,10 @@ export function admit(cfg: DispatcherConfig, action: LimitedAction, customer: st
     const hostLimit = rule.hostWide(cfg);
     const customerLimit = rule.perCustomer(cfg);
     if (counts.host >= hostLimit) {
-      fail(
-        'The backup host is handling too many requests right now.',
-        `limit: ${action} host-wide rate ${hostLimit} per ${rule.hostWindowSeconds}s reached`,
-        'busy',
-      );
+      fail('busy', `limit: ${action} host-wide rate ${hostLimit} per ${rule.hostWindowSeconds}s reached`);
     }
     if (counts.customer >= customerLimit) {
-      fail(rule.customerMessage, `limit: ${action} for ${customer} reached ${customerLimit} per ${rule.customerWindowSeconds}s`, 'quota');
+      fail(rule.customerReason, `limit: ${action} for ${customer} reached ${customerLimit} per ${rule.customerWindowSeconds}s`);
     }
     ledger.push([now, customer]);
     // Not fsynced: after a crash, forgetting the last few admissions only loosens a limit briefly.

@@ -1,7 +1,7 @@
 // backups.list: the customer's snapshot directories, newest first, without following symlinks out.
 import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
-import { isSnapshotName, type BackupsListRequest, type BackupsListResult, type SnapshotInfo } from '../protocol/index.js';
+import { isSnapshotName, type BackupsListRequest, type BackupsListResult, type SnapshotInfo } from '../../protocol/index.js';
 import type { DispatcherConfig } from './config.js';
 import { customerDir } from './snapshot-path.js';
 

@@ -1,7 +1,7 @@
-// check: the install self-check; prints one line per finding and fails when any finding is bad.
+// check: the install self-check; one finding per fact, printed one line each, failing when any finding is bad.
 import { closeSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, sep } from 'node:path';
-import type { CheckFinding } from '../protocol/index.js';
+import type { CheckFinding } from '../../protocol/index.js';
 import type { DispatcherConfig } from './config.js';
 import { groupId } from './group.js';
 import { rateFindings } from './limits.js';
@@ -150,4 +150,11 @@ export function runCheck(cfg: DispatcherConfig, dispatcherFile: string | undefin
   );
   findings.push(...rateFindings(cfg));
   return { findings };
+}
+
+/** Writes one line per finding to stderr, which the installer reads; true when every finding is good. */
+export function reportFindings(result: unknown): boolean {
+  const { findings } = result as { findings: CheckFinding[] };
+  for (const f of findings) process.stderr.write(`${f.ok ? 'ok  ' : 'BAD '} ${f.what}: ${f.detail}\n`);
+  return findings.every((f) => f.ok);
 }

@@ -15,6 +15,7 @@ import { unlock } from './lock.js';
 import { isAlive, processStartTime, selfId, type ProcessId } from './process-id.js';
 import { snapshotDir } from './snapshot-path.js';
 import { TarMemberCounter } from './tar-counter.js';
+import { SEAM_ENV } from './test-seams.js';
 
 /** The hidden argv word that starts builder mode; not an action, so the gate and sudoers never pass it. */
 export const BUILDER_WORD = '__build';
@@ -35,7 +36,7 @@ const ADMIT = 'admit';
 /** Starts the builder as its own session (so cancel can signal tar with it) and hands it the nonce. */
 export async function spawnBuilder(id: string, nonce: string, beforeNonce: (builder: ProcessId) => void): Promise<BuilderHandle> {
   const env: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
-  for (const k of ['ARCHWAY_DISPATCHER_CONFIG', 'ARCHWAY_DISPATCHER_NOW_OFFSET'] as const) {
+  for (const k of ['ARCHWAY_DISPATCHER_CONFIG', ...SEAM_ENV]) {
     const v = process.env[k];
     if (v !== undefined) env[k] = v;
   }

@@ -19,11 +19,10 @@ function real(path: string): string | null {
 /** BACKUP_ROOT/<customer> as a real path inside the real BACKUP_ROOT; names were pattern-checked first. */
 export function customerDir(cfg: DispatcherConfig, customer: string): string {
   const root = real(cfg.backupRoot);
-  if (root === null) fail('The backup store is not available.', `backupRoot ${cfg.backupRoot} missing`, 'internal');
+  if (root === null) fail('misconfigured', `backupRoot ${cfg.backupRoot} missing`);
   const dir = real(join(root, customer));
-  if (dir === null) fail('No backups found for this customer.', `no directory for ${customer}`, 'not_found');
-  if (!inside(root, dir) || !lstatSync(dir).isDirectory())
-    fail('No backups found for this customer.', `customer dir of ${customer} resolves outside backupRoot`, 'not_found');
+  if (dir === null) fail('no_backups', `no directory for ${customer}`);
+  if (!inside(root, dir) || !lstatSync(dir).isDirectory()) fail('no_backups', `customer dir of ${customer} resolves outside backupRoot`);
   return dir;
 }
 
@@ -31,8 +30,8 @@ export function customerDir(cfg: DispatcherConfig, customer: string): string {
 export function snapshotDir(cfg: DispatcherConfig, customer: string, snapshot: string): string {
   const cdir = customerDir(cfg, customer);
   const dir = real(join(cdir, snapshot));
-  if (dir === null) fail('No such backup.', `snapshot ${snapshot} of ${customer} missing`, 'not_found');
-  if (!inside(cdir, dir)) fail('No such backup.', `snapshot ${snapshot} of ${customer} resolves outside the customer dir`, 'refused');
-  if (!lstatSync(dir).isDirectory()) fail('No such backup.', `snapshot ${snapshot} of ${customer} is not a directory`, 'not_found');
+  if (dir === null) fail('no_such_backup', `snapshot ${snapshot} of ${customer} missing`);
+  if (!inside(cdir, dir)) fail('outside_backup', `snapshot ${snapshot} of ${customer} resolves outside the customer dir`);
+  if (!lstatSync(dir).isDirectory()) fail('no_such_backup', `snapshot ${snapshot} of ${customer} is not a directory`);
   return dir;
 }

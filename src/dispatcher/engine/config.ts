@@ -2,7 +2,7 @@
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_MAX_REQUEST_BYTES, isPlainObject } from '../protocol/index.js';
+import { DEFAULT_MAX_REQUEST_BYTES, isPlainObject } from '../../protocol/index.js';
 
 export interface DispatcherConfig {
   readonly configPath: string;

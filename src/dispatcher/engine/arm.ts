@@ -1,5 +1,5 @@
 // archive.arm: stores the hash of the newest download token; an earlier token stops working at once.
-import type { ArchiveArmRequest, ArchiveArmResult } from '../protocol/index.js';
+import type { ArchiveArmRequest, ArchiveArmResult } from '../../protocol/index.js';
 import { ownedRecord } from './archives.js';
 import type { DispatcherConfig } from './config.js';
 import { appendEvent } from './events.js';
@@ -13,7 +13,7 @@ export function armArchive(cfg: DispatcherConfig, req: ArchiveArmRequest): Archi
   ownedRecord(cfg, req.customer, req.archiveId);
   withMutex(paths.archiveMutex(cfg, req.archiveId), () => {
     const rec = readRecord(cfg, req.archiveId);
-    if (rec?.state !== 'ready') fail('This archive is not ready for download.', `arm refused: state ${rec?.state}`);
+    if (rec?.state !== 'ready') fail('not_ready', `arm refused: state ${rec?.state}`);
     // Only the hash is kept: a copy of this directory does not let anyone download.
     writeFileAtomic(paths.tokenHash(cfg, req.archiveId), `${req.tokenHash}\n`, 0o600);
   });

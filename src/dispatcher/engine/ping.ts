@@ -1,6 +1,6 @@
 // ping: proves the SSH path, sudo and configuration work, and reports whether the roots are there.
 import { statSync } from 'node:fs';
-import { DISPATCHER_VERSION, type PingResult } from '../protocol/index.js';
+import { DISPATCHER_VERSION, type PingResult } from '../../protocol/index.js';
 import { freeBytes } from './archives.js';
 import { nowIso } from './clock.js';
 import type { DispatcherConfig } from './config.js';

@@ -1,7 +1,7 @@
 // Archive records in stateDir: read, write under a per-archive mutex, and reconcile with reality.
 import { readdirSync, rmSync } from 'node:fs';
-import type { ArchiveState } from '../protocol/index.js';
-import { isArchiveId } from '../protocol/index.js';
+import type { ArchiveState } from '../../protocol/index.js';
+import { isArchiveId } from '../../protocol/index.js';
 import type { DispatcherConfig } from './config.js';
 import { readJsonOrNull, writeJsonAtomic } from './fsutil.js';
 import { paths } from './layout.js';
