@@ -7,13 +7,11 @@ import type { User } from '../../src/accounts/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings } from '../../src/backup-host/index.js';
-import { createOperator, signInOperator } from '../auth/fixtures.js';
 import { freeLoopbackPort, generateKeyPair } from '../harness/sshd.js';
 import { WebClient } from '../harness/web-client.js';
 import {
   askForArchive,
   deliverQueuedMail,
-  makeCustomer,
   makeSnapshot,
   pollUntil,
   releaseBuild,
@@ -22,6 +20,7 @@ import {
   startArchiveWorld,
   type ArchiveWorld,
 } from './archive-world.js';
+import { createOperator, createUser, signInOperator } from '../harness/users.js';
 
 let world: ArchiveWorld;
 beforeAll(async () => {
@@ -33,7 +32,7 @@ const db = () => world.app.database.db;
 
 /** A customer with two snapshots: daily.0 (newest, held "building" until released when asked) and daily.1. */
 async function customerWithBackups(options: { held?: boolean } = {}): Promise<{ user: User; client: WebClient; newest: string }> {
-  const user = await makeCustomer(world);
+  const user = await createUser(world.app);
   const newest = makeSnapshot(world, user.domain!, 'daily.0', 1, options);
   makeSnapshot(world, user.domain!, 'daily.1', 25);
   return { user, client: await signedIn(world, user), newest };
@@ -74,7 +73,7 @@ describe('the backups page', () => {
 
   it('shows another customer none of these backups', async () => {
     const { user } = await customerWithBackups();
-    const other = await makeCustomer(world);
+    const other = await createUser(world.app);
     makeSnapshot(world, other.domain!, 'weekly.3', 2);
     const page = await (await signedIn(world, other)).get('/backups');
     expect(page.body).toContain('value="weekly.3"');
@@ -83,7 +82,7 @@ describe('the backups page', () => {
   });
 
   it('tells a customer with no backups yet so, without a form', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     const page = await (await signedIn(world, user)).get('/backups');
     expect(page.status).toBe(200);
     expect(page.body).toContain('There are no backups of your installation yet.');
@@ -243,7 +242,7 @@ describe('asking for an archive', () => {
 
   it('refuses a well-formed snapshot that is not in the customer list, such as another customer one', async () => {
     const { user, client } = await customerWithBackups();
-    const other = await makeCustomer(world);
+    const other = await createUser(world.app);
     makeSnapshot(world, other.domain!, 'only-theirs', 1);
     await client.get('/backups');
     const page = await client.post('/archives', { snapshot: 'only-theirs' });
@@ -321,7 +320,7 @@ describe('one archive page', () => {
   it('answers the same 404 for another customer request, a malformed id and an unknown one, on every route', async () => {
     const { client: owner } = await customerWithBackups();
     const id = await askForArchive(owner, 'daily.1');
-    const stranger = await signedIn(world, await makeCustomer(world));
+    const stranger = await signedIn(world, await createUser(world.app));
     // The page differs only in its request reference and form token.
     const plain = (html: string) => html.replace(/<code>[^<]+<\/code>/, '').replace(/name="_csrf" value="[^"]+"/, '');
     const notFound = plain((await stranger.get('/archives/00000000-0000-4000-8000-000000000000')).body);
@@ -428,7 +427,7 @@ describe('without a working backup host', () => {
   it('says plainly that archives cannot be requested when no backup host is configured', async () => {
     const bare = await startArchiveWorld({ backupHost: null });
     try {
-      const user = await makeCustomer(bare);
+      const user = await createUser(bare.app);
       const client = await signedIn(bare, user);
       const page = await client.get('/backups');
       expect(page.status).toBe(200);
@@ -450,7 +449,7 @@ describe('without a working backup host', () => {
       backupHost: { host: '127.0.0.1', port, user: 'archway', privateKeyPath: key.privateKeyPath, hostKeyFingerprint: key.fingerprint },
     });
     try {
-      const user = await makeCustomer(down);
+      const user = await createUser(down.app);
       const client = await signedIn(down, user);
       const page = await client.get('/backups');
       expect(page.status).toBe(200);
