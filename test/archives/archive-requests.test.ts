@@ -1,6 +1,6 @@
 // Asking for an archive, watching it being made, cancelling it: the customer's pages with a real local dispatcher.
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/accounts/user.repository.js';
@@ -368,9 +368,11 @@ describe('one archive page', () => {
   it('keeps a cancel made while the backup host is still starting the build, and stops that build', async () => {
     const { user, client } = await customerWithBackups();
     const otherTab = await signedIn(world, user);
-    // archive.create answers only after its size walk; a slow `find` holds it open for a while.
+    // archive.create answers only after its size walk; a `find` held until the cancel is in holds it open.
     const slowFind = join(world.dispatcher.dir, 'slow-find');
-    writeFileSync(slowFind, '#!/bin/sh\nsleep 2\nexec find "$@"\n', { mode: 0o755 });
+    const holdFind = join(world.dispatcher.dir, 'hold-find');
+    writeFileSync(holdFind, '');
+    writeFileSync(slowFind, `#!/bin/sh\nwhile [ -e '${holdFind}' ]; do sleep 0.05; done\nexec find "$@"\n`, { mode: 0o755 });
     const config = readFileSync(world.dispatcher.configPath, 'utf8');
     writeFileSync(world.dispatcher.configPath, JSON.stringify({ ...JSON.parse(config), findPath: slowFind }), { mode: 0o600 });
     let id: string;
@@ -381,8 +383,10 @@ describe('one archive page', () => {
       id = (await activeRows(user.id))[0]!.id;
       await otherTab.get(`/archives/${id}`);
       expect((await otherTab.post(`/archives/${id}/cancel`, {})).status).toBe(303);
+      rmSync(holdFind);
       expect((await asking).location).toBe(`/archives/${id}`);
     } finally {
+      rmSync(holdFind, { force: true });
       writeFileSync(world.dispatcher.configPath, config, { mode: 0o600 });
     }
     const row = await requestRow(world, id);
