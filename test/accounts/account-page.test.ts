@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebClient } from '../harness/web-client.js';
-import { GOOD_PASSWORD, makeUser, startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -24,14 +25,14 @@ describe('the account page', () => {
   });
 
   it('shows the customer everything stored about them, and nothing of another customer', async () => {
-    const me = await makeUser(world, {
+    const me = await createUser(world.app, {
       email: 'ines@example.net',
       domain: 'ines.example.org',
       plan: 'medium',
       paypalSubscriptionId: 'I-INES0001',
       backupHost: 'backup-2.example.net',
     });
-    const other = await makeUser(world, {
+    const other = await createUser(world.app, {
       email: 'otto@example.net',
       domain: 'otto.example.org',
       plan: 'large',
@@ -46,9 +47,9 @@ describe('the account page', () => {
     const attacker = new WebClient(world.app, { remoteAddress: '198.51.100.23' });
     expect((await attacker.signIn(me.email, 'Wrong-Password-1')).status).toBe(401);
     const otto = new WebClient(world.app, { remoteAddress: '192.0.2.99' });
-    expect((await otto.signIn(other.email, GOOD_PASSWORD)).status).toBe(303);
+    expect((await otto.signIn(other.email, PASSWORD)).status).toBe(303);
     const browser = new WebClient(world.app, { remoteAddress: '203.0.113.7', headers: { 'user-agent': 'TestBrowser/1.0' } });
-    expect((await browser.signIn(me.email, GOOD_PASSWORD)).status).toBe(303);
+    expect((await browser.signIn(me.email, PASSWORD)).status).toBe(303);
 
     const page = await browser.get('/account');
     expect(page.status).toBe(200);
@@ -84,9 +85,9 @@ describe('the account page', () => {
   });
 
   it('explains how to ask for a new email address instead of offering a form', async () => {
-    const me = await makeUser(world);
+    const me = await createUser(world.app);
     const browser = new WebClient(world.app);
-    await browser.signIn(me.email, GOOD_PASSWORD);
+    await browser.signIn(me.email, PASSWORD);
     const html = (await browser.get('/account')).body;
     expect(html).toContain('<h3>Changing your email address</h3>');
     expect(html).toContain('Write to <a href="mailto:help@provider.example">help@provider.example</a> from your current address');

@@ -1,13 +1,10 @@
 // Shared set-up for the accounts tests: an app on its own database whose mail goes to an SMTP sink.
 import type { ParsedMail } from 'mailparser';
 import type { FastifyInstance } from 'fastify';
-import { insertUser, type NewUser, type User } from '../../src/users/user.repository.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
-
-export const GOOD_PASSWORD = 'Tangerine-Harbour-42';
 
 export interface AccountsWorld {
   database: TestDatabase;
@@ -44,22 +41,6 @@ export async function deliverMail(world: AccountsWorld): Promise<ParsedMail[]> {
   const before = world.sink.messages.length;
   await deliverDueMail(world.app);
   return world.sink.messages.slice(before);
-}
-
-let counter = 0;
-/** A user with a unique address; active with GOOD_PASSWORD unless told otherwise. */
-export async function makeUser(world: AccountsWorld, fields: Partial<NewUser> & { password?: string | null } = {}): Promise<User> {
-  counter += 1;
-  const { password = GOOD_PASSWORD, ...rest } = fields;
-  return insertUser(world.app.database.db, {
-    email: `user${counter}-${Date.now()}@example.net`,
-    role: 'customer',
-    domain: `site${counter}.example.org`,
-    plan: 'small',
-    status: 'active',
-    passwordHash: password === null ? null : await world.app.passwords.hash(password),
-    ...rest,
-  });
 }
 
 /** The set-password link in a message's text, as a path on the portal. */

@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_RESETS_PER_HOUR } from '../../src/accounts/account.service.js';
 import { WebClient } from '../harness/web-client.js';
-import { makeUser, startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser } from '../harness/users.js';
 
 const PER_IP = 4;
 let world: AccountsWorld;
@@ -29,7 +30,7 @@ async function askAtOnce(requests: Array<{ client: WebClient; email: string }>) 
 
 describe('forgot password under parallel requests', () => {
   it('sends at most 3 links an hour to an account when 10 requests arrive at once', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const answers = await askAtOnce(
       Array.from({ length: 10 }, () => ({ client: new WebClient(world.app, { remoteAddress: freshIp() }), email: user.email })),
     );
@@ -46,7 +47,7 @@ describe('forgot password under parallel requests', () => {
 
   it('lets one client address ask only a few times an hour, whichever accounts it names, with the same answer', async () => {
     const users = [];
-    for (let i = 0; i < PER_IP + 3; i += 1) users.push(await makeUser(world));
+    for (let i = 0; i < PER_IP + 3; i += 1) users.push(await createUser(world.app));
     const ip = freshIp();
     const answers = await askAtOnce(users.map((u) => ({ client: new WebClient(world.app, { remoteAddress: ip }), email: u.email })));
     // The page cannot say "too many" without telling which requests did something: the same redirect for all.
@@ -64,7 +65,7 @@ describe('forgot password under parallel requests', () => {
       })),
     );
     expect(first.map((a) => a.location)).toEqual(Array(PER_IP).fill('/forgot-password/sent'));
-    const known = await makeUser(world);
+    const known = await createUser(world.app);
     await askAtOnce([{ client: new WebClient(world.app, { remoteAddress: `${v6}::ffff` }), email: known.email }]);
     expect(await resetMailTo(known.email)).toEqual([]);
     // From elsewhere the same account still gets its link.

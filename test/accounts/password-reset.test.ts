@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findUserById } from '../../src/users/user.repository.js';
 import { PASSWORD_MESSAGES } from '../../src/users/password-policy.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, GOOD_PASSWORD, linkIn, makeUser, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -34,7 +35,7 @@ async function tokenRows(userId: string) {
 
 describe('forgot password', () => {
   it('answers a known and an unknown address with the same page, and mails only the known one', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const answers = [];
     for (const email of [user.email, 'nobody-here@example.net']) {
       const client = new WebClient(world.app);
@@ -54,7 +55,7 @@ describe('forgot password', () => {
   });
 
   it('answers in about the same time for a known and an unknown address, because the work happens after the answer', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const time = async (email: string) => {
       const client = new WebClient(world.app);
       await client.get('/forgot-password');
@@ -92,8 +93,8 @@ describe('forgot password', () => {
   });
 
   it('sends nothing to a suspended account, and at most 3 links an hour to anyone', async () => {
-    const suspended = await makeUser(world, { status: 'suspended' });
-    const busy = await makeUser(world);
+    const suspended = await createUser(world.app, { status: 'suspended' });
+    const busy = await createUser(world.app);
     for (const email of [suspended.email, busy.email, busy.email, busy.email, busy.email, busy.email]) {
       const client = new WebClient(world.app);
       await client.get('/forgot-password');
@@ -107,12 +108,12 @@ describe('forgot password', () => {
 
 describe('setting a new password from the link', () => {
   it('moves the token out of the address bar, sets the password once, ends every session, and does not sign in', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     // Two browsers signed in: both must be signed out by the reset.
     const laptop = new WebClient(world.app);
     const phone = new WebClient(world.app);
-    expect((await laptop.signIn(user.email, GOOD_PASSWORD)).status).toBe(303);
-    expect((await phone.signIn(user.email, GOOD_PASSWORD)).status).toBe(303);
+    expect((await laptop.signIn(user.email, PASSWORD)).status).toBe(303);
+    expect((await phone.signIn(user.email, PASSWORD)).status).toBe(303);
     expect((await laptop.get('/account')).status).toBe(200);
     const sessionsBefore = await world.app.database.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute();
     expect(sessionsBefore).toHaveLength(2);
@@ -151,7 +152,7 @@ describe('setting a new password from the link', () => {
 
     const stored = await findUserById(world.app.database.db, user.id);
     expect((await world.app.passwords.verify(stored!.passwordHash!, NEW_PASSWORD)).ok).toBe(true);
-    expect((await world.app.passwords.verify(stored!.passwordHash!, GOOD_PASSWORD)).ok).toBe(false);
+    expect((await world.app.passwords.verify(stored!.passwordHash!, PASSWORD)).ok).toBe(false);
     const tokens = await tokenRows(user.id);
     expect(tokens).toHaveLength(1);
     expect(tokens[0]!.used_at).not.toBeNull();
@@ -166,12 +167,12 @@ describe('setting a new password from the link', () => {
     expect(notice!.subject).toBe('Your Archway password was changed');
 
     // The new password signs in; the old does not.
-    expect((await new WebClient(world.app).signIn(user.email, GOOD_PASSWORD)).status).toBe(401);
+    expect((await new WebClient(world.app).signIn(user.email, PASSWORD)).status).toBe(401);
     expect((await new WebClient(world.app).signIn(user.email, NEW_PASSWORD)).status).toBe(303);
   });
 
   it('refuses the same link a second time, after it worked', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const link = await askForReset(user.email);
     const first = new WebClient(world.app);
     await first.get(link);
@@ -197,7 +198,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('refuses a link after its hour, and leaves the password as it was', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const link = await askForReset(user.email);
     const browser = new WebClient(world.app);
     await browser.get(link);
@@ -215,7 +216,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('refuses a link whose verifier is wrong, truncated or made up, the same way', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const link = await askForReset(user.email);
     const token = link.split('=')[1]!;
     const [selector, verifier] = token.split('.') as [string, string];
@@ -241,7 +242,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('shows each failed password rule next to the field, keeps the link usable, and never echoes the password', async () => {
-    const user = await makeUser(world, { email: 'marguerite@example.net', domain: 'cinema.example.org' });
+    const user = await createUser(world.app, { email: 'marguerite@example.net', domain: 'cinema.example.org' });
     const link = await askForReset(user.email);
     const browser = new WebClient(world.app);
     await browser.get(link);
@@ -269,7 +270,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('accepts a 128-character Unicode password through the form, and it signs in typed in another normal form', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const start = 'Aa1-Ünïcødé-Пароль-密码-🔐-';
     const long = start + 'é'.repeat(128 - [...start].length);
     expect([...long].length).toBe(128);
@@ -284,7 +285,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('lets an invited user who lost the invitation set a first password through "forgot password"', async () => {
-    const user = await makeUser(world, { status: 'invited', password: null });
+    const user = await createUser(world.app, { status: 'invited', password: null });
     const link = await askForReset(user.email);
     const browser = new WebClient(world.app);
     await browser.get(link);
@@ -300,7 +301,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('stops a link from working once its account is suspended', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const link = await askForReset(user.email);
     await world.app.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
     const browser = new WebClient(world.app);
@@ -310,7 +311,7 @@ describe('setting a new password from the link', () => {
   });
 
   it('refuses a form post without the CSRF token and changes nothing', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const link = await askForReset(user.email);
     const browser = new WebClient(world.app);
     await browser.get(link);

@@ -3,7 +3,8 @@ import { findUserById } from '../../src/users/user.repository.js';
 import { createPasswordHasher } from '../../src/users/password-hasher.js';
 import { testConfig } from '../harness/app.js';
 import { WebClient } from '../harness/web-client.js';
-import { GOOD_PASSWORD, makeUser, startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -15,18 +16,18 @@ afterAll(async () => world.close());
 describe('signing in after the argon2 parameters were raised', () => {
   it('re-hashes the password with the new parameters on the next successful sign-in through the form', async () => {
     const old = createPasswordHasher(testConfig(world.database.url));
-    const user = await makeUser(world, { password: null });
-    const oldHash = await old.hash(GOOD_PASSWORD);
+    const user = await createUser(world.app, { password: null });
+    const oldHash = await old.hash(PASSWORD);
     await world.app.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
     expect(oldHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
 
     expect((await new WebClient(world.app).signIn(user.email, 'Wrong-Password-1')).status).toBe(401);
     expect((await findUserById(world.app.database.db, user.id))?.passwordHash).toBe(oldHash);
 
-    expect((await new WebClient(world.app).signIn(user.email, GOOD_PASSWORD)).status).toBe(303);
+    expect((await new WebClient(world.app).signIn(user.email, PASSWORD)).status).toBe(303);
     const fresh = (await findUserById(world.app.database.db, user.id))?.passwordHash ?? '';
     expect(fresh).toMatch(/^\$argon2id\$v=19\$m=19456,t=3,p=1\$/);
-    expect((await new WebClient(world.app).signIn(user.email, GOOD_PASSWORD)).status).toBe(303);
+    expect((await new WebClient(world.app).signIn(user.email, PASSWORD)).status).toBe(303);
     expect((await findUserById(world.app.database.db, user.id))?.passwordHash).toBe(fresh);
   });
 });

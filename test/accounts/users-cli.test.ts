@@ -6,7 +6,8 @@ import { findUserByEmail } from '../../src/users/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, GOOD_PASSWORD, linkIn, makeUser, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 let dir: string;
@@ -94,14 +95,12 @@ describe('archway users add', () => {
     await browser.get(link);
     const form = await browser.get('/set-password');
     expect(form.body).toContain('<h1>Choose your password</h1>');
-    expect((await browser.post('/set-password', { password: GOOD_PASSWORD, password_confirm: GOOD_PASSWORD })).location).toBe(
-      '/set-password/done',
-    );
+    expect((await browser.post('/set-password', { password: PASSWORD, password_confirm: PASSWORD })).location).toBe('/set-password/done');
     const active = await findUserByEmail(db(), 'chloe@example.net');
     expect(active?.status).toBe('active');
     // A first password is not a change: no "password changed" message.
     expect(await deliverMail(world)).toEqual([]);
-    expect((await new WebClient(world.app).signIn('chloe@example.net', GOOD_PASSWORD)).status).toBe(303);
+    expect((await new WebClient(world.app).signIn('chloe@example.net', PASSWORD)).status).toBe(303);
 
     const second = new WebClient(world.app);
     await second.get(link);
@@ -117,7 +116,7 @@ describe('archway users add', () => {
   });
 
   it('refuses a duplicate address whatever its case, a bad domain, plan or role, each with its own message', async () => {
-    const existing = await makeUser(world, { email: 'taken@example.net' });
+    const existing = await createUser(world.app, { email: 'taken@example.net' });
     const before = await users();
     const dup = await runCli(['users', 'add', '--email', 'TAKEN@example.net', '--domain', 'x.example.org', '--plan', 'small'], { env });
     expect(dup.code).toBe(65);
@@ -204,7 +203,7 @@ describe('archway users import', () => {
   });
 
   it('reports every bad row by its line and writes nothing at all', async () => {
-    await makeUser(world, { email: 'already@example.net' });
+    await createUser(world.app, { email: 'already@example.net' });
     const before = await users();
     const tokensBefore = await db().selectFrom('account_tokens').select('id').execute();
     const file = csv(
@@ -272,7 +271,7 @@ describe('archway users import', () => {
 
 describe('archway users set-email', () => {
   it('changes the address, writes the audit log, and tells the old and the new address', async () => {
-    const user = await makeUser(world, { email: 'old-address@example.net' });
+    const user = await createUser(world.app, { email: 'old-address@example.net' });
     const result = await runCli(['users', 'set-email', '--email', 'OLD-address@example.net', '--new-email', 'new-address@example.net'], {
       env,
     });
@@ -303,15 +302,15 @@ describe('archway users set-email', () => {
     expect(toOld.text).toContain('from old-address@example.net to new-address@example.net');
     expect(toOld.text).toContain('If you did not ask for this change, reply to this message at once.');
     // The new address signs in with the same password; the old one does not.
-    expect((await new WebClient(world.app).signIn('new-address@example.net', GOOD_PASSWORD)).status).toBe(303);
-    expect((await new WebClient(world.app).signIn('old-address@example.net', GOOD_PASSWORD)).status).toBe(401);
+    expect((await new WebClient(world.app).signIn('new-address@example.net', PASSWORD)).status).toBe(303);
+    expect((await new WebClient(world.app).signIn('old-address@example.net', PASSWORD)).status).toBe(401);
   });
 
   it("ends every session, remember-me login and open link sent to the old address, and re-sends ready archives' links", async () => {
-    const user = await makeUser(world, { email: 'leaving@example.net' });
+    const user = await createUser(world.app, { email: 'leaving@example.net' });
     const browser = new WebClient(world.app);
     await browser.get('/sign-in');
-    expect((await browser.post('/sign-in', { email: user.email, password: GOOD_PASSWORD, remember: 'on' })).status).toBe(303);
+    expect((await browser.post('/sign-in', { email: user.email, password: PASSWORD, remember: 'on' })).status).toBe(303);
     expect(await db().selectFrom('remember_logins').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
     const asker = new WebClient(world.app, { remoteAddress: '192.0.2.200' });
     await asker.get('/forgot-password');
@@ -365,8 +364,8 @@ describe('archway users set-email', () => {
   });
 
   it('refuses an unknown account, an address another account has, and a malformed address, changing nothing', async () => {
-    const a = await makeUser(world, { email: 'keep-a@example.net' });
-    await makeUser(world, { email: 'keep-b@example.net' });
+    const a = await createUser(world.app, { email: 'keep-a@example.net' });
+    await createUser(world.app, { email: 'keep-b@example.net' });
     const unknown = await runCli(['users', 'set-email', '--email', 'ghost@example.net', '--new-email', 'x@example.net'], { env });
     expect(unknown.code).toBe(65);
     expect(unknown.stderr).toBe('archway users: There is no account with the email address ghost@example.net.\n');
@@ -382,7 +381,7 @@ describe('archway users set-email', () => {
 
 describe('one account per domain', () => {
   it('refuses to add or import a domain another account has, whatever its case or a trailing dot, naming the line', async () => {
-    await makeUser(world, { email: 'owner@example.net', domain: 'shop.example.org' });
+    await createUser(world.app, { email: 'owner@example.net', domain: 'shop.example.org' });
     const before = await users();
     const add = await runCli(['users', 'add', '--email', 'intruder@example.net', '--domain', ' Shop.Example.org. ', '--plan', 'small'], {
       env,
@@ -418,7 +417,7 @@ describe('one account per domain', () => {
   });
 
   it('is held by the database too, for a writer that does not normalise', async () => {
-    await makeUser(world, { email: 'first-writer@example.net', domain: 'held.example.org' });
+    await createUser(world.app, { email: 'first-writer@example.net', domain: 'held.example.org' });
     const raw = db()
       .insertInto('users')
       .values({ email: 'raw-writer@example.net', role: 'customer', domain: ' HELD.example.org.', plan: 'small' });

@@ -9,13 +9,11 @@ import { formatBytes, formatUtc } from '../../src/format.js';
 import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
 import { WebClient } from '../harness/web-client.js';
-import { waitFor } from '../dispatcher/world.js';
+import { eventually } from '../harness/eventually.js';
 import {
   askForArchive,
   deliverQueuedMail,
-  makeCustomer,
   makeSnapshot,
-  PASSWORD,
   PUBLIC_URL,
   pollUntil,
   readyArchive,
@@ -26,6 +24,7 @@ import {
   type ArchiveWorld,
   type ReadyArchive,
 } from './archive-world.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 /** The little of the browser's globals the page functions use (the tests are type-checked without the DOM's types). */
 interface Dom {
@@ -82,7 +81,7 @@ async function download(ready: ReadyArchive, options: { ip: string; bytes?: numb
   const type = whole ? 'download.completed' : 'download.interrupted';
   const watch: ChildProcess = world.dispatcher.start(['watch']);
   try {
-    await waitFor(`the ${type} event`, () => dispatcherEvents().some((e) => e.archiveId === row.archive_id && e.type === type));
+    await eventually(`the ${type} event`, () => dispatcherEvents().some((e) => e.archiveId === row.archive_id && e.type === type));
   } finally {
     await new Promise<void>((resolve) => {
       watch.once('exit', () => resolve());
@@ -203,7 +202,7 @@ describe('a completed download', () => {
 
 describe("an archive's progress", () => {
   it("is JSON for its owner only; anyone else's, a malformed id or no session gets what an unknown page gets", async () => {
-    const owner = await makeCustomer(world);
+    const owner = await createUser(world.app);
     const snapshot = makeSnapshot(world, owner.domain!, 'daily.0', 1, { held: true });
     const client = await signedIn(world, owner);
     const id = await askForArchive(client, 'daily.0');
@@ -219,7 +218,7 @@ describe("an archive's progress", () => {
       written: '0 bytes in 0 files',
     });
 
-    const stranger = await signedIn(world, await makeCustomer(world));
+    const stranger = await signedIn(world, await createUser(world.app));
     for (const url of [
       `/archives/${id}/progress`,
       '/archives/not-a-uuid/progress',
@@ -236,7 +235,7 @@ describe("an archive's progress", () => {
   });
 
   it('updates in place with JavaScript on, without reloading, then shows the ready archive; without JavaScript the page refreshes itself', async () => {
-    const owner = await makeCustomer(world);
+    const owner = await createUser(world.app);
     const snapshot = makeSnapshot(world, owner.domain!, 'daily.0', 1, { held: true });
     const context = await browser.newContext({ javaScriptEnabled: true });
     const page = await context.newPage();

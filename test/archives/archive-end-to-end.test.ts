@@ -6,14 +6,15 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser, type User } from '../../src/users/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import { buildApp } from '../../src/app.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings, type SshBackupHostSettings } from '../../src/backup-host/index.js';
 import { AdjustableClock } from '../../src/clock.js';
-import { eventually, startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
+import { startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
+import { eventually } from '../harness/eventually.js';
 import { httpGet } from '../backup-host/http-get.js';
 import { testConfig } from '../harness/app.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
@@ -21,7 +22,8 @@ import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 import { freeLoopbackPort } from '../harness/sshd.js';
 import { WebClient } from '../harness/web-client.js';
-import { everyStoredText, PASSWORD } from './archive-world.js';
+import { everyStoredText } from './archive-world.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let host: BackupHostFixture;
 let watch: WatchProcess;
@@ -59,14 +61,7 @@ beforeAll(async () => {
   await app.listen({ host: '127.0.0.1', port });
   browser = await launchBrowser();
 
-  customer = await insertUser(app.database.db, {
-    email: 'nora@example.net',
-    role: 'customer',
-    domain: 'nora.example.org',
-    plan: 'small',
-    status: 'active',
-    passwordHash: await app.passwords.hash(PASSWORD),
-  });
+  customer = await createUser(app, { email: 'nora@example.net', domain: 'nora.example.org' });
   const snapshot = join(host.backupRoot, 'nora.example.org', 'daily.0');
   await mkdir(join(snapshot, 'public'), { recursive: true });
   await writeFile(join(snapshot, 'public', 'index.html'), '<h1>Nora</h1>\n');
@@ -201,14 +196,7 @@ describe('a customer downloads an archive of their backup', () => {
   });
 
   it('records a download cut off half-way as interrupted, offers a fresh link on the page, and the second download completes', async () => {
-    const iris = await insertUser(app.database.db, {
-      email: 'iris@example.net',
-      role: 'customer',
-      domain: 'iris.example.org',
-      plan: 'small',
-      status: 'active',
-      passwordHash: await app.passwords.hash(PASSWORD),
-    });
+    const iris = await createUser(app, { email: 'iris@example.net', domain: 'iris.example.org' });
     const snapshot = join(host.backupRoot, 'iris.example.org', 'daily.0');
     await mkdir(snapshot, { recursive: true });
     // Large enough that the socket buffers cannot take it all before the client hangs up.

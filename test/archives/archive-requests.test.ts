@@ -1,19 +1,17 @@
 // Asking for an archive, watching it being made, cancelling it: the customer's pages with a real local dispatcher.
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/users/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
 import { backupHostFromSettings } from '../../src/backup-host/index.js';
-import { createOperator, signInOperator } from '../auth/fixtures.js';
 import { freeLoopbackPort, generateKeyPair } from '../harness/sshd.js';
 import { WebClient } from '../harness/web-client.js';
 import {
   askForArchive,
   deliverQueuedMail,
-  makeCustomer,
   makeSnapshot,
   pollUntil,
   releaseBuild,
@@ -22,6 +20,7 @@ import {
   startArchiveWorld,
   type ArchiveWorld,
 } from './archive-world.js';
+import { createOperator, createUser, signInOperator } from '../harness/users.js';
 
 let world: ArchiveWorld;
 beforeAll(async () => {
@@ -33,7 +32,7 @@ const db = () => world.app.database.db;
 
 /** A customer with two snapshots: daily.0 (newest, held "building" until released when asked) and daily.1. */
 async function customerWithBackups(options: { held?: boolean } = {}): Promise<{ user: User; client: WebClient; newest: string }> {
-  const user = await makeCustomer(world);
+  const user = await createUser(world.app);
   const newest = makeSnapshot(world, user.domain!, 'daily.0', 1, options);
   makeSnapshot(world, user.domain!, 'daily.1', 25);
   return { user, client: await signedIn(world, user), newest };
@@ -74,7 +73,7 @@ describe('the backups page', () => {
 
   it('shows another customer none of these backups', async () => {
     const { user } = await customerWithBackups();
-    const other = await makeCustomer(world);
+    const other = await createUser(world.app);
     makeSnapshot(world, other.domain!, 'weekly.3', 2);
     const page = await (await signedIn(world, other)).get('/backups');
     expect(page.body).toContain('value="weekly.3"');
@@ -83,7 +82,7 @@ describe('the backups page', () => {
   });
 
   it('tells a customer with no backups yet so, without a form', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     const page = await (await signedIn(world, user)).get('/backups');
     expect(page.status).toBe(200);
     expect(page.body).toContain('There are no backups of your installation yet.');
@@ -243,7 +242,7 @@ describe('asking for an archive', () => {
 
   it('refuses a well-formed snapshot that is not in the customer list, such as another customer one', async () => {
     const { user, client } = await customerWithBackups();
-    const other = await makeCustomer(world);
+    const other = await createUser(world.app);
     makeSnapshot(world, other.domain!, 'only-theirs', 1);
     await client.get('/backups');
     const page = await client.post('/archives', { snapshot: 'only-theirs' });
@@ -321,7 +320,7 @@ describe('one archive page', () => {
   it('answers the same 404 for another customer request, a malformed id and an unknown one, on every route', async () => {
     const { client: owner } = await customerWithBackups();
     const id = await askForArchive(owner, 'daily.1');
-    const stranger = await signedIn(world, await makeCustomer(world));
+    const stranger = await signedIn(world, await createUser(world.app));
     // The page differs only in its request reference and form token.
     const plain = (html: string) => html.replace(/<code>[^<]+<\/code>/, '').replace(/name="_csrf" value="[^"]+"/, '');
     const notFound = plain((await stranger.get('/archives/00000000-0000-4000-8000-000000000000')).body);
@@ -369,9 +368,11 @@ describe('one archive page', () => {
   it('keeps a cancel made while the backup host is still starting the build, and stops that build', async () => {
     const { user, client } = await customerWithBackups();
     const otherTab = await signedIn(world, user);
-    // archive.create answers only after its size walk; a slow `find` holds it open for a while.
+    // archive.create answers only after its size walk; a `find` held until the cancel is in holds it open.
     const slowFind = join(world.dispatcher.dir, 'slow-find');
-    writeFileSync(slowFind, '#!/bin/sh\nsleep 2\nexec find "$@"\n', { mode: 0o755 });
+    const holdFind = join(world.dispatcher.dir, 'hold-find');
+    writeFileSync(holdFind, '');
+    writeFileSync(slowFind, `#!/bin/sh\nwhile [ -e '${holdFind}' ]; do sleep 0.05; done\nexec find "$@"\n`, { mode: 0o755 });
     const config = readFileSync(world.dispatcher.configPath, 'utf8');
     writeFileSync(world.dispatcher.configPath, JSON.stringify({ ...JSON.parse(config), findPath: slowFind }), { mode: 0o600 });
     let id: string;
@@ -382,8 +383,10 @@ describe('one archive page', () => {
       id = (await activeRows(user.id))[0]!.id;
       await otherTab.get(`/archives/${id}`);
       expect((await otherTab.post(`/archives/${id}/cancel`, {})).status).toBe(303);
+      rmSync(holdFind);
       expect((await asking).location).toBe(`/archives/${id}`);
     } finally {
+      rmSync(holdFind, { force: true });
       writeFileSync(world.dispatcher.configPath, config, { mode: 0o600 });
     }
     const row = await requestRow(world, id);
@@ -428,7 +431,7 @@ describe('without a working backup host', () => {
   it('says plainly that archives cannot be requested when no backup host is configured', async () => {
     const bare = await startArchiveWorld({ backupHost: null });
     try {
-      const user = await makeCustomer(bare);
+      const user = await createUser(bare.app);
       const client = await signedIn(bare, user);
       const page = await client.get('/backups');
       expect(page.status).toBe(200);
@@ -450,7 +453,7 @@ describe('without a working backup host', () => {
       backupHost: { host: '127.0.0.1', port, user: 'archway', privateKeyPath: key.privateKeyPath, hostKeyFingerprint: key.fingerprint },
     });
     try {
-      const user = await makeCustomer(down);
+      const user = await createUser(down.app);
       const client = await signedIn(down, user);
       const page = await client.get('/backups');
       expect(page.status).toBe(200);

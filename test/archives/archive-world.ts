@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { ParsedMail } from 'mailparser';
-import { insertUser, type User } from '../../src/users/user.repository.js';
+import type { User } from '../../src/users/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
@@ -15,9 +15,9 @@ import { BUNDLE, makeWorld, type World } from '../dispatcher/world.js';
 import { buildTestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 import { WebClient } from '../harness/web-client.js';
 
-export const PASSWORD = 'Archive-Harbour-Lantern-42';
 export const PUBLIC_URL = 'https://portal.example.net';
 
 /** A snapshot holding a file of this name is not archived until the file is removed (see slowTar). */
@@ -92,22 +92,6 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   };
 }
 
-let counter = 0;
-
-/** A signed-up customer whose installation domain names their backups on the backup host. */
-export async function makeCustomer(world: ArchiveWorld, fields: { domain?: string | null } = {}): Promise<User> {
-  counter += 1;
-  const tag = `${counter}${Math.random().toString(36).slice(2, 7)}`;
-  return insertUser(world.app.database.db, {
-    email: `customer${tag}@example.net`,
-    role: 'customer',
-    domain: fields.domain === undefined ? `site${tag}.example.org` : fields.domain,
-    plan: 'small',
-    status: 'active',
-    passwordHash: await world.app.passwords.hash(PASSWORD),
-  });
-}
-
 /** A snapshot directory with a few files, dated `ageHours` ago (the list is newest first by this date). */
 export function makeSnapshot(
   world: ArchiveWorld,
@@ -157,7 +141,7 @@ export interface ReadyArchive {
 
 /** A signed-in customer with a ready archive whose link email has just arrived. */
 export async function readyArchive(world: ArchiveWorld): Promise<ReadyArchive> {
-  const user = await makeCustomer(world);
+  const user = await createUser(world.app);
   makeSnapshot(world, user.domain!, 'daily.0', 1);
   const client = await signedIn(world, user);
   const id = await askForArchive(client, 'daily.0');

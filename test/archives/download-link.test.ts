@@ -9,9 +9,7 @@ import {
   askForArchive,
   downloadLinkIn,
   everyStoredText,
-  makeCustomer,
   makeSnapshot,
-  PASSWORD,
   pollUntil,
   requestRow,
   sendLinks,
@@ -21,6 +19,7 @@ import {
   type ReadyArchive,
   type ArchiveWorld,
 } from './archive-world.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: ArchiveWorld;
 /** Every token an email carried in this file, to prove at the end that none was stored or logged. */
@@ -95,7 +94,7 @@ describe('the link email', () => {
 
 describe('several portal instances', () => {
   it('send one email per due link even when their link mailers run at the same moment', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     makeSnapshot(world, user.domain!, 'daily.0', 1);
     const client = await signedIn(world, user);
     const id = await askForArchive(client, 'daily.0');
@@ -188,7 +187,7 @@ describe('the download page', () => {
 
   it('shows another customer who opens the owner link the same 404 as an unknown page, and gives no link', async () => {
     const { id, link } = await readyArchive();
-    const stranger = await signedIn(world, await makeCustomer(world));
+    const stranger = await signedIn(world, await createUser(world.app));
     const opened = await stranger.get(link.path);
     expect(opened.status).toBe(303);
     const page = await stranger.get(`/downloads/${id}`);
@@ -310,7 +309,7 @@ describe('the download page', () => {
   });
 
   it('says an archive is not ready yet while it is being made', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     makeSnapshot(world, user.domain!, 'daily.0', 1, { held: true });
     const client = await signedIn(world, user);
     const id = await askForArchive(client, 'daily.0');
@@ -326,7 +325,7 @@ describe('behind the TLS proxy', () => {
   it('names the cookie __Secure-, marks it Secure, and binds the link to the forwarded client address', async () => {
     const proxied = await startArchiveWorld({ env: { ARCHWAY_REQUIRE_HTTPS: 'true', ARCHWAY_TRUST_PROXY: '10.0.0.2' } });
     try {
-      const user = await makeCustomer(proxied);
+      const user = await createUser(proxied.app);
       makeSnapshot(proxied, user.domain!, 'daily.0', 1);
       const client = new WebClient(proxied.app, {
         remoteAddress: '10.0.0.2',
@@ -356,7 +355,7 @@ describe('when the mail server is down', () => {
   it('retries with a new token, records the failure without it, and the email that finally goes out works', async () => {
     const down = await startArchiveWorld({ smtpUp: false });
     try {
-      const user = await makeCustomer(down);
+      const user = await createUser(down.app);
       makeSnapshot(down, user.domain!, 'daily.0', 1);
       const client = await signedIn(down, user);
       const id = await askForArchive(client, 'daily.0');

@@ -9,11 +9,12 @@ import type { User } from '../../src/users/user.repository.js';
 import { startEventSync, syncBackupHostEvents, type EventSyncDeps } from '../../src/archives/event-sync.js';
 import { backupHostFromSettings, type BackupHost } from '../../src/backup-host/index.js';
 import type { DispatcherEvent } from '../../src/protocol/index.js';
-import { createOperator, createUser, signInOperator } from '../auth/fixtures.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { BUNDLE, makeWorld, tokenHash, waitFor, type World } from '../dispatcher/world.js';
+import { BUNDLE, makeWorld, tokenHash, type World } from '../dispatcher/world.js';
+import { eventually } from '../harness/eventually.js';
+import { createOperator, createUser, signInOperator } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;
@@ -85,7 +86,7 @@ async function readyArchive(): Promise<{ id: string; size: number }> {
   const created = w.run('archive.create', { customer: customer.domain, snapshot: 'daily.0' });
   expect(created.code).toBe(0);
   const id: string = created.answer.result.archiveId;
-  const status = await waitFor('the archive to be ready', () => {
+  const status = await eventually('the archive to be ready', () => {
     const s = w.run('archive.status', { customer: customer.domain, archiveId: id }).answer.result;
     return s.state === 'ready' ? s : null;
   });
@@ -109,7 +110,7 @@ function download(uri: string, remote: string, bytes: number, completion: 'OK' |
 
 async function watchUntil(what: string, done: () => boolean): Promise<void> {
   watcher = w.start(['watch']);
-  await waitFor(what, done);
+  await eventually(what, done);
   await stopWatch();
 }
 
@@ -220,7 +221,7 @@ describe("copying the backup host's events", () => {
       },
     };
     const first = syncBackupHostEvents(deps({ host: 'race', backupHost: slowHost }));
-    await waitFor('the first sync to call the backup host', () => calls === 1);
+    await eventually('the first sync to call the backup host', () => calls === 1);
     const second = await syncBackupHostEvents(deps({ host: 'race', backupHost: slowHost }));
     expect(second).toEqual({ outcome: 'busy' });
     expect(calls).toBe(1);

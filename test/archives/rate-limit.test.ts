@@ -6,7 +6,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { RATE_LIMITED_MESSAGE } from '../../src/http/rate-limit.js';
 import { WebClient, type Page } from '../harness/web-client.js';
 import {
-  makeCustomer,
   makeSnapshot,
   readyArchive as readyArchiveIn,
   requestRow,
@@ -14,6 +13,7 @@ import {
   startArchiveWorld,
   type ArchiveWorld,
 } from './archive-world.js';
+import { createUser } from '../harness/users.js';
 
 let world: ArchiveWorld;
 
@@ -138,7 +138,7 @@ describe('the download page', () => {
 
 describe('the backups page', () => {
   it('lists the backups 30 times a minute for a user; the 31st load gets the 429 page without asking the backup host', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     makeSnapshot(world, user.domain!, 'daily.0', 1);
     const client = await signedIn(world, user);
     const start = backupsListCalls();
@@ -152,12 +152,12 @@ describe('the backups page', () => {
     expect(backupsListCalls()).toBe(start + BACKUPS_LIMIT);
 
     // Another customer is not held up.
-    const other = await signedIn(world, await makeCustomer(world));
+    const other = await signedIn(world, await createUser(world.app));
     expect((await other.get('/backups')).status).toBe(200);
   });
 
   it('answers HEAD with the ordinary 404 without listing', async () => {
-    const client = await signedIn(world, await makeCustomer(world));
+    const client = await signedIn(world, await createUser(world.app));
     const before = backupsListCalls();
     const head = await client.request({ method: 'HEAD', url: '/backups' });
     expect(head.status).toBe(404);
@@ -176,7 +176,7 @@ describe('the backups page', () => {
 
 describe('the archive forms', () => {
   it('take 10 archive requests a minute from a user; the 11th gets the 429 page without asking the backup host', async () => {
-    const user = await makeCustomer(world);
+    const user = await createUser(world.app);
     makeSnapshot(world, user.domain!, 'daily.0', 1);
     const client = await signedIn(world, user);
     await client.get('/backups');
@@ -194,7 +194,7 @@ describe('the archive forms', () => {
   });
 
   it('take 10 cancels and 10 "send the link again" a minute from a user, each counted on its own', async () => {
-    const client = await signedIn(world, await makeCustomer(world));
+    const client = await signedIn(world, await createUser(world.app));
     const unknown = randomUUID();
     // Every page a signed-in user sees carries the form token (in its sign-out form), the 404 page too.
     await client.get('/');

@@ -7,14 +7,13 @@ import {
   alignToMidStep,
   deliverMail,
   enrolThroughPages,
-  GOOD_PASSWORD,
-  makeUser,
   passwordStep,
   phoneCode,
   signedInClient,
   startWorld,
   type AccountsWorld,
 } from '../two-factor/fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -27,9 +26,9 @@ let ipCounter = 0;
 const freshIp = () => `198.51.100.${(ipCounter += 1)}`;
 
 async function enrolledUser() {
-  const user = await makeUser(world);
-  const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-  const { secret } = await enrolThroughPages(client, world.subject.clock, GOOD_PASSWORD);
+  const user = await createUser(world.app);
+  const client = await signedInClient(world.app, user.email, PASSWORD);
+  const { secret } = await enrolThroughPages(client, world.subject.clock, PASSWORD);
   await deliverMail(world);
   alignToMidStep(world.subject.clock);
   return { user, secret };
@@ -52,7 +51,7 @@ describe('a burst of wrong codes at the second step', () => {
   it('checks at most the limit of 40 codes sent at once, and starts one block with one email', async () => {
     const { user, secret } = await enrolledUser();
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
-    expect((await passwordStep(client, user.email, GOOD_PASSWORD)).location).toBe('/sign-in/two-factor');
+    expect((await passwordStep(client, user.email, PASSWORD)).location).toBe('/sign-in/two-factor');
     await client.get('/sign-in/two-factor');
     const code = wrongCode(secret);
 
@@ -70,7 +69,7 @@ describe('a burst of wrong codes at the second step', () => {
 
     // The owner's right code is refused while the block lasts.
     const owner = new WebClient(world.app, { remoteAddress: freshIp() });
-    await passwordStep(owner, user.email, GOOD_PASSWORD);
+    await passwordStep(owner, user.email, PASSWORD);
     await owner.get('/sign-in/two-factor');
     expect((await owner.post('/sign-in/two-factor', { code: phoneCode(world.subject.clock, secret) })).status).toBe(429);
   });
@@ -87,7 +86,7 @@ describe('a burst of wrong codes at the second step', () => {
       const { user, secret } = await enrolledUser();
       for (let i = 0; i < perUser && sent <= limit; i += 1, sent += 1) {
         const client = new WebClient(world.app, { remoteAddress: `${prefix}::${(host += 1).toString(16)}` });
-        await passwordStep(client, user.email, GOOD_PASSWORD);
+        await passwordStep(client, user.email, PASSWORD);
         await client.get('/sign-in/two-factor');
         statuses.push((await client.post('/sign-in/two-factor', { code: wrongCode(secret) })).status);
       }
@@ -101,7 +100,7 @@ describe('a burst of wrong codes at the second step', () => {
 
 describe('a burst of wrong passwords', () => {
   it('verifies at most the limit of 30 passwords sent at once for one account, and starts one block', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const ip = freshIp();
     const verified: string[] = [];
     const passwords = world.app.passwords;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { csrfTokenIn, WebClient } from '../harness/web-client.js';
-import { createOperator, createUser, PASSWORD, signInOperator } from './fixtures.js';
+import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;

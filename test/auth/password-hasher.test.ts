@@ -1,11 +1,12 @@
 import argon2 from 'argon2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyPasswordForSignIn } from '../../src/users/sign-in-password.js';
-import { findUserById, insertUser } from '../../src/users/user.repository.js';
+import { findUserById } from '../../src/users/user.repository.js';
 import { createPasswordHasher } from '../../src/users/password-hasher.js';
 import { Semaphore } from '../../src/users/semaphore.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { testConfig } from '../harness/app.js';
+import { createUser } from '../harness/users.js';
 
 const config = testConfig('postgres://unused/x');
 const hasher = createPasswordHasher(config);
@@ -138,14 +139,7 @@ describe('checking a password at sign-in', () => {
     const db = database.handle.db;
     const weaker = createPasswordHasher(testConfig(database.url));
     const stronger = createPasswordHasher(testConfig(database.url, { ARCHWAY_ARGON2_TIME_COST: '3' }));
-    const user = await insertUser(db, {
-      email: 'rehash@example.net',
-      role: 'customer',
-      domain: 'rehash.example.net',
-      plan: 'small',
-      status: 'active',
-      passwordHash: await weaker.hash(password),
-    });
+    const user = await createUser({ database: database.handle, passwords: weaker }, { email: 'rehash@example.net', password });
 
     const wrong = await verifyPasswordForSignIn(db, stronger, 'REHASH@example.net', 'Wrong-Password-1');
     expect(wrong.ok).toBe(false);
@@ -170,14 +164,7 @@ describe('checking a password at sign-in', () => {
       testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper, ARCHWAY_PASSWORD_PEPPERS_OLD: oldPepper }),
     );
     const withoutOld = createPasswordHasher(testConfig(database.url, { ARCHWAY_PASSWORD_PEPPER: newPepper }));
-    const user = await insertUser(db, {
-      email: 'pepper@example.net',
-      role: 'customer',
-      domain: 'pepper.example.net',
-      plan: 'small',
-      status: 'active',
-      passwordHash: await before.hash(password),
-    });
+    const user = await createUser({ database: database.handle, passwords: before }, { email: 'pepper@example.net', password });
 
     expect(await withoutOld.verify(user.passwordHash!, password)).toEqual({ ok: false, needsRehash: false });
     expect(await after.verify(user.passwordHash!, 'Wrong-Password-1')).toEqual({ ok: false, needsRehash: false });
@@ -193,7 +180,7 @@ describe('checking a password at sign-in', () => {
   it('answers an unknown address and an account without a password with ok false', async () => {
     const db = database.handle.db;
     expect(await verifyPasswordForSignIn(db, hasher, 'nobody@example.net', password)).toEqual({ user: null, ok: false });
-    const invited = await insertUser(db, { email: 'invited@example.net', role: 'customer', domain: 'invited.example.net', plan: 'small' });
+    const invited = await createUser({ database: database.handle }, { email: 'invited@example.net', status: 'invited', password: null });
     expect(await verifyPasswordForSignIn(db, hasher, 'invited@example.net', password)).toEqual({ user: invited, ok: false });
   });
 });

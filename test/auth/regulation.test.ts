@@ -4,7 +4,7 @@ import { addressBlockKey, addressHashKey, blockDurationMs, storedAddress } from 
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createOperator, createUser, PASSWORD, signInOperator } from './fixtures.js';
+import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;

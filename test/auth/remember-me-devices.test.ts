@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeUserAgent } from '../../src/devices/user-agent.js';
 import { WebClient } from '../harness/web-client.js';
-import { GOOD_PASSWORD, makeUser, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -18,7 +19,7 @@ const SAFARI =
 async function browser(email: string, remoteAddress: string, userAgent: string, remember = false): Promise<WebClient> {
   const client = new WebClient(world.app, { remoteAddress, headers: { 'user-agent': userAgent } });
   await client.get('/sign-in');
-  const answer = await client.post('/sign-in', { email, password: GOOD_PASSWORD, ...(remember ? { remember: 'on' } : {}) });
+  const answer = await client.post('/sign-in', { email, password: PASSWORD, ...(remember ? { remember: 'on' } : {}) });
   expect(answer.status).toBe(303);
   return client;
 }
@@ -29,7 +30,7 @@ function refsOn(html: string): string[] {
 
 describe('the devices page', () => {
   it('lists every signed-in browser with when, where and which browser, marking this one', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const laptop = await browser(user.email, '198.51.100.41', FIREFOX);
     await browser(user.email, '198.51.100.42', SAFARI);
     const page = await laptop.get('/account/devices');
@@ -45,7 +46,7 @@ describe('the devices page', () => {
   });
 
   it('ends another browser: its session cookie is useless from its very next request', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const mine = await browser(user.email, '198.51.100.43', FIREFOX);
     const lost = await browser(user.email, '198.51.100.44', SAFARI);
     expect((await lost.get('/account')).status).toBe(200);
@@ -65,7 +66,7 @@ describe('the devices page', () => {
   });
 
   it('ends a remembered browser together with its remember-me cookie', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const mine = await browser(user.email, '198.51.100.45', FIREFOX);
     const remembered = new WebClient(world.app, { remoteAddress: '198.51.100.46', headers: { 'user-agent': SAFARI } });
     const { createRememberLogin } = await import('../../src/auth/remember-me.service.js');
@@ -93,8 +94,8 @@ describe('the devices page', () => {
   });
 
   it("cannot end another account's browser, whatever is posted", async () => {
-    const user = await makeUser(world);
-    const other = await makeUser(world);
+    const user = await createUser(world.app);
+    const other = await createUser(world.app);
     const victim = await browser(other.email, '198.51.100.47', FIREFOX);
     const attacker = await browser(user.email, '198.51.100.48', FIREFOX);
     const [victimSession] = await db().selectFrom('sessions').select('id').where('user_id', '=', other.id).execute();
@@ -107,7 +108,7 @@ describe('the devices page', () => {
   });
 
   it('signs out every other browser, or every browser including this one', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const a = await browser(user.email, '198.51.100.49', FIREFOX);
     const b = await browser(user.email, '198.51.100.50', SAFARI);
     const c = await browser(user.email, '198.51.100.51', SAFARI);

@@ -8,8 +8,8 @@ import {
   ROTATION_GRACE_SECONDS,
 } from '../../src/auth/remember-me.service.js';
 import { WebClient } from '../harness/web-client.js';
-import { currentCode, turnOnTwoFactor } from '../two-factor/turn-on.js';
-import { deliverMail, GOOD_PASSWORD, linkIn, makeUser, recipients, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { createUser, currentCode, PASSWORD, turnOnTwoFactor } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -38,7 +38,7 @@ async function sessionsOf(userId: string) {
 
 describe('remember me', () => {
   it('signs a browser in from its cookie alone, with a fresh session and a new series and token', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { client, cookie } = await browserWithRememberCookie(user.id);
     const page = await client.get('/account');
     expect(page.status).toBe(200);
@@ -64,7 +64,7 @@ describe('remember me', () => {
   });
 
   it('stores the series as it is and the token only as its SHA-256', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { cookie } = await browserWithRememberCookie(user.id);
     const [series, token] = cookie.split('.') as [string, string];
     const [row] = await loginsOf(user.id);
@@ -74,7 +74,7 @@ describe('remember me', () => {
   });
 
   it('lets the previous cookie yield the same new login within the grace window, and not after it', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { client, cookie } = await browserWithRememberCookie(user.id);
     expect((await client.get('/account')).status).toBe(200);
     const renewed = client.cookies.get(COOKIE)!;
@@ -96,7 +96,7 @@ describe('remember me', () => {
   });
 
   it('ends 5 days after the sign-in, however often it was used meanwhile', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { client } = await browserWithRememberCookie(user.id);
     for (let day = 1; day < REMEMBER_DAYS; day += 1) {
       clock().advance(86_400_000);
@@ -117,10 +117,10 @@ describe('remember me', () => {
   });
 
   it('treats a known series with a wrong token as theft: every login and session of the user ends, they are emailed, it is logged', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     await deliverMail(world);
     const victim = new WebClient(world.app);
-    await victim.signIn(user.email, GOOD_PASSWORD);
+    await victim.signIn(user.email, PASSWORD);
     expect((await victim.get('/account')).status).toBe(200);
     const { cookie } = await browserWithRememberCookie(user.id);
     await browserWithRememberCookie(user.id, '198.51.100.30');
@@ -142,7 +142,7 @@ describe('remember me', () => {
   });
 
   it('treats the old cookie coming back after the grace window as theft too: two browsers held it', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     await deliverMail(world);
     const { client, cookie } = await browserWithRememberCookie(user.id);
     expect((await client.get('/account')).status).toBe(200);
@@ -158,7 +158,7 @@ describe('remember me', () => {
   });
 
   it('lets two requests that arrive together with the same cookie both succeed, with no alarm', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     await deliverMail(world);
     const { cookie } = await browserWithRememberCookie(user.id);
     const before = world.subject.logText().length;
@@ -181,7 +181,7 @@ describe('remember me', () => {
   });
 
   it('does not sign in a suspended account, and ignores a malformed cookie', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { client } = await browserWithRememberCookie(user.id);
     await db().updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
     expect((await client.get('/account')).status).toBe(303);
@@ -194,7 +194,7 @@ describe('remember me', () => {
   });
 
   it('is cleaned up hourly: expired logins go, and addresses older than the retention period are forgotten', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     await browserWithRememberCookie(user.id, '198.51.100.60');
     const start = clock().now();
     await forgetRememberLoginIps(db(), new Date(start.getTime() - 1000));
@@ -208,7 +208,7 @@ describe('remember me', () => {
   });
 
   it('is not enough to change two-factor settings: those ask for the password again', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const secret = await turnOnTwoFactor(world.app, user.id);
     const { client } = await browserWithRememberCookie(user.id);
     const settings = await client.get('/account/two-factor');
@@ -228,10 +228,10 @@ describe('remember me', () => {
   });
 
   it("comes from the sign-in form's box, and sign-out ends this browser's login but not the others'", async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const plain = new WebClient(world.app);
     await plain.get('/sign-in');
-    expect((await plain.post('/sign-in', { email: user.email, password: GOOD_PASSWORD })).status).toBe(303);
+    expect((await plain.post('/sign-in', { email: user.email, password: PASSWORD })).status).toBe(303);
     expect(plain.cookies.has(COOKIE)).toBe(false);
 
     const form = await new WebClient(world.app).get('/sign-in');
@@ -246,7 +246,7 @@ describe('remember me', () => {
 
     const laptop = new WebClient(world.app);
     await laptop.get('/sign-in');
-    expect((await laptop.post('/sign-in', { email: user.email, password: GOOD_PASSWORD, remember: 'on' })).location).toBe('/account');
+    expect((await laptop.post('/sign-in', { email: user.email, password: PASSWORD, remember: 'on' })).location).toBe('/account');
     const cookie = laptop.cookies.get(COOKIE)!;
     const [row] = await db().selectFrom('remember_logins').selectAll().where('series', '=', cookie.split('.')[0]!).execute();
     expect(row!.user_id).toBe(user.id);
@@ -267,7 +267,7 @@ describe('remember me', () => {
   });
 
   it('ends with a password reset, like every session', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const { client } = await browserWithRememberCookie(user.id);
     await resetPassword(user.email);
     expect((await client.get('/account')).status).toBe(303);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createUser, PASSWORD } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 // Production shape: Archway behind the TLS proxy at 10.0.0.2, which sets X-Forwarded-For/-Proto.
 const PROXY = '10.0.0.2';

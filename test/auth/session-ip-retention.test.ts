@@ -3,7 +3,7 @@ import { deleteExpiredSessions, purgeOldIps, startIpRetentionJob } from '../../s
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createUser, PASSWORD } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;

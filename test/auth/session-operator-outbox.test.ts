@@ -9,7 +9,7 @@ import { loadConfig, type Config, type Secrets } from '../../src/config.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createOperator, createUser, PASSWORD, signInOperator } from './fixtures.js';
+import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
 // First-look mode (no SMTP relay: mail goes to the outbox folder), on the test's PostgreSQL database.
 let database: TestDatabase;

@@ -4,17 +4,19 @@ import { sessionKey } from '../../src/users/session.store.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createUser, PASSWORD } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;
 const COOKIE = 'archway-session';
+/** Called with the slow page's release once its request is running; the page answers only when released. */
+let slowPageRunning: (release: () => void) => void = (release) => release();
 
 beforeAll(async () => {
   database = await createTestDatabase();
   subject = await buildTestApp(database.handle, database.url);
   subject.app.get('/test/slow-page', async () => {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise<void>((release) => slowPageRunning(release));
     return 'done';
   });
   await subject.app.ready();
@@ -198,9 +200,11 @@ describe('the session', () => {
   it('does not bring back a session ended while one of its requests was still running', async () => {
     const { user, client } = await signedInClient();
     const cookie = client.cookies.get(COOKIE)!;
+    const running = new Promise<() => void>((resolve) => (slowPageRunning = resolve));
     const slow = client.get('/test/slow-page');
-    await new Promise((r) => setTimeout(r, 50));
+    const release = await running;
     await endUserSessions(subject.app.database.db, user.id);
+    release();
     expect((await slow).status).toBe(200);
     expect(await sessionRows(user.id)).toEqual([]);
     const replay = new WebClient(subject.app);

@@ -5,7 +5,7 @@ import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
-import { createOperator, createUser, PASSWORD, signInOperator } from './fixtures.js';
+import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;

@@ -25,6 +25,7 @@ import {
   type SudoersRule,
   type TestUser,
 } from '../harness/sshd.js';
+export { eventually } from '../harness/eventually.js';
 
 /** The built dispatcher (`npm run build`); tests always run the real program. */
 export const DISPATCHER_BUNDLE = join(REPO_ROOT, 'dist', 'dispatcher', 'archway-dispatcher.mjs');
@@ -85,21 +86,6 @@ async function dirFor(path: string, mode: number, group?: number): Promise<strin
   await chown(path, 0, group ?? 0);
   await chmod(path, mode);
   return path;
-}
-
-/** Polls `probe` until it returns something other than undefined; past the timeout, fails naming `what` (and `explain()`). */
-export async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  options: { timeoutMs?: number; explain?: () => string } = {},
-): Promise<T> {
-  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${options.explain ? `\n${options.explain()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Builds the whole backup host in a fresh temp directory; stop() removes every trace. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import type { TestApp } from '../harness/app.js';
 import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
-import { createUser, PASSWORD } from '../auth/fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: BrowserWorld;
 let subject: TestApp;

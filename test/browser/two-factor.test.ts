@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32Decode, codeAt } from '../../src/two-factor/totp.js';
 import type { TestApp } from '../harness/app.js';
 import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
-import { createUser, PASSWORD } from '../auth/fixtures.js';
 import { alignToMidStep } from '../two-factor/fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: BrowserWorld;
 let subject: TestApp;

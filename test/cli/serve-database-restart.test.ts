@@ -6,9 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueMail } from '../../src/mail/mail.service.js';
 import {
   askForArchive,
-  makeCustomer,
   makeSnapshot,
-  PASSWORD,
   PUBLIC_URL,
   pollUntil,
   releaseBuild,
@@ -19,8 +17,10 @@ import {
 } from '../archives/archive-world.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { startServer, type RunningServer } from '../harness/cli.js';
+import { eventually } from '../harness/eventually.js';
 import { startScriptedSmtp, type ScriptedSmtp } from '../harness/smtp-scripted.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: ArchiveWorld;
 let proxy: TcpProxy;
@@ -45,16 +45,6 @@ async function signInOverHttp(email: string, password: string): Promise<Response
   });
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`still ${JSON.stringify(value)} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 beforeAll(async () => {
   world = await startArchiveWorld();
   proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(world.database.url).port) });
@@ -73,10 +63,10 @@ afterAll(async () => {
 describe('archway serve when PostgreSQL drops its connections', () => {
   it('keeps running through kills in every background job and a web request, answers 503 meanwhile, and works after', async () => {
     // Work for each job: a queued email (mail worker), a building archive (poller), a ready archive (link mailer).
-    const building = await makeCustomer(world);
+    const building = await createUser(world.app);
     const heldDir = makeSnapshot(world, building.domain!, 'daily.0', 1, { held: true });
     const buildingId = await askForArchive(await signedIn(world, building), 'daily.0');
-    const ready = await makeCustomer(world);
+    const ready = await createUser(world.app);
     makeSnapshot(world, ready.domain!, 'daily.0', 1);
     const readyId = await askForArchive(await signedIn(world, ready), 'daily.0');
     await pollUntil(world, readyId, ['ready']);
@@ -107,10 +97,7 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     proxy.silence();
     const heldBefore = proxy.heldBytes();
     const inFlight = signInOverHttp(ready.email, PASSWORD);
-    await eventually(
-      async () => proxy.heldBytes(),
-      (held) => held > heldBefore,
-    );
+    await eventually('the sign-in query on the wire', () => proxy.heldBytes() > heldBefore, { timeoutMs: 30_000 });
     proxy.cut();
     proxy.resume();
     const answer = await inFlight;
@@ -127,18 +114,11 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     // The jobs back off and then finish their work: the poller sees the build end, both mails go out.
     releaseSmtp();
     releaseBuild(heldDir);
-    await eventually(
-      async () => (await requestRow(world, buildingId)).state,
-      (state) => state === 'ready',
-    );
-    await eventually(
-      async () => smtp.received.filter((m) => m.includes(ready.email)).length,
-      (n) => n >= 1,
-    );
-    await eventually(
-      async () => smtp.received.filter((m) => m.includes(building.email)).length,
-      (n) => n >= 1,
-    );
+    await eventually('the held build to be ready', async () => (await requestRow(world, buildingId)).state === 'ready', {
+      timeoutMs: 30_000,
+    });
+    await eventually('the link email', () => smtp.received.some((m) => m.includes(ready.email)), { timeoutMs: 30_000 });
+    await eventually('the queued email', () => smtp.received.some((m) => m.includes(building.email)), { timeoutMs: 30_000 });
     expect(server.output()).not.toContain('Unhandled');
     expect(await server.stop()).toBe(0);
   }, 120_000);

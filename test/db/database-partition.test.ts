@@ -1,13 +1,12 @@
 // A silent network partition between the portal and PostgreSQL: every request ends within a bound, and the pool recovers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser } from '../../src/users/user.repository.js';
 import { connectDatabase, type DatabaseHandle } from '../../src/db/connect.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
 import { WebClient } from '../harness/web-client.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
-const PASSWORD = 'Partition-Harbour-Lantern-42';
 let database: TestDatabase;
 let proxy: TcpProxy;
 let handle: DatabaseHandle;
@@ -34,14 +33,7 @@ afterAll(async () => {
 
 describe('a database that stops answering without closing its sockets', () => {
   it('ends every waiting request with the "try again" page, more requests than the pool holds, and serves again once it answers', async () => {
-    const user = await insertUser(subject.app.database.db, {
-      email: 'partition@example.net',
-      role: 'customer',
-      domain: 'partition.example.org',
-      plan: 'small',
-      status: 'active',
-      passwordHash: await subject.app.passwords.hash(PASSWORD),
-    });
+    const user = await createUser(subject.app);
     const client = new WebClient(subject.app);
     expect((await client.signIn(user.email, PASSWORD)).status).toBe(303);
     await client.get('/sign-in');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDownloadLine } from '../../src/dispatcher/engine/watch.js';
 import { startDownloadServer, type DownloadServer } from '../../src/first-look/download-server.js';
 import { secureLinkMd5 } from '../../src/protocol/index.js';
-import { eventually } from '../backup-host/fixture.js';
+import { eventually } from '../harness/eventually.js';
 import { httpGet, type GetOptions } from '../backup-host/http-get.js';
 import { startNginx, type PrivateNginx } from '../harness/nginx.js';
 import { findProgram, run } from '../harness/sshd.js';

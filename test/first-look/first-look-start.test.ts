@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../backup-host/fixture.js';
+import { eventually } from '../harness/eventually.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
 import { freeLoopbackPort } from '../harness/sshd.js';
 import {

@@ -1,5 +1,6 @@
 // Hand-written SMTP servers on loopback that misbehave on purpose: one that drips, one that holds its final "250".
 import { createServer, type Server, type Socket } from 'node:net';
+import { eventually } from './eventually.js';
 
 export interface ScriptedSmtp {
   url: string;
@@ -23,17 +24,10 @@ export interface ScriptedSmtpOptions {
   beforeAccept?: (message: string) => Promise<void>;
 }
 
-function waiter(read: () => number) {
-  return (count: number, timeoutMs = 20_000) =>
-    new Promise<void>((resolve, reject) => {
-      const deadline = Date.now() + timeoutMs;
-      const check = () => {
-        if (read() >= count) resolve();
-        else if (Date.now() > deadline) reject(new Error(`waited ${timeoutMs} ms for ${count}, have ${read()}`));
-        else setTimeout(check, 10);
-      };
-      check();
-    });
+function waiter(what: string, read: () => number) {
+  return async (count: number, timeoutMs = 20_000) => {
+    await eventually(`${count} ${what}`, () => read() >= count, { timeoutMs, everyMs: 10 });
+  };
 }
 
 export async function startScriptedSmtp(options: ScriptedSmtpOptions): Promise<ScriptedSmtp> {
@@ -94,8 +88,8 @@ export async function startScriptedSmtp(options: ScriptedSmtpOptions): Promise<S
   return {
     url: `smtp://127.0.0.1:${port}`,
     received,
-    waitForReceived: waiter(() => received.length),
-    waitForStalls: waiter(() => stalls),
+    waitForReceived: waiter('messages received', () => received.length),
+    waitForStalls: waiter('stalled deliveries', () => stalls),
     async close() {
       for (const timer of timers) clearInterval(timer);
       for (const socket of sockets) socket.destroy();

@@ -1,6 +1,7 @@
 // An SMTP server on loopback that collects every message it accepts, parsed; it can stop and come back on the same port.
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { eventually } from './eventually.js';
 import { freeLoopbackPort } from './sshd.js';
 
 export interface SmtpSinkOptions {
@@ -98,14 +99,11 @@ export async function createSmtpSink(options: SmtpSinkOptions = {}): Promise<Smt
       messages.length = 0;
       raw.length = 0;
     },
-    async waitForMessages(count, timeoutMs = 5_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < count) {
-        if (Date.now() > deadline) throw new Error(`the SMTP sink received ${messages.length} of ${count} messages within ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return messages;
-    },
+    waitForMessages: (count, timeoutMs = 5_000) =>
+      eventually(`${count} messages at the SMTP sink (it has ${messages.length})`, () => messages.length >= count && messages, {
+        timeoutMs,
+        everyMs: 20,
+      }),
   };
   if (options.start !== false) await sink.start();
   return sink;

@@ -9,6 +9,8 @@ import { migrateToLatest } from '../../src/db/migrator.js';
 import { enqueueMail } from '../../src/mail/mail.service.js';
 import { startMailWorker } from '../../src/mail/mail.worker.js';
 import { testConfig } from '../harness/app.js';
+import { eventually } from '../harness/eventually.js';
+import { workerClock } from './worker-clock.js';
 
 let dataDir: string;
 let database: DatabaseHandle;
@@ -28,16 +30,19 @@ describe('mail in first-look mode on the embedded database', () => {
     const base = testConfig('postgres://unused@127.0.0.1:9/unused');
     const outboxDir = path.join(dataDir, 'outbox');
     const app = await buildApp({ config: { ...base, databaseUrl: null, mail: { ...base.mail, smtpUrl: null, outboxDir } }, database });
-    const stopWorker = startMailWorker(app, { pollIntervalMs: 20 });
+    const worker = workerClock();
+    const stopWorker = startMailWorker(app, { now: worker.now, pollIntervalMs: 20 });
     try {
       for (const name of ['alice', 'bob', 'carol']) {
         await database.db
           .transaction()
           .execute((trx) => enqueueMail(trx, { to: `${name}@example.net`, template: 'test-message', data: { note: `for ${name}` } }));
       }
-      const deadline = Date.now() + 10_000;
-      while ((await readdir(outboxDir).catch(() => [])).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 200));
+      await eventually('three messages in the outbox', async () => (await readdir(outboxDir).catch(() => [])).length >= 3, {
+        timeoutMs: 10_000,
+      });
+      // The worker looked at the queue once more: a second copy of any message would have been written by then.
+      await worker.lookedAgain();
     } finally {
       await stopWorker();
     }

@@ -8,7 +8,9 @@ import { MailNotSent } from '../../src/mail/mail.transport.js';
 import { deliverDueMail, startMailWorker } from '../../src/mail/mail.worker.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { eventually } from '../harness/eventually.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
+import { workerClock } from './worker-clock.js';
 
 let database: TestDatabase;
 let sink: SmtpSink;
@@ -35,7 +37,6 @@ beforeEach(async () => {
 });
 
 const db = () => database.handle.db;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function queueRows() {
   return db().selectFrom('mail_queue').selectAll().orderBy('created_at').execute();
@@ -47,14 +48,6 @@ async function tableAsText(): Promise<string> {
   return rows.map((r) => r.row).join('\n');
 }
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
-
 function testMessage(note: string, to = 'alice@example.net') {
   return { to, template: 'test-message', data: { note } };
 }
@@ -63,9 +56,10 @@ describe('the mail queue', () => {
   it('delivers a message queued while the SMTP server is down exactly once, when the server is back', async () => {
     await sink.stop();
     await enqueueMail(db(), testMessage('queued while the relay was down'));
-    const stopWorker = startMailWorker(subject.app, { now, pollIntervalMs: 20 });
+    const worker = workerClock(now);
+    const stopWorker = startMailWorker(subject.app, { now: worker.now, pollIntervalMs: 20 });
     try {
-      await waitFor(async () => (await queueRows())[0]?.attempts === 1);
+      await eventually('the first attempt', async () => (await queueRows())[0]?.attempts === 1);
       const [waiting] = await queueRows();
       expect(waiting).toMatchObject({
         status: 'pending',
@@ -76,12 +70,13 @@ describe('the mail queue', () => {
       expect(waiting?.last_error).toMatch(/ECONNREFUSED/);
 
       await sink.start();
-      await sleep(200);
+      // Proof the worker looked at the queue with the relay up, and left the message for its time.
+      await worker.lookedAgain();
       expect(sink.messages).toHaveLength(0);
 
       clock = new Date(clock.getTime() + 60_000);
       await sink.waitForMessages(1);
-      await sleep(200);
+      await worker.lookedAgain();
       expect(sink.messages).toHaveLength(1);
       expect(sink.messages[0]?.text).toContain('queued while the relay was down');
       const [sent] = await queueRows();
@@ -129,10 +124,15 @@ describe('the mail queue', () => {
     const sentBy = (log: string) => log.split('"msg":"mail sent"').length - 1;
     const sentEarlier = sentBy(subject.logText());
     for (let i = 0; i < count; i++) await enqueueMail(db(), testMessage(`message ${i}`, `user${i}@example.net`));
-    const stoppers = [startMailWorker(subject.app, { pollIntervalMs: 10 }), startMailWorker(other.app, { pollIntervalMs: 10 })];
+    const clocks = [workerClock(), workerClock()];
+    const stoppers = [
+      startMailWorker(subject.app, { now: clocks[0]!.now, pollIntervalMs: 10 }),
+      startMailWorker(other.app, { now: clocks[1]!.now, pollIntervalMs: 10 }),
+    ];
     try {
       await sink.waitForMessages(count, 15_000);
-      await sleep(300);
+      // Both workers looked at the queue once more after the last message: a second send would have started by then.
+      await Promise.all(clocks.map((clock) => clock.lookedAgain()));
     } finally {
       await Promise.all(stoppers.map((stop) => stop()));
       await other.app.close();
@@ -279,7 +279,7 @@ describe('the mail queue', () => {
 
     const stopWorker = startMailWorker(subject.app, { now, pollIntervalMs: 20 });
     try {
-      await waitFor(async () => (await queueRows()).length === 2);
+      await eventually('the purge of mail finished over 30 days ago', async () => (await queueRows()).length === 2);
     } finally {
       await stopWorker();
     }

@@ -11,11 +11,11 @@ import { connectDatabase } from '../../src/db/connect.js';
 import { enqueueMail } from '../../src/mail/mail.service.js';
 import { outboxFileName } from '../../src/mail/mail.transport.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
-import { createUser, PASSWORD } from '../auth/fixtures.js';
 import { testConfig } from '../harness/app.js';
 import { launchBrowser, type TestBrowser } from '../harness/browser.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let database: TestDatabase;
 let dataDir: string;

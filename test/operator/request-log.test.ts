@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/users/user.repository.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
-import { createOperator, createUser, PASSWORD, signInOperator } from '../auth/fixtures.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { WebClient } from '../harness/web-client.js';
+import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
 let database: TestDatabase;
 let subject: TestApp;

@@ -8,8 +8,6 @@ import {
   alignToMidStep,
   deliverMail,
   enrolThroughPages,
-  GOOD_PASSWORD,
-  makeUser,
   phoneCode,
   recipients,
   secretOnPage,
@@ -18,6 +16,7 @@ import {
   startWorld,
   type AccountsWorld,
 } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -40,8 +39,8 @@ async function sessionCount(userId: string) {
 
 describe('enrolling in two-factor sign-in', () => {
   it('shows a QR code drawn on the server and the key as text, in a labelled form', async () => {
-    const user = await makeUser(world);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
     const page = await client.get('/account/two-factor/enrol');
     expect(page.status).toBe(200);
     expect(page.headers['cache-control']).toBe('no-store');
@@ -58,8 +57,8 @@ describe('enrolling in two-factor sign-in', () => {
   });
 
   it('draws a QR code that decodes to the otpauth:// URI with the issuer, the account and the key', async () => {
-    const user = await makeUser(world);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
     const page = await client.get('/account/two-factor/enrol');
     const svg = /<svg[\s\S]*?<\/svg>/.exec(page.body)?.[0];
     expect(svg).toBeDefined();
@@ -73,9 +72,9 @@ describe('enrolling in two-factor sign-in', () => {
   });
 
   it('refuses a wrong code and changes nothing: still off, no codes, no mail, other browsers still signed in', async () => {
-    const user = await makeUser(world);
-    const other = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const other = await signedInClient(world.app, user.email, PASSWORD);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
     const page = await client.get('/account/two-factor/enrol');
     const secret = secretOnPage(page.body);
     const before = await twoFactorRow(user.id);
@@ -83,10 +82,10 @@ describe('enrolling in two-factor sign-in', () => {
     const right = phoneCode(clock(), secret);
     const wrong = right === '000000' ? '111111' : '000000';
 
-    const answer = await client.post('/account/two-factor/enrol', { code: wrong, password: GOOD_PASSWORD });
+    const answer = await client.post('/account/two-factor/enrol', { code: wrong, password: PASSWORD });
     expect(answer.status).toBe(422);
     expect(answer.body).toContain('<p class="field-error" id="code-error">That code is not right.');
-    expect(answer.body).not.toContain(GOOD_PASSWORD);
+    expect(answer.body).not.toContain(PASSWORD);
     // The same key is shown again, so the user can simply try the next code.
     expect(secretOnPage(answer.body)).toEqual(secret);
     expect(await twoFactorRow(user.id)).toEqual(before);
@@ -101,9 +100,9 @@ describe('enrolling in two-factor sign-in', () => {
     expect(await twoFactorRow(user.id)).toEqual(before);
 
     for (const form of [
-      { code: 'abcdef', password: GOOD_PASSWORD },
+      { code: 'abcdef', password: PASSWORD },
       { code: '', password: '' },
-      { code: '1234567', password: GOOD_PASSWORD },
+      { code: '1234567', password: PASSWORD },
     ]) {
       const bad = await client.post('/account/two-factor/enrol', form);
       expect(bad.status).toBe(422);
@@ -113,9 +112,9 @@ describe('enrolling in two-factor sign-in', () => {
   });
 
   it('stores the secret encrypted under a key id, bound to the account: not the base32 key, not the bytes', async () => {
-    const user = await makeUser(world);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const { secret } = await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
+    const { secret } = await enrolThroughPages(client, clock(), PASSWORD);
     const row = await twoFactorRow(user.id);
     const stored = row!.secret_encrypted;
     expect(stored).not.toContain(base32Encode(secret));
@@ -130,11 +129,11 @@ describe('enrolling in two-factor sign-in', () => {
   });
 
   it('turns on with the right code and password: ten codes shown once, other browsers signed out, the user emailed', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     await deliverMail(world);
-    const other = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const { recoveryCodes } = await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+    const other = await signedInClient(world.app, user.email, PASSWORD);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
+    const { recoveryCodes } = await enrolThroughPages(client, clock(), PASSWORD);
     expect(new Set(recoveryCodes).size).toBe(10);
 
     const row = await twoFactorRow(user.id);
@@ -165,9 +164,9 @@ describe('enrolling in two-factor sign-in', () => {
   });
 
   it('makes a new set of recovery codes only with the password; the old set stops working', async () => {
-    const user = await makeUser(world);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const { recoveryCodes: first } = await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
+    const { recoveryCodes: first } = await enrolThroughPages(client, clock(), PASSWORD);
     await deliverMail(world);
     const before = await codeRows(user.id);
 
@@ -178,7 +177,7 @@ describe('enrolling in two-factor sign-in', () => {
     expect(await codeRows(user.id)).toEqual(before);
 
     await client.get('/account/two-factor');
-    const made = await client.post('/account/two-factor/recovery-codes', { password: GOOD_PASSWORD });
+    const made = await client.post('/account/two-factor/recovery-codes', { password: PASSWORD });
     expect(made.status).toBe(200);
     expect(made.headers['cache-control']).toBe('no-store');
     const second = [...made.body.matchAll(/<li><code>([a-z2-7-]{14})<\/code><\/li>/g)].map((m) => m[1]);
@@ -191,9 +190,9 @@ describe('enrolling in two-factor sign-in', () => {
     expect(mail.map((m) => m.subject)).toEqual(['New recovery codes for your Archway account']);
 
     // At the second sign-in step, an old code is refused and a new one works.
-    const old = await signInWithCode(new WebClient(world.app), user.email, GOOD_PASSWORD, first[0]!);
+    const old = await signInWithCode(new WebClient(world.app), user.email, PASSWORD, first[0]!);
     expect(old.status).toBe(401);
-    const fresh = await signInWithCode(new WebClient(world.app), user.email, GOOD_PASSWORD, second[0]!);
+    const fresh = await signInWithCode(new WebClient(world.app), user.email, PASSWORD, second[0]!);
     expect(fresh.location).toBe('/account');
     await deliverMail(world);
   });
@@ -201,9 +200,9 @@ describe('enrolling in two-factor sign-in', () => {
 
 describe('turning two-factor sign-in off', () => {
   it('needs the password and a current code; then ends other browsers and remember-me, and emails the user', async () => {
-    const user = await makeUser(world);
-    const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-    const { secret } = await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+    const user = await createUser(world.app);
+    const client = await signedInClient(world.app, user.email, PASSWORD);
+    const { secret } = await enrolThroughPages(client, clock(), PASSWORD);
     await deliverMail(world);
     await db()
       .insertInto('remember_logins')
@@ -222,7 +221,7 @@ describe('turning two-factor sign-in off', () => {
     alignToMidStep(clock());
 
     await client.get('/account/two-factor');
-    const noCode = await client.post('/account/two-factor/disable', { password: GOOD_PASSWORD, code: '' });
+    const noCode = await client.post('/account/two-factor/disable', { password: PASSWORD, code: '' });
     expect(noCode.status).toBe(422);
     expect(noCode.body).toContain(
       '<p class="field-error" id="disable-code-error">Enter the code your app shows now, or a recovery code.</p>',
@@ -231,7 +230,7 @@ describe('turning two-factor sign-in off', () => {
     expect(noPassword.status).toBe(422);
     expect(noPassword.body).toContain('<p class="field-error" id="disable-password-error">Enter your password.</p>');
     const wrongCode = await client.post('/account/two-factor/disable', {
-      password: GOOD_PASSWORD,
+      password: PASSWORD,
       code: '999999' === phoneCode(clock(), secret) ? '888888' : '999999',
     });
     expect(wrongCode.status).toBe(422);
@@ -241,10 +240,10 @@ describe('turning two-factor sign-in off', () => {
     // A second browser, signed in with both steps, is signed out when two-factor goes off.
     clock().advance(30_000);
     const other = new WebClient(world.app);
-    expect((await signInWithCode(other, user.email, GOOD_PASSWORD, phoneCode(clock(), secret))).location).toBe('/account');
+    expect((await signInWithCode(other, user.email, PASSWORD, phoneCode(clock(), secret))).location).toBe('/account');
     clock().advance(30_000);
 
-    const off = await client.post('/account/two-factor/disable', { password: GOOD_PASSWORD, code: phoneCode(clock(), secret) });
+    const off = await client.post('/account/two-factor/disable', { password: PASSWORD, code: phoneCode(clock(), secret) });
     expect(off.status).toBe(303);
     expect(off.location).toBe('/account/two-factor?off');
     expect(await twoFactorRow(user.id)).toBeUndefined();

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUser } from '../../src/users/user.repository.js';
 import { createKeyRing, keyIdOf } from '../../src/two-factor/key-ring.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { createUser } from '../harness/users.js';
 
 let database: TestDatabase;
 beforeAll(async () => {
@@ -27,13 +27,7 @@ function env(extra: Record<string, string>): Record<string, string> {
 }
 
 async function storeSecret(email: string, hexKey: string, secret: Buffer): Promise<string> {
-  const user = await insertUser(database.handle.db, {
-    email,
-    role: 'customer',
-    domain: `${email.split('@')[0]}.example.net`,
-    plan: 'small',
-    status: 'active',
-  });
+  const user = await createUser({ database: database.handle }, { email, password: null });
   await database.handle.db
     .insertInto('two_factor')
     .values({

@@ -2,17 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
 import { buildTestApp } from '../harness/app.js';
 import { WebClient } from '../harness/web-client.js';
-import {
-  deliverMail,
-  enrolThroughPages,
-  GOOD_PASSWORD,
-  makeUser,
-  passwordStep,
-  recipients,
-  signedInClient,
-  startWorld,
-  type AccountsWorld,
-} from './fixtures.js';
+import { deliverMail, enrolThroughPages, passwordStep, recipients, signedInClient, startWorld, type AccountsWorld } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -22,13 +13,13 @@ afterAll(async () => world.close());
 
 const db = () => world.app.database.db;
 const clock = () => world.subject.clock;
-const operatorFields = { role: 'operator' as const, domain: null, plan: null };
+const operatorFields = { role: 'operator' as const };
 
 describe('operators and two-factor sign-in', () => {
   it('sends an operator without two-factor to enrolment, and lets them reach nothing else until it is done', async () => {
-    const operator = await makeUser(world, operatorFields);
+    const operator = await createUser(world.app, operatorFields);
     const client = new WebClient(world.app);
-    const signIn = await passwordStep(client, operator.email, GOOD_PASSWORD);
+    const signIn = await passwordStep(client, operator.email, PASSWORD);
     expect(signIn.status).toBe(303);
     for (const path of ['/operator', '/account', '/account/devices', '/account/two-factor', '/operator/two-factor', '/']) {
       const answer = await client.get(path);
@@ -43,7 +34,7 @@ describe('operators and two-factor sign-in', () => {
     expect(refused.body).toContain('Your account must use two-factor sign-in. Set it up first, then try again.');
     expect((await client.get('/terms')).status).toBe(200);
 
-    await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+    await enrolThroughPages(client, clock(), PASSWORD);
     const area = await client.get('/operator');
     expect(area.status).toBe(200);
     expect(area.body).toContain('<h1>Operator</h1>');
@@ -51,8 +42,8 @@ describe('operators and two-factor sign-in', () => {
   });
 
   it('does not force customers unless ARCHWAY_TWO_FACTOR_FOR_CUSTOMERS is on', async () => {
-    const customer = await makeUser(world);
-    const client = await signedInClient(world.app, customer.email, GOOD_PASSWORD);
+    const customer = await createUser(world.app);
+    const client = await signedInClient(world.app, customer.email, PASSWORD);
     expect((await client.get('/account')).status).toBe(200);
 
     // Its own connection to the same database: closing an app closes its handle.
@@ -65,7 +56,7 @@ describe('operators and two-factor sign-in', () => {
     try {
       await strict.app.ready();
       const forced = new WebClient(strict.app);
-      await passwordStep(forced, customer.email, GOOD_PASSWORD);
+      await passwordStep(forced, customer.email, PASSWORD);
       const answer = await forced.get('/account');
       expect(answer.status).toBe(303);
       expect(answer.location).toBe('/account/two-factor/enrol');
@@ -77,12 +68,12 @@ describe('operators and two-factor sign-in', () => {
 
 describe("the operator's two-factor reset", () => {
   it("turns a customer's two-factor off, signs them out everywhere, records who did it, and emails them", async () => {
-    const customer = await makeUser(world);
-    const customerBrowser = await signedInClient(world.app, customer.email, GOOD_PASSWORD);
-    await enrolThroughPages(customerBrowser, clock(), GOOD_PASSWORD);
-    const operator = await makeUser(world, operatorFields);
-    const desk = await signedInClient(world.app, operator.email, GOOD_PASSWORD, { remoteAddress: '198.51.100.90' });
-    await enrolThroughPages(desk, clock(), GOOD_PASSWORD);
+    const customer = await createUser(world.app);
+    const customerBrowser = await signedInClient(world.app, customer.email, PASSWORD);
+    await enrolThroughPages(customerBrowser, clock(), PASSWORD);
+    const operator = await createUser(world.app, operatorFields);
+    const desk = await signedInClient(world.app, operator.email, PASSWORD, { remoteAddress: '198.51.100.90' });
+    await enrolThroughPages(desk, clock(), PASSWORD);
     await deliverMail(world);
 
     const form = await desk.get('/operator/two-factor');
@@ -117,7 +108,7 @@ describe("the operator's two-factor reset", () => {
 
     // The customer signs in with the password alone now.
     const back = new WebClient(world.app);
-    expect((await passwordStep(back, customer.email, GOOD_PASSWORD)).location).toBe('/account');
+    expect((await passwordStep(back, customer.email, PASSWORD)).location).toBe('/account');
     // And a customer cannot reach the reset page.
     const page = await back.get('/operator/two-factor');
     expect(page.status).toBe(403);

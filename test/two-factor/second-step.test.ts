@@ -8,8 +8,6 @@ import {
   alignToMidStep,
   deliverMail,
   enrolThroughPages,
-  GOOD_PASSWORD,
-  makeUser,
   passwordStep,
   phoneCode,
   recipients,
@@ -18,6 +16,7 @@ import {
   startWorld,
   type AccountsWorld,
 } from './fixtures.js';
+import { createUser, PASSWORD } from '../harness/users.js';
 
 let world: AccountsWorld;
 beforeAll(async () => {
@@ -32,9 +31,9 @@ const freshIp = () => `203.0.113.${(ipCounter += 1)}`;
 
 /** A customer with two-factor on; returns the secret and recovery codes. */
 async function enrolledUser() {
-  const user = await makeUser(world);
-  const client = await signedInClient(world.app, user.email, GOOD_PASSWORD);
-  const { secret, recoveryCodes } = await enrolThroughPages(client, clock(), GOOD_PASSWORD);
+  const user = await createUser(world.app);
+  const client = await signedInClient(world.app, user.email, PASSWORD);
+  const { secret, recoveryCodes } = await enrolThroughPages(client, clock(), PASSWORD);
   // The enrolling browser signs out, so the sessions counted below are the test's own.
   await client.get('/sign-out');
   expect((await client.post('/sign-out', {})).location).toBe('/sign-in?signed-out');
@@ -55,7 +54,7 @@ describe('signing in with two-factor on', () => {
   it('asks for a code on its own page after the right password, and the right code signs in', async () => {
     const { user, secret } = await enrolledUser();
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
-    const first = await passwordStep(client, user.email, GOOD_PASSWORD);
+    const first = await passwordStep(client, user.email, PASSWORD);
     expect(first.status).toBe(303);
     expect(first.location).toBe('/sign-in/two-factor');
     expect(await sessionsOf(user.id)).toEqual([]);
@@ -85,12 +84,12 @@ describe('signing in with two-factor on', () => {
   it('refuses the same code a second time (replay), even for a new sign-in', async () => {
     const { user, secret } = await enrolledUser();
     const code = phoneCode(clock(), secret);
-    expect((await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), user.email, GOOD_PASSWORD, code)).location).toBe(
+    expect((await signInWithCode(new WebClient(world.app, { remoteAddress: freshIp() }), user.email, PASSWORD, code)).location).toBe(
       '/account',
     );
 
     const thief = new WebClient(world.app, { remoteAddress: freshIp() });
-    const replay = await signInWithCode(thief, user.email, GOOD_PASSWORD, code);
+    const replay = await signInWithCode(thief, user.email, PASSWORD, code);
     expect(replay.status).toBe(401);
     expect(replay.body).toContain('That code did not work.');
     expect((await thief.get('/account')).status).toBe(303);
@@ -106,12 +105,12 @@ describe('signing in with two-factor on', () => {
     clock().advance(5 * 30_000);
     alignToMidStep(clock());
     const twoAgo = new WebClient(world.app, { remoteAddress: freshIp() });
-    const stale = await signInWithCode(twoAgo, user.email, GOOD_PASSWORD, phoneCode(clock(), secret, 2));
+    const stale = await signInWithCode(twoAgo, user.email, PASSWORD, phoneCode(clock(), secret, 2));
     expect(stale.status).toBe(401);
     expect((await twoAgo.get('/account')).status).toBe(303);
 
     const oneAgo = new WebClient(world.app, { remoteAddress: freshIp() });
-    expect((await signInWithCode(oneAgo, user.email, GOOD_PASSWORD, phoneCode(clock(), secret, 1))).location).toBe('/account');
+    expect((await signInWithCode(oneAgo, user.email, PASSWORD, phoneCode(clock(), secret, 1))).location).toBe('/account');
   });
 
   it('accepts each recovery code once, emails the user, and counts down on the account page', async () => {
@@ -119,7 +118,7 @@ describe('signing in with two-factor on', () => {
     const code = recoveryCodes[3]!;
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
     // Typed in capitals with spaces, as someone reading it off paper might.
-    const answer = await signInWithCode(client, user.email, GOOD_PASSWORD, ` ${code.toUpperCase().replace(/-/g, ' ')} `);
+    const answer = await signInWithCode(client, user.email, PASSWORD, ` ${code.toUpperCase().replace(/-/g, ' ')} `);
     expect(answer.location).toBe('/account');
     expect((await client.get('/account/two-factor')).body).toContain('You have <strong>9</strong> unused recovery codes of 10.');
     expect((await client.get('/account')).body).toMatch(/<p id="two-factor-summary">On since [^;]+ UTC; 9 of 10 recovery codes left\./);
@@ -137,7 +136,7 @@ describe('signing in with two-factor on', () => {
     expect(used).toHaveLength(1);
 
     const again = new WebClient(world.app, { remoteAddress: freshIp() });
-    const reuse = await signInWithCode(again, user.email, GOOD_PASSWORD, code);
+    const reuse = await signInWithCode(again, user.email, PASSWORD, code);
     expect(reuse.status).toBe(401);
     expect((await again.get('/account')).status).toBe(303);
     // Another user's code does not work for this account either.
@@ -145,7 +144,7 @@ describe('signing in with two-factor on', () => {
     const crossed = await signInWithCode(
       new WebClient(world.app, { remoteAddress: freshIp() }),
       user.email,
-      GOOD_PASSWORD,
+      PASSWORD,
       someoneElse.recoveryCodes[0]!,
     );
     expect(crossed.status).toBe(401);
@@ -155,7 +154,7 @@ describe('signing in with two-factor on', () => {
     const { user, secret } = await enrolledUser();
     const ips = [freshIp(), freshIp()];
     const client = new WebClient(world.app, { remoteAddress: ips[0] });
-    expect((await passwordStep(client, user.email, GOOD_PASSWORD)).location).toBe('/sign-in/two-factor');
+    expect((await passwordStep(client, user.email, PASSWORD)).location).toBe('/sign-in/two-factor');
     await client.get('/sign-in/two-factor');
     const wrong = otherCode(phoneCode(clock(), secret));
     for (let i = 0; i < TWO_FACTOR_LIMITS.userMaxFailures; i += 1) {
@@ -167,7 +166,7 @@ describe('signing in with two-factor on', () => {
     expect(blocked.body).toContain('Too many wrong codes.');
     // From another address too: the block is on the account's second step.
     const elsewhere = new WebClient(world.app, { remoteAddress: ips[1] });
-    expect((await signInWithCode(elsewhere, user.email, GOOD_PASSWORD, phoneCode(clock(), secret))).status).toBe(429);
+    expect((await signInWithCode(elsewhere, user.email, PASSWORD, phoneCode(clock(), secret))).status).toBe(429);
     expect(await sessionsOf(user.id)).toEqual([]);
     const blocks = await db().selectFrom('two_factor_blocks').select(['scope', 'key']).where('key', '=', user.id).execute();
     expect(blocks).toEqual([{ scope: 'user', key: user.id }]);
@@ -181,7 +180,7 @@ describe('signing in with two-factor on', () => {
     clock().advance(TWO_FACTOR_LIMITS.userBlockMinutes * 60_000 + 1000);
     alignToMidStep(clock());
     const later = new WebClient(world.app, { remoteAddress: freshIp() });
-    expect((await signInWithCode(later, user.email, GOOD_PASSWORD, phoneCode(clock(), secret))).location).toBe('/account');
+    expect((await signInWithCode(later, user.email, PASSWORD, phoneCode(clock(), secret))).location).toBe('/account');
   });
 
   it('blocks an address that guesses codes across accounts', async () => {
@@ -192,7 +191,7 @@ describe('signing in with two-factor on', () => {
       const person = await enrolledUser();
       people.push(person);
       const client = new WebClient(world.app, { remoteAddress: ip });
-      await passwordStep(client, person.user.email, GOOD_PASSWORD);
+      await passwordStep(client, person.user.email, PASSWORD);
       await client.get('/sign-in/two-factor');
       for (let i = 0; i < TWO_FACTOR_LIMITS.userMaxFailures - 1 && guesses < TWO_FACTOR_LIMITS.ipMaxFailures; i += 1, guesses += 1) {
         expect((await client.post('/sign-in/two-factor', { code: otherCode(phoneCode(clock(), person.secret)) })).status).toBe(401);
@@ -202,14 +201,14 @@ describe('signing in with two-factor on', () => {
     const fromThere = await signInWithCode(
       new WebClient(world.app, { remoteAddress: ip }),
       fresh.user.email,
-      GOOD_PASSWORD,
+      PASSWORD,
       phoneCode(clock(), fresh.secret),
     );
     expect(fromThere.status).toBe(429);
     const fromElsewhere = await signInWithCode(
       new WebClient(world.app, { remoteAddress: freshIp() }),
       fresh.user.email,
-      GOOD_PASSWORD,
+      PASSWORD,
       phoneCode(clock(), fresh.secret),
     );
     expect(fromElsewhere.location).toBe('/account');
@@ -224,7 +223,7 @@ describe('the length of second-step blocks', () => {
   });
 
   it('forgets wrong-code rows (and their addresses) after half an hour, and ended address blocks within the IP retention', async () => {
-    const user = await makeUser(world);
+    const user = await createUser(world.app);
     const now = clock().now();
     const at = (minutesAgo: number) => new Date(now.getTime() - minutesAgo * 60_000);
     await db()
@@ -255,7 +254,7 @@ describe('the half-signed-in state', () => {
   it('reaches no account page, and after 5 minutes the password must be entered again', async () => {
     const { user, secret } = await enrolledUser();
     const client = new WebClient(world.app, { remoteAddress: freshIp() });
-    expect((await passwordStep(client, user.email, GOOD_PASSWORD)).location).toBe('/sign-in/two-factor');
+    expect((await passwordStep(client, user.email, PASSWORD)).location).toBe('/sign-in/two-factor');
     for (const path of ['/account', '/account/two-factor', '/account/devices', '/account/two-factor/enrol', '/operator']) {
       const answer = await client.get(path);
       expect(answer.status).toBe(303);
@@ -281,7 +280,7 @@ describe('password reset with two-factor on', () => {
     const { user, secret } = await enrolledUser();
     // Someone who knew the old password got as far as the code page.
     const thief = new WebClient(world.app, { remoteAddress: freshIp() });
-    expect((await passwordStep(thief, user.email, GOOD_PASSWORD)).location).toBe('/sign-in/two-factor');
+    expect((await passwordStep(thief, user.email, PASSWORD)).location).toBe('/sign-in/two-factor');
     await thief.get('/sign-in/two-factor');
 
     const owner = new WebClient(world.app, { remoteAddress: freshIp() });
