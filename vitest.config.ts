@@ -7,6 +7,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/harness/postgres.global.ts'],
     pool: 'forks',
+    // Most of a test's time is spent waiting on real services (PostgreSQL, sshd, nginx, Chromium),
+    // not on the CPU, so three files at a time fit a 2-CPU machine; ARCHWAY_TEST_WORKERS overrides.
+    maxWorkers: Number(process.env.ARCHWAY_TEST_WORKERS ?? 3),
     testTimeout: 30_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,

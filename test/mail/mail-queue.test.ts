@@ -59,7 +59,11 @@ describe('the mail queue', () => {
     const worker = workerClock(now);
     const stopWorker = startMailWorker(subject.app, { now: worker.now, pollIntervalMs: 20 });
     try {
-      await eventually('the first attempt', async () => (await queueRows())[0]?.attempts === 1);
+      // Recorded, not only claimed: a claimed row carries its lease as next_attempt_at until the outcome is written.
+      await eventually('the first attempt to be recorded', async () => {
+        const [row] = await queueRows();
+        return row?.attempts === 1 && row.last_error !== null;
+      });
       const [waiting] = await queueRows();
       expect(waiting).toMatchObject({
         status: 'pending',
