@@ -47,14 +47,6 @@ export interface AppDependencies {
   httpLimits?: Partial<HttpLimits>;
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    config: Config & { secrets: Secrets };
-    database: DatabaseHandle;
-    clock: Clock;
-  }
-}
-
 export async function buildApp({ config, database, logStream, clock, httpLimits }: AppDependencies): Promise<FastifyInstance> {
   const limits = { ...HTTP_LIMITS, ...httpLimits };
   const app = Fastify({
@@ -86,11 +78,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   app.server.maxConnections = limits.maxConnections;
   const ctx = createContext({ config, database, clock: clock ?? systemClock, log: app.log });
   app.decorate('ctx', ctx);
-  app.decorate('config', config);
-  app.decorate('database', database);
-  app.decorate('clock', ctx.clock);
   configureMailQueue(config);
-  app.decorate('passwords', ctx.passwords);
   app.addHook('onClose', async () => database.close());
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()

@@ -26,7 +26,7 @@ function linkCookieName(secure: boolean): string {
 }
 
 export function registerAccountRoutes(app: FastifyInstance): void {
-  const secure = app.config.auth.requireHttps;
+  const secure = app.ctx.config.auth.requireHttps;
   const linkCookie = linkCookieName(secure);
   const cookieOptions = { path: '/', secure, httpOnly: true, sameSite: 'lax' as const };
 
@@ -35,18 +35,18 @@ export function registerAccountRoutes(app: FastifyInstance): void {
 
   app.get('/account', { preHandler: requireUser }, async (request, reply) => {
     const overview = await loadAccountOverview(
-      app.database.db,
+      app.ctx.database.db,
       request.user?.id ?? '',
-      app.clock.now(),
-      app.config.auth.sessionIdleMinutes,
+      app.ctx.clock.now(),
+      app.ctx.config.auth.sessionIdleMinutes,
     );
     if (overview === null) return reply.redirect('/sign-in', 303);
     return reply.header('cache-control', 'no-store').view('account/account', {
       title: 'Your account',
       ...overview,
-      twoFactor: await twoFactorStatus(app.database.db, overview.account.id),
-      operatorAddress: contactAddress(app.config.mail.from),
-      ipRetentionDays: app.config.auth.ipRetentionDays,
+      twoFactor: await twoFactorStatus(app.ctx.database.db, overview.account.id),
+      operatorAddress: contactAddress(app.ctx.config.mail.from),
+      ipRetentionDays: app.ctx.config.auth.ipRetentionDays,
       fmt: formatUtc,
     });
   });
@@ -75,13 +75,13 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     }
     // The answer goes out before the address is even looked up: the same words and the same time
     // for a known and an unknown address. The link, if any, is queued after.
-    const now = app.clock.now();
+    const now = app.ctx.clock.now();
     app.ctx.background.run('password reset', async () => {
-      const outcome = await requestPasswordReset(app.database.db, email, {
-        publicUrl: app.config.publicUrl,
+      const outcome = await requestPasswordReset(app.ctx.database.db, email, {
+        publicUrl: app.ctx.config.publicUrl,
         now,
         ip: request.ip,
-        maxPerIpPerHour: app.config.auth.resetRequestsPerIpPerHour,
+        maxPerIpPerHour: app.ctx.config.auth.resetRequestsPerIpPerHour,
       });
       request.log.info({ outcome }, 'password reset requested');
     });
@@ -119,15 +119,17 @@ export function registerAccountRoutes(app: FastifyInstance): void {
 
   app.get('/set-password', async (request: FastifyRequest<{ Querystring: { token?: unknown } }>, reply) => {
     if (request.query.token !== undefined) {
-      const link = looksLikeToken(request.query.token) ? await userForLink(app.database.db, request.query.token, app.clock.now()) : null;
+      const link = looksLikeToken(request.query.token)
+        ? await userForLink(app.ctx.database.db, request.query.token, app.ctx.clock.now())
+        : null;
       if (link === null) return renderLinkUnusable(reply.clearCookie(linkCookie, cookieOptions));
       // The cookie lives no longer than the link: a reset link opened and left on a shared computer
       // must not stay usable there for the invitation's seven days.
-      const secondsLeft = Math.ceil((link.expiresAt.getTime() - app.clock.now().getTime()) / 1000);
+      const secondsLeft = Math.ceil((link.expiresAt.getTime() - app.ctx.clock.now().getTime()) / 1000);
       reply.setCookie(linkCookie, request.query.token as string, { ...cookieOptions, maxAge: secondsLeft });
       return reply.redirect('/set-password', 303);
     }
-    const found = await userForLink(app.database.db, request.cookies[linkCookie], app.clock.now());
+    const found = await userForLink(app.ctx.database.db, request.cookies[linkCookie], app.ctx.clock.now());
     if (found === null) return renderLinkUnusable(reply);
     return renderSetPassword(reply, 200, { email: found.user.email, purpose: found.purpose });
   });
@@ -136,15 +138,15 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     const token = request.cookies[linkCookie];
     const password = text(request.body?.password, MAX_PASSWORD_LENGTH * 4 + 1);
     const confirm = text(request.body?.password_confirm, MAX_PASSWORD_LENGTH * 4 + 1);
-    const now = app.clock.now();
-    const found = await userForLink(app.database.db, token, now);
+    const now = app.ctx.clock.now();
+    const found = await userForLink(app.ctx.database.db, token, now);
     if (found === null) return renderLinkUnusable(reply);
     const shown = { email: found.user.email, purpose: found.purpose };
     if (password === '') return renderSetPassword(reply, 400, { ...shown, passwordErrors: ['Enter a new password.'] });
     if (password.normalize('NFKC') !== confirm.normalize('NFKC')) {
       return renderSetPassword(reply, 400, { ...shown, confirmError: 'The two passwords are not the same. Type the new password twice.' });
     }
-    const result = await setPasswordWithToken(app.database.db, app.passwords, { token, password, now, ip: request.ip });
+    const result = await setPasswordWithToken(app.ctx.database.db, app.ctx.passwords, { token, password, now, ip: request.ip });
     if (result.outcome === 'invalid-link') return renderLinkUnusable(reply);
     if (result.outcome === 'weak-password') return renderSetPassword(reply, 422, { ...shown, passwordErrors: result.problems });
     request.log.info({ userId: result.user.id, endedSessions: result.endedSessions }, 'password set from a link');
@@ -160,21 +162,21 @@ export function registerAccountRoutes(app: FastifyInstance): void {
   app.get('/what-we-store', async (_request, reply) =>
     reply.view('account/what-we-store', {
       title: 'What we store about you',
-      ipRetentionDays: app.config.auth.ipRetentionDays,
-      idleMinutes: app.config.auth.sessionIdleMinutes,
-      absoluteHours: app.config.auth.sessionAbsoluteHours,
+      ipRetentionDays: app.ctx.config.auth.ipRetentionDays,
+      idleMinutes: app.ctx.config.auth.sessionIdleMinutes,
+      absoluteHours: app.ctx.config.auth.sessionAbsoluteHours,
       resetHours: Math.round(TOKEN_LIFETIME_MS.password_reset / 3_600_000),
       invitationDays: Math.round(TOKEN_LIFETIME_MS.invitation / 86_400_000),
       mailRecordDays: FINISHED_MAIL_KEPT_DAYS,
-      operatorAddress: contactAddress(app.config.mail.from),
+      operatorAddress: contactAddress(app.ctx.config.mail.from),
     }),
   );
 
   app.get('/terms', async (_request, reply) =>
     reply.view('account/terms', {
       title: 'Terms of Service',
-      ipRetentionDays: app.config.auth.ipRetentionDays,
-      operatorAddress: contactAddress(app.config.mail.from),
+      ipRetentionDays: app.ctx.config.auth.ipRetentionDays,
+      operatorAddress: contactAddress(app.ctx.config.mail.from),
     }),
   );
 }

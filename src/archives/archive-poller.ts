@@ -25,9 +25,9 @@ const MAX_LOOP_PAUSE_MS = 30_000;
 export type PollOutcome = 'waiting' | 'progress' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired' | 'error';
 
 export interface PollerOptions {
-  /** The clock that decides what is due; tests pass the app's adjustable clock. */
+  /** The clock that decides what is due; tests pass the ctx's adjustable clock. */
   now?: () => Date;
-  /** The backup host to ask; defaults to the one configured for the app. */
+  /** The backup host to ask; defaults to the one configured for the ctx. */
   host?: BackupHost;
   /** How long an idle poller waits before looking for due requests again. */
   idleMs?: number;
@@ -184,22 +184,22 @@ async function finishWithEmail(
   });
 }
 
-function contextFor(app: ArchiveJobContext, options: PollerOptions): PollContext | null {
-  const host = options.host ?? app.backupHost();
+function contextFor(ctx: ArchiveJobContext, options: PollerOptions): PollContext | null {
+  const host = options.host ?? ctx.backupHost();
   if (host === null) return null;
   return {
-    db: app.database.db,
+    db: ctx.database.db,
     host,
-    log: app.log.child({ component: 'archive-poller' }),
-    now: options.now ?? (() => app.clock.now()),
-    publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
+    log: ctx.log.child({ component: 'archive-poller' }),
+    now: options.now ?? (() => ctx.clock.now()),
+    publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),
     errors: 0,
   };
 }
 
 /** Polls every request due now, one after another, stopping at the first failed call; says what happened to each. */
-export async function pollDueArchives(app: ArchiveJobContext, options: PollerOptions = {}): Promise<PollOutcome[]> {
-  const context = contextFor(app, options);
+export async function pollDueArchives(ctx: ArchiveJobContext, options: PollerOptions = {}): Promise<PollOutcome[]> {
+  const context = contextFor(ctx, options);
   if (context === null) return [];
   const outcomes: PollOutcome[] = [];
   for (let outcome = await pollNext(context); outcome !== null; outcome = await pollNext(context)) {
@@ -213,8 +213,8 @@ export async function pollDueArchives(app: ArchiveJobContext, options: PollerOpt
  * Runs until stopped: polls what is due, then waits (longer after failed calls). Returns the
  * stopper, which resolves once the request in hand is finished.
  */
-export function startArchivePoller(app: ArchiveJobContext, options: PollerOptions = {}): () => Promise<void> {
-  const context = contextFor(app, options);
+export function startArchivePoller(ctx: ArchiveJobContext, options: PollerOptions = {}): () => Promise<void> {
+  const context = contextFor(ctx, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? POLL_INTERVAL_MS;
   return startLoop(async () => {

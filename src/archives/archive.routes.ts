@@ -91,8 +91,8 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
 
   /** The cooldown after the user's last completed download, or null when they may ask for an archive now. */
   async function cooldownOf(user: SignedInUser): Promise<Cooldown | null> {
-    const now = app.clock.now();
-    const end = await cooldownEnd(app.database.db, user.id, app.config.archives.cooldownMs, now);
+    const now = app.ctx.clock.now();
+    const end = await cooldownEnd(app.ctx.database.db, user.id, app.ctx.config.archives.cooldownMs, now);
     return end === null ? null : describeCooldown(end, now);
   }
 
@@ -129,8 +129,8 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
         error: values.error ?? null,
         activeId: values.activeId ?? null,
         cooldown,
-        active: await findActiveRequest(app.database.db, user.id),
-        requests: await listRecentRequests(app.database.db, user.id),
+        active: await findActiveRequest(app.ctx.database.db, user.id),
+        requests: await listRecentRequests(app.ctx.database.db, user.id),
       });
   }
 
@@ -150,7 +150,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
         request,
         notice: values.notice ?? null,
         error: values.error ?? null,
-        interrupted: request.state === 'ready' ? await lastInterruptedDownload(app.database.db, request) : null,
+        interrupted: request.state === 'ready' ? await lastInterruptedDownload(app.ctx.database.db, request) : null,
         // Without JavaScript the browser reloads the page; with it, the script takes over and stops that reload.
         refreshSeconds: working ? PROGRESS_REFRESH_SECONDS : null,
         script: working ? '/static/archive-progress.js' : null,
@@ -159,12 +159,12 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
 
   const context = (request: FastifyRequest) => {
     const host = app.ctx.backupHost();
-    return host === null ? null : { db: app.database.db, host, log: request.log, now: app.clock.now(), ip: request.ip };
+    return host === null ? null : { db: app.ctx.database.db, host, log: request.log, now: app.ctx.clock.now(), ip: request.ip };
   };
 
   /** The request if the signed-in user owns it; otherwise the same 404 as any unknown address. */
   async function ownedOr404(request: IdRequest, reply: FastifyReply): Promise<ArchiveRequest | null> {
-    const found = await findOwnedRequest(app.database.db, (request.user as SignedInUser).id, request.params.id);
+    const found = await findOwnedRequest(app.ctx.database.db, (request.user as SignedInUser).id, request.params.id);
     if (found === null) reply.callNotFound();
     return found;
   }
@@ -258,7 +258,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       const result = await cancelArchive(ctx, request.user as SignedInUser, found.id);
       if (result.outcome === 'cancelled') return reply.redirect(`/archives/${found.id}`, 303);
       const status = result.outcome === 'unavailable' ? 503 : 409;
-      const now = await findOwnedRequest(app.database.db, found.userId, found.id);
+      const now = await findOwnedRequest(app.ctx.database.db, found.userId, found.id);
       return renderArchive(reply, status, now ?? found, { error: result.message });
     },
   );
@@ -269,7 +269,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
     async (request, reply) => {
       const found = await ownedOr404(request, reply);
       if (found === null) return reply;
-      const result = await requestLinkAgain(app.database.db, request.user as SignedInUser, found, app.clock.now(), request.ip);
+      const result = await requestLinkAgain(app.ctx.database.db, request.user as SignedInUser, found, app.ctx.clock.now(), request.ip);
       if (result.outcome === 'queued') return reply.redirect(`/archives/${found.id}?sent`, 303);
       return renderArchive(reply, result.outcome === 'too-soon' ? 429 : 409, found, { error: result.message });
     },

@@ -37,9 +37,9 @@ export function linkAddress(ip: string): string {
 
 export function registerDownloadRoutes(app: FastifyInstance): void {
   const viewHelpers = archiveViewHelpers;
-  const secure = app.config.auth.requireHttps;
+  const secure = app.ctx.config.auth.requireHttps;
   const cookieName = downloadCookieName(secure);
-  const key = downloadCookieKey(app.config.secrets.encryptionKey);
+  const key = downloadCookieKey(app.ctx.config.secrets.encryptionKey);
   // Scoped to one request's page: the token is sent nowhere else, not even to this portal's other pages.
   const cookieOptions = (id: string) => ({ path: `/downloads/${id}`, secure, httpOnly: true, sameSite: 'lax' as const });
 
@@ -56,7 +56,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
   };
 
   const setTokenCookie = (reply: FastifyReply, id: string, token: string) => {
-    const expiresAt = new Date(app.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
+    const expiresAt = new Date(app.ctx.clock.now().getTime() + DOWNLOAD_COOKIE_LIFETIME_MS);
     reply.setCookie(cookieName, sealDownloadToken(key, id, token, expiresAt), {
       ...cookieOptions(id),
       maxAge: DOWNLOAD_COOKIE_LIFETIME_MS / 1000,
@@ -114,7 +114,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       // Not signed in: to the sign-in page, which brings the browser back here (the cookie waits).
       if (request.user === null) return requireUser(request, reply);
       const user: SignedInUser = request.user;
-      const found = await findOwnedRequest(app.database.db, user.id, id);
+      const found = await findOwnedRequest(app.ctx.database.db, user.id, id);
       if (found === null) return reply.callNotFound();
 
       switch (found.state) {
@@ -158,7 +158,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       }
 
       // A missing, altered, expired, or other request's cookie all read as "no token here".
-      const token = openDownloadToken(key, found.id, request.cookies[cookieName], app.clock.now());
+      const token = openDownloadToken(key, found.id, request.cookies[cookieName], app.ctx.clock.now());
       if (token === null) {
         return renderProblem(reply, found, {
           status: 200,
@@ -218,7 +218,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
         }
         throw error;
       }
-      await recordAudit(app.database.db, {
+      await recordAudit(app.ctx.database.db, {
         actor: user.id,
         action: 'archive.link_issued',
         subject: user.id,

@@ -184,25 +184,25 @@ function describeError(error: unknown): string {
  * resolves once the sync in hand has finished, so the database pool is not closed under it.
  */
 export function startEventSync(
-  app: ArchiveJobContext,
+  ctx: ArchiveJobContext,
   options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {},
 ): () => Promise<void> {
-  const settings = app.config.backupHost;
+  const settings = ctx.config.backupHost;
   if (settings === null && options.backupHost === undefined) return async () => undefined;
   // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
   // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
   const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? {
-    eventsSince: async (request) => app.backupHost()!.eventsSince(request),
+    eventsSince: async (request) => ctx.backupHost()!.eventsSince(request),
   };
   const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
-  const log = app.log.child({ component: 'event-sync' });
+  const log = ctx.log.child({ component: 'event-sync' });
   return startLoop(async () => {
     try {
       const result = await syncBackupHostEvents({
-        db: app.database.db,
+        db: ctx.database.db,
         backupHost,
-        clock: app.clock,
-        publicUrl: app.config.publicUrl,
+        clock: ctx.clock,
+        publicUrl: ctx.config.publicUrl,
         log,
       });
       if (result.outcome === 'synced' && result.more) return 0;

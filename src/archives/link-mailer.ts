@@ -25,7 +25,7 @@ export interface LinkMailerOptions {
 }
 
 interface MailerContext {
-  app: ArchiveJobContext;
+  ctx: ArchiveJobContext;
   db: Kysely<Database>;
   host: BackupHost;
   log: FastifyBaseLogger;
@@ -66,7 +66,7 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
     try {
       // Armed before sending: once this succeeds every earlier email's link stops working.
       await context.host.armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
-      await sendMailNow(context.app, {
+      await sendMailNow(context.ctx, {
         to: owner.email,
         template: 'archive-ready',
         data: {
@@ -124,22 +124,22 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
   });
 }
 
-function contextFor(app: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
-  const host = options.host ?? app.backupHost();
+function contextFor(ctx: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
+  const host = options.host ?? ctx.backupHost();
   if (host === null) return null;
   return {
-    app,
-    db: app.database.db,
+    ctx,
+    db: ctx.database.db,
     host,
-    log: app.log.child({ component: 'link-mailer' }),
-    now: options.now ?? (() => app.clock.now()),
-    publicUrl: app.config.publicUrl.replace(/\/+$/, ''),
+    log: ctx.log.child({ component: 'link-mailer' }),
+    now: options.now ?? (() => ctx.clock.now()),
+    publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),
   };
 }
 
 /** Sends every link email due now, one after another, and says what happened to each. */
-export async function sendDueLinks(app: ArchiveJobContext, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
-  const context = contextFor(app, options);
+export async function sendDueLinks(ctx: ArchiveJobContext, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
+  const context = contextFor(ctx, options);
   if (context === null) return [];
   const outcomes: NotifyOutcome[] = [];
   for (let outcome = await notifyNext(context); outcome !== null; outcome = await notifyNext(context)) outcomes.push(outcome);
@@ -147,8 +147,8 @@ export async function sendDueLinks(app: ArchiveJobContext, options: LinkMailerOp
 }
 
 /** Runs until stopped, looking for due link emails every idleMs (default 2 s). Returns the stopper. */
-export function startLinkMailer(app: ArchiveJobContext, options: LinkMailerOptions = {}): () => Promise<void> {
-  const context = contextFor(app, options);
+export function startLinkMailer(ctx: ArchiveJobContext, options: LinkMailerOptions = {}): () => Promise<void> {
+  const context = contextFor(ctx, options);
   if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? 2_000;
   return startLoop(async () => {

@@ -35,7 +35,7 @@ export function cookieNames(secure: boolean): CookieNames {
 }
 
 export async function registerAuth(app: FastifyInstance): Promise<void> {
-  const { config } = app;
+  const { config } = app.ctx;
   const secure = config.auth.requireHttps;
   const names = cookieNames(secure);
 
@@ -63,7 +63,7 @@ export async function registerAuth(app: FastifyInstance): Promise<void> {
   await app.register(fastifySession, {
     secret: config.secrets.sessionSecret,
     cookieName: names.session,
-    store: new PostgresSessionStore(app.database.db, app.clock, {
+    store: new PostgresSessionStore(app.ctx.database.db, app.ctx.clock, {
       idleMinutes: config.auth.sessionIdleMinutes,
       absoluteHours: config.auth.sessionAbsoluteHours,
     }),
@@ -82,12 +82,12 @@ export async function registerAuth(app: FastifyInstance): Promise<void> {
     request.user = null;
     const userId = request.session?.userId;
     if (typeof userId !== 'string') return;
-    const user = await findUserById(app.database.db, userId);
+    const user = await findUserById(app.ctx.database.db, userId);
     // A suspended (or deleted) account loses its sessions at its next request, not only at the next sign-in.
     if (user === null || user.status !== 'active') {
       request.log.info({ userId }, 'session of an inactive or deleted account ended');
       // The row goes; the request keeps an empty session object, so later hooks can still start a new one.
-      await endThisSessionRow(app.database.db, request.session.sessionId);
+      await endThisSessionRow(app.ctx.database.db, request.session.sessionId);
       request.session.userId = null;
       return;
     }

@@ -97,7 +97,7 @@ export function registerAuthRoutes(app: FastifyInstance): void {
     await forgetThisDevice(request, reply);
     await endThisSession(request);
     // Browsers accept a __Host- cookie (even an expired one) only with the same Secure and Path.
-    const secure = app.config.auth.requireHttps;
+    const secure = app.ctx.config.auth.requireHttps;
     reply.clearCookie(cookieNames(secure).session, { path: '/', secure, httpOnly: true, sameSite: 'lax' });
     if (userId !== undefined) request.log.info({ userId }, 'signed out');
     return reply.redirect('/sign-in?signed-out', 303);

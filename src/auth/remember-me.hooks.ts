@@ -33,11 +33,11 @@ function cookieOptions(app: FastifyInstance) {
 }
 
 export function registerRememberMe(app: FastifyInstance): void {
-  const secure = app.config.auth.requireHttps;
+  const secure = app.ctx.config.auth.requireHttps;
   app.decorate('rememberMe', {
     cookieName: rememberCookieName(secure),
     secure,
-    rotationKey: rotationKey(app.config.secrets.sessionSecret),
+    rotationKey: rotationKey(app.ctx.config.secrets.sessionSecret),
   });
 
   // After the session hooks of registerAuth: only a browser with no live session uses its cookie.
@@ -48,9 +48,9 @@ export function registerRememberMe(app: FastifyInstance): void {
     const path = request.url.split('?', 1)[0] ?? '';
     if (path.startsWith('/static/') || path === '/healthz' || path === '/readyz') return;
 
-    const outcome = await useRememberCookie(app.database.db, {
+    const outcome = await useRememberCookie(app.ctx.database.db, {
       cookie,
-      now: app.clock.now(),
+      now: app.ctx.clock.now(),
       rotationKey: app.rememberMe.rotationKey,
       ip: request.ip,
       userAgent: userAgentOf(request),
@@ -68,16 +68,16 @@ export function registerRememberMe(app: FastifyInstance): void {
       reply.clearCookie(app.rememberMe.cookieName, cookieOptions(app));
       return;
     }
-    const user = await findUserById(app.database.db, outcome.userId);
+    const user = await findUserById(app.ctx.database.db, outcome.userId);
     if (user === null || user.status !== 'active') {
-      await endRememberLoginByCookie(app.database.db, outcome.cookie.value);
+      await endRememberLoginByCookie(app.ctx.database.db, outcome.cookie.value);
       reply.clearCookie(app.rememberMe.cookieName, cookieOptions(app));
       return;
     }
     await startUserSession(request, user);
     request.session.rememberedSignIn = true;
     request.session.rememberSeries = outcome.cookie.series;
-    await attachSession(app.database.db, outcome.cookie.series, sessionKey(request.session.sessionId));
+    await attachSession(app.ctx.database.db, outcome.cookie.series, sessionKey(request.session.sessionId));
     reply.setCookie(app.rememberMe.cookieName, outcome.cookie.value, { ...cookieOptions(app), expires: outcome.cookie.expiresAt });
     const { passwordHash: _never, ...visible } = user;
     request.user = visible;
@@ -89,10 +89,10 @@ export function registerRememberMe(app: FastifyInstance): void {
 export async function rememberThisDevice(request: FastifyRequest, reply: FastifyReply, userId: string): Promise<void> {
   const app = request.server;
   // A previous login on this browser (another account, an earlier sign-in) is replaced, not left behind.
-  await endRememberLoginByCookie(app.database.db, request.cookies[app.rememberMe.cookieName]);
-  const cookie = await createRememberLogin(app.database.db, {
+  await endRememberLoginByCookie(app.ctx.database.db, request.cookies[app.rememberMe.cookieName]);
+  const cookie = await createRememberLogin(app.ctx.database.db, {
     userId,
-    now: app.clock.now(),
+    now: app.ctx.clock.now(),
     sessionId: sessionKey(request.session.sessionId),
     ip: request.ip,
     userAgent: userAgentOf(request),
@@ -106,6 +106,6 @@ export async function forgetThisDevice(request: FastifyRequest, reply: FastifyRe
   const app = request.server;
   const cookie = request.cookies[app.rememberMe.cookieName];
   if (cookie === undefined) return;
-  await endRememberLoginByCookie(app.database.db, cookie);
+  await endRememberLoginByCookie(app.ctx.database.db, cookie);
   reply.clearCookie(app.rememberMe.cookieName, cookieOptions(app));
 }

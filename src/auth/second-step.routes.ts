@@ -43,7 +43,7 @@ export function registerSecondStepRoutes(app: FastifyInstance): void {
         'That code did not work. Enter the code your app shows now (each code works once), or an unused recovery code.',
       );
     }
-    const user = await findUserById(app.database.db, pending.userId);
+    const user = await findUserById(app.ctx.database.db, pending.userId);
     if (user === null || user.status !== 'active') return reply.redirect('/sign-in', 303);
     // A fresh id once more: the half-signed-in session is not the signed-in one.
     await startUserSession(request, user);

@@ -18,8 +18,8 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
   const currentKey = (request: FastifyRequest) => (request.session?.sessionId ? sessionKey(request.session.sessionId) : null);
 
   app.get<{ Querystring: Record<string, string> }>('/account/devices', { preHandler: requireUser }, async (request, reply) => {
-    const devices = await listDevices(app.database.db, request.user!.id, app.clock.now(), {
-      idleMinutes: app.config.auth.sessionIdleMinutes,
+    const devices = await listDevices(app.ctx.database.db, request.user!.id, app.ctx.clock.now(), {
+      idleMinutes: app.ctx.config.auth.sessionIdleMinutes,
       currentSessionKey: currentKey(request),
     });
     const notice =
@@ -35,7 +35,7 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
     const ref = typeof request.body?.device === 'string' ? request.body.device.slice(0, 80) : '';
     // This browser signs out through the sign-out button, which also clears its cookies.
     if (ref === `s:${currentKey(request)}`) return reply.redirect('/sign-out', 303);
-    const ended = await endDevice(app.database.db, request.user!.id, ref);
+    const ended = await endDevice(app.ctx.database.db, request.user!.id, ref);
     if (ended) request.log.info({ userId: request.user!.id }, 'a browser was signed out from the devices page');
     return reply.redirect(ended ? '/account/devices?ended' : '/account/devices?gone', 303);
   });
@@ -43,12 +43,12 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
   app.post('/account/devices/end-others', { preHandler: requireUser }, async (request, reply) => {
     const userId = request.user!.id;
     const sessions = await endUserSessions(
-      app.database.db,
+      app.ctx.database.db,
       userId,
       request.session?.sessionId ? { exceptSessionId: request.session.sessionId } : {},
     );
     const series = request.session?.rememberSeries;
-    const logins = await endRememberLogins(app.database.db, userId, series !== undefined ? { exceptSeries: series } : {});
+    const logins = await endRememberLogins(app.ctx.database.db, userId, series !== undefined ? { exceptSeries: series } : {});
     request.log.info({ userId, sessions, logins }, 'every other browser signed out');
     return reply.redirect('/account/devices?others-ended', 303);
   });
@@ -56,10 +56,10 @@ export function registerDeviceRoutes(app: FastifyInstance): void {
   // "Sign out everywhere": this browser too, and every remember-me login.
   app.post('/account/devices/sign-out-everywhere', { preHandler: requireUser }, async (request, reply) => {
     const userId = request.user!.id;
-    await endRememberLogins(app.database.db, userId);
-    await endUserSessions(app.database.db, userId);
+    await endRememberLogins(app.ctx.database.db, userId);
+    await endUserSessions(app.ctx.database.db, userId);
     await endThisSession(request);
-    const secure = app.config.auth.requireHttps;
+    const secure = app.ctx.config.auth.requireHttps;
     const options = { path: '/', secure, httpOnly: true, sameSite: 'lax' as const };
     reply.clearCookie(cookieNames(secure).session, options);
     reply.clearCookie(app.rememberMe.cookieName, options);

@@ -16,10 +16,10 @@ export interface BackgroundJobOptions {
  * archive poller, the link mailer and the event sync. The stopper resolves once every job has
  * finished the work in hand, so the database pool is closed only after it.
  */
-export function startBackgroundJobs(app: ArchiveJobContext, options: BackgroundJobOptions = {}): () => Promise<void> {
-  const stops = [startMailWorker(app), startIpRetentionJob(app)];
-  if (app.config.backupHost !== null) {
-    stops.push(startArchivePoller(app), startLinkMailer(app), startEventSync(app, { intervalMs: options.eventSyncIntervalMs }));
+export function startBackgroundJobs(ctx: ArchiveJobContext, options: BackgroundJobOptions = {}): () => Promise<void> {
+  const stops = [startMailWorker(ctx), startIpRetentionJob(ctx)];
+  if (ctx.config.backupHost !== null) {
+    stops.push(startArchivePoller(ctx), startLinkMailer(ctx), startEventSync(ctx, { intervalMs: options.eventSyncIntervalMs }));
   }
   return async () => {
     await Promise.all(stops.map((stop) => stop()));

@@ -97,21 +97,21 @@ export async function deleteExpiredSessions(db: Kysely<Database>, clock: Clock, 
  * the retention period plus an hour). Several instances may run it at once; the updates are idempotent.
  * Returns a stopper.
  */
-export function startIpRetentionJob(app: JobContext, intervalMs = 3_600_000): () => Promise<void> {
+export function startIpRetentionJob(ctx: JobContext, intervalMs = 3_600_000): () => Promise<void> {
   return startLoop(async () => {
     try {
-      const { db } = app.database;
-      const now = app.clock.now();
-      const retentionDays = app.config.auth.ipRetentionDays;
-      const purged = await purgeOldIps(db, app.clock, retentionDays);
-      const expired = await deleteExpiredSessions(db, app.clock, app.config.auth.sessionIdleMinutes);
+      const { db } = ctx.database;
+      const now = ctx.clock.now();
+      const retentionDays = ctx.config.auth.ipRetentionDays;
+      const purged = await purgeOldIps(db, ctx.clock, retentionDays);
+      const expired = await deleteExpiredSessions(db, ctx.clock, ctx.config.auth.sessionIdleMinutes);
       const twoFactorFailures = await purgeOldTwoFactorFailures(db, now, retentionDays);
       const rememberLogins = await deleteExpiredRememberLogins(db, now);
       // A remember-me login lives 5 days; with a shorter IP retention its address goes earlier.
       await forgetRememberLoginIps(db, new Date(now.getTime() - retentionDays * 86_400_000));
-      app.log.info({ ...purged, expiredSessions: expired, twoFactorFailures, rememberLogins }, 'IP retention purge done');
+      ctx.log.info({ ...purged, expiredSessions: expired, twoFactorFailures, rememberLogins }, 'IP retention purge done');
     } catch (error) {
-      app.log.error({ err: error }, 'IP retention purge failed; it runs again at the next interval');
+      ctx.log.error({ err: error }, 'IP retention purge failed; it runs again at the next interval');
     }
     return intervalMs;
   });

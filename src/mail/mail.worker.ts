@@ -141,21 +141,21 @@ async function purgeFinishedMail(db: Kysely<Database>, now: Date): Promise<void>
     .execute();
 }
 
-function workerContext(app: JobContext, options: MailWorkerOptions): WorkerContext {
+function workerContext(ctx: JobContext, options: MailWorkerOptions): WorkerContext {
   const deadlineMs = options.deliveryDeadlineMs ?? DELIVERY_DEADLINE_MS;
   return {
-    db: app.database.db,
-    keys: mailQueueKeys(app.config),
-    transport: createMailTransport(app.config.mail, deadlineMs),
-    log: app.log.child({ component: 'mail' }),
-    now: options.now ?? (() => app.clock.now()),
+    db: ctx.database.db,
+    keys: mailQueueKeys(ctx.config),
+    transport: createMailTransport(ctx.config.mail, deadlineMs),
+    log: ctx.log.child({ component: 'mail' }),
+    now: options.now ?? (() => ctx.clock.now()),
     leaseMs: deadlineMs + LEASE_MARGIN_MS,
   };
 }
 
 /** Delivers every message due now, one after another, and says what happened to each. */
-export async function deliverDueMail(app: JobContext, options: Omit<MailWorkerOptions, 'pollIntervalMs'> = {}): Promise<DeliveryOutcome[]> {
-  const context = workerContext(app, options);
+export async function deliverDueMail(ctx: JobContext, options: Omit<MailWorkerOptions, 'pollIntervalMs'> = {}): Promise<DeliveryOutcome[]> {
+  const context = workerContext(ctx, options);
   const { transport } = context;
   const outcomes: DeliveryOutcome[] = [];
   try {
@@ -170,9 +170,9 @@ export async function deliverDueMail(app: JobContext, options: Omit<MailWorkerOp
  * Runs until stopped: sends what is due, then waits pollIntervalMs (default 5 s) before looking
  * again. Returns the stopper, which resolves once the message in hand is finished.
  */
-export function startMailWorker(app: JobContext, options: MailWorkerOptions = {}): () => Promise<void> {
+export function startMailWorker(ctx: JobContext, options: MailWorkerOptions = {}): () => Promise<void> {
   const pollIntervalMs = options.pollIntervalMs ?? 5_000;
-  const context = workerContext(app, options);
+  const context = workerContext(ctx, options);
   const { transport, log } = context;
   let lastPurge = 0;
   const stop = startLoop(async () => {

@@ -52,8 +52,8 @@ type MessageRequest = FastifyRequest<{ Params: { id: string } }>;
  * as one that does not exist, so ids cannot be probed.
  */
 export function registerMailboxRoutes(app: FastifyInstance): void {
-  if (app.config.mail.smtpUrl !== null) return;
-  const dir = app.config.mail.outboxDir;
+  if (app.ctx.config.mail.smtpUrl !== null) return;
+  const dir = app.ctx.config.mail.outboxDir;
 
   async function ownMessageOr404(request: MessageRequest, reply: FastifyReply): Promise<{ id: string; message: OutboxMessage } | null> {
     const { id } = request.params;
@@ -81,7 +81,7 @@ export function registerMailboxRoutes(app: FastifyInstance): void {
     const found = await ownMessageOr404(request, reply);
     if (found === null) return reply;
     reply.header('cache-control', 'no-store');
-    const textHtml = found.message.text === null ? null : textWithPortalLinks(found.message.text, app.config.publicUrl);
+    const textHtml = found.message.text === null ? null : textWithPortalLinks(found.message.text, app.ctx.config.publicUrl);
     return reply.view('mail/mailbox-message', {
       title: found.message.subject || 'Message',
       ...found,

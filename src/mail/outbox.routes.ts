@@ -12,8 +12,8 @@ export interface OutboxRoutesOptions {
 const LISTED_AT_MOST = 200;
 
 export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app, { preHandler }) => {
-  if (app.config.mail.smtpUrl !== null) return;
-  const dir = app.config.mail.outboxDir;
+  if (app.ctx.config.mail.smtpUrl !== null) return;
+  const dir = app.ctx.config.mail.outboxDir;
 
   app.get('/operator/outbox', { preHandler }, async (request, reply) => {
     const names = (await outboxFileNames(dir)).slice(0, LISTED_AT_MOST);
@@ -30,7 +30,7 @@ export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app,
     const message = await readOutboxFile(dir, name);
     reply.header('cache-control', 'no-store');
     const listPath = (request.routeOptions.url ?? '').replace(/\/:name$/, '');
-    const textHtml = message.text === null ? null : textWithPortalLinks(message.text, app.config.publicUrl);
+    const textHtml = message.text === null ? null : textWithPortalLinks(message.text, app.ctx.config.publicUrl);
     return reply.view('mail/outbox-message', { title: message.subject || 'Message', name, message, textHtml, listPath });
   });
 };

@@ -8,19 +8,19 @@ export function registerOperatorRoutes(app: FastifyInstance): void {
     '/operator',
     { preHandler: requireOperator },
     async (request, reply) => {
-      const [attempts, blocks] = await Promise.all([listRecentAttempts(app.database.db, 100), listActiveBlocks(app.ctx.regulator)]);
+      const [attempts, blocks] = await Promise.all([listRecentAttempts(app.ctx.database.db, 100), listActiveBlocks(app.ctx.regulator)]);
       return reply.header('cache-control', 'no-store').view('operator/index', {
         title: 'Operator',
         attempts,
         blocks,
-        now: app.clock.now(),
+        now: app.ctx.clock.now(),
         notice:
           request.query.unblocked !== undefined
             ? 'The block was lifted.'
             : request.query['no-block'] !== undefined
               ? 'There is no active block with that id any more; it may have ended or been lifted already.'
               : null,
-        outbox: app.config.mail.smtpUrl === null,
+        outbox: app.ctx.config.mail.smtpUrl === null,
       });
     },
   );

@@ -10,7 +10,7 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
     const parsed = parseRequestLogQuery(request.query);
     if (!parsed.ok) return render(reply, 400, { filter: parsed.filter, error: parsed.error });
     const { query } = parsed;
-    const page = await readRequestLog(app.database.db, DEFAULT_HOST, query);
+    const page = await readRequestLog(app.ctx.database.db, DEFAULT_HOST, query);
     if (!page.found)
       return render(reply, 400, {
         filter: query.filter,
@@ -28,7 +28,7 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
     status: number,
     data: { filter: string; error?: string; entries?: unknown[]; olderUrl?: string | null; continued?: boolean },
   ) {
-    const sync = await readSyncStatus(app.database.db, DEFAULT_HOST);
+    const sync = await readSyncStatus(app.ctx.database.db, DEFAULT_HOST);
     // Customer emails and IPs: never kept in a shared cache or the browser's.
     return reply
       .code(status)
@@ -41,7 +41,7 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
         entries: data.entries ?? null,
         olderUrl: data.olderUrl ?? null,
         continued: data.continued ?? false,
-        backupHostConfigured: app.config.backupHost !== null,
+        backupHostConfigured: app.ctx.config.backupHost !== null,
         sync,
         eventLabel,
         formatBytes: (n: number | null) => (n === null ? '' : formatBytes(n)),

@@ -34,10 +34,10 @@ export async function beginSecondStepIfNeeded(
   options: { remember: boolean; next: string | null },
 ): Promise<boolean> {
   const app = request.server;
-  if (!(await isTwoFactorOn(app.database.db, user.id))) return false;
+  if (!(await isTwoFactorOn(app.ctx.database.db, user.id))) return false;
   request.session.twoFactorPending = {
     userId: user.id,
-    until: app.clock.now().getTime() + SECOND_STEP_MINUTES * 60_000,
+    until: app.ctx.clock.now().getTime() + SECOND_STEP_MINUTES * 60_000,
     remember: options.remember,
     next: options.next,
   };
@@ -50,7 +50,7 @@ export async function beginSecondStepIfNeeded(
 export function pendingSignIn(request: FastifyRequest): PendingSignIn | null {
   const pending = request.session?.twoFactorPending;
   if (pending === undefined || pending === null || typeof pending.userId !== 'string') return null;
-  if (request.server.clock.now().getTime() >= pending.until) {
+  if (request.server.ctx.clock.now().getTime() >= pending.until) {
     request.session.twoFactorPending = undefined;
     return null;
   }

@@ -18,17 +18,17 @@ export function mustUseTwoFactor(app: FastifyInstance, user: { role: string }): 
 }
 
 export function registerTwoFactor(app: FastifyInstance): void {
-  const host = new URL(app.config.publicUrl).hostname;
+  const host = new URL(app.ctx.config.publicUrl).hostname;
   app.decorate('twoFactor', {
-    db: app.database.db,
+    db: app.ctx.database.db,
     log: app.log,
     regulator: app.ctx.regulator,
-    clock: app.clock,
-    keys: createKeyRing(app.config.secrets.encryptionKey, app.config.oldEncryptionKeys),
-    recoveryKey: recoveryCodeKey(app.config.secrets.passwordPepper),
+    clock: app.ctx.clock,
+    keys: createKeyRing(app.ctx.config.secrets.encryptionKey, app.ctx.config.oldEncryptionKeys),
+    recoveryKey: recoveryCodeKey(app.ctx.config.secrets.passwordPepper),
     issuer: `Archway (${host})`,
-    passwords: app.passwords,
-    requiredForCustomers: app.config.auth.twoFactorForCustomers,
+    passwords: app.ctx.passwords,
+    requiredForCustomers: app.ctx.config.auth.twoFactorForCustomers,
   });
 
   // An operator (or, when required, a customer) without two-factor reaches nothing but enrolment:
@@ -39,7 +39,7 @@ export function registerTwoFactor(app: FastifyInstance): void {
     if (user === null || !mustUseTwoFactor(app, user)) return;
     const path = request.url.split('?', 1)[0] ?? '';
     if (OPEN_WHILE_ENROLLING.some((pattern) => pattern.test(path))) return;
-    if (await isTwoFactorOn(app.database.db, user.id)) return;
+    if (await isTwoFactorOn(app.ctx.database.db, user.id)) return;
     if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect('/account/two-factor/enrol', 303);
     return reply.code(403).view('errors/error', {
       title: 'Set up two-factor sign-in first',

@@ -46,7 +46,7 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     values: { notice?: string | null; form?: 'disable' | 'codes' | null; errors?: { password?: string; code?: string } } = {},
   ) => {
     const user = request.user!;
-    const state = await twoFactorStatus(app.database.db, user.id);
+    const state = await twoFactorStatus(app.ctx.database.db, user.id);
     return reply
       .code(status)
       .header('cache-control', 'no-store')
@@ -162,7 +162,7 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     const confirmed = request.body?.confirm === 'yes';
     if (email === '') return renderReset(reply, 400, { error: 'Enter the email address of the account.' });
     if (!confirmed) return renderReset(reply, 400, { email, error: 'Tick the box to confirm you checked who is asking.' });
-    const target = await findUserByEmail(app.database.db, email);
+    const target = await findUserByEmail(app.ctx.database.db, email);
     if (target === null) return renderReset(reply, 404, { email, error: 'There is no account with that email address.' });
     if (target.id === request.user!.id)
       return renderReset(reply, 400, { email, error: 'You cannot reset your own two-factor sign-in; another operator must.' });

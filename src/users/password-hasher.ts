@@ -12,12 +12,6 @@ export interface PasswordHasher {
   verifyDummy(password: string): Promise<void>;
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    passwords: PasswordHasher;
-  }
-}
-
 /** Passwords are compared after NFKC, so the same password typed on another keyboard or OS still matches. */
 export function normalizePassword(password: string): string {
   return password.normalize('NFKC');

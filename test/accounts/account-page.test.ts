@@ -11,7 +11,7 @@ beforeAll(async () => {
 afterAll(async () => world.close());
 
 async function addPayment(userId: string, paidAt: string, amount: string, reference: string) {
-  await world.app.database.db
+  await world.app.ctx.database.db
     .insertInto('payments')
     .values({ user_id: userId, paid_at: new Date(paidAt), amount, currency: 'EUR', reference })
     .execute();
@@ -130,7 +130,7 @@ describe('what we store, and the terms', () => {
     };
     const { rows } = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%'`.execute(
-      world.app.database.db,
+      world.app.ctx.database.db,
     );
     for (const { table_name } of rows) {
       expect(coveredBy, `table ${table_name} is not described on /what-we-store`).toHaveProperty(table_name);

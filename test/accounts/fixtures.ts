@@ -39,7 +39,7 @@ export async function startWorld(env: Record<string, string> = {}): Promise<Acco
 /** Sends what the queue holds to the sink, as the mail worker would, and returns the new messages. */
 export async function deliverMail(world: AccountsWorld): Promise<ParsedMail[]> {
   const before = world.sink.messages.length;
-  await deliverDueMail(world.app);
+  await deliverDueMail(world.app.ctx);
   return world.sink.messages.slice(before);
 }
 

@@ -12,7 +12,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 let ipCounter = 0;
 const freshIp = () => `192.0.2.${(ipCounter += 1)}`;
 

@@ -30,7 +30,7 @@ async function askForReset(email: string): Promise<string> {
 }
 
 async function tokenRows(userId: string) {
-  return world.app.database.db.selectFrom('account_tokens').selectAll().where('user_id', '=', userId).orderBy('id').execute();
+  return world.app.ctx.database.db.selectFrom('account_tokens').selectAll().where('user_id', '=', userId).orderBy('id').execute();
 }
 
 describe('forgot password', () => {
@@ -115,7 +115,7 @@ describe('setting a new password from the link', () => {
     expect((await laptop.signIn(user.email, PASSWORD)).status).toBe(303);
     expect((await phone.signIn(user.email, PASSWORD)).status).toBe(303);
     expect((await laptop.get('/account')).status).toBe(200);
-    const sessionsBefore = await world.app.database.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute();
+    const sessionsBefore = await world.app.ctx.database.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute();
     expect(sessionsBefore).toHaveLength(2);
 
     const link = await askForReset(user.email);
@@ -146,18 +146,18 @@ describe('setting a new password from the link', () => {
     expect((await browser.get('/account')).location).toMatch(/^\/sign-in/);
 
     // Every session of the user is gone server-side; the old cookies lead to the sign-in page.
-    expect(await world.app.database.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    expect(await world.app.ctx.database.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
     expect((await laptop.get('/account')).location).toMatch(/^\/sign-in/);
     expect((await phone.get('/account')).location).toMatch(/^\/sign-in/);
 
-    const stored = await findUserById(world.app.database.db, user.id);
-    expect((await world.app.passwords.verify(stored!.passwordHash!, NEW_PASSWORD)).ok).toBe(true);
-    expect((await world.app.passwords.verify(stored!.passwordHash!, PASSWORD)).ok).toBe(false);
+    const stored = await findUserById(world.app.ctx.database.db, user.id);
+    expect((await world.app.ctx.passwords.verify(stored!.passwordHash!, NEW_PASSWORD)).ok).toBe(true);
+    expect((await world.app.ctx.passwords.verify(stored!.passwordHash!, PASSWORD)).ok).toBe(false);
     const tokens = await tokenRows(user.id);
     expect(tokens).toHaveLength(1);
     expect(tokens[0]!.used_at).not.toBeNull();
 
-    const audit = await world.app.database.db.selectFrom('audit_log').selectAll().where('subject', '=', user.id).execute();
+    const audit = await world.app.ctx.database.db.selectFrom('audit_log').selectAll().where('subject', '=', user.id).execute();
     expect(audit.map((a) => [a.action, a.detail])).toEqual([['user.password_reset', { via: 'password_reset', endedSessions: 2 }]]);
 
     // The user is told by email that the password changed.
@@ -181,7 +181,7 @@ describe('setting a new password from the link', () => {
       '/set-password/done',
     );
     await deliverMail(world);
-    const hashAfterFirst = (await findUserById(world.app.database.db, user.id))!.passwordHash;
+    const hashAfterFirst = (await findUserById(world.app.ctx.database.db, user.id))!.passwordHash;
 
     const again = new WebClient(world.app);
     await again.get(link);
@@ -194,7 +194,7 @@ describe('setting a new password from the link', () => {
     const posted = await again.post('/set-password', { password: 'Other-Password-99', password_confirm: 'Other-Password-99' });
     expect(posted.status).toBe(400);
     expect(posted.body).toContain('This link does not work any more');
-    expect((await findUserById(world.app.database.db, user.id))!.passwordHash).toBe(hashAfterFirst);
+    expect((await findUserById(world.app.ctx.database.db, user.id))!.passwordHash).toBe(hashAfterFirst);
   });
 
   it('refuses a link after its hour, and leaves the password as it was', async () => {
@@ -211,7 +211,7 @@ describe('setting a new password from the link', () => {
     } finally {
       world.subject.clock.advanceMinutes(-61);
     }
-    expect((await findUserById(world.app.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
+    expect((await findUserById(world.app.ctx.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
     expect((await tokenRows(user.id))[0]!.used_at).toBeNull();
   });
 
@@ -262,7 +262,7 @@ describe('setting a new password from the link', () => {
     const mismatch = await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: `${NEW_PASSWORD}x` });
     expect(mismatch.status).toBe(400);
     expect(mismatch.body).toContain('<p class="field-error" id="confirm-error">The two passwords are not the same.');
-    expect((await findUserById(world.app.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
+    expect((await findUserById(world.app.ctx.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
     // Still usable after the refusals.
     const good = await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD });
     expect(good.location).toBe('/set-password/done');
@@ -293,21 +293,21 @@ describe('setting a new password from the link', () => {
     expect((await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD })).location).toBe(
       '/set-password/done',
     );
-    expect((await findUserById(world.app.database.db, user.id))?.status).toBe('active');
+    expect((await findUserById(world.app.ctx.database.db, user.id))?.status).toBe('active');
     // A first password is not a change: nobody needs warning.
     expect(await deliverMail(world)).toEqual([]);
-    const audit = await world.app.database.db.selectFrom('audit_log').select('action').where('subject', '=', user.id).execute();
+    const audit = await world.app.ctx.database.db.selectFrom('audit_log').select('action').where('subject', '=', user.id).execute();
     expect(audit).toEqual([{ action: 'user.password_set' }]);
   });
 
   it('stops a link from working once its account is suspended', async () => {
     const user = await createUser(world.app);
     const link = await askForReset(user.email);
-    await world.app.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
+    await world.app.ctx.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
     const browser = new WebClient(world.app);
     await browser.get(link);
     expect((await browser.get('/set-password')).status).toBe(400);
-    expect((await findUserById(world.app.database.db, user.id))?.passwordHash).toBe(user.passwordHash);
+    expect((await findUserById(world.app.ctx.database.db, user.id))?.passwordHash).toBe(user.passwordHash);
   });
 
   it('refuses a form post without the CSRF token and changes nothing', async () => {
@@ -323,7 +323,7 @@ describe('setting a new password from the link', () => {
       payload: new URLSearchParams({ password: NEW_PASSWORD, password_confirm: NEW_PASSWORD }).toString(),
     });
     expect(forged.status).toBe(403);
-    expect((await findUserById(world.app.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
+    expect((await findUserById(world.app.ctx.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
     expect((await tokenRows(user.id))[0]!.used_at).toBeNull();
   });
 });

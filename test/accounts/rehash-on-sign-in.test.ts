@@ -18,16 +18,16 @@ describe('signing in after the argon2 parameters were raised', () => {
     const old = createPasswordHasher(testConfig(world.database.url));
     const user = await createUser(world.app, { password: null });
     const oldHash = await old.hash(PASSWORD);
-    await world.app.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
+    await world.app.ctx.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
     expect(oldHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
 
     expect((await new WebClient(world.app).signIn(user.email, 'Wrong-Password-1')).status).toBe(401);
-    expect((await findUserById(world.app.database.db, user.id))?.passwordHash).toBe(oldHash);
+    expect((await findUserById(world.app.ctx.database.db, user.id))?.passwordHash).toBe(oldHash);
 
     expect((await new WebClient(world.app).signIn(user.email, PASSWORD)).status).toBe(303);
-    const fresh = (await findUserById(world.app.database.db, user.id))?.passwordHash ?? '';
+    const fresh = (await findUserById(world.app.ctx.database.db, user.id))?.passwordHash ?? '';
     expect(fresh).toMatch(/^\$argon2id\$v=19\$m=19456,t=3,p=1\$/);
     expect((await new WebClient(world.app).signIn(user.email, PASSWORD)).status).toBe(303);
-    expect((await findUserById(world.app.database.db, user.id))?.passwordHash).toBe(fresh);
+    expect((await findUserById(world.app.ctx.database.db, user.id))?.passwordHash).toBe(fresh);
   });
 });

@@ -27,7 +27,7 @@ afterAll(async () => {
   await world.close();
 });
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const users = () =>
   db()
     .selectFrom('users')

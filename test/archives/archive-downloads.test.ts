@@ -47,7 +47,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const sync = () => syncBackupHostEvents({ db: db(), backupHost: world.app.ctx.backupHost()!, clock: world.clock, publicUrl: PUBLIC_URL });
 const dispatcherEvents = () =>
   world.dispatcher.run('events.since', { after: 0 }).answer.result.events as Array<{ type: string; archiveId: string }>;

@@ -101,7 +101,7 @@ describe('a customer downloads an archive of their backup', () => {
     await until('the archive to be ready', async () => {
       clock.advance(5_000);
       await pollDueArchives(app.ctx, { now: () => clock.now() });
-      const row = await app.database.db
+      const row = await app.ctx.database.db
         .selectFrom('archive_requests')
         .select('state')
         .where('id', '=', requestId!)
@@ -111,7 +111,7 @@ describe('a customer downloads an archive of their backup', () => {
     });
     await page.reload();
     expect(await page.textContent('#archive-state')).toBe('ready to download');
-    const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
+    const row = await app.ctx.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
     await asking.close();
 
     // The link mailer arms a new token over SSH and emails the link straight to the SMTP server.
@@ -175,7 +175,7 @@ describe('a customer downloads an archive of their backup', () => {
     expect((await downloading.cookies()).find((c) => c.name === 'archway-download')).toBeUndefined();
 
     // Once the portal has copied the backup host's events, its own pages say so too.
-    expect(await syncBackupHostEvents({ db: app.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({
+    expect(await syncBackupHostEvents({ db: app.ctx.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({
       outcome: 'synced',
       downloaded: 1,
     });
@@ -212,7 +212,7 @@ describe('a customer downloads an archive of their backup', () => {
       async () => {
         clock.advance(5_000);
         await pollDueArchives(app.ctx, { now: () => clock.now() });
-        const row = await app.database.db
+        const row = await app.ctx.database.db
           .selectFrom('archive_requests')
           .select('state')
           .where('id', '=', requestId!)
@@ -221,7 +221,7 @@ describe('a customer downloads an archive of their backup', () => {
       },
       60_000,
     );
-    const row = await app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
+    const row = await app.ctx.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId!).executeTakeFirstOrThrow();
     const size = Number(row.size_bytes);
     const mailsBefore = sink.messages.length;
     expect(await sendDueLinks(app.ctx, { now: () => clock.now() })).toEqual(['sent']);
@@ -240,16 +240,17 @@ describe('a customer downloads an archive of their backup', () => {
     const cut = await httpGet(first, { localAddress: '127.0.0.1', stopAfterBytes: 1024 * 1024, discardBody: true });
     expect(cut).toMatchObject({ status: 200, aborted: true });
     const backupHost = backupHostFromSettings(settings);
-    const sync = () => syncBackupHostEvents({ db: app.database.db, backupHost, clock, publicUrl: origin });
+    const sync = () => syncBackupHostEvents({ db: app.ctx.database.db, backupHost, clock, publicUrl: origin });
     await until('the interrupted download to be recorded', async () => {
       const { events } = await backupHost.eventsSince({ after: 0, limit: 1000 });
       return events.some((e) => e.archiveId === row.archive_id && e.type === 'download.interrupted') ? true : undefined;
     });
     expect(await sync()).toMatchObject({ outcome: 'synced' });
     const state = async () =>
-      (await app.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow()).state;
+      (await app.ctx.database.db.selectFrom('archive_requests').select('state').where('id', '=', requestId!).executeTakeFirstOrThrow())
+        .state;
     expect(await state()).toBe('ready');
-    const interrupted = await app.database.db
+    const interrupted = await app.ctx.database.db
       .selectFrom('backup_host_events')
       .selectAll()
       .where('archive_id', '=', row.archive_id!)

@@ -28,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world?.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 
 /** A customer with two snapshots: daily.0 (newest, held "building" until released when asked) and daily.1. */
 async function customerWithBackups(options: { held?: boolean } = {}): Promise<{ user: User; client: WebClient; newest: string }> {
@@ -439,7 +439,7 @@ describe('without a working backup host', () => {
       expect(page.body).not.toContain('action="/archives"');
       const post = await client.post('/archives', { snapshot: 'daily.0' });
       expect(post.status).toBe(503);
-      expect(await bare.app.database.db.selectFrom('archive_requests').selectAll().execute()).toEqual([]);
+      expect(await bare.app.ctx.database.db.selectFrom('archive_requests').selectAll().execute()).toEqual([]);
       expect(await pollDueArchives(bare.app.ctx)).toEqual([]);
     } finally {
       await bare.close();
@@ -468,7 +468,7 @@ describe('without a working backup host', () => {
       expect(post.status).toBe(503);
       expect(post.body).toContain('Nothing was started; please try again in a few minutes.');
       expect(
-        await down.app.database.db.selectFrom('archive_requests').selectAll().where('state', 'in', ['requested', 'building']).execute(),
+        await down.app.ctx.database.db.selectFrom('archive_requests').selectAll().where('state', 'in', ['requested', 'building']).execute(),
       ).toEqual([]);
     } finally {
       await down.close();

@@ -152,7 +152,7 @@ export async function readyArchive(world: ArchiveWorld): Promise<ReadyArchive> {
 }
 
 export async function requestRow(world: ArchiveWorld, id: string) {
-  return world.app.database.db.selectFrom('archive_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  return world.app.ctx.database.db.selectFrom('archive_requests').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 }
 
 /** Runs the poller (moving the app's clock past each wait) until the request reaches one of the states. */
@@ -178,7 +178,7 @@ export async function sendLinks(world: ArchiveWorld): Promise<ParsedMail[]> {
 /** Runs the ordinary mail queue once (the "could not be made" email goes that way). */
 export async function deliverQueuedMail(world: ArchiveWorld): Promise<ParsedMail[]> {
   const before = world.sink.messages.length;
-  await deliverDueMail(world.app, { now: () => world.clock.now() });
+  await deliverDueMail(world.app.ctx, { now: () => world.clock.now() });
   return world.sink.messages.slice(before);
 }
 
@@ -191,7 +191,7 @@ export function downloadLinkIn(message: ParsedMail): { path: string; token: stri
 
 /** Every row of every table in the public schema, as text: where a leaked secret would show up. */
 export async function everyStoredText(world: { app: FastifyInstance }): Promise<string> {
-  const db = world.app.database.db;
+  const db = world.app.ctx.database.db;
   const { rows: tables } = await sql<{ table_name: string }>`
     select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`.execute(db);
   const parts: string[] = [];

@@ -30,7 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world?.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const COOKIE = 'archway-download';
 
 /** A ready archive whose emailed token is remembered, to be looked for in the database and logs later. */

@@ -46,12 +46,12 @@ afterAll(async () => {
   await database.drop();
 });
 
-const db = () => subject.app.database.db;
+const db = () => subject.app.ctx.database.db;
 const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({
   db: db(),
   backupHost,
   clock: subject.clock,
-  publicUrl: subject.app.config.publicUrl,
+  publicUrl: subject.app.ctx.config.publicUrl,
   ...overrides,
 });
 
@@ -408,9 +408,9 @@ describe('the sync job that archway serve runs', () => {
     const misconfigured = createContext({
       log: subject.app.log,
       clock: subject.clock,
-      database: subject.app.database,
+      database: subject.app.ctx.database,
       config: {
-        ...subject.app.config,
+        ...subject.app.ctx.config,
         backupHost: {
           host: '127.0.0.1',
           port: 22,

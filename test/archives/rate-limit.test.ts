@@ -190,7 +190,9 @@ describe('the archive forms', () => {
     expectLimitedPage(await client.post('/archives', { snapshot: 'daily.0' }));
     expect(backupsListCalls()).toBe(before);
     expect(readdirSync(world.dispatcher.archiveRoot)).toHaveLength(archivesBefore);
-    expect(await world.app.database.db.selectFrom('archive_requests').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    expect(await world.app.ctx.database.db.selectFrom('archive_requests').select('id').where('user_id', '=', user.id).execute()).toEqual(
+      [],
+    );
   });
 
   it('take 10 cancels and 10 "send the link again" a minute from a user, each counted on its own', async () => {

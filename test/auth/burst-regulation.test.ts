@@ -21,7 +21,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 let ipCounter = 0;
 const freshIp = () => `198.51.100.${(ipCounter += 1)}`;
 
@@ -103,7 +103,7 @@ describe('a burst of wrong passwords', () => {
     const user = await createUser(world.app);
     const ip = freshIp();
     const verified: string[] = [];
-    const passwords = world.app.passwords;
+    const passwords = world.app.ctx.passwords;
     const realVerify = passwords.verify.bind(passwords);
     // Counts the argon2 verifications against the account's real hash (the dummy work of a refusal is not one).
     passwords.verify = async (stored, password) => {
@@ -123,7 +123,7 @@ describe('a burst of wrong passwords', () => {
     } finally {
       passwords.verify = realVerify;
     }
-    const limit = world.app.config.auth.regulation.userMaxFailures;
+    const limit = world.app.ctx.config.auth.regulation.userMaxFailures;
     expect(verified.length).toBeGreaterThan(0);
     expect(verified.length).toBeLessThanOrEqual(limit);
     const failures = await db()

@@ -20,7 +20,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-const db = () => subject.app.database.db;
+const db = () => subject.app.ctx.database.db;
 
 async function signedIn() {
   const user = await createUser(subject.app);

@@ -29,7 +29,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-const db = () => subject.app.database.db;
+const db = () => subject.app.ctx.database.db;
 /** A fresh address for each attacker or user, so tests do not trip each other's IP blocks. */
 const freshIp = () => `198.18.${Math.floor(nextIp / 250)}.${(nextIp++ % 250) + 1}`;
 
@@ -198,7 +198,7 @@ describe('per-address regulation', () => {
   });
 
   it('escalates the address block: 15 minutes, then 30, then an hour', () => {
-    const s = subject.app.config.auth.regulation;
+    const s = subject.app.ctx.config.auth.regulation;
     expect([1, 2, 3, 7, 20].map((level) => blockDurationMs(s, 'ip', level) / 60_000)).toEqual([15, 30, 60, 960, 1440]);
     expect([1, 2, 3, 4, 5, 9].map((level) => blockDurationMs(s, 'user', level) / 1000)).toEqual([60, 120, 240, 480, 900, 900]);
   });
@@ -221,7 +221,7 @@ describe('the operator', () => {
     }
     // The same text gives the same fingerprint, so the operator still sees one address tried again and again.
     expect(rows[0]!.email_tried).toBe(rows[1]!.email_tried);
-    expect(rows[0]!.email_tried).toBe(storedAddress(addressHashKey(subject.app.config.secrets.passwordPepper), typed, false));
+    expect(rows[0]!.email_tried).toBe(storedAddress(addressHashKey(subject.app.ctx.config.secrets.passwordPepper), typed, false));
 
     const desk = new WebClient(subject.app, { remoteAddress: freshIp() });
     expect((await signInOperator(subject.app, desk, operator.email, secret)).location).toBe('/operator');

@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(async () => world.close());
 
 const COOKIE = 'archway-remember';
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const clock = () => world.subject.clock;
 
 /** A browser whose session has ended (closed, idle) but which still holds its remember-me cookie. */

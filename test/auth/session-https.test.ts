@@ -44,7 +44,7 @@ describe('HTTPS behind the trusted proxy', () => {
   it('takes the client address from the proxy header, and records it', async () => {
     const user = await createUser(subject.app);
     await new WebClient(subject.app, VIA_PROXY).signIn(user.email, PASSWORD);
-    const row = await subject.app.database.db
+    const row = await subject.app.ctx.database.db
       .selectFrom('sign_in_attempts')
       .select(['ip', 'outcome'])
       .where('user_id', '=', user.id)
@@ -58,7 +58,7 @@ describe('HTTPS behind the trusted proxy', () => {
       remoteAddress: '10.0.1.9',
       headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.77' },
     }).signIn(user.email, PASSWORD);
-    const row = await subject.app.database.db
+    const row = await subject.app.ctx.database.db
       .selectFrom('sign_in_attempts')
       .select('ip')
       .where('user_id', '=', user.id)
@@ -84,7 +84,7 @@ describe('HTTPS behind the trusted proxy', () => {
       await spoofer.signIn(user.email, 'Wrong-Password-1');
       const trusted = new WebClient(open.app, { remoteAddress: PROXY, headers: { 'x-forwarded-for': '198.51.100.99' } });
       await trusted.signIn(user.email, 'Wrong-Password-2');
-      const rows = await open.app.database.db
+      const rows = await open.app.ctx.database.db
         .selectFrom('sign_in_attempts')
         .select(['ip', 'reason'])
         .where('user_id', '=', user.id)
@@ -122,7 +122,9 @@ describe('HTTPS behind the trusted proxy', () => {
     });
     expect(answer.statusCode).toBe(403);
     expect(answer.body).toContain('This portal only answers over HTTPS.');
-    expect(await subject.app.database.db.selectFrom('sign_in_attempts').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+    expect(await subject.app.ctx.database.db.selectFrom('sign_in_attempts').select('id').where('user_id', '=', user.id).execute()).toEqual(
+      [],
+    );
   });
 
   it('still answers health probes over plain HTTP', async () => {

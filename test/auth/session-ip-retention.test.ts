@@ -19,7 +19,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-const db = () => subject.app.database.db;
+const db = () => subject.app.ctx.database.db;
 
 describe('the IP retention purge', () => {
   it('forgets addresses older than 30 days and keeps the newer ones', async () => {
@@ -166,7 +166,7 @@ describe('the IP retention purge', () => {
       .values([login('expired-series', 6), login('live-series', 1)])
       .execute();
 
-    const stop = startIpRetentionJob(subject.app, 60_000);
+    const stop = startIpRetentionJob(subject.app.ctx, 60_000);
     try {
       await expect.poll(() => subject.logText(), { timeout: 5_000 }).toContain('IP retention purge done');
     } finally {

@@ -32,7 +32,7 @@ function idOf(cookieValue: string): string {
 }
 
 async function sessionRows(userId: string) {
-  return subject.app.database.db.selectFrom('sessions').selectAll().where('user_id', '=', userId).execute();
+  return subject.app.ctx.database.db.selectFrom('sessions').selectAll().where('user_id', '=', userId).execute();
 }
 
 /** GET /sign-out shows its page only to a signed-in user: a cheap probe of "still signed in?". */
@@ -55,7 +55,7 @@ describe('the session', () => {
     const page = await client.get('/sign-in');
     expect(page.status).toBe(200);
     expect(client.cookies.has(COOKIE)).toBe(false);
-    expect(await subject.app.database.db.selectFrom('sessions').select('id').where('user_id', 'is', null).execute()).toEqual([]);
+    expect(await subject.app.ctx.database.db.selectFrom('sessions').select('id').where('user_id', 'is', null).execute()).toEqual([]);
   });
 
   it('keeps only a hash of a random 256-bit id on the server', async () => {
@@ -76,7 +76,9 @@ describe('the session', () => {
     await victim.signIn(user.email, PASSWORD);
     const issued = victim.cookies.get(COOKIE)!;
     expect(idOf(issued)).not.toBe(planted);
-    expect(await subject.app.database.db.selectFrom('sessions').select('id').where('id', '=', sessionKey(planted)).execute()).toEqual([]);
+    expect(await subject.app.ctx.database.db.selectFrom('sessions').select('id').where('id', '=', sessionKey(planted)).execute()).toEqual(
+      [],
+    );
   });
 
   it('replaces the session when someone signs in over an existing one, and the old cookie stops working', async () => {
@@ -174,7 +176,7 @@ describe('the session', () => {
 
   it('ends the session of an account suspended meanwhile at its next request', async () => {
     const { user, client } = await signedInClient();
-    await subject.app.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
+    await subject.app.ctx.database.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', user.id).execute();
     expect(await isSignedIn(client)).toBe(false);
     expect(await sessionRows(user.id)).toEqual([]);
   });
@@ -188,12 +190,12 @@ describe('the session', () => {
     expect(await sessionRows(user.id)).toHaveLength(3);
 
     const kept = idOf(laptop.cookies.get(COOKIE)!);
-    expect(await endUserSessions(subject.app.database.db, user.id, { exceptSessionId: kept })).toBe(2);
+    expect(await endUserSessions(subject.app.ctx.database.db, user.id, { exceptSessionId: kept })).toBe(2);
     expect(await isSignedIn(laptop)).toBe(true);
     expect(await isSignedIn(phone)).toBe(false);
     expect(await isSignedIn(tablet)).toBe(false);
 
-    expect(await endUserSessions(subject.app.database.db, user.id)).toBe(1);
+    expect(await endUserSessions(subject.app.ctx.database.db, user.id)).toBe(1);
     expect(await isSignedIn(laptop)).toBe(false);
   });
 
@@ -203,7 +205,7 @@ describe('the session', () => {
     const running = new Promise<() => void>((resolve) => (slowPageRunning = resolve));
     const slow = client.get('/test/slow-page');
     const release = await running;
-    await endUserSessions(subject.app.database.db, user.id);
+    await endUserSessions(subject.app.ctx.database.db, user.id);
     release();
     expect((await slow).status).toBe(200);
     expect(await sessionRows(user.id)).toEqual([]);

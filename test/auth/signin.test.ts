@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 async function attemptsFor(email: string) {
-  return subject.app.database.db
+  return subject.app.ctx.database.db
     .selectFrom('sign_in_attempts')
     .select(['email_tried', 'user_id', 'ip', 'outcome', 'reason'])
     .where('email_tried', '=', email)
@@ -56,7 +56,7 @@ describe('the sign-in page', () => {
     expect(answer.status).toBe(303);
     expect(answer.location).toBe('/account');
 
-    const rows = await subject.app.database.db.selectFrom('sessions').selectAll().where('user_id', '=', user.id).execute();
+    const rows = await subject.app.ctx.database.db.selectFrom('sessions').selectAll().where('user_id', '=', user.id).execute();
     expect(rows).toHaveLength(1);
     expect(rows[0]!.ip).toBe('198.51.100.7');
     expect(rows[0]!.user_agent).toBe('lightMyRequest');
@@ -70,24 +70,24 @@ describe('the sign-in page', () => {
   });
 
   it('re-hashes a password stored with older argon2 parameters at the successful sign-in', async () => {
-    const config = subject.app.config;
+    const config = subject.app.ctx.config;
     const older = createPasswordHasher({
       auth: { ...config.auth, argon2: { ...config.auth.argon2, timeCost: config.auth.argon2.timeCost + 1 } },
       secrets: config.secrets,
     });
     const user = await createUser(subject.app, { password: null, status: 'active' });
     const oldHash = await older.hash(PASSWORD);
-    await subject.app.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
+    await subject.app.ctx.database.db.updateTable('users').set({ password_hash: oldHash }).where('id', '=', user.id).execute();
 
     expect((await new WebClient(subject.app).signIn(user.email, PASSWORD)).status).toBe(303);
-    const { password_hash } = await subject.app.database.db
+    const { password_hash } = await subject.app.ctx.database.db
       .selectFrom('users')
       .select('password_hash')
       .where('id', '=', user.id)
       .executeTakeFirstOrThrow();
     expect(password_hash).not.toBe(oldHash);
     expect(password_hash).toContain(`t=${config.auth.argon2.timeCost},`);
-    expect((await subject.app.passwords.verify(password_hash!, PASSWORD)).needsRehash).toBe(false);
+    expect((await subject.app.ctx.passwords.verify(password_hash!, PASSWORD)).needsRehash).toBe(false);
     // And the new hash works for the next sign-in.
     expect((await new WebClient(subject.app).signIn(user.email, PASSWORD)).status).toBe(303);
   });
@@ -140,14 +140,15 @@ describe('the sign-in page', () => {
       expect(answer.headers['set-cookie']?.toString() ?? '').not.toMatch(/archway-session=[^;]/);
       answers.push(visibleAnswer(answer.body));
       // An address that named no account is kept only as a keyed fingerprint (it may be a password typed in the wrong field).
-      const stored = t.userId === null ? storedAddress(addressHashKey(subject.app.config.secrets.passwordPepper), t.email, false) : t.email;
+      const stored =
+        t.userId === null ? storedAddress(addressHashKey(subject.app.ctx.config.secrets.passwordPepper), t.email, false) : t.email;
       expect(await attemptsFor(stored)).toEqual([
         { email_tried: stored, user_id: t.userId, ip: '127.0.0.1', outcome: t.outcome, reason: t.reason },
       ]);
     }
     expect(new Set(answers).size).toBe(1);
     expect(
-      await subject.app.database.db
+      await subject.app.ctx.database.db
         .selectFrom('sessions')
         .select('id')
         .where('user_id', 'in', [active.id, suspended.id, invited.id])

@@ -47,7 +47,9 @@ describe('signing in and out in a browser with JavaScript off', () => {
       expect(page.url()).toBe(`${origin}/sign-in?signed-out`);
       expect(await page.locator('p.flash').textContent()).toBe('You have signed out.');
       expect((await context.cookies()).find((c) => c.name === 'archway-session')).toBeUndefined();
-      expect(await subject.app.database.db.selectFrom('sessions').select('id').where('user_id', '=', customer.id).execute()).toEqual([]);
+      expect(await subject.app.ctx.database.db.selectFrom('sessions').select('id').where('user_id', '=', customer.id).execute()).toEqual(
+        [],
+      );
 
       // The account page is closed again.
       await page.goto(`${origin}/account`);

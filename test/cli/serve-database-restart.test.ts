@@ -70,7 +70,7 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     makeSnapshot(world, ready.domain!, 'daily.0', 1);
     const readyId = await askForArchive(await signedIn(world, ready), 'daily.0');
     await pollUntil(world, readyId, ['ready']);
-    await enqueueMail(world.app.database.db, { to: building.email, template: 'test-message', data: {} });
+    await enqueueMail(world.app.ctx.database.db, { to: building.email, template: 'test-message', data: {} });
 
     server = await startServer({
       cwd: mkdtempSync(path.join(tmpdir(), 'archway-serve-')),

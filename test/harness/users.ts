@@ -9,11 +9,13 @@ import type { Page, WebClient } from './web-client.js';
 /** Every test account's password unless told otherwise; it passes the password policy, so pages accept it as a new one too. */
 export const PASSWORD = 'Tangerine-Harbour-42';
 
-/** Where an account is stored: an app, or a database and (for an account with a password) a hasher. */
-export interface UserStore {
+interface UserDatabase {
   database: { db: Db };
   passwords?: { hash(password: string): Promise<string> };
 }
+
+/** Where an account is stored: an app (its context), or a database and (for an account with a password) a hasher. */
+export type UserStore = UserDatabase | { ctx: UserDatabase };
 
 export interface UserOptions extends Partial<Omit<NewUser, 'passwordHash'>> {
   role?: UserRole;
@@ -28,7 +30,8 @@ let counter = 0;
  * installation domain (it names the customer's backups on the backup host) and the small plan.
  * An operator has no domain and no plan.
  */
-export async function createUser(store: UserStore, options: UserOptions = {}): Promise<User> {
+export async function createUser(where: UserStore, options: UserOptions = {}): Promise<User> {
+  const store = 'ctx' in where ? where.ctx : where;
   counter += 1;
   const tag = `${counter}-${Math.random().toString(36).slice(2, 8)}`;
   const { password = PASSWORD, role = 'customer', ...fields } = options;
@@ -49,8 +52,8 @@ export async function createUser(store: UserStore, options: UserOptions = {}): P
 /** Turns two-factor sign-in on for the user with a fresh secret, as enrolment would; returns the secret the phone holds. */
 export async function turnOnTwoFactor(app: FastifyInstance, userId: string): Promise<Buffer> {
   const secret = generateSecret();
-  const now = app.clock.now();
-  await app.database.db
+  const now = app.ctx.clock.now();
+  await app.ctx.database.db
     .insertInto('two_factor')
     .values({
       user_id: userId,
@@ -65,7 +68,7 @@ export async function turnOnTwoFactor(app: FastifyInstance, userId: string): Pro
 
 /** The code the phone shows now by the app's clock. Each works once: take the next step for the next sign-in. */
 export function currentCode(app: FastifyInstance, secret: Buffer): string {
-  return codeAt(secret, app.clock.now());
+  return codeAt(secret, app.ctx.clock.now());
 }
 
 /**

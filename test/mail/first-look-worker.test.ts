@@ -31,7 +31,7 @@ describe('mail in first-look mode on the embedded database', () => {
     const outboxDir = path.join(dataDir, 'outbox');
     const app = await buildApp({ config: { ...base, databaseUrl: null, mail: { ...base.mail, smtpUrl: null, outboxDir } }, database });
     const worker = workerClock();
-    const stopWorker = startMailWorker(app, { now: worker.now, pollIntervalMs: 20 });
+    const stopWorker = startMailWorker(app.ctx, { now: worker.now, pollIntervalMs: 20 });
     try {
       for (const name of ['alice', 'bob', 'carol']) {
         await database.db

@@ -64,7 +64,7 @@ describe('mail delivery failures', () => {
   it('signs in to the relay with the password from the URL and delivers', async () => {
     await withRelay(goodUrl(), async (subject) => {
       await enqueueMail(database.handle.db, message('alice@example.net'));
-      expect(await deliverDueMail(subject.app)).toEqual(['sent']);
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['sent']);
       expect(sink.messages).toHaveLength(1);
       await expectNoPasswordIn(subject);
     });
@@ -73,7 +73,7 @@ describe('mail delivery failures', () => {
   it('gives up at once on a recipient the relay refuses, and records why without the password', async () => {
     await withRelay(goodUrl(), async (subject) => {
       await enqueueMail(database.handle.db, message('gone@example.net'));
-      expect(await deliverDueMail(subject.app)).toEqual(['failed']);
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['failed']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'failed', attempts: 1, body: null, recipient: 'gone@example.net' });
       expect(row.last_error).toMatch(/^EENVELOPE: .*550 Mailbox unavailable: gone@example\.net$/);
@@ -88,7 +88,7 @@ describe('mail delivery failures', () => {
   it('keeps retrying when the relay refuses the login, and records why without the password', async () => {
     await withRelay(`smtp://archway:wrong-${ENCODED_PASSWORD}@127.0.0.1:${sink.port}`, async (subject) => {
       await enqueueMail(database.handle.db, message('alice@example.net'));
-      expect(await deliverDueMail(subject.app)).toEqual(['retry']);
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'pending', attempts: 1 });
       expect(row.last_error).toMatch(/^EAUTH: Invalid login: 535 Authentication failed$/);
@@ -115,7 +115,7 @@ describe('mail delivery failures', () => {
     const subject = await buildTestApp(handle, database.url, { ARCHWAY_SMTP_URL: goodUrl() }, { mail });
     try {
       await enqueueMail(database.handle.db, message('alice@example.net'));
-      expect(await deliverDueMail(subject.app)).toEqual(['retry']);
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       expect((await onlyRow()).last_error).toBe('ETLS: Error upgrading connection with STARTTLS: 500 Error: command not recognized');
       expect(sink.messages).toHaveLength(0);
     } finally {
@@ -126,7 +126,7 @@ describe('mail delivery failures', () => {
   it('sends nothing in clear text when the URL asks for requireTLS and the relay offers no STARTTLS', async () => {
     await withRelay(`${goodUrl()}?requireTLS=true`, async (subject) => {
       await enqueueMail(database.handle.db, message('alice@example.net'));
-      expect(await deliverDueMail(subject.app)).toEqual(['retry']);
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'pending', attempts: 1 });
       expect(row.last_error).toBe('ETLS: Error upgrading connection with STARTTLS: 500 Error: command not recognized');
@@ -143,7 +143,7 @@ describe('mail delivery failures', () => {
     ]) {
       await withRelay(badUrl, async (subject) => {
         await enqueueMail(database.handle.db, message('alice@example.net'));
-        expect(await deliverDueMail(subject.app)).toEqual(['retry']);
+        expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
         const row = await onlyRow();
         expect(row).toMatchObject({
           status: 'pending',

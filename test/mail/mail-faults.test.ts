@@ -42,8 +42,8 @@ describe('the mail worker and a misbehaving relay', () => {
   it('ends a delivery to a relay that drips "250-" lines forever at its deadline, holding no transaction meanwhile', async () => {
     const smtp = await startScriptedSmtp({ mode: 'drip' });
     await withRelay(smtp, async (subject) => {
-      await enqueueMail(subject.app.database.db, { to: 'drip@example.net', template: 'test-message', data: {} });
-      const delivering = deliverDueMail(subject.app, { deliveryDeadlineMs: 2_000 });
+      await enqueueMail(subject.app.ctx.database.db, { to: 'drip@example.net', template: 'test-message', data: {} });
+      const delivering = deliverDueMail(subject.app.ctx, { deliveryDeadlineMs: 2_000 });
       await smtp.waitForStalls(1);
       expect(await sessionsInTransaction()).toBe(0);
       expect(await delivering).toEqual(['retry']);
@@ -64,10 +64,10 @@ describe('the mail worker and a misbehaving relay', () => {
       },
     });
     await withRelay(smtp, async (subject) => {
-      await enqueueMail(subject.app.database.db, { to: 'once@example.net', template: 'test-message', data: {} });
-      expect(await deliverDueMail(subject.app)).toEqual(['sent']);
+      await enqueueMail(subject.app.ctx.database.db, { to: 'once@example.net', template: 'test-message', data: {} });
+      expect(await deliverDueMail(subject.app.ctx)).toEqual(['sent']);
       // Later runs (the lease long over) find nothing more to send.
-      expect(await deliverDueMail(subject.app, { now: () => new Date(Date.now() + 24 * 3_600_000) })).toEqual([]);
+      expect(await deliverDueMail(subject.app.ctx, { now: () => new Date(Date.now() + 24 * 3_600_000) })).toEqual([]);
       expect(smtp.received).toHaveLength(1);
       const row = await database.handle.db.selectFrom('mail_queue').selectAll().executeTakeFirstOrThrow();
       expect(row).toMatchObject({ status: 'sent', attempts: 1, body: null });

@@ -57,7 +57,7 @@ describe('the mail queue', () => {
     await sink.stop();
     await enqueueMail(db(), testMessage('queued while the relay was down'));
     const worker = workerClock(now);
-    const stopWorker = startMailWorker(subject.app, { now: worker.now, pollIntervalMs: 20 });
+    const stopWorker = startMailWorker(subject.app.ctx, { now: worker.now, pollIntervalMs: 20 });
     try {
       // Recorded, not only claimed: a claimed row carries its lease as next_attempt_at until the outcome is written.
       await eventually('the first attempt to be recorded', async () => {
@@ -96,18 +96,18 @@ describe('the mail queue', () => {
     const firstAttempt = clock.getTime();
     const waits: number[] = [];
     for (let attempt = 1; attempt <= 9; attempt++) {
-      expect(await deliverDueMail(subject.app, { now })).toEqual(['retry']);
+      expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['retry']);
       const [row] = await queueRows();
       expect(row).toMatchObject({ status: 'pending', attempts: attempt });
       const wait = row!.next_attempt_at.getTime() - clock.getTime();
       waits.push(wait);
       clock = new Date(clock.getTime() + wait - 1);
-      expect(await deliverDueMail(subject.app, { now })).toEqual([]);
+      expect(await deliverDueMail(subject.app.ctx, { now })).toEqual([]);
       clock = new Date(clock.getTime() + 1);
     }
     expect(waits.map((ms) => ms / 60_000)).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60]);
 
-    expect(await deliverDueMail(subject.app, { now })).toEqual(['failed']);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['failed']);
     expect((clock.getTime() - firstAttempt) / 3_600_000).toBe(4.05);
     const [given] = await queueRows();
     expect(given).toMatchObject({ status: 'failed', attempts: 10, body: null, finished_at: clock });
@@ -117,7 +117,7 @@ describe('the mail queue', () => {
     // A message given up stays given up, even once the server is back.
     await sink.start();
     clock = new Date(clock.getTime() + 86_400_000);
-    expect(await deliverDueMail(subject.app, { now })).toEqual([]);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual([]);
     expect(sink.messages).toHaveLength(0);
   });
 
@@ -130,8 +130,8 @@ describe('the mail queue', () => {
     for (let i = 0; i < count; i++) await enqueueMail(db(), testMessage(`message ${i}`, `user${i}@example.net`));
     const clocks = [workerClock(), workerClock()];
     const stoppers = [
-      startMailWorker(subject.app, { now: clocks[0]!.now, pollIntervalMs: 10 }),
-      startMailWorker(other.app, { now: clocks[1]!.now, pollIntervalMs: 10 }),
+      startMailWorker(subject.app.ctx, { now: clocks[0]!.now, pollIntervalMs: 10 }),
+      startMailWorker(other.app.ctx, { now: clocks[1]!.now, pollIntervalMs: 10 }),
     ];
     try {
       await sink.waitForMessages(count, 15_000);
@@ -166,7 +166,7 @@ describe('the mail queue', () => {
       .transaction()
       .execute((trx) => enqueueMail(trx, testMessage('from a change that committed')));
 
-    expect(await deliverDueMail(subject.app, { now })).toEqual(['sent']);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['sent']);
     expect(sink.messages.map((m) => m.text)).toEqual([expect.stringContaining('from a change that committed')]);
     expect(await queueRows()).toHaveLength(1);
   });
@@ -177,7 +177,7 @@ describe('the mail queue', () => {
     expect(await tableAsText()).not.toContain(secret);
     expect(await tableAsText()).not.toContain(secret.slice(-32));
 
-    expect(await deliverDueMail(subject.app, { now })).toEqual(['sent']);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['sent']);
     expect(sink.messages[0]?.text).toContain(secret);
     expect(sink.messages[0]?.html).toContain(secret);
     const [row] = await queueRows();
@@ -190,7 +190,7 @@ describe('the mail queue', () => {
     await enqueueMail(db(), testMessage('meant for alice only'));
     await db().updateTable('mail_queue').set({ recipient: 'mallory@example.org' }).execute();
 
-    expect(await deliverDueMail(subject.app, { now })).toEqual(['failed']);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['failed']);
     expect(sink.messages).toHaveLength(0);
     const [row] = await queueRows();
     expect(row).toMatchObject({ status: 'failed', attempts: 1, body: null });
@@ -200,12 +200,12 @@ describe('the mail queue', () => {
   it('still sends mail queued before the encryption key changed while the old key is configured, and only then', async () => {
     const newKey = randomBytes(32);
     const rotated = (oldEncryptionKeys: Buffer[]) => ({
-      ...subject.app,
+      ...subject.app.ctx,
       log: subject.app.log,
-      config: { ...subject.app.config, secrets: { ...subject.app.config.secrets, encryptionKey: newKey }, oldEncryptionKeys },
+      config: { ...subject.app.ctx.config, secrets: { ...subject.app.ctx.config.secrets, encryptionKey: newKey }, oldEncryptionKeys },
     });
     await enqueueMail(db(), testMessage('queued before the key change'));
-    expect(await deliverDueMail(rotated([subject.app.config.secrets.encryptionKey]), { now })).toEqual(['sent']);
+    expect(await deliverDueMail(rotated([subject.app.ctx.config.secrets.encryptionKey]), { now })).toEqual(['sent']);
     expect(sink.messages.map((m) => m.text)).toEqual([expect.stringContaining('queued before the key change')]);
 
     await enqueueMail(db(), testMessage('queued before the key change, old key forgotten'));
@@ -218,7 +218,7 @@ describe('the mail queue', () => {
   it('sends a plain-text part and an HTML part, and the HTML escapes the data', async () => {
     const note = '<script>alert("x")</script> & <b>bold</b>';
     await enqueueMail(db(), testMessage(note));
-    expect(await deliverDueMail(subject.app, { now })).toEqual(['sent']);
+    expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['sent']);
 
     const [message] = sink.messages;
     expect(message?.subject).toBe('Archway test message');
@@ -281,7 +281,7 @@ describe('the mail queue', () => {
     await sink.stop();
     await enqueueMail(db(), testMessage('still waiting'));
 
-    const stopWorker = startMailWorker(subject.app, { now, pollIntervalMs: 20 });
+    const stopWorker = startMailWorker(subject.app.ctx, { now, pollIntervalMs: 20 });
     try {
       await eventually('the purge of mail finished over 30 days ago', async () => (await queueRows()).length === 2);
     } finally {
@@ -296,13 +296,13 @@ describe('the mail queue', () => {
 
   it('sends a message at once with sendMailNow and stores nothing of it', async () => {
     const secret = randomBytes(16).toString('hex');
-    await sendMailNow(subject.app, testMessage(`download link ${secret}`));
+    await sendMailNow(subject.app.ctx, testMessage(`download link ${secret}`));
     expect(sink.messages).toHaveLength(1);
     expect(sink.messages[0]?.text).toContain(secret);
     expect(await queueRows()).toEqual([]);
 
     await sink.stop();
-    const failure = await sendMailNow(subject.app, testMessage(`download link ${secret}`)).catch((error: unknown) => error);
+    const failure = await sendMailNow(subject.app.ctx, testMessage(`download link ${secret}`)).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(MailNotSent);
     expect((failure as MailNotSent).reason).toMatch(/^ESOCKET: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
     expect(await queueRows()).toEqual([]);

@@ -79,15 +79,15 @@ beforeAll(async () => {
   bob = await createUser(app, { email: 'bob@example.net' });
 
   await enqueueMail(database.handle.db, { to: alice.email, template: 'test-message', data: { note: 'first for alice' } });
-  expect(await deliverDueMail(app)).toEqual(['sent']);
+  expect(await deliverDueMail(app.ctx)).toEqual(['sent']);
   await enqueueMail(database.handle.db, { to: bob.email, template: 'test-message', data: { note: bobSecret } });
-  expect(await deliverDueMail(app)).toEqual(['sent']);
+  expect(await deliverDueMail(app.ctx)).toEqual(['sent']);
   await enqueueMail(database.handle.db, {
     to: 'ALICE@example.net',
     template: 'test-message',
-    data: { note: `second for alice ${app.config.publicUrl}/account` },
+    data: { note: `second for alice ${app.ctx.config.publicUrl}/account` },
   });
-  expect(await deliverDueMail(app)).toEqual(['sent']);
+  expect(await deliverDueMail(app.ctx)).toEqual(['sent']);
   const names = (await readdir(outboxDir)).sort();
   expect(names).toHaveLength(3);
   bobMessageId = names[1]!.replace(/\.eml$/, '');
@@ -116,7 +116,7 @@ describe('the first-look mailbox', () => {
     const text = await client.get(`/mailbox/${ids[0]}`);
     expect(text.status).toBe(200);
     expect(text.headers['cache-control']).toBe('no-store');
-    expect(text.body).toContain(`second for alice <a href="${app.config.publicUrl}/account">${app.config.publicUrl}/account</a>`);
+    expect(text.body).toContain(`second for alice <a href="${app.ctx.config.publicUrl}/account">${app.ctx.config.publicUrl}/account</a>`);
     expect(text.body).toContain(`<a href="/mailbox/${ids[0]}/html">HTML</a>`);
 
     const bobsPage = await (await signedIn(bob)).get('/mailbox');

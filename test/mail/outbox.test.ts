@@ -44,7 +44,7 @@ beforeAll(async () => {
 
   await enqueueMail(database.handle.db, { to: 'alice@example.net', template: 'test-message', data: { note: secret } });
   await enqueueMail(database.handle.db, { to: 'bob@example.net', template: 'test-message', data: { note: unicodeNote } });
-  expect(await deliverDueMail(firstLook)).toEqual(['sent', 'sent']);
+  expect(await deliverDueMail(firstLook.ctx)).toEqual(['sent', 'sent']);
 });
 afterAll(async () => {
   await firstLook.close();
@@ -99,7 +99,7 @@ describe('first-look mode mail', () => {
 
   it('writes a message sent at once into the outbox too, storing nothing in the queue', async () => {
     const before = await emlFiles();
-    await sendMailNow(firstLook, { to: 'carol@example.net', template: 'test-message', data: { note: 'a download link' } });
+    await sendMailNow(firstLook.ctx, { to: 'carol@example.net', template: 'test-message', data: { note: 'a download link' } });
     const added = (await emlFiles()).filter((name) => !before.includes(name));
     expect(added).toHaveLength(1);
     const mail = await simpleParser(await readFile(path.join(outboxDir, added[0]!)));
@@ -135,11 +135,11 @@ describe('first-look mode mail', () => {
   });
 
   it('makes addresses on this portal clickable and leaves every other address as text', async () => {
-    const portal = firstLook.config.publicUrl;
+    const portal = firstLook.ctx.config.publicUrl;
     const note = `${portal}/set-password/abc?x=1&y=2 ${portal}0/x ${portal}@evil.example/ https://evil.example/?u=${portal}/a`;
     await enqueueMail(database.handle.db, { to: 'dave@example.net', template: 'test-message', data: { note } });
     const before = await emlFiles();
-    expect(await deliverDueMail(firstLook)).toEqual(['sent']);
+    expect(await deliverDueMail(firstLook.ctx)).toEqual(['sent']);
     const [added] = (await emlFiles()).filter((name) => !before.includes(name));
     try {
       const res = await firstLook.inject({ url: `${BASE}/${added}`, headers: OPERATOR });

@@ -27,7 +27,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-const db = () => subject.app.database.db;
+const db = () => subject.app.ctx.database.db;
 const archiveId = () => randomBytes(16).toString('hex');
 let minutesAgo = 100_000;
 

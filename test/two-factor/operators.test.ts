@@ -11,7 +11,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const clock = () => world.subject.clock;
 const operatorFields = { role: 'operator' as const };
 

@@ -24,7 +24,7 @@ beforeAll(async () => {
 });
 afterAll(async () => world.close());
 
-const db = () => world.app.database.db;
+const db = () => world.app.ctx.database.db;
 const clock = () => world.subject.clock;
 let ipCounter = 0;
 const freshIp = () => `203.0.113.${(ipCounter += 1)}`;
