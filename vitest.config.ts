@@ -10,7 +10,8 @@ export default defineConfig({
     // Most of a test's time is spent waiting on real services (PostgreSQL, sshd, nginx, Chromium),
     // not on the CPU, so three files at a time fit a 2-CPU machine; ARCHWAY_TEST_WORKERS overrides.
     maxWorkers: Number(process.env.ARCHWAY_TEST_WORKERS ?? 3),
-    testTimeout: 30_000,
+    // 60 s: three files share two CPUs, and a CPU-bound test (PGlite opens, property tests) slows with them.
+    testTimeout: 60_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     // The JSON file feeds the one-line totals that .ci/run prints; the terminal gets the default report.
