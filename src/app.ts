@@ -27,7 +27,6 @@ import { registerHealthRoutes } from './http/health.routes.js';
 import { fastifyLimitOptions, HTTP_LIMITS, type HttpLimits } from './http/limits.js';
 import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
-import { configureMailQueue } from './mail/mail.service.js';
 import { registerMailboxRoutes } from './mail/mailbox.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
@@ -78,7 +77,6 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   app.server.maxConnections = limits.maxConnections;
   const ctx = createContext({ config, database, clock: clock ?? systemClock, log: app.log });
   app.decorate('ctx', ctx);
-  configureMailQueue(config);
   app.addHook('onClose', async () => database.close());
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()

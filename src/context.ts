@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import type { Config, Secrets } from './config.js';
 import type { DatabaseHandle } from './db/connect.js';
 import type { Database } from './db/database.js';
+import { createMailQueue, type MailQueue } from './mail/mail.service.js';
 import { createPasswordHasher, type PasswordHasher } from './users/password-hasher.js';
 import { addressHashKey, type Regulator } from './users/regulation.js';
 
@@ -18,6 +19,8 @@ export interface AppContext {
   readonly clock: Clock;
   readonly log: FastifyBaseLogger;
   readonly passwords: PasswordHasher;
+  /** The mail queue, sealing what it stores with the configured key. */
+  readonly mail: MailQueue;
   /** Brute-force regulation of sign-in and second-step attempts (src/users/regulation.ts). */
   readonly regulator: Regulator;
   /**
@@ -30,8 +33,8 @@ export interface AppContext {
   readonly background: BackgroundWork;
 }
 
-/** What a background job reads: the settings, the database, the one clock and the log. */
-export type JobContext = Pick<AppContext, 'config' | 'database' | 'clock' | 'log'>;
+/** What a background job reads: the settings, the database, the one clock, the log and the mail queue. */
+export type JobContext = Pick<AppContext, 'config' | 'database' | 'clock' | 'log' | 'mail'>;
 /** An archive job also talks to the backup host. */
 export type ArchiveJobContext = JobContext & Pick<AppContext, 'backupHost'>;
 
@@ -54,6 +57,7 @@ export function createContext(deps: {
     backupHost: () => (config.backupHost === null ? null : (client ??= backupHostFromSettings(config.backupHost))),
     background: new BackgroundWork(deps.log),
     db: database.db,
+    mail: createMailQueue(config.secrets),
     passwords: createPasswordHasher(config),
     regulator: {
       db: database.db,

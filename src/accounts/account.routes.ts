@@ -79,6 +79,7 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     app.ctx.background.run('password reset', async () => {
       const outcome = await requestPasswordReset(app.ctx.database.db, email, {
         publicUrl: app.ctx.config.publicUrl,
+        mail: app.ctx.mail,
         now,
         ip: request.ip,
         maxPerIpPerHour: app.ctx.config.auth.resetRequestsPerIpPerHour,
@@ -146,7 +147,13 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     if (password.normalize('NFKC') !== confirm.normalize('NFKC')) {
       return renderSetPassword(reply, 400, { ...shown, confirmError: 'The two passwords are not the same. Type the new password twice.' });
     }
-    const result = await setPasswordWithToken(app.ctx.database.db, app.ctx.passwords, { token, password, now, ip: request.ip });
+    const result = await setPasswordWithToken(app.ctx.database.db, app.ctx.passwords, {
+      token,
+      password,
+      now,
+      ip: request.ip,
+      mail: app.ctx.mail,
+    });
     if (result.outcome === 'invalid-link') return renderLinkUnusable(reply);
     if (result.outcome === 'weak-password') return renderSetPassword(reply, 422, { ...shown, passwordErrors: result.problems });
     request.log.info({ userId: result.user.id, endedSessions: result.endedSessions }, 'password set from a link');

@@ -5,7 +5,7 @@ import { endUserSessions } from '../users/session.service.js';
 import type { PasswordHasher } from '../users/password-hasher.js';
 import { checkPassword } from '../users/password-policy.js';
 import type { Database, Db } from '../db/database.js';
-import { enqueueMail } from '../mail/mail.service.js';
+import type { MailQueue } from '../mail/mail.service.js';
 import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
 import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { recordAudit } from '../users/audit.js';
@@ -40,6 +40,7 @@ export interface LinkContext {
   /** The portal's public address, for links in emails. */
   publicUrl: string;
   now: Date;
+  mail: MailQueue;
 }
 
 export function setPasswordLink(publicUrl: string, token: string): string {
@@ -72,7 +73,7 @@ export async function inviteUser(trx: Db, account: ValidAccount, context: LinkCo
 /** A fresh invitation link to the user's current address. */
 async function queueInvitation(trx: Db, user: User, context: LinkContext): Promise<void> {
   const token = await issueAccountToken(trx, user.id, 'invitation', context.now);
-  await enqueueMail(trx, {
+  await context.mail.enqueue(trx, {
     to: user.email,
     template: 'invitation',
     data: {
@@ -143,7 +144,7 @@ export async function requestPasswordReset(
     const recent = await countRecentTokens(trx, found.id, 'password_reset', hourAgo);
     if (recent >= MAX_RESETS_PER_HOUR) return 'account-limited';
     const token = await issueAccountToken(trx, found.id, 'password_reset', context.now);
-    await enqueueMail(trx, {
+    await context.mail.enqueue(trx, {
       to: found.email,
       template: 'password-reset',
       data: { email: found.email, link: setPasswordLink(context.publicUrl, token), validHours: hours(TOKEN_LIFETIME_MS.password_reset) },
@@ -178,7 +179,7 @@ export async function userForLink(
 export async function setPasswordWithToken(
   db: Kysely<Database>,
   passwords: PasswordHasher,
-  input: { token: unknown; password: string; now: Date; ip?: string | null },
+  input: { token: unknown; password: string; now: Date; ip?: string | null; mail: MailQueue },
 ): Promise<SetPasswordResult> {
   const usable = await findUsableToken(db, input.token, input.now);
   if (usable === null) return { outcome: 'invalid-link' };
@@ -207,7 +208,11 @@ export async function setPasswordWithToken(
       at: input.now,
     });
     if (!firstPassword) {
-      await enqueueMail(trx, { to: user.email, template: 'password-changed', data: { email: user.email, at: input.now.toISOString() } });
+      await input.mail.enqueue(trx, {
+        to: user.email,
+        template: 'password-changed',
+        data: { email: user.email, at: input.now.toISOString() },
+      });
     }
     const updated = (await findUserById(trx, user.id)) ?? user;
     return { outcome: 'password-set', user: updated, endedSessions } as const;
@@ -227,7 +232,7 @@ export async function setPasswordWithToken(
  */
 export async function changeUserEmail(
   db: Kysely<Database>,
-  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null; publicUrl: string },
+  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null; publicUrl: string; mail: MailQueue },
 ): Promise<{ user: User; oldEmail: string }> {
   const newEmail = normalizeEmail(input.newEmail);
   try {
@@ -246,7 +251,7 @@ export async function changeUserEmail(
         .where('user_id', '=', user.id)
         .where('used_at', 'is', null)
         .execute();
-      if (user.status === 'invited') await queueInvitation(trx, changed, { publicUrl: input.publicUrl, now: input.now });
+      if (user.status === 'invited') await queueInvitation(trx, changed, input);
       await trx
         .updateTable('archive_requests')
         .set({ notify_due_at: input.now, notify_attempts: 0, last_notify_error: null })
@@ -262,8 +267,8 @@ export async function changeUserEmail(
         at: input.now,
       });
       const data = { oldEmail: user.email, newEmail, at: input.now.toISOString() };
-      await enqueueMail(trx, { to: user.email, template: 'email-changed', data: { ...data, recipient: 'old' } });
-      await enqueueMail(trx, { to: newEmail, template: 'email-changed', data: { ...data, recipient: 'new' } });
+      await input.mail.enqueue(trx, { to: user.email, template: 'email-changed', data: { ...data, recipient: 'old' } });
+      await input.mail.enqueue(trx, { to: newEmail, template: 'email-changed', data: { ...data, recipient: 'new' } });
       return { user: changed, oldEmail: user.email };
     });
   } catch (error) {

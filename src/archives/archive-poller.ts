@@ -5,7 +5,7 @@ import type { Kysely } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
-import { enqueueMail } from '../mail/mail.service.js';
+import type { MailQueue } from '../mail/mail.service.js';
 import { ACTIVE_STATES, claimDue, markFinished, type ArchiveRequest } from './archive-request.repository.js';
 import type { ArchiveRequestState } from './archives.tables.js';
 
@@ -39,6 +39,7 @@ interface PollContext {
   log: FastifyBaseLogger;
   now: () => Date;
   publicUrl: string;
+  mail: MailQueue;
   /** Failed calls in a row in this loop, so the loop itself slows down while the host is down. */
   errors: number;
 }
@@ -173,7 +174,7 @@ async function finishWithEmail(
   await markFinished(db, request.id, state, reason, now);
   const owner = await db.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
   if (owner === undefined || owner.status !== 'active') return;
-  await enqueueMail(db, {
+  await context.mail.enqueue(db, {
     to: owner.email,
     template: 'archive-failed',
     data: {
@@ -193,6 +194,7 @@ function contextFor(ctx: ArchiveJobContext, options: PollerOptions): PollContext
     log: ctx.log.child({ component: 'archive-poller' }),
     now: options.now ?? (() => ctx.clock.now()),
     publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),
+    mail: ctx.mail,
     errors: 0,
   };
 }

@@ -2,14 +2,20 @@
 import { formatBytes, formatUtc } from '../format.js';
 import type { Transaction } from 'kysely';
 import type { Database } from '../db/database.js';
-import { enqueueMail } from '../mail/mail.service.js';
+import type { MailQueue } from '../mail/mail.service.js';
 
 /**
  * Queues the receipt for a request the event sync has just moved to "downloaded", in that same
  * transaction. receipt_queued_at is claimed first, so even a second call for the same request
  * queues nothing. Says whether it queued the email.
  */
-export async function queueDownloadReceipt(trx: Transaction<Database>, requestId: string, now: Date, publicUrl: string): Promise<boolean> {
+export async function queueDownloadReceipt(
+  trx: Transaction<Database>,
+  mail: MailQueue,
+  requestId: string,
+  now: Date,
+  publicUrl: string,
+): Promise<boolean> {
   const claimed = await trx
     .updateTable('archive_requests')
     .set({ receipt_queued_at: now })
@@ -22,7 +28,7 @@ export async function queueDownloadReceipt(trx: Transaction<Database>, requestId
   const user = await trx.selectFrom('users').select('email').where('id', '=', claimed.user_id).executeTakeFirstOrThrow();
   const bytes = Number(claimed.downloaded_bytes ?? claimed.size_bytes ?? 0);
   const portal = publicUrl.replace(/\/+$/, '');
-  await enqueueMail(trx, {
+  await mail.enqueue(trx, {
     to: user.email,
     template: 'archive-downloaded',
     data: {

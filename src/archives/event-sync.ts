@@ -9,6 +9,7 @@ import type { BackupHost } from '../backup-host/index.js';
 import { queueDownloadReceipt } from './download-receipt.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
+import type { MailQueue } from '../mail/mail.service.js';
 import { isArchiveId, isCustomer, type DispatcherEvent } from '../protocol/index.js';
 import {
   applyEventTransition,
@@ -42,6 +43,7 @@ export interface EventSyncDeps {
   clock: Clock;
   /** The portal's address, for the links in the download receipt. */
   publicUrl: string;
+  mail: MailQueue;
   log?: FastifyBaseLogger;
   host?: string;
   pageSize?: number;
@@ -122,7 +124,7 @@ async function copyEvents(
       if (changed?.state === 'downloaded') {
         downloaded++;
         // In the same transaction as the state change: both happen once, or (on a rollback) neither.
-        await queueDownloadReceipt(trx, changed.requestId, deps.clock.now(), deps.publicUrl);
+        await queueDownloadReceipt(trx, deps.mail, changed.requestId, deps.clock.now(), deps.publicUrl);
       }
       if (changed?.state === 'expired') expired++;
     }
@@ -203,6 +205,7 @@ export function startEventSync(
         backupHost,
         clock: ctx.clock,
         publicUrl: ctx.config.publicUrl,
+        mail: ctx.mail,
         log,
       });
       if (result.outcome === 'synced' && result.more) return 0;

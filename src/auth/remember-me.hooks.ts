@@ -52,6 +52,7 @@ export function registerRememberMe(app: FastifyInstance): void {
       cookie,
       now: app.ctx.clock.now(),
       rotationKey: app.rememberMe.rotationKey,
+      mail: app.ctx.mail,
       ip: request.ip,
       userAgent: userAgentOf(request),
     });

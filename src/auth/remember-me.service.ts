@@ -2,7 +2,7 @@
 import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, Db } from '../db/database.js';
-import { enqueueMail } from '../mail/mail.service.js';
+import type { MailQueue } from '../mail/mail.service.js';
 import { endUserSessions } from '../users/session.service.js';
 
 /** The seed's 5 days, counted from the sign-in that ticked "remember me"; rotation never extends it. */
@@ -94,7 +94,7 @@ export type RememberOutcome =
  */
 export async function useRememberCookie(
   db: Kysely<Database>,
-  input: { cookie: string | undefined; now: Date; rotationKey: Buffer } & DeviceMeta,
+  input: { cookie: string | undefined; now: Date; rotationKey: Buffer; mail: MailQueue } & DeviceMeta,
 ): Promise<RememberOutcome> {
   const parsed = parseCookie(input.cookie);
   if (parsed === null) return { kind: 'unknown' };
@@ -107,7 +107,7 @@ export async function useRememberCookie(
     if (row === undefined) return { kind: 'unknown' as const };
 
     const presented = tokenHash(parsed.token);
-    if (!timingSafeEqual(presented, row.token_hash)) return raiseTheft(trx, row.user_id, 'wrong-token', now);
+    if (!timingSafeEqual(presented, row.token_hash)) return raiseTheft(trx, input.mail, row.user_id, 'wrong-token', now);
     if (row.expires_at <= now) {
       await trx.deleteFrom('remember_logins').where('user_id', '=', row.user_id).where('expires_at', '<=', now).execute();
       return { kind: 'expired' as const, userId: row.user_id };
@@ -145,7 +145,7 @@ export async function useRememberCookie(
     }
 
     if (now.getTime() - row.replaced_at.getTime() > ROTATION_GRACE_SECONDS * 1000) {
-      return raiseTheft(trx, row.user_id, 'rotated-cookie-reused', now);
+      return raiseTheft(trx, input.mail, row.user_id, 'rotated-cookie-reused', now);
     }
     // Within the grace window: walk to the newest login of this chain (the other request may
     // already have rotated it again) and hand out that one.
@@ -172,6 +172,7 @@ export async function useRememberCookie(
 
 async function raiseTheft(
   trx: Transaction<Database>,
+  mail: MailQueue,
   userId: string,
   reason: 'wrong-token' | 'rotated-cookie-reused',
   now: Date,
@@ -180,7 +181,7 @@ async function raiseTheft(
   await endUserSessions(trx, userId);
   const user = await trx.selectFrom('users').select('email').where('id', '=', userId).executeTakeFirst();
   if (user !== undefined) {
-    await enqueueMail(trx, { to: user.email, template: 'remember-me-theft', data: { email: user.email, at: formatTime(now) } });
+    await mail.enqueue(trx, { to: user.email, template: 'remember-me-theft', data: { email: user.email, at: formatTime(now) } });
   }
   return { kind: 'theft', userId, reason, email: user?.email ?? null };
 }

@@ -6,7 +6,7 @@ import { addUser, changeUserEmail, DomainAlreadyUsed, EmailAlreadyUsed, UnknownA
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
 import { loadConfig } from '../config.js';
 import { loggerOptions } from '../log.js';
-import { configureMailQueue } from '../mail/mail.service.js';
+import { createMailQueue, type MailQueue } from '../mail/mail.service.js';
 import { openDatabase, resolveSecrets } from '../runtime.js';
 import { UsageError, type Command } from './command.js';
 
@@ -21,16 +21,15 @@ const OPTIONS_OF: Record<string, string[]> = {
 };
 
 async function withDatabase<T>(
-  run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string }) => Promise<T>,
+  run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string; mail: MailQueue }) => Promise<T>,
 ): Promise<T> {
   const loaded = loadConfig();
   const log = pino(loggerOptions(loaded.logLevel === 'info' ? 'warn' : loaded.logLevel) as pino.LoggerOptions);
   const config = resolveSecrets(loaded, log);
-  // Invitations are sealed into the mail queue with the configured key; the running portal sends them.
-  configureMailQueue(config);
   const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
   try {
-    return await run({ db: database.db, publicUrl: config.publicUrl });
+    // Invitations are sealed into the mail queue with the configured key; the running portal sends them.
+    return await run({ db: database.db, publicUrl: config.publicUrl, mail: createMailQueue(config.secrets) });
   } finally {
     await database.close();
   }
@@ -98,9 +97,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
         paypalSubscriptionId: text('paypal-subscription-id'),
       });
       if (account === null) return fail(problems.map((p) => p.userMessage).join('\narchway users: '));
-      return withDatabase(async ({ db, publicUrl }) => {
+      return withDatabase(async ({ db, publicUrl, mail }) => {
         try {
-          const user = await addUser(db, account, { publicUrl, now: new Date(), actor: 'cli' });
+          const user = await addUser(db, account, { publicUrl, mail, now: new Date(), actor: 'cli' });
           const what = user.role === 'operator' ? 'operator' : `customer, ${user.domain}, plan ${user.plan}`;
           process.stdout.write(`Added ${user.email} (${what}). The invitation email is queued.\n`);
           return 0;
@@ -119,9 +118,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
       } catch (error) {
         return fail(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`, EX_NOINPUT);
       }
-      return withDatabase(async ({ db, publicUrl }) => {
+      return withDatabase(async ({ db, publicUrl, mail }) => {
         try {
-          const users = await importUsers(db, csv, { publicUrl, now: new Date(), actor: 'cli' });
+          const users = await importUsers(db, csv, { publicUrl, mail, now: new Date(), actor: 'cli' });
           process.stdout.write(
             `Imported ${users.length} account${users.length === 1 ? '' : 's'}; ${users.length === 1 ? 'its invitation is' : 'their invitations are'} queued.\n`,
           );
@@ -142,7 +141,7 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     const current = text('email');
     const next = text('new-email');
     if (current === undefined || next === undefined) throw new UsageError('archway users set-email needs --email and --new-email.');
-    return withDatabase(async ({ db, publicUrl }) => {
+    return withDatabase(async ({ db, publicUrl, mail }) => {
       try {
         const { user, oldEmail } = await changeUserEmail(db, {
           currentEmail: current,
@@ -150,6 +149,7 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
           actor: 'cli',
           now: new Date(),
           publicUrl,
+          mail,
         });
         process.stdout.write(`Changed ${oldEmail} to ${user.email}. Both addresses are told; the change is in the audit log.\n`);
         return 0;

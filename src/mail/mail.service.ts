@@ -1,6 +1,6 @@
-// Queues email for the worker (enqueueMail) or sends it at once without storing it (sendMailNow).
+// Queues email for the worker (ctx.mail.enqueue) or sends it at once without storing it (sendMailNow).
 import { randomUUID } from 'node:crypto';
-import type { Config, Secrets } from '../config.js';
+import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { renderMail } from './mail.renderer.js';
 import { mailQueueKey, seal } from './mail-seal.js';
@@ -20,30 +20,21 @@ export class InvalidRecipient extends Error {
   }
 }
 
-export class MailNotConfigured extends Error {
-  constructor() {
-    super('The mail queue has no key: buildApp() must run configureMailQueue(config) first.');
-    this.name = 'MailNotConfigured';
-  }
-}
-
 // One address, no display name, no list, no header-breaking characters.
 const PLAIN_ADDRESS = /^[^\s@<>,;"()\\]+@[^\s@<>,;"()\\]+$/;
 
-let queueKey: Buffer | null = null;
-
-/**
- * enqueueMail's signature is the callers' seam (db, message), so the key it seals with is set
- * once per process by buildApp(). The worker derives the same key from its app's config; two apps
- * with different encryption keys in one process (never outside tests) would not understand each other.
- */
-export function configureMailQueue(config: { secrets: Secrets }): void {
-  queueKey = mailQueueKey(config.secrets.encryptionKey);
+/** Queues email sealed under the configured key; one per AppContext (ctx.mail), made from the config's secrets. */
+export interface MailQueue {
+  /**
+   * Renders the message now (a template error fails the caller's change) and queues it sealed.
+   * Pass the caller's transaction: the mail is then queued only if the change that caused it commits.
+   */
+  enqueue(db: Db, message: MailMessage): Promise<void>;
 }
 
-function currentMailQueueKey(): Buffer {
-  if (queueKey === null) throw new MailNotConfigured();
-  return queueKey;
+export function createMailQueue(secrets: { encryptionKey: Buffer }): MailQueue {
+  const key = mailQueueKey(secrets.encryptionKey);
+  return { enqueue: (db, message) => enqueueSealed(key, db, message) };
 }
 
 function checkRecipient(to: string): string {
@@ -51,11 +42,7 @@ function checkRecipient(to: string): string {
   return to;
 }
 
-/**
- * Renders the message now (a template error fails the caller's change) and queues it sealed.
- * Pass the caller's transaction: the mail is then queued only if the change that caused it commits.
- */
-export async function enqueueMail(db: Db, message: MailMessage): Promise<void> {
+async function enqueueSealed(key: Buffer, db: Db, message: MailMessage): Promise<void> {
   const recipient = checkRecipient(message.to);
   const rendered = renderMail(message.template, message.data);
   const id = randomUUID();
@@ -65,7 +52,7 @@ export async function enqueueMail(db: Db, message: MailMessage): Promise<void> {
       id,
       recipient,
       template: message.template,
-      body: seal(currentMailQueueKey(), id, recipient, JSON.stringify(rendered)),
+      body: seal(key, id, recipient, JSON.stringify(rendered)),
       // The worker compares with this process's clock (milliseconds); the database's now() has microseconds.
       next_attempt_at: new Date(),
     })

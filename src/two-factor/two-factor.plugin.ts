@@ -28,6 +28,7 @@ export function registerTwoFactor(app: FastifyInstance): void {
     recoveryKey: recoveryCodeKey(app.ctx.config.secrets.passwordPepper),
     issuer: `Archway (${host})`,
     passwords: app.ctx.passwords,
+    mail: app.ctx.mail,
     requiredForCustomers: app.ctx.config.auth.twoFactorForCustomers,
   });
 

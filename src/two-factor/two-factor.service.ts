@@ -8,7 +8,7 @@ import { admitAttempt, forgetAttempt, settleAttempt, type Regulator } from '../u
 import { endRememberLogins, endUserSessions } from '../users/session.service.js';
 import type { Clock } from '../clock.js';
 import type { Database, Db } from '../db/database.js';
-import { enqueueMail } from '../mail/mail.service.js';
+import type { MailQueue } from '../mail/mail.service.js';
 import type { KeyRing } from './key-ring.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT } from './recovery-codes.js';
 import { generateSecret, matchingStep, normalizeTotpInput, otpauthUri, qrCodeSvg } from './totp.js';
@@ -26,6 +26,7 @@ export interface TwoFactorContext {
   recoveryKey: Buffer;
   issuer: string;
   passwords: PasswordHasher;
+  mail: MailQueue;
 }
 
 export class TwoFactorAlreadyOn extends Error {
@@ -175,7 +176,7 @@ export async function enableTwoFactor(
       .execute();
     const recoveryCodes = await storeNewRecoveryCodes(trx, ctx, user.id, now);
     await endOtherLogins(trx, user.id, browser);
-    await enqueueMail(trx, { to: user.email, template: 'two-factor-enabled', data: { email: user.email, at: formatUtc(now) } });
+    await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-enabled', data: { email: user.email, at: formatUtc(now) } });
     return { ok: true as const, recoveryCodes };
   });
 }
@@ -242,7 +243,7 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
         .executeTakeFirstOrThrow();
       const user = await findUserById(trx, userId);
       if (user !== null) {
-        await enqueueMail(trx, {
+        await ctx.mail.enqueue(trx, {
           to: user.email,
           template: 'recovery-code-used',
           data: { email: user.email, at: formatUtc(now), left: Number(left.n), total: RECOVERY_CODE_COUNT },
@@ -264,7 +265,7 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
     if (userBlock !== undefined) {
       const user = await findUserById(trx, userId);
       if (user !== null) {
-        await enqueueMail(trx, {
+        await ctx.mail.enqueue(trx, {
           to: user.email,
           template: 'two-factor-blocked',
           data: { email: user.email, at: formatUtc(now), until: formatUtc(userBlock.until) },
@@ -292,7 +293,7 @@ export async function regenerateRecoveryCodes(
   const now = ctx.clock.now();
   return ctx.db.transaction().execute(async (trx) => {
     const recoveryCodes = await storeNewRecoveryCodes(trx, ctx, user.id, now);
-    await enqueueMail(trx, { to: user.email, template: 'recovery-codes-new', data: { email: user.email, at: formatUtc(now) } });
+    await ctx.mail.enqueue(trx, { to: user.email, template: 'recovery-codes-new', data: { email: user.email, at: formatUtc(now) } });
     return { ok: true as const, recoveryCodes };
   });
 }
@@ -332,7 +333,7 @@ export async function disableTwoFactor(
     await trx.deleteFrom('two_factor_recovery_codes').where('user_id', '=', user.id).execute();
     await endUserSessions(trx, user.id, browser.sessionId !== undefined ? { exceptSessionId: browser.sessionId } : {});
     await endRememberLogins(trx, user.id);
-    await enqueueMail(trx, { to: user.email, template: 'two-factor-disabled', data: { email: user.email, at: formatUtc(now) } });
+    await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-disabled', data: { email: user.email, at: formatUtc(now) } });
   });
   return { ok: true };
 }
@@ -357,7 +358,7 @@ export async function resetTwoFactorByOperator(ctx: TwoFactorContext, operatorId
     await endUserSessions(trx, user.id);
     await endRememberLogins(trx, user.id);
     await recordAudit(trx, { actor: operatorId, action: 'two-factor.reset', subject: user.id, ip, detail: { email: user.email }, at: now });
-    await enqueueMail(trx, { to: user.email, template: 'two-factor-reset', data: { email: user.email, at: formatUtc(now) } });
+    await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-reset', data: { email: user.email, at: formatUtc(now) } });
     return true;
   });
 }

@@ -440,9 +440,9 @@ describe('an import that fails half-way inside the database', () => {
     const tokens = await db().selectFrom('account_tokens').select('id').execute();
     const text =
       'email,domain,plan\nfirst@example.net,first.example.org,small\nsecond@example.net,second.example.org,small\nthird@example.net,third.example.org,small\n';
-    await expect(importUsers(db(), text, { publicUrl: 'https://portal.example.net', now: new Date(), actor: 'cli' })).rejects.toThrow(
-      'disk full',
-    );
+    await expect(
+      importUsers(db(), text, { publicUrl: 'https://portal.example.net', mail: world.app.ctx.mail, now: new Date(), actor: 'cli' }),
+    ).rejects.toThrow('disk full');
     expect(await users()).toEqual(before);
     expect(await db().selectFrom('account_tokens').select('id').execute()).toEqual(tokens);
     expect(await queued()).toEqual([]);

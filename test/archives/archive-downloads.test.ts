@@ -48,7 +48,14 @@ afterAll(async () => {
 });
 
 const db = () => world.app.ctx.database.db;
-const sync = () => syncBackupHostEvents({ db: db(), backupHost: world.app.ctx.backupHost()!, clock: world.clock, publicUrl: PUBLIC_URL });
+const sync = () =>
+  syncBackupHostEvents({
+    db: db(),
+    backupHost: world.app.ctx.backupHost()!,
+    clock: world.clock,
+    publicUrl: PUBLIC_URL,
+    mail: world.app.ctx.mail,
+  });
 const dispatcherEvents = () =>
   world.dispatcher.run('events.since', { after: 0 }).answer.result.events as Array<{ type: string; archiveId: string }>;
 const callLogLines = () =>
@@ -129,8 +136,8 @@ describe('a completed download', () => {
     // As if the progress row were lost: every event comes again, from two instances at once.
     await db().updateTable('backup_host_sync').set({ last_seq: 0 }).execute();
     const both = await Promise.all([
-      syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL }),
-      syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL }),
+      syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL, mail: world.app.ctx.mail }),
+      syncBackupHostEvents({ db: db(), backupHost: host, clock: world.clock, publicUrl: PUBLIC_URL, mail: world.app.ctx.mail }),
     ]);
     for (const result of both)
       expect(result).toMatchObject(result.outcome === 'busy' ? { outcome: 'busy' } : { outcome: 'synced', downloaded: 0 });
@@ -138,7 +145,7 @@ describe('a completed download', () => {
     expect(
       await db()
         .transaction()
-        .execute((trx) => queueDownloadReceipt(trx, ready.id, world.clock.now(), PUBLIC_URL)),
+        .execute((trx) => queueDownloadReceipt(trx, world.app.ctx.mail, ready.id, world.clock.now(), PUBLIC_URL)),
     ).toBe(false);
     expect(await mailRows()).toHaveLength(1);
     expect(await deliverQueuedMail(world)).toEqual([]);

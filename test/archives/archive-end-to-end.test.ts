@@ -175,7 +175,9 @@ describe('a customer downloads an archive of their backup', () => {
     expect((await downloading.cookies()).find((c) => c.name === 'archway-download')).toBeUndefined();
 
     // Once the portal has copied the backup host's events, its own pages say so too.
-    expect(await syncBackupHostEvents({ db: app.ctx.database.db, backupHost: client, clock, publicUrl: origin })).toMatchObject({
+    expect(
+      await syncBackupHostEvents({ db: app.ctx.database.db, backupHost: client, clock, publicUrl: origin, mail: app.ctx.mail }),
+    ).toMatchObject({
       outcome: 'synced',
       downloaded: 1,
     });
@@ -240,7 +242,7 @@ describe('a customer downloads an archive of their backup', () => {
     const cut = await httpGet(first, { localAddress: '127.0.0.1', stopAfterBytes: 1024 * 1024, discardBody: true });
     expect(cut).toMatchObject({ status: 200, aborted: true });
     const backupHost = backupHostFromSettings(settings);
-    const sync = () => syncBackupHostEvents({ db: app.ctx.database.db, backupHost, clock, publicUrl: origin });
+    const sync = () => syncBackupHostEvents({ db: app.ctx.database.db, backupHost, clock, publicUrl: origin, mail: app.ctx.mail });
     await until('the interrupted download to be recorded', async () => {
       const { events } = await backupHost.eventsSince({ after: 0, limit: 1000 });
       return events.some((e) => e.archiveId === row.archive_id && e.type === 'download.interrupted') ? true : undefined;

@@ -52,6 +52,7 @@ const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({
   backupHost,
   clock: subject.clock,
   publicUrl: subject.app.ctx.config.publicUrl,
+  mail: subject.app.ctx.mail,
   ...overrides,
 });
 

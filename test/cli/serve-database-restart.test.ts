@@ -3,7 +3,6 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enqueueMail } from '../../src/mail/mail.service.js';
 import {
   askForArchive,
   makeSnapshot,
@@ -70,7 +69,7 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     makeSnapshot(world, ready.domain!, 'daily.0', 1);
     const readyId = await askForArchive(await signedIn(world, ready), 'daily.0');
     await pollUntil(world, readyId, ['ready']);
-    await enqueueMail(world.app.ctx.database.db, { to: building.email, template: 'test-message', data: {} });
+    await world.app.ctx.mail.enqueue(world.app.ctx.database.db, { to: building.email, template: 'test-message', data: {} });
 
     server = await startServer({
       cwd: mkdtempSync(path.join(tmpdir(), 'archway-serve-')),

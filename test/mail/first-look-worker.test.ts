@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { connectDatabase, type DatabaseHandle } from '../../src/db/connect.js';
 import { migrateToLatest } from '../../src/db/migrator.js';
-import { enqueueMail } from '../../src/mail/mail.service.js';
 import { startMailWorker } from '../../src/mail/mail.worker.js';
 import { testConfig } from '../harness/app.js';
 import { eventually } from '../harness/eventually.js';
@@ -36,7 +35,9 @@ describe('mail in first-look mode on the embedded database', () => {
       for (const name of ['alice', 'bob', 'carol']) {
         await database.db
           .transaction()
-          .execute((trx) => enqueueMail(trx, { to: `${name}@example.net`, template: 'test-message', data: { note: `for ${name}` } }));
+          .execute((trx) =>
+            app.ctx.mail.enqueue(trx, { to: `${name}@example.net`, template: 'test-message', data: { note: `for ${name}` } }),
+          );
       }
       await eventually('three messages in the outbox', async () => (await readdir(outboxDir).catch(() => [])).length >= 3, {
         timeoutMs: 10_000,

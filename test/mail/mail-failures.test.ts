@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
-import { enqueueMail } from '../../src/mail/mail.service.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { loadConfig } from '../../src/config.js';
 import { buildTestApp, TEST_SECRETS, testConfig, type TestApp } from '../harness/app.js';
@@ -63,7 +62,7 @@ const goodUrl = () => `smtp://archway:${ENCODED_PASSWORD}@127.0.0.1:${sink.port}
 describe('mail delivery failures', () => {
   it('signs in to the relay with the password from the URL and delivers', async () => {
     await withRelay(goodUrl(), async (subject) => {
-      await enqueueMail(database.handle.db, message('alice@example.net'));
+      await subject.app.ctx.mail.enqueue(database.handle.db, message('alice@example.net'));
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['sent']);
       expect(sink.messages).toHaveLength(1);
       await expectNoPasswordIn(subject);
@@ -72,7 +71,7 @@ describe('mail delivery failures', () => {
 
   it('gives up at once on a recipient the relay refuses, and records why without the password', async () => {
     await withRelay(goodUrl(), async (subject) => {
-      await enqueueMail(database.handle.db, message('gone@example.net'));
+      await subject.app.ctx.mail.enqueue(database.handle.db, message('gone@example.net'));
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['failed']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'failed', attempts: 1, body: null, recipient: 'gone@example.net' });
@@ -87,7 +86,7 @@ describe('mail delivery failures', () => {
 
   it('keeps retrying when the relay refuses the login, and records why without the password', async () => {
     await withRelay(`smtp://archway:wrong-${ENCODED_PASSWORD}@127.0.0.1:${sink.port}`, async (subject) => {
-      await enqueueMail(database.handle.db, message('alice@example.net'));
+      await subject.app.ctx.mail.enqueue(database.handle.db, message('alice@example.net'));
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'pending', attempts: 1 });
@@ -114,7 +113,7 @@ describe('mail delivery failures', () => {
     expect(loadConfig({ ...production, NODE_ENV: 'development' }).mail.requireTlsByDefault).toBe(false);
     const subject = await buildTestApp(handle, database.url, { ARCHWAY_SMTP_URL: goodUrl() }, { mail });
     try {
-      await enqueueMail(database.handle.db, message('alice@example.net'));
+      await subject.app.ctx.mail.enqueue(database.handle.db, message('alice@example.net'));
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       expect((await onlyRow()).last_error).toBe('ETLS: Error upgrading connection with STARTTLS: 500 Error: command not recognized');
       expect(sink.messages).toHaveLength(0);
@@ -125,7 +124,7 @@ describe('mail delivery failures', () => {
 
   it('sends nothing in clear text when the URL asks for requireTLS and the relay offers no STARTTLS', async () => {
     await withRelay(`${goodUrl()}?requireTLS=true`, async (subject) => {
-      await enqueueMail(database.handle.db, message('alice@example.net'));
+      await subject.app.ctx.mail.enqueue(database.handle.db, message('alice@example.net'));
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
       const row = await onlyRow();
       expect(row).toMatchObject({ status: 'pending', attempts: 1 });
@@ -142,7 +141,7 @@ describe('mail delivery failures', () => {
       `smtp://archway:${PASSWORD}@127.0.0.1:25`,
     ]) {
       await withRelay(badUrl, async (subject) => {
-        await enqueueMail(database.handle.db, message('alice@example.net'));
+        await subject.app.ctx.mail.enqueue(database.handle.db, message('alice@example.net'));
         expect(await deliverDueMail(subject.app.ctx)).toEqual(['retry']);
         const row = await onlyRow();
         expect(row).toMatchObject({

@@ -2,7 +2,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
-import { enqueueMail } from '../../src/mail/mail.service.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
@@ -42,7 +41,7 @@ describe('the mail worker and a misbehaving relay', () => {
   it('ends a delivery to a relay that drips "250-" lines forever at its deadline, holding no transaction meanwhile', async () => {
     const smtp = await startScriptedSmtp({ mode: 'drip' });
     await withRelay(smtp, async (subject) => {
-      await enqueueMail(subject.app.ctx.database.db, { to: 'drip@example.net', template: 'test-message', data: {} });
+      await subject.app.ctx.mail.enqueue(subject.app.ctx.database.db, { to: 'drip@example.net', template: 'test-message', data: {} });
       const delivering = deliverDueMail(subject.app.ctx, { deliveryDeadlineMs: 2_000 });
       await smtp.waitForStalls(1);
       expect(await sessionsInTransaction()).toBe(0);
@@ -64,7 +63,7 @@ describe('the mail worker and a misbehaving relay', () => {
       },
     });
     await withRelay(smtp, async (subject) => {
-      await enqueueMail(subject.app.ctx.database.db, { to: 'once@example.net', template: 'test-message', data: {} });
+      await subject.app.ctx.mail.enqueue(subject.app.ctx.database.db, { to: 'once@example.net', template: 'test-message', data: {} });
       expect(await deliverDueMail(subject.app.ctx)).toEqual(['sent']);
       // Later runs (the lease long over) find nothing more to send.
       expect(await deliverDueMail(subject.app.ctx, { now: () => new Date(Date.now() + 24 * 3_600_000) })).toEqual([]);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
-import { InvalidRecipient, enqueueMail, sendMailNow } from '../../src/mail/mail.service.js';
+import { InvalidRecipient, sendMailNow } from '../../src/mail/mail.service.js';
 import { UnknownMailTemplate } from '../../src/mail/mail.renderer.js';
 import { MailNotSent } from '../../src/mail/mail.transport.js';
 import { deliverDueMail, startMailWorker } from '../../src/mail/mail.worker.js';
@@ -55,7 +55,7 @@ function testMessage(note: string, to = 'alice@example.net') {
 describe('the mail queue', () => {
   it('delivers a message queued while the SMTP server is down exactly once, when the server is back', async () => {
     await sink.stop();
-    await enqueueMail(db(), testMessage('queued while the relay was down'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('queued while the relay was down'));
     const worker = workerClock(now);
     const stopWorker = startMailWorker(subject.app.ctx, { now: worker.now, pollIntervalMs: 20 });
     try {
@@ -92,7 +92,7 @@ describe('the mail queue', () => {
 
   it('waits 1, 2, 4 ... minutes (at most an hour) between attempts and gives up after the 10th, about 4 hours on', async () => {
     await sink.stop();
-    await enqueueMail(db(), testMessage('never delivered'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('never delivered'));
     const firstAttempt = clock.getTime();
     const waits: number[] = [];
     for (let attempt = 1; attempt <= 9; attempt++) {
@@ -127,7 +127,7 @@ describe('the mail queue', () => {
     const count = 60;
     const sentBy = (log: string) => log.split('"msg":"mail sent"').length - 1;
     const sentEarlier = sentBy(subject.logText());
-    for (let i = 0; i < count; i++) await enqueueMail(db(), testMessage(`message ${i}`, `user${i}@example.net`));
+    for (let i = 0; i < count; i++) await subject.app.ctx.mail.enqueue(db(), testMessage(`message ${i}`, `user${i}@example.net`));
     const clocks = [workerClock(), workerClock()];
     const stoppers = [
       startMailWorker(subject.app.ctx, { now: clocks[0]!.now, pollIntervalMs: 10 }),
@@ -158,13 +158,13 @@ describe('the mail queue', () => {
       db()
         .transaction()
         .execute(async (trx) => {
-          await enqueueMail(trx, testMessage('from a change that failed'));
+          await subject.app.ctx.mail.enqueue(trx, testMessage('from a change that failed'));
           throw new Error('the change that caused the mail failed');
         }),
     ).rejects.toThrow('the change that caused the mail failed');
     await db()
       .transaction()
-      .execute((trx) => enqueueMail(trx, testMessage('from a change that committed')));
+      .execute((trx) => subject.app.ctx.mail.enqueue(trx, testMessage('from a change that committed')));
 
     expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['sent']);
     expect(sink.messages.map((m) => m.text)).toEqual([expect.stringContaining('from a change that committed')]);
@@ -173,7 +173,7 @@ describe('the mail queue', () => {
 
   it('keeps a secret in the message unreadable while queued and leaves nothing of it after sending', async () => {
     const secret = `https://portal.example.net/reset/${randomBytes(16).toString('hex')}`;
-    await enqueueMail(db(), testMessage(secret));
+    await subject.app.ctx.mail.enqueue(db(), testMessage(secret));
     expect(await tableAsText()).not.toContain(secret);
     expect(await tableAsText()).not.toContain(secret.slice(-32));
 
@@ -187,7 +187,7 @@ describe('the mail queue', () => {
   });
 
   it('refuses to send a queued body moved to another recipient, and gives it up', async () => {
-    await enqueueMail(db(), testMessage('meant for alice only'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('meant for alice only'));
     await db().updateTable('mail_queue').set({ recipient: 'mallory@example.org' }).execute();
 
     expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['failed']);
@@ -204,11 +204,11 @@ describe('the mail queue', () => {
       log: subject.app.log,
       config: { ...subject.app.ctx.config, secrets: { ...subject.app.ctx.config.secrets, encryptionKey: newKey }, oldEncryptionKeys },
     });
-    await enqueueMail(db(), testMessage('queued before the key change'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('queued before the key change'));
     expect(await deliverDueMail(rotated([subject.app.ctx.config.secrets.encryptionKey]), { now })).toEqual(['sent']);
     expect(sink.messages.map((m) => m.text)).toEqual([expect.stringContaining('queued before the key change')]);
 
-    await enqueueMail(db(), testMessage('queued before the key change, old key forgotten'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('queued before the key change, old key forgotten'));
     expect(await deliverDueMail(rotated([]), { now })).toEqual(['failed']);
     expect(sink.messages).toHaveLength(1);
     const failed = (await queueRows()).find((r) => r.status === 'failed');
@@ -217,7 +217,7 @@ describe('the mail queue', () => {
 
   it('sends a plain-text part and an HTML part, and the HTML escapes the data', async () => {
     const note = '<script>alert("x")</script> & <b>bold</b>';
-    await enqueueMail(db(), testMessage(note));
+    await subject.app.ctx.mail.enqueue(db(), testMessage(note));
     expect(await deliverDueMail(subject.app.ctx, { now })).toEqual(['sent']);
 
     const [message] = sink.messages;
@@ -238,13 +238,13 @@ describe('the mail queue', () => {
   });
 
   it('refuses an unknown template, a template name with a path in it, and a recipient that is not one plain address, queueing nothing', async () => {
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'no-such-template', data: {} })).rejects.toBeInstanceOf(
+    await expect(
+      subject.app.ctx.mail.enqueue(db(), { to: 'alice@example.net', template: 'no-such-template', data: {} }),
+    ).rejects.toBeInstanceOf(UnknownMailTemplate);
+    await expect(subject.app.ctx.mail.enqueue(db(), { to: 'alice@example.net', template: '../layout', data: {} })).rejects.toBeInstanceOf(
       UnknownMailTemplate,
     );
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: '../layout', data: {} })).rejects.toBeInstanceOf(
-      UnknownMailTemplate,
-    );
-    await expect(enqueueMail(db(), { to: 'alice@example.net', template: 'layout.txt', data: {} })).rejects.toBeInstanceOf(
+    await expect(subject.app.ctx.mail.enqueue(db(), { to: 'alice@example.net', template: 'layout.txt', data: {} })).rejects.toBeInstanceOf(
       UnknownMailTemplate,
     );
     for (const to of [
@@ -254,7 +254,7 @@ describe('the mail queue', () => {
       'alice',
       '',
     ]) {
-      await expect(enqueueMail(db(), testMessage('x', to))).rejects.toBeInstanceOf(InvalidRecipient);
+      await expect(subject.app.ctx.mail.enqueue(db(), testMessage('x', to))).rejects.toBeInstanceOf(InvalidRecipient);
     }
     expect(await queueRows()).toEqual([]);
   });
@@ -279,7 +279,7 @@ describe('the mail queue', () => {
       ])
       .execute();
     await sink.stop();
-    await enqueueMail(db(), testMessage('still waiting'));
+    await subject.app.ctx.mail.enqueue(db(), testMessage('still waiting'));
 
     const stopWorker = startMailWorker(subject.app.ctx, { now, pollIntervalMs: 20 });
     try {

@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/users/user.repository.js';
 import { buildApp } from '../../src/app.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { enqueueMail } from '../../src/mail/mail.service.js';
 import { outboxFileName } from '../../src/mail/mail.transport.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { testConfig } from '../harness/app.js';
@@ -78,11 +77,11 @@ beforeAll(async () => {
   alice = await createUser(app, { email: 'alice@example.net' });
   bob = await createUser(app, { email: 'bob@example.net' });
 
-  await enqueueMail(database.handle.db, { to: alice.email, template: 'test-message', data: { note: 'first for alice' } });
+  await app.ctx.mail.enqueue(database.handle.db, { to: alice.email, template: 'test-message', data: { note: 'first for alice' } });
   expect(await deliverDueMail(app.ctx)).toEqual(['sent']);
-  await enqueueMail(database.handle.db, { to: bob.email, template: 'test-message', data: { note: bobSecret } });
+  await app.ctx.mail.enqueue(database.handle.db, { to: bob.email, template: 'test-message', data: { note: bobSecret } });
   expect(await deliverDueMail(app.ctx)).toEqual(['sent']);
-  await enqueueMail(database.handle.db, {
+  await app.ctx.mail.enqueue(database.handle.db, {
     to: 'ALICE@example.net',
     template: 'test-message',
     data: { note: `second for alice ${app.ctx.config.publicUrl}/account` },

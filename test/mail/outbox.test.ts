@@ -7,7 +7,7 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { enqueueMail, sendMailNow } from '../../src/mail/mail.service.js';
+import { sendMailNow } from '../../src/mail/mail.service.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { outboxRoutes } from '../../src/mail/outbox.routes.js';
 import { testConfig } from '../harness/app.js';
@@ -42,8 +42,8 @@ beforeAll(async () => {
   });
   await firstLook.ready();
 
-  await enqueueMail(database.handle.db, { to: 'alice@example.net', template: 'test-message', data: { note: secret } });
-  await enqueueMail(database.handle.db, { to: 'bob@example.net', template: 'test-message', data: { note: unicodeNote } });
+  await firstLook.ctx.mail.enqueue(database.handle.db, { to: 'alice@example.net', template: 'test-message', data: { note: secret } });
+  await firstLook.ctx.mail.enqueue(database.handle.db, { to: 'bob@example.net', template: 'test-message', data: { note: unicodeNote } });
   expect(await deliverDueMail(firstLook.ctx)).toEqual(['sent', 'sent']);
 });
 afterAll(async () => {
@@ -137,7 +137,7 @@ describe('first-look mode mail', () => {
   it('makes addresses on this portal clickable and leaves every other address as text', async () => {
     const portal = firstLook.ctx.config.publicUrl;
     const note = `${portal}/set-password/abc?x=1&y=2 ${portal}0/x ${portal}@evil.example/ https://evil.example/?u=${portal}/a`;
-    await enqueueMail(database.handle.db, { to: 'dave@example.net', template: 'test-message', data: { note } });
+    await firstLook.ctx.mail.enqueue(database.handle.db, { to: 'dave@example.net', template: 'test-message', data: { note } });
     const before = await emlFiles();
     expect(await deliverDueMail(firstLook.ctx)).toEqual(['sent']);
     const [added] = (await emlFiles()).filter((name) => !before.includes(name));
