@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackupHostKeyMismatch,
@@ -72,6 +72,10 @@ async function armedLink(customer: string, archiveId: string, ip: string) {
 async function events(): Promise<DispatcherEvent[]> {
   return (await client.eventsSince({ after: 0, limit: 1000 })).events;
 }
+
+/** Waits until watch has noted `text` in the call log. */
+const noted = (what: string, text: string) =>
+  until(what, async () => ((await readFile(join(host.stateDir, 'dispatcher.log'), 'utf8')).includes(text) ? true : undefined));
 
 function linkDirOf(url: string): string {
   const m = /\/dl\/([0-9a-f]{32})\//.exec(url);
@@ -224,7 +228,13 @@ describe('links that must not work, and a download that stops half-way', () => {
     const stranger = await httpGet(link.url, { localAddress: '127.0.0.3' });
     expect(stranger.status).toBe(403);
     expect(stranger.body.toString()).toContain('not valid here');
-    await new Promise((r) => setTimeout(r, 300));
+    // NGINX is done with the request once its access log has the line; the download log, the only
+    // thing watch reads, must have none, so no stranger can burn the customer's link.
+    const linkId = basename(linkDirOf(link.url));
+    await until('NGINX to log the refused request', async () =>
+      (await readFile(host.nginx!.accessLog, 'utf8')).includes(linkId) ? true : undefined,
+    );
+    expect(await readFile(host.downloadLog, 'utf8')).not.toContain(linkId);
     expect(existsSync(linkDirOf(link.url))).toBe(true);
     expect((await client.archiveStatus({ customer: CUSTOMER, archiveId })).state).toBe('ready');
   });
@@ -303,10 +313,7 @@ describe('the download log over time', () => {
       [200, status.sha256],
     ]);
     // The second line is the sentinel: watch notes it in the call log without recording it.
-    await until('watch to note the second download', async () => {
-      const log = await readFile(join(host.stateDir, 'dispatcher.log'), 'utf8');
-      return log.includes(`of ${archiveId} (downloaded) from 127.0.0.2, ${status.sizeBytes} bytes; not counted`) ? true : undefined;
-    });
+    await noted('watch to note the second download', `of ${archiveId} (downloaded) from 127.0.0.2, ${status.sizeBytes} bytes; not counted`);
     expect(await completedDownloads(archiveId)).toBe(1);
     expect((await events()).filter((e) => e.archiveId === archiveId && e.type.startsWith('download.'))).toHaveLength(1);
     expect(existsSync(join(host.archiveRoot, `${archiveId}.tar`))).toBe(false);
@@ -318,7 +325,9 @@ describe('the download log over time', () => {
     expect((await client.archiveStatus({ customer: CUSTOMER, archiveId })).state).toBe('ready');
     watch = await host.startWatch();
     await until('the download to be recorded', async () => ((await completedDownloads(archiveId)) === 1 ? true : undefined));
-    await new Promise((r) => setTimeout(r, 500));
+    // A later download is the sentinel: watch reads in order, so a second count would come before it.
+    const later = await downloadAnArchive();
+    await until('the later download to be recorded', async () => ((await completedDownloads(later)) === 1 ? true : undefined));
     expect(await completedDownloads(archiveId)).toBe(1);
     expect((await client.archiveStatus({ customer: CUSTOMER, archiveId })).state).toBe('downloaded');
   });

@@ -1,5 +1,6 @@
 // Following nginx's download log: links vanish at first use, downloads count once, rotation and restarts lose nothing.
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +40,18 @@ function logLine(uri: string, status: number, bytes: number, completion: string,
 
 function downloadEvents() {
   return w.run('events.since', { after: 0 }).answer.result.events.filter((e: { type: string }) => e.type.startsWith('download.'));
+}
+
+/**
+ * Appends a line for a link that does not exist and waits until watch notes it in the call log:
+ * watch reads in order, so every line before it has then been handled. Negative checks stand on it.
+ */
+async function sentinel(): Promise<void> {
+  const linkId = randomBytes(16).toString('hex');
+  appendFileSync(w.downloadLog, logLine(`/dl/${linkId}/sentinel.tar`, 200, 1, ''));
+  await waitFor('watch to reach the sentinel line', () =>
+    readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').includes(`request for unknown link ${linkId}`),
+  );
 }
 
 function startWatch() {
@@ -190,7 +203,7 @@ describe('watch', () => {
     appendFileSync(w.downloadLog, logLine(`/dl/../../etc/passwd`, 200, a.size, 'OK'));
     appendFileSync(w.downloadLog, logLine(uri, 200, a.size, 'OK'));
     const events = await waitFor('the one real download', () => (downloadEvents().length > before ? downloadEvents().slice(before) : null));
-    await new Promise((r) => setTimeout(r, 200));
+    await sentinel();
     expect(downloadEvents().slice(before)).toEqual(events);
     expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([['download.completed', a.id]]);
   });
@@ -201,12 +214,12 @@ describe('watch', () => {
     const la = issue(a.id);
     const lb = issue(b.id);
     startWatch();
-    await new Promise((r) => setTimeout(r, 100));
+    await sentinel();
     const before = downloadEvents().length;
     renameSync(w.downloadLog, `${w.downloadLog}.1`);
     // nginx keeps writing the renamed file until it gets USR1.
     appendFileSync(`${w.downloadLog}.1`, logLine(la.uri, 200, a.size, 'OK'));
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor('the line written to the renamed file', () => downloadEvents().length === before + 1);
     writeFileSync(w.downloadLog, logLine(lb.uri, 200, 10, ''));
     const events = await waitFor('both downloads', () => (downloadEvents().length === before + 2 ? downloadEvents().slice(before) : null));
     expect(events.map((e: { type: string; archiveId: string }) => [e.type, e.archiveId])).toEqual([
@@ -263,7 +276,7 @@ describe('watch', () => {
     appendFileSync(w.downloadLog, logLine(lb.uri, 200, b.size, 'OK'));
     startWatch();
     await waitFor('second event', () => downloadEvents().length === before + 2);
-    await new Promise((r) => setTimeout(r, 200));
+    await sentinel();
     expect(
       downloadEvents()
         .slice(before)
@@ -283,7 +296,7 @@ describe('watch', () => {
     // Put back the position from before the line, as if the crash came before the save.
     writeFileSync(join(w.stateDir, 'watch.json'), savedBefore);
     startWatch();
-    await new Promise((r) => setTimeout(r, 400));
+    await sentinel();
     expect(downloadEvents().length).toBe(before + 1);
   });
 
@@ -291,10 +304,9 @@ describe('watch', () => {
     const a = await readyArchive();
     const la = issue(a.id);
     startWatch();
-    await new Promise((r) => setTimeout(r, 100));
+    await sentinel();
     const before = downloadEvents().length;
     truncateSync(w.downloadLog, 0);
-    await new Promise((r) => setTimeout(r, 100));
     appendFileSync(w.downloadLog, logLine(la.uri, 200, 3, ''));
     await waitFor('the event after truncation', () => downloadEvents().length === before + 1);
   });
@@ -306,7 +318,7 @@ describe('watch', () => {
     const before = downloadEvents().length;
     appendFileSync(w.downloadLog, logLine(l.uri, 403, 150, 'OK', '198.51.100.66'));
     appendFileSync(w.downloadLog, logLine(l.uri, 410, 150, 'OK', '192.0.2.7'));
-    await new Promise((r) => setTimeout(r, 300));
+    await sentinel();
     expect(existsSync(join(w.linkRoot, l.linkId))).toBe(true);
     expect(downloadEvents().length).toBe(before);
     appendFileSync(w.downloadLog, logLine(l.uri, 200, a.size, 'OK'));
