@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebClient } from '../harness/web-client.js';
-import { startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld({ ARCHWAY_MAIL_FROM: 'Provider <help@provider.example>', ARCHWAY_IP_RETENTION_DAYS: '21' });
 });

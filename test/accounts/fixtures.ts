@@ -1,43 +1,15 @@
 // Shared set-up for the accounts tests: an app on its own database whose mail goes to an SMTP sink.
 import type { ParsedMail } from 'mailparser';
-import type { FastifyInstance } from 'fastify';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
-import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 
-export interface AccountsWorld {
-  database: TestDatabase;
-  subject: TestApp;
-  app: FastifyInstance;
-  sink: SmtpSink;
-  close(): Promise<void>;
-}
-
-export async function startWorld(env: Record<string, string> = {}): Promise<AccountsWorld> {
-  const database = await createTestDatabase();
-  const sink = await createSmtpSink();
-  const subject = await buildTestApp(database.handle, database.url, {
-    ARCHWAY_SMTP_URL: sink.url,
-    ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
-    ...env,
-  });
-  await subject.app.ready();
-  return {
-    database,
-    subject,
-    app: subject.app,
-    sink,
-    async close() {
-      await subject.app.close();
-      await sink.stop();
-      await database.drop();
-    },
-  };
+/** The accounts tests' world: mail goes to an SMTP sink, links name https://portal.example.net. */
+export function startWorld(env: Record<string, string> = {}): Promise<PortalWorld> {
+  return startPortalWorld({ smtp: 'up', env: { ARCHWAY_PUBLIC_URL: 'https://portal.example.net', ...env } });
 }
 
 /** Sends what the queue holds to the sink, as the mail worker would, and returns the new messages. */
-export async function deliverMail(world: AccountsWorld): Promise<ParsedMail[]> {
+export async function deliverMail(world: PortalWorld): Promise<ParsedMail[]> {
   const before = world.sink.messages.length;
   await deliverDueMail(world.app.ctx);
   return world.sink.messages.slice(before);

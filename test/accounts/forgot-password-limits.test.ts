@@ -2,11 +2,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_RESETS_PER_HOUR } from '../../src/accounts/account.service.js';
 import { WebClient } from '../harness/web-client.js';
-import { startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser } from '../harness/users.js';
 
 const PER_IP = 4;
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld({ ARCHWAY_RESET_REQUESTS_PER_IP_PER_HOUR: String(PER_IP) });
 });

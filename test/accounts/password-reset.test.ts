@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findUserById } from '../../src/users/user.repository.js';
 import { PASSWORD_MESSAGES } from '../../src/users/password-policy.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   // Every request of this file comes from the one test address; the per-address limit has its own tests.
   world = await startWorld({ ARCHWAY_RESET_REQUESTS_PER_IP_PER_HOUR: '1000' });
@@ -135,8 +136,8 @@ describe('setting a new password from the link', () => {
     expect(form.body).toContain('name="password" autocomplete="new-password"');
     expect(form.body).not.toContain(link.split('=')[1]!);
     // The link's secret never reaches the log, even though it came in a URL.
-    expect(world.subject.logText()).toContain('/set-password?token=[redacted]');
-    expect(world.subject.logText()).not.toContain(link.split('.')[1]!);
+    expect(world.logText()).toContain('/set-password?token=[redacted]');
+    expect(world.logText()).not.toContain(link.split('.')[1]!);
 
     const done = await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD });
     expect(done.status).toBe(303);
@@ -203,13 +204,13 @@ describe('setting a new password from the link', () => {
     const browser = new WebClient(world.app);
     await browser.get(link);
     expect((await browser.get('/set-password')).status).toBe(200);
-    world.subject.clock.advanceMinutes(61);
+    world.clock.advanceMinutes(61);
     try {
       const late = await browser.post('/set-password', { password: NEW_PASSWORD, password_confirm: NEW_PASSWORD });
       expect(late.status).toBe(400);
       expect(late.body).toContain('This link does not work any more');
     } finally {
-      world.subject.clock.advanceMinutes(-61);
+      world.clock.advanceMinutes(-61);
     }
     expect((await findUserById(world.app.ctx.database.db, user.id))!.passwordHash).toBe(user.passwordHash);
     expect((await tokenRows(user.id))[0]!.used_at).toBeNull();

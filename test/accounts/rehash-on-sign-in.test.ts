@@ -3,10 +3,11 @@ import { findUserById } from '../../src/users/user.repository.js';
 import { createPasswordHasher } from '../../src/users/password-hasher.js';
 import { testConfig } from '../harness/app.js';
 import { WebClient } from '../harness/web-client.js';
-import { startWorld, type AccountsWorld } from './fixtures.js';
+import { startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   // The portal now runs with a higher argon2 time cost than the one the stored hash was made with.
   world = await startWorld({ ARCHWAY_ARGON2_TIME_COST: '3' });

@@ -6,10 +6,11 @@ import { findUserByEmail } from '../../src/users/user.repository.js';
 import { TEST_SECRETS } from '../harness/app.js';
 import { runCli } from '../harness/cli.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from './fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 let dir: string;
 let env: Record<string, string>;
 beforeAll(async () => {

@@ -1,37 +1,27 @@
 // Test world for the archive pages: the production app on its own database, a real local dispatcher, an SMTP sink.
 import { chmodSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { ParsedMail } from 'mailparser';
 import type { User } from '../../src/users/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
-import type { AdjustableClock } from '../../src/clock.js';
 import type { BackupHostConfig } from '../../src/config.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { BUNDLE, makeWorld, type World } from '../dispatcher/world.js';
-import { buildTestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
-import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 import { WebClient } from '../harness/web-client.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 
 export const PUBLIC_URL = 'https://portal.example.net';
 
 /** A snapshot holding a file of this name is not archived until the file is removed (see slowTar). */
 export const HOLD_FILE = 'HOLD-THE-BUILD';
 
-export interface ArchiveWorld {
-  database: TestDatabase;
-  app: FastifyInstance;
-  clock: AdjustableClock;
-  sink: SmtpSink;
-  /** The dispatcher the portal calls through the local transport (null when the world has none). */
+export interface ArchiveWorld extends PortalWorld {
+  /** The dispatcher the portal calls through the local transport (unused when the world overrides the backup host). */
   dispatcher: World;
-  logText(): string;
-  close(): Promise<void>;
 }
 
 export interface ArchiveWorldOptions {
@@ -62,34 +52,18 @@ exec /usr/bin/tar "$@"
 }
 
 export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Promise<ArchiveWorld> {
-  const database = await createTestDatabase();
-  const sink = await createSmtpSink({ start: options.smtpUp ?? true });
   const dispatcher = makeWorld();
   // The held tar lives outside the world's roots; the world's config is rewritten to use it.
   const tarPath = slowTar(dispatcher.dir);
   writeFileSync(dispatcher.configPath, JSON.stringify({ ...dispatcher.config, tarPath }), { mode: 0o600 });
   const backupHost =
     options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
-  const { app, clock, logText } = await buildTestApp(
-    database.handle,
-    database.url,
-    { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env },
-    { backupHost },
-  );
-  await app.ready();
-  return {
-    database,
-    app,
-    clock,
-    sink,
-    dispatcher,
-    logText,
-    async close() {
-      await app.close();
-      await sink.stop();
-      await database.drop();
-    },
-  };
+  const portal = await startPortalWorld({
+    smtp: options.smtpUp === false ? 'down' : 'up',
+    env: { ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env },
+    overrides: { backupHost },
+  });
+  return Object.assign(portal, { dispatcher });
 }
 
 /** A snapshot directory with a few files, dated `ageHours` ago (the list is newest first by this date). */
@@ -190,7 +164,7 @@ export function downloadLinkIn(message: ParsedMail): { path: string; token: stri
 }
 
 /** Every row of every table in the public schema, as text: where a leaked secret would show up. */
-export async function everyStoredText(world: { app: FastifyInstance }): Promise<string> {
+export async function everyStoredText(world: Pick<PortalWorld, 'app'>): Promise<string> {
   const db = world.app.ctx.database.db;
   const { rows: tables } = await sql<{ table_name: string }>`
     select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`.execute(db);

@@ -9,15 +9,13 @@ import type { User } from '../../src/users/user.repository.js';
 import { startEventSync, syncBackupHostEvents, type EventSyncDeps } from '../../src/archives/event-sync.js';
 import { backupHostFromSettings, type BackupHost } from '../../src/backup-host/index.js';
 import type { DispatcherEvent } from '../../src/protocol/index.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { BUNDLE, makeWorld, tokenHash, type World } from '../dispatcher/world.js';
 import { eventually } from '../harness/eventually.js';
 import { createOperator, createUser, signInOperator } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 let w: World;
 let backupHost: BackupHost;
 let customer: User;
@@ -26,9 +24,7 @@ const TOKEN = 'E'.repeat(43);
 const DAY = 86_400;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  await subject.app.ready();
+  subject = await startPortalWorld();
   customer = await createUser(subject.app);
   w = makeWorld();
   mkdirSync(join(w.backupRoot, customer.domain!, 'daily.0'), { recursive: true });
@@ -42,8 +38,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 const db = () => subject.app.ctx.database.db;

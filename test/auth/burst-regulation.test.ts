@@ -11,11 +11,11 @@ import {
   phoneCode,
   signedInClient,
   startWorld,
-  type AccountsWorld,
 } from '../two-factor/fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
@@ -28,15 +28,15 @@ const freshIp = () => `198.51.100.${(ipCounter += 1)}`;
 async function enrolledUser() {
   const user = await createUser(world.app);
   const client = await signedInClient(world.app, user.email, PASSWORD);
-  const { secret } = await enrolThroughPages(client, world.subject.clock, PASSWORD);
+  const { secret } = await enrolThroughPages(client, world.clock, PASSWORD);
   await deliverMail(world);
-  alignToMidStep(world.subject.clock);
+  alignToMidStep(world.clock);
   return { user, secret };
 }
 
 /** A code that is not the phone's current one nor its neighbours. */
 function wrongCode(secret: Buffer): string {
-  const near = new Set([-1, 0, 1].map((s) => phoneCode(world.subject.clock, secret, s)));
+  const near = new Set([-1, 0, 1].map((s) => phoneCode(world.clock, secret, s)));
   for (let n = 0; ; n += 1) {
     const code = String(n).padStart(6, '0');
     if (!near.has(code)) return code;
@@ -71,7 +71,7 @@ describe('a burst of wrong codes at the second step', () => {
     const owner = new WebClient(world.app, { remoteAddress: freshIp() });
     await passwordStep(owner, user.email, PASSWORD);
     await owner.get('/sign-in/two-factor');
-    expect((await owner.post('/sign-in/two-factor', { code: phoneCode(world.subject.clock, secret) })).status).toBe(429);
+    expect((await owner.post('/sign-in/two-factor', { code: phoneCode(world.clock, secret) })).status).toBe(429);
   });
 
   it('counts wrong codes from one IPv6 /64 together, whatever the address inside it', async () => {

@@ -1,23 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { csrfTokenIn, WebClient } from '../harness/web-client.js';
 import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 let changes = 0;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  // A route written without any thought of CSRF: the global check must still cover it.
-  subject.app.route({ method: ['POST', 'PUT', 'PATCH', 'DELETE'], url: '/test/change', handler: async () => ({ changed: ++changes }) });
-  await subject.app.ready();
+  subject = await startPortalWorld({
+    // A route written without any thought of CSRF: the global check must still cover it.
+    testRoutes: (app) =>
+      app.route({ method: ['POST', 'PUT', 'PATCH', 'DELETE'], url: '/test/change', handler: async () => ({ changed: ++changes }) }),
+  });
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 const db = () => subject.app.ctx.database.db;

@@ -1,32 +1,29 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import { addressBlockKey, addressHashKey, blockDurationMs, storedAddress } from '../../src/users/regulation.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 let nextIp = 1;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url, {
-    ARCHWAY_SIGNIN_IP_MAX_FAILURES: '6',
-    ARCHWAY_SIGNIN_IP_WINDOW_MINUTES: '15',
-    ARCHWAY_SIGNIN_IP_BLOCK_MINUTES: '15',
-    ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES: '1440',
-    ARCHWAY_SIGNIN_USER_MAX_FAILURES: '3',
-    ARCHWAY_SIGNIN_USER_WINDOW_MINUTES: '15',
-    ARCHWAY_SIGNIN_USER_BLOCK_SECONDS: '60',
-    ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES: '15',
+  subject = await startPortalWorld({
+    env: {
+      ARCHWAY_SIGNIN_IP_MAX_FAILURES: '6',
+      ARCHWAY_SIGNIN_IP_WINDOW_MINUTES: '15',
+      ARCHWAY_SIGNIN_IP_BLOCK_MINUTES: '15',
+      ARCHWAY_SIGNIN_IP_BLOCK_MAX_MINUTES: '1440',
+      ARCHWAY_SIGNIN_USER_MAX_FAILURES: '3',
+      ARCHWAY_SIGNIN_USER_WINDOW_MINUTES: '15',
+      ARCHWAY_SIGNIN_USER_BLOCK_SECONDS: '60',
+      ARCHWAY_SIGNIN_USER_BLOCK_MAX_MINUTES: '15',
+    },
   });
-  await subject.app.ready();
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 const db = () => subject.app.ctx.database.db;

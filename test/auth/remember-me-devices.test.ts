@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeUserAgent } from '../../src/devices/user-agent.js';
 import { WebClient } from '../harness/web-client.js';
-import { startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { startWorld } from '../accounts/fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
@@ -72,7 +73,7 @@ describe('the devices page', () => {
     const { createRememberLogin } = await import('../../src/auth/remember-me.service.js');
     const issued = await createRememberLogin(db(), {
       userId: user.id,
-      now: world.subject.clock.now(),
+      now: world.clock.now(),
       sessionId: null,
       ip: '198.51.100.46',
       userAgent: SAFARI,

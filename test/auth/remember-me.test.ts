@@ -8,10 +8,11 @@ import {
   ROTATION_GRACE_SECONDS,
 } from '../../src/auth/remember-me.service.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, linkIn, recipients, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+import { deliverMail, linkIn, recipients, startWorld } from '../accounts/fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, currentCode, PASSWORD, turnOnTwoFactor } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
@@ -19,7 +20,7 @@ afterAll(async () => world.close());
 
 const COOKIE = 'archway-remember';
 const db = () => world.app.ctx.database.db;
-const clock = () => world.subject.clock;
+const clock = () => world.clock;
 
 /** A browser whose session has ended (closed, idle) but which still holds its remember-me cookie. */
 async function browserWithRememberCookie(userId: string, remoteAddress = '198.51.100.20') {
@@ -136,9 +137,9 @@ describe('remember me', () => {
     expect((await victim.get('/account')).status).toBe(303);
     const mail = await deliverMail(world);
     expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[user.email], 'We signed you out of Archway everywhere']]);
-    expect(world.subject.logText()).toContain('remember-me cookie theft suspected');
-    expect(world.subject.logText()).toContain('"reason":"wrong-token"');
-    expect(world.subject.logText()).not.toContain(cookie.split('.')[1]);
+    expect(world.logText()).toContain('remember-me cookie theft suspected');
+    expect(world.logText()).toContain('"reason":"wrong-token"');
+    expect(world.logText()).not.toContain(cookie.split('.')[1]);
   });
 
   it('treats the old cookie coming back after the grace window as theft too: two browsers held it', async () => {
@@ -154,14 +155,14 @@ describe('remember me', () => {
     expect(await sessionsOf(user.id)).toEqual([]);
     expect((await client.get('/account')).status).toBe(303);
     expect((await deliverMail(world)).map((m) => m.subject)).toEqual(['We signed you out of Archway everywhere']);
-    expect(world.subject.logText()).toContain('"reason":"rotated-cookie-reused"');
+    expect(world.logText()).toContain('"reason":"rotated-cookie-reused"');
   });
 
   it('lets two requests that arrive together with the same cookie both succeed, with no alarm', async () => {
     const user = await createUser(world.app);
     await deliverMail(world);
     const { cookie } = await browserWithRememberCookie(user.id);
-    const before = world.subject.logText().length;
+    const before = world.logText().length;
     const send = () =>
       world.app.inject({ method: 'GET', url: '/account', headers: { cookie: `${COOKIE}=${cookie}` }, remoteAddress: '198.51.100.20' });
     const answers = await Promise.all([send(), send(), send()]);
@@ -169,7 +170,7 @@ describe('remember me', () => {
     const issued = answers.map((a) => (a.cookies as Array<{ name: string; value: string }>).find((c) => c.name === COOKIE)?.value);
     expect(new Set(issued).size).toBe(1);
     expect(issued[0]).not.toBe(cookie);
-    expect(world.subject.logText().slice(before)).not.toContain('theft');
+    expect(world.logText().slice(before)).not.toContain('theft');
     expect(await deliverMail(world)).toEqual([]);
     const live = (await loginsOf(user.id)).filter((l) => l.replaced_at === null);
     expect(live).toHaveLength(1);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { buildTestApp } from '../harness/app.js';
+import { createTestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
@@ -8,21 +9,19 @@ import { createUser, PASSWORD } from '../harness/users.js';
 const PROXY = '10.0.0.2';
 const VIA_PROXY = { remoteAddress: PROXY, headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '198.51.100.23' } };
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url, {
-    ARCHWAY_REQUIRE_HTTPS: 'true',
-    ARCHWAY_TRUST_PROXY: `${PROXY},10.0.1.0/24`,
-    ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
+  subject = await startPortalWorld({
+    env: {
+      ARCHWAY_REQUIRE_HTTPS: 'true',
+      ARCHWAY_TRUST_PROXY: `${PROXY},10.0.1.0/24`,
+      ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
+    },
   });
-  await subject.app.ready();
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 describe('HTTPS behind the trusted proxy', () => {

@@ -1,22 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteExpiredSessions, purgeOldIps, startIpRetentionJob } from '../../src/jobs/retention.job.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 const DAY = 86_400_000;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url, { ARCHWAY_IP_RETENTION_DAYS: '30' });
-  await subject.app.ready();
+  subject = await startPortalWorld({ env: { ARCHWAY_IP_RETENTION_DAYS: '30' } });
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 const db = () => subject.app.ctx.database.db;

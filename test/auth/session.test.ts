@@ -1,29 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endUserSessions } from '../../src/users/session.service.js';
 import { sessionKey } from '../../src/users/session.store.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 const COOKIE = 'archway-session';
 /** Called with the slow page's release once its request is running; the page answers only when released. */
 let slowPageRunning: (release: () => void) => void = (release) => release();
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  subject.app.get('/test/slow-page', async () => {
-    await new Promise<void>((release) => slowPageRunning(release));
-    return 'done';
+  subject = await startPortalWorld({
+    testRoutes: (app) =>
+      app.get('/test/slow-page', async () => {
+        await new Promise<void>((release) => slowPageRunning(release));
+        return 'done';
+      }),
   });
-  await subject.app.ready();
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 /** The session id inside the signed cookie value ("<id>.<signature>"). */

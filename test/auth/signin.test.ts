@@ -2,22 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPasswordHasher } from '../../src/users/password-hasher.js';
 import { addressHashKey, storedAddress } from '../../src/users/regulation.js';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  await subject.app.ready();
+  subject = await startPortalWorld();
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 async function attemptsFor(email: string) {

@@ -1,19 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
-import type { TestApp } from '../harness/app.js';
-import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
+import type { TestBrowser } from '../harness/browser.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: BrowserWorld;
-let subject: TestApp;
+let subject: PortalWorld;
 let browser: TestBrowser;
 let origin: string;
 
 beforeAll(async () => {
-  world = await startBrowserWorld();
-  ({ subject, browser, origin } = world);
+  subject = await startPortalWorld({ browser: true });
+  ({ browser, origin } = subject);
 });
-afterAll(async () => world?.close());
+afterAll(async () => subject?.close());
 
 describe('signing in and out in a browser with JavaScript off', () => {
   it('signs in through the real form, reaches the account page, and signs out with the button', async () => {

@@ -1,20 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base32Decode, codeAt } from '../../src/two-factor/totp.js';
-import type { TestApp } from '../harness/app.js';
-import { startBrowserWorld, type BrowserWorld, type TestBrowser } from '../harness/browser.js';
+import type { TestBrowser } from '../harness/browser.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { alignToMidStep } from '../two-factor/fixtures.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: BrowserWorld;
-let subject: TestApp;
+let subject: PortalWorld;
 let browser: TestBrowser;
 let origin: string;
 
 beforeAll(async () => {
-  world = await startBrowserWorld();
-  ({ subject, browser, origin } = world);
+  subject = await startPortalWorld({ browser: true });
+  ({ browser, origin } = subject);
 });
-afterAll(async () => world?.close());
+afterAll(async () => subject?.close());
 
 /** The phone: the code for the app's now, after moving to a fresh 30-second step so no code is reused. */
 function nextCode(secret: Buffer): string {

@@ -1,7 +1,5 @@
 // Starts the system's headless Chromium through playwright-core, on loopback only, with a throwaway profile.
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import { buildTestApp, type TestApp } from './app.js';
-import { createTestDatabase, type TestDatabase } from './database.js';
 
 const CHROMIUM = process.env.ARCHWAY_TEST_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -32,34 +30,6 @@ export async function launchBrowser(): Promise<TestBrowser> {
     newContext: (options = {}) => browser.newContext({ javaScriptEnabled: options.javaScriptEnabled ?? false }),
     async close() {
       await browser.close();
-    },
-  };
-}
-
-export interface BrowserWorld {
-  database: TestDatabase;
-  subject: TestApp;
-  browser: TestBrowser;
-  /** http://127.0.0.1:<port> of the app, really listening, for Chromium to load. */
-  origin: string;
-  close(): Promise<void>;
-}
-
-/** The production app on its own database, listening on loopback, and a Chromium to drive it. */
-export async function startBrowserWorld(): Promise<BrowserWorld> {
-  const database = await createTestDatabase();
-  const subject = await buildTestApp(database.handle, database.url);
-  const origin = await subject.app.listen({ host: '127.0.0.1', port: 0 });
-  const browser = await launchBrowser();
-  return {
-    database,
-    subject,
-    browser,
-    origin,
-    async close() {
-      await browser.close();
-      await subject.app.close();
-      await database.drop();
     },
   };
 }

@@ -1,23 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { buildTestApp } from '../harness/app.js';
+import { createTestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  subject.app.get('/test/explode', async () => {
-    throw new Error('connection to 10.0.0.7 failed: password authentication failed for user "archway"');
+  subject = await startPortalWorld({
+    testRoutes: (app) =>
+      app.get('/test/explode', async () => {
+        throw new Error('connection to 10.0.0.7 failed: password authentication failed for user "archway"');
+      }),
   });
-  await subject.app.ready();
 });
-afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
-});
+afterAll(async () => subject.close());
 
 describe('the web skeleton', () => {
   it('says the process is up on /healthz', async () => {
@@ -117,8 +114,8 @@ describe('the web skeleton', () => {
   });
 
   it('refuses a forwarded client address that is not an IP address, from a trusted proxy too', async () => {
-    const ownHandle = await connectDatabase({ databaseUrl: database.url, dataDir: '/nonexistent' });
-    const behindProxy = await buildTestApp(ownHandle, database.url, { ARCHWAY_TRUST_PROXY: '127.0.0.1' });
+    const ownHandle = await connectDatabase({ databaseUrl: subject.database.url, dataDir: '/nonexistent' });
+    const behindProxy = await buildTestApp(ownHandle, subject.database.url, { ARCHWAY_TRUST_PROXY: '127.0.0.1' });
     try {
       for (const forged of ['not-an-ip', '300.1.1.1', "1.2.3.4'--"]) {
         const res = await behindProxy.app.inject({ url: '/sign-in', headers: { 'x-forwarded-for': forged } });

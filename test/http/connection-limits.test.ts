@@ -2,24 +2,19 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_LIMITS } from '../../src/http/limits.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 
 const CAP = 4;
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 let port: number;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
   // The production values with a small cap and a 1 s request timeout, so the test need not open 1024 sockets or wait 10 s.
-  subject = await buildTestApp(database.handle, database.url, {}, {}, { maxConnections: CAP, requestTimeoutMs: 1_000 });
-  await subject.app.listen({ host: '127.0.0.1', port: 0 });
-  port = (subject.app.server.address() as { port: number }).port;
+  subject = await startPortalWorld({ listen: true, httpLimits: { maxConnections: CAP, requestTimeoutMs: 1_000 } });
+  port = Number(new URL(subject.origin).port);
 });
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 function open(): Promise<Socket> {

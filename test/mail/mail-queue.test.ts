@@ -6,37 +6,31 @@ import { InvalidRecipient, sendMailNow } from '../../src/mail/mail.service.js';
 import { UnknownMailTemplate } from '../../src/mail/mail.renderer.js';
 import { MailNotSent } from '../../src/mail/mail.transport.js';
 import { deliverDueMail, startMailWorker } from '../../src/mail/mail.worker.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { buildTestApp } from '../harness/app.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { eventually } from '../harness/eventually.js';
-import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
+import type { SmtpSink } from '../harness/smtp-sink.js';
 import { workerClock } from './worker-clock.js';
 
-let database: TestDatabase;
+let subject: PortalWorld;
 let sink: SmtpSink;
-let subject: TestApp;
 /** The worker's clock; each test starts it just ahead of the database's, so new mail is due. */
 let clock: Date;
 const now = () => clock;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  sink = await createSmtpSink();
-  subject = await buildTestApp(database.handle, database.url, { ARCHWAY_SMTP_URL: sink.url });
+  subject = await startPortalWorld({ smtp: 'up' });
+  sink = subject.sink;
 });
-afterAll(async () => {
-  await subject.app.close();
-  await sink.stop();
-  await database.drop();
-});
+afterAll(async () => subject.close());
 beforeEach(async () => {
-  await database.handle.db.deleteFrom('mail_queue').execute();
+  await subject.database.handle.db.deleteFrom('mail_queue').execute();
   await sink.start();
   sink.clear();
   clock = new Date(Date.now() + 1_000);
 });
 
-const db = () => database.handle.db;
+const db = () => subject.database.handle.db;
 
 function queueRows() {
   return db().selectFrom('mail_queue').selectAll().orderBy('created_at').execute();
@@ -122,8 +116,8 @@ describe('the mail queue', () => {
   });
 
   it('never sends a message twice when two portal instances run their workers at once', async () => {
-    const otherHandle = await connectDatabase({ databaseUrl: database.url, dataDir: '/nonexistent' });
-    const other = await buildTestApp(otherHandle, database.url, { ARCHWAY_SMTP_URL: sink.url });
+    const otherHandle = await connectDatabase({ databaseUrl: subject.database.url, dataDir: '/nonexistent' });
+    const other = await buildTestApp(otherHandle, subject.database.url, { ARCHWAY_SMTP_URL: sink.url });
     const count = 60;
     const sentBy = (log: string) => log.split('"msg":"mail sent"').length - 1;
     const sentEarlier = sentBy(subject.logText());

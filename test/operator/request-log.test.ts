@@ -3,28 +3,23 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/users/user.repository.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
-import { buildTestApp, type TestApp } from '../harness/app.js';
-import { createTestDatabase, type TestDatabase } from '../harness/database.js';
+import { startPortalWorld, type PortalWorld } from '../harness/world.js';
 import { WebClient } from '../harness/web-client.js';
 import { createOperator, createUser, PASSWORD, signInOperator } from '../harness/users.js';
 
-let database: TestDatabase;
-let subject: TestApp;
+let subject: PortalWorld;
 let desk: WebClient;
 const MINUTE = 60_000;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  subject = await buildTestApp(database.handle, database.url);
-  await subject.app.ready();
+  subject = await startPortalWorld();
   const { operator, secret } = await createOperator(subject.app);
   desk = new WebClient(subject.app);
   await signInOperator(subject.app, desk, operator.email, secret);
 });
 
 afterAll(async () => {
-  await subject.app.close();
-  await database.drop();
+  await subject.close();
 });
 
 const db = () => subject.app.ctx.database.db;

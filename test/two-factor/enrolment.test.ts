@@ -14,18 +14,18 @@ import {
   signedInClient,
   signInWithCode,
   startWorld,
-  type AccountsWorld,
 } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
 afterAll(async () => world.close());
 
 const db = () => world.app.ctx.database.db;
-const clock = () => world.subject.clock;
+const clock = () => world.clock;
 
 async function twoFactorRow(userId: string) {
   return db().selectFrom('two_factor').selectAll().where('user_id', '=', userId).executeTakeFirst();

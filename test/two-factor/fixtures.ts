@@ -4,7 +4,7 @@ import type { AdjustableClock } from '../../src/clock.js';
 import { base32Decode, codeAt, STEP_SECONDS } from '../../src/two-factor/totp.js';
 import { WebClient, type Page } from '../harness/web-client.js';
 
-export { deliverMail, recipients, startWorld, type AccountsWorld } from '../accounts/fixtures.js';
+export { deliverMail, recipients, startWorld } from '../accounts/fixtures.js';
 
 /** The base32 key as the enrolment page shows it (grouped by four), as bytes. */
 export function secretOnPage(html: string): Buffer {

@@ -2,17 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase } from '../../src/db/connect.js';
 import { buildTestApp } from '../harness/app.js';
 import { WebClient } from '../harness/web-client.js';
-import { deliverMail, enrolThroughPages, passwordStep, recipients, signedInClient, startWorld, type AccountsWorld } from './fixtures.js';
+import { deliverMail, enrolThroughPages, passwordStep, recipients, signedInClient, startWorld } from './fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
 afterAll(async () => world.close());
 
 const db = () => world.app.ctx.database.db;
-const clock = () => world.subject.clock;
+const clock = () => world.clock;
 const operatorFields = { role: 'operator' as const };
 
 describe('operators and two-factor sign-in', () => {

@@ -4,6 +4,7 @@ import { SIGN_IN_FAILED_MESSAGE } from '../../src/auth/sign-in.service.js';
 import { purgeOldTwoFactorFailures, TWO_FACTOR_LIMITS, twoFactorBlockMinutes } from '../../src/two-factor/two-factor.regulation.js';
 import { WebClient } from '../harness/web-client.js';
 import { linkIn } from '../accounts/fixtures.js';
+import type { PortalWorld } from '../harness/world.js';
 import {
   alignToMidStep,
   deliverMail,
@@ -14,18 +15,17 @@ import {
   signedInClient,
   signInWithCode,
   startWorld,
-  type AccountsWorld,
 } from './fixtures.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
-let world: AccountsWorld;
+let world: PortalWorld;
 beforeAll(async () => {
   world = await startWorld();
 });
 afterAll(async () => world.close());
 
 const db = () => world.app.ctx.database.db;
-const clock = () => world.subject.clock;
+const clock = () => world.clock;
 let ipCounter = 0;
 const freshIp = () => `203.0.113.${(ipCounter += 1)}`;
 
