@@ -22,6 +22,7 @@ import type { Config, Secrets } from './config.js';
 import { createContext } from './context.js';
 import type { DatabaseHandle } from './db/connect.js';
 import { registerDeviceRoutes } from './devices/devices.routes.js';
+import { registerCachePolicy } from './http/cache-policy.js';
 import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
 import { registerHealthRoutes } from './http/health.routes.js';
 import { fastifyLimitOptions, HTTP_LIMITS, type HttpLimits } from './http/limits.js';
@@ -109,6 +110,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
     // HSTS only means something over HTTPS, which first-look mode on loopback does not use.
     hsts: config.mode === 'server' ? { maxAge: 31_536_000, includeSubDomains: true } : false,
   });
+  registerCachePolicy(app);
   await app.register(fastifyFormbody);
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, list: false });
   await app.register(fastifyView, {

@@ -35,18 +35,15 @@ export function registerAuthRoutes(app: FastifyInstance): void {
       remember?: boolean;
     },
   ) =>
-    reply
-      .code(status)
-      .header('cache-control', 'no-store')
-      .view('auth/sign-in', {
-        title: 'Sign in',
-        email: values.email ?? '',
-        next: values.next ?? null,
-        error: values.error ?? null,
-        notice: values.notice ?? null,
-        fieldErrors: values.fieldErrors ?? {},
-        remember: values.remember ?? false,
-      });
+    reply.code(status).view('auth/sign-in', {
+      title: 'Sign in',
+      email: values.email ?? '',
+      next: values.next ?? null,
+      error: values.error ?? null,
+      notice: values.notice ?? null,
+      fieldErrors: values.fieldErrors ?? {},
+      remember: values.remember ?? false,
+    });
 
   app.get('/sign-in', async (request: FastifyRequest<{ Querystring: { next?: string; 'signed-out'?: string } }>, reply) => {
     if (request.user !== null) return reply.redirect(startPage(request.user.role), 303);
@@ -88,7 +85,7 @@ export function registerAuthRoutes(app: FastifyInstance): void {
   // GET only shows the button: signing out changes state, so it takes a POST with the CSRF token.
   app.get('/sign-out', async (request, reply) => {
     if (request.user === null) return reply.redirect('/sign-in', 303);
-    return reply.header('cache-control', 'no-store').view('auth/sign-out', { title: 'Sign out' });
+    return reply.view('auth/sign-out', { title: 'Sign out' });
   });
 
   app.post('/sign-out', async (request, reply) => {

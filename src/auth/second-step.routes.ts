@@ -18,7 +18,7 @@ export function registerSecondStepRoutes(app: FastifyInstance): void {
   const ctx = () => app.twoFactor;
 
   const renderSecondStep = (reply: FastifyReply, status: number, error: string | null) =>
-    reply.code(status).header('cache-control', 'no-store').view('two-factor/sign-in', { title: 'Two-factor sign-in', error });
+    reply.code(status).view('two-factor/sign-in', { title: 'Two-factor sign-in', error });
 
   app.get('/sign-in/two-factor', async (request, reply) => {
     if (request.user !== null) return reply.redirect(startPage(request.user.role), 303);

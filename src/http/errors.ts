@@ -40,16 +40,12 @@ export function registerErrorPages(app: FastifyInstance): void {
     // A database restart or partition is an outage of a dependency, not a fault: 503 and when to come back.
     if (isDatabaseUnavailable(error)) {
       request.log.warn({ reason: error.message }, 'request failed: database unavailable');
-      return reply
-        .code(503)
-        .header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS))
-        .header('cache-control', 'no-store')
-        .view('errors/error', {
-          title: 'Please try again in a moment',
-          status: 503,
-          message: 'The service is briefly unavailable. Nothing you did caused it; please try again in a minute.',
-          requestId: request.id,
-        });
+      return reply.code(503).header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS)).view('errors/error', {
+        title: 'Please try again in a moment',
+        status: 503,
+        message: 'The service is briefly unavailable. Nothing you did caused it; please try again in a minute.',
+        requestId: request.id,
+      });
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     if (status >= 500) {

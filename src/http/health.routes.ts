@@ -4,14 +4,11 @@ import type { DatabaseHandle } from '../db/connect.js';
 
 export function registerHealthRoutes(app: FastifyInstance, database: DatabaseHandle): void {
   app.get('/healthz', async (_request, reply) => {
-    return reply.header('cache-control', 'no-store').send({ status: 'ok' });
+    return reply.send({ status: 'ok' });
   });
 
   app.get('/readyz', async (_request, reply) => {
     const ready = await database.isReachable();
-    return reply
-      .code(ready ? 200 : 503)
-      .header('cache-control', 'no-store')
-      .send({ status: ready ? 'ready' : 'unavailable', database: ready ? 'reachable' : 'unreachable' });
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', database: ready ? 'reachable' : 'unreachable' });
   });
 }

@@ -18,8 +18,6 @@ export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app,
   app.get('/operator/outbox', { preHandler }, async (request, reply) => {
     const names = (await outboxFileNames(dir)).slice(0, LISTED_AT_MOST);
     const messages = await Promise.all(names.map(async (name) => ({ name, ...(await readOutboxFile(dir, name)) })));
-    // The list shows who was invited; no cache should keep it.
-    reply.header('cache-control', 'no-store');
     return reply.view('mail/outbox', { title: 'Outbox', messages, outboxDir: path.basename(dir), listPath: request.routeOptions.url });
   });
 
@@ -28,7 +26,6 @@ export const outboxRoutes: FastifyPluginAsync<OutboxRoutesOptions> = async (app,
     // Only a name from the listing reaches the file system: no "..", no slashes, no other files.
     if (!(await outboxFileNames(dir)).includes(name)) return reply.callNotFound();
     const message = await readOutboxFile(dir, name);
-    reply.header('cache-control', 'no-store');
     const listPath = (request.routeOptions.url ?? '').replace(/\/:name$/, '');
     const textHtml = message.text === null ? null : textWithPortalLinks(message.text, app.ctx.config.publicUrl);
     return reply.view('mail/outbox-message', { title: message.subject || 'Message', name, message, textHtml, listPath });

@@ -9,7 +9,7 @@ export function registerOperatorRoutes(app: FastifyInstance): void {
     { preHandler: requireOperator },
     async (request, reply) => {
       const [attempts, blocks] = await Promise.all([listRecentAttempts(app.ctx.database.db, 100), listActiveBlocks(app.ctx.regulator)]);
-      return reply.header('cache-control', 'no-store').view('operator/index', {
+      return reply.view('operator/index', {
         title: 'Operator',
         attempts,
         blocks,

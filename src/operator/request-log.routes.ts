@@ -30,22 +30,19 @@ export function registerRequestLogRoutes(app: FastifyInstance): void {
   ) {
     const sync = await readSyncStatus(app.ctx.database.db, DEFAULT_HOST);
     // Customer emails and IPs: never kept in a shared cache or the browser's.
-    return reply
-      .code(status)
-      .header('cache-control', 'no-store')
-      .view('operator/requests', {
-        title: 'Archive requests',
-        filter: data.filter,
-        maxFilterLength: MAX_FILTER_LENGTH,
-        error: data.error ?? null,
-        entries: data.entries ?? null,
-        olderUrl: data.olderUrl ?? null,
-        continued: data.continued ?? false,
-        backupHostConfigured: app.ctx.config.backupHost !== null,
-        sync,
-        eventLabel,
-        formatBytes: (n: number | null) => (n === null ? '' : formatBytes(n)),
-        formatTime,
-      });
+    return reply.code(status).view('operator/requests', {
+      title: 'Archive requests',
+      filter: data.filter,
+      maxFilterLength: MAX_FILTER_LENGTH,
+      error: data.error ?? null,
+      entries: data.entries ?? null,
+      olderUrl: data.olderUrl ?? null,
+      continued: data.continued ?? false,
+      backupHostConfigured: app.ctx.config.backupHost !== null,
+      sync,
+      eventLabel,
+      formatBytes: (n: number | null) => (n === null ? '' : formatBytes(n)),
+      formatTime,
+    });
   }
 }

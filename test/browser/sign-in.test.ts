@@ -45,6 +45,12 @@ describe('signing in and out in a browser with JavaScript off', () => {
       await page.getByRole('button', { name: 'Sign out' }).click();
       expect(page.url()).toBe(`${origin}/sign-in?signed-out`);
       expect(await page.locator('p.flash').textContent()).toBe('You have signed out.');
+
+      // The back button (the next person at a shared computer) must not bring the account page back from a cache.
+      await page.goBack();
+      expect(await page.locator('body').textContent()).not.toContain(customer.email);
+      expect(new URL(page.url()).pathname).toBe('/sign-in');
+      await page.goto(`${origin}/sign-in?signed-out`);
       expect((await context.cookies()).find((c) => c.name === 'archway-session')).toBeUndefined();
       expect(await subject.app.ctx.database.db.selectFrom('sessions').select('id').where('user_id', '=', customer.id).execute()).toEqual(
         [],

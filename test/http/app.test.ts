@@ -3,6 +3,8 @@ import { connectDatabase } from '../../src/db/connect.js';
 import { buildTestApp } from '../harness/app.js';
 import { createTestDatabase } from '../harness/database.js';
 import { startPortalWorld, type PortalWorld } from '../harness/world.js';
+import { createUser, PASSWORD } from '../harness/users.js';
+import { WebClient } from '../harness/web-client.js';
 
 let subject: PortalWorld;
 
@@ -55,6 +57,21 @@ describe('the web skeleton', () => {
     expect(res.headers['referrer-policy']).toBe('no-referrer');
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+  });
+
+  it('lets no cache keep a page, signed in or not, but lets browsers cache the public files', async () => {
+    const user = await createUser(subject.app);
+    const client = new WebClient(subject.app);
+    const signIn = await client.signIn(user.email, PASSWORD);
+    expect(signIn.status).toBe(303);
+    expect(signIn.headers['cache-control']).toBe('no-store');
+    for (const url of ['/', '/account', '/backups', '/account/devices', '/no/such/page']) {
+      const page = await client.get(url);
+      expect([url, page.headers['cache-control']]).toEqual([url, 'no-store']);
+    }
+    const css = await subject.app.inject({ url: '/static/app.css' });
+    expect(css.statusCode).toBe(200);
+    expect(css.headers['cache-control']).not.toContain('no-store');
   });
 
   it('answers an unknown address with an HTML 404 page', async () => {
