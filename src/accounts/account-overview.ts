@@ -9,7 +9,7 @@ export const RECENT_SIGN_INS = 10;
 
 export interface AccountOverview {
   account: Omit<User, 'passwordHash'> & { hasPassword: boolean };
-  payments: Array<{ paidAt: Date; amount: string; currency: string; reference: string }>;
+  payments: Array<{ paidAt: Date; amount: string; currency: string; status: string; reference: string }>;
   signIns: Array<{ at: Date; ip: string | null; outcome: string }>;
   sessions: Array<{ createdAt: Date; lastSeenAt: Date; ip: string | null; userAgent: string | null }>;
 }
@@ -25,7 +25,7 @@ export async function loadAccountOverview(
   const [payments, signIns, sessions] = await Promise.all([
     db
       .selectFrom('payments')
-      .select(['paid_at', 'amount', 'currency', 'reference'])
+      .select(['paid_at', 'amount', 'currency', 'status', 'reference'])
       .where('user_id', '=', user.id)
       .orderBy('paid_at', 'desc')
       .execute(),
@@ -47,7 +47,13 @@ export async function loadAccountOverview(
   const { passwordHash, ...visible } = user;
   return {
     account: { ...visible, hasPassword: passwordHash !== null },
-    payments: payments.map((p) => ({ paidAt: p.paid_at, amount: p.amount, currency: p.currency, reference: p.reference })),
+    payments: payments.map((p) => ({
+      paidAt: p.paid_at,
+      amount: p.amount,
+      currency: p.currency,
+      status: p.status,
+      reference: p.reference,
+    })),
     signIns: signIns.map((s) => ({ at: s.at, ip: s.ip, outcome: s.outcome })),
     sessions: sessions.map((s) => ({ createdAt: s.created_at, lastSeenAt: s.last_seen_at, ip: s.ip, userAgent: s.user_agent })),
   };

@@ -10,7 +10,10 @@ export interface PaymentsTable {
   /** numeric(12,2): pg returns it as a string so no cent is lost to floating point. */
   amount: ColumnType<string, string, string>;
   currency: string;
+  /** PayPal's transaction id. */
   reference: string;
+  /** PayPal's word for it: Completed, Pending, Refunded, ... */
+  status: string;
 }
 
 export interface AccountTokensTable {

@@ -1,14 +1,10 @@
 // `archway users add|import|set-email`: the operator creates accounts (each invited by email) and changes addresses.
 import { readFile } from 'node:fs/promises';
-import pino from 'pino';
 import { InvalidAccountField, validateAccount } from '../accounts/account-fields.js';
 import { addUser, changeUserEmail, DomainAlreadyUsed, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
-import { loadConfig } from '../config.js';
-import { loggerOptions } from '../log.js';
-import { createMailQueue, type MailQueue } from '../mail/mail.service.js';
-import { openDatabase, resolveSecrets } from '../runtime.js';
 import { UsageError, type Command } from './command.js';
+import { problemLines, withDatabase } from './with-database.js';
 
 /** sysexits(3): the data given was wrong, or the input file could not be read. */
 const EX_DATAERR = 65;
@@ -19,21 +15,6 @@ const OPTIONS_OF: Record<string, string[]> = {
   import: [],
   'set-email': ['email', 'new-email'],
 };
-
-async function withDatabase<T>(
-  run: (context: { db: Awaited<ReturnType<typeof openDatabase>>['db']; publicUrl: string; mail: MailQueue }) => Promise<T>,
-): Promise<T> {
-  const loaded = loadConfig();
-  const log = pino(loggerOptions(loaded.logLevel === 'info' ? 'warn' : loaded.logLevel) as pino.LoggerOptions);
-  const config = resolveSecrets(loaded, log);
-  const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
-  try {
-    // Invitations are sealed into the mail queue with the configured key; the running portal sends them.
-    return await run({ db: database.db, publicUrl: config.publicUrl, mail: createMailQueue(config.secrets) });
-  } finally {
-    await database.close();
-  }
-}
 
 function fail(message: string, code = EX_DATAERR): number {
   process.stderr.write(`archway users: ${message}\n`);
@@ -127,9 +108,7 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
           return 0;
         } catch (error) {
           if (error instanceof ImportRefused) {
-            process.stderr.write(
-              `archway users: nothing was imported from ${file}:\n${error.problems.map((p) => `  ${p.line > 0 ? `line ${p.line}: ` : ''}${p.message}`).join('\n')}\n`,
-            );
+            process.stderr.write(`archway users: nothing was imported from ${file}:\n${problemLines(error.problems)}\n`);
             return EX_DATAERR;
           }
           throw error;

@@ -14,7 +14,7 @@ afterAll(async () => world.close());
 async function addPayment(userId: string, paidAt: string, amount: string, reference: string) {
   await world.app.ctx.database.db
     .insertInto('payments')
-    .values({ user_id: userId, paid_at: new Date(paidAt), amount, currency: 'EUR', reference })
+    .values({ user_id: userId, paid_at: new Date(paidAt), amount, currency: 'EUR', status: 'Completed', reference })
     .execute();
 }
 
@@ -63,8 +63,8 @@ describe('the account page', () => {
       '<dt>PayPal subscription id</dt><dd>I-INES0001</dd>',
       '<dt>Backup host</dt><dd>backup-2.example.net</dd>',
       '<dt>Status</dt><dd>active</dd>',
-      '<tr><td>2024-02-05</td><td>12.50 EUR</td><td><code>PAY-INES-FEB</code></td></tr>',
-      '<tr><td>2024-01-05</td><td>12.00 EUR</td><td><code>PAY-INES-JAN</code></td></tr>',
+      '<tr><td>2024-02-05</td><td>12.50 EUR</td><td>Completed</td><td><code>PAY-INES-FEB</code></td></tr>',
+      '<tr><td>2024-01-05</td><td>12.00 EUR</td><td>Completed</td><td><code>PAY-INES-JAN</code></td></tr>',
       '<td>203.0.113.7</td><td>signed in</td>',
       '<td>198.51.100.23</td><td>refused</td>',
       '<td>TestBrowser/1.0</td>',
