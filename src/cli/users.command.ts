@@ -1,9 +1,10 @@
-// `archway users add|import|set-email`: the operator creates accounts (each invited by email) and changes addresses.
+// `archway users`: the operator creates accounts (each invited by email), changes addresses, suspends, resumes and looks.
 import { readFile } from 'node:fs/promises';
 import { InvalidAccountField, validateAccount } from '../accounts/account-fields.js';
 import { addUser, changeUserEmail, DomainAlreadyUsed, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
 import { UsageError, type Command } from './command.js';
+import { changeStatus, showAccount } from './users-status.actions.js';
 import { problemLines, withDatabase } from './with-database.js';
 
 /** sysexits(3): the data given was wrong, or the input file could not be read. */
@@ -14,6 +15,9 @@ const OPTIONS_OF: Record<string, string[]> = {
   add: ['email', 'domain', 'plan', 'role', 'backup-host', 'paypal-subscription-id'],
   import: [],
   'set-email': ['email', 'new-email'],
+  suspend: ['email', 'reason'],
+  resume: ['email', 'reason'],
+  show: ['email'],
 };
 
 function fail(message: string, code = EX_DATAERR): number {
@@ -23,12 +27,15 @@ function fail(message: string, code = EX_DATAERR): number {
 
 export const usersCommand: Command = {
   name: 'users',
-  summary: "Add or import accounts (each gets an invitation email), or change an account's email.",
+  summary: "Add or import accounts (each gets an invitation email), change an account's email, suspend, resume or show one.",
   usage: `Usage:
   archway users add --email ADDRESS --domain DOMAIN --plan PLAN [--role customer|operator]
                     [--backup-host HOST] [--paypal-subscription-id ID]
   archway users import FILE.csv
   archway users set-email --email CURRENT --new-email NEW
+  archway users suspend --email ADDRESS --reason TEXT
+  archway users resume --email ADDRESS --reason TEXT
+  archway users show --email ADDRESS
 
 add        Creates one account and queues an invitation email with a link to set a password
            (valid 7 days). An operator needs no --domain or --plan.
@@ -40,6 +47,11 @@ import     Creates every account of a CSV file with a header row; columns:
 set-email  Changes an account's email address (customers ask for this by email). The change is
            written to the audit log and both the old and the new address are told. Every session
            and open link of the account ends; ready archives get a new link at the new address.
+suspend    Stops an account: nobody can sign in, no archive or link is issued, every signed-in
+           browser is signed out. Nothing is deleted. The reason goes into the audit log and to
+           the customer by email.
+resume     Gives a suspended account back its access (audited; the customer is told).
+show       Prints what is stored about an account: status, plan, two-factor, sessions, payments.
 
 Mail is queued in the database and sent by the running portal (archway serve).`,
   options: {
@@ -50,6 +62,7 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     'backup-host': { type: 'string' },
     'paypal-subscription-id': { type: 'string' },
     'new-email': { type: 'string' },
+    reason: { type: 'string' },
   },
   maxPositionals: 2,
   async run({ values, positionals }) {
@@ -57,14 +70,19 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     if (action === undefined || !(action in OPTIONS_OF)) {
       throw new UsageError(
         action === undefined
-          ? 'Say what to do: archway users add, import or set-email.'
-          : `Unknown action "${action}" for "archway users": use add, import or set-email.`,
+          ? 'Say what to do: archway users add, import, set-email, suspend, resume or show.'
+          : `Unknown action "${action}" for "archway users": use add, import, set-email, suspend, resume or show.`,
       );
     }
     const allowed = OPTIONS_OF[action] ?? [];
     const stray = Object.keys(values).filter((k) => values[k] !== undefined && !allowed.includes(k));
     if (stray.length > 0) throw new UsageError(`"archway users ${action}" does not take --${stray.join(', --')}.`);
     const text = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+
+    if (action === 'suspend' || action === 'resume' || action === 'show') {
+      if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users ${action}".`);
+      return action === 'show' ? showAccount(text('email')) : changeStatus(action, text('email'), text('reason'));
+    }
 
     if (action === 'add') {
       if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users add".`);

@@ -1,13 +1,14 @@
 // Opens the configured database for one operator command, and closes it whatever the command does.
 import pino from 'pino';
 import type { Kysely } from 'kysely';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import type { Database } from '../db/database.js';
 import { loggerOptions } from '../log.js';
 import { createMailQueue, type MailQueue } from '../mail/mail.service.js';
 import { openDatabase, resolveSecrets } from '../runtime.js';
 
 export interface CommandContext {
+  config: Config;
   db: Kysely<Database>;
   publicUrl: string;
   /** Mail is sealed into the queue with the configured key; the running portal sends it. */
@@ -20,7 +21,7 @@ export async function withDatabase<T>(run: (context: CommandContext) => Promise<
   const config = resolveSecrets(loaded, log);
   const database = await openDatabase(config, log, { migrate: config.migrateOnStart });
   try {
-    return await run({ db: database.db, publicUrl: config.publicUrl, mail: createMailQueue(config.secrets) });
+    return await run({ config, db: database.db, publicUrl: config.publicUrl, mail: createMailQueue(config.secrets) });
   } finally {
     await database.close();
   }
