@@ -8,7 +8,10 @@ import { requestPasswordReset, setPasswordWithToken, userForLink } from './accou
 import { looksLikeToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { FINISHED_MAIL_KEPT_DAYS } from '../mail/mail-policy.js';
 import { loadAccountOverview } from './account-overview.js';
-import { twoFactorStatus } from '../two-factor/two-factor.service.js';
+import { enrolmentSecret, twoFactorStatus } from '../two-factor/two-factor.service.js';
+import { groupedSecret } from '../two-factor/totp.js';
+import { operatorNeedsEnrolment, setUpOperatorWithToken } from './operator-enrolment.js';
+import type { User } from '../users/user.repository.js';
 
 interface Form {
   [field: string]: unknown;
@@ -118,6 +121,28 @@ export function registerAccountRoutes(app: FastifyInstance): void {
         maxLength: MAX_PASSWORD_LENGTH,
       });
 
+  // An operator without two-factor sets the password and turns two-factor on in one form: the
+  // password alone must never open the operator's account.
+  const renderOperatorSetUp = async (
+    reply: FastifyReply,
+    status: number,
+    user: User,
+    errors: { password?: string[]; confirm?: string; code?: string } = {},
+  ) => {
+    const { secret, svg } = await enrolmentSecret(app.twoFactor, user);
+    return reply.code(status).view('account/operator-setup', {
+      title: 'Set up your operator account',
+      email: user.email,
+      qrSvg: svg,
+      secretText: groupedSecret(secret),
+      issuer: app.twoFactor.issuer,
+      passwordErrors: errors.password ?? [],
+      confirmError: errors.confirm ?? null,
+      codeError: errors.code ?? null,
+      maxLength: MAX_PASSWORD_LENGTH,
+    });
+  };
+
   app.get('/set-password', async (request: FastifyRequest<{ Querystring: { token?: unknown } }>, reply) => {
     if (request.query.token !== undefined) {
       const link = looksLikeToken(request.query.token)
@@ -132,6 +157,7 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     }
     const found = await userForLink(app.ctx.database.db, request.cookies[linkCookie], app.ctx.clock.now());
     if (found === null) return renderLinkUnusable(reply);
+    if (await operatorNeedsEnrolment(app.ctx.database.db, found.user)) return renderOperatorSetUp(reply, 200, found.user);
     return renderSetPassword(reply, 200, { email: found.user.email, purpose: found.purpose });
   });
 
@@ -142,6 +168,24 @@ export function registerAccountRoutes(app: FastifyInstance): void {
     const now = app.ctx.clock.now();
     const found = await userForLink(app.ctx.database.db, token, now);
     if (found === null) return renderLinkUnusable(reply);
+    if (await operatorNeedsEnrolment(app.ctx.database.db, found.user)) {
+      if (password.normalize('NFKC') !== confirm.normalize('NFKC')) {
+        return renderOperatorSetUp(reply, 400, found.user, { confirm: 'The two passwords are not the same. Type the new password twice.' });
+      }
+      const code = text(request.body?.code, 64);
+      const result = await setUpOperatorWithToken(app.twoFactor, { token, password, code, ip: request.ip });
+      if (result.outcome === 'invalid-link') return renderLinkUnusable(reply);
+      if (result.outcome === 'rejected') return renderOperatorSetUp(reply, 422, result.user, result.errors);
+      request.log.info({ userId: result.user.id }, 'operator account set up from a link, two-factor on');
+      reply.clearCookie(linkCookie, cookieOptions);
+      // Shown in this answer only: the codes exist nowhere else in readable form.
+      return reply.view('two-factor/recovery-codes', {
+        title: 'Your operator account is ready',
+        codes: result.recoveryCodes,
+        continueUrl: '/sign-in',
+        continueText: 'I have saved them: sign in',
+      });
+    }
     const shown = { email: found.user.email, purpose: found.purpose };
     if (password === '') return renderSetPassword(reply, 400, { ...shown, passwordErrors: ['Enter a new password.'] });
     if (password.normalize('NFKC') !== confirm.normalize('NFKC')) {

@@ -9,6 +9,7 @@ import type { MailQueue } from '../mail/mail.service.js';
 import { InvalidAccountField, normalizeEmail, type ValidAccount } from './account-fields.js';
 import { consumeAccountToken, countRecentTokens, findUsableToken, issueAccountToken, TOKEN_LIFETIME_MS } from './account-token.js';
 import { recordAudit } from '../users/audit.js';
+import { operatorNeedsEnrolment } from './operator-enrolment.js';
 import { findUserByEmail, findUserById, insertUser, takenDomains, type User } from '../users/user.repository.js';
 
 /** At most this many reset emails per account per hour: "forgot password" must not flood an inbox. */
@@ -83,6 +84,48 @@ async function queueInvitation(trx: Db, user: User, context: LinkContext): Promi
       link: setPasswordLink(context.publicUrl, token),
       validDays: Math.round(TOKEN_LIFETIME_MS.invitation / 86_400_000),
     },
+  });
+}
+
+export class InvitationNotNeeded extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvitationNotNeeded';
+  }
+}
+
+/**
+ * "Invite again": a fresh invitation link for an account that has not set itself up (invited, or an
+ * operator without two-factor, who can only turn it on through such a link). Earlier open links
+ * stop working. Audited.
+ */
+export async function inviteAgain(db: Kysely<Database>, email: string, context: LinkContext & { actor: string }): Promise<User> {
+  return db.transaction().execute(async (trx) => {
+    const user = await findUserByEmail(trx, email);
+    if (user === null) throw new UnknownAccount(email.trim());
+    if (user.status === 'suspended') throw new InvitationNotNeeded(`${user.email} is suspended; resume it first.`);
+    if (user.status !== 'invited' && !(await operatorNeedsEnrolment(trx, user))) {
+      throw new InvitationNotNeeded(
+        user.role === 'operator'
+          ? `${user.email} has set up its password and two-factor sign-in already; to move two-factor to a new phone, reset it first.`
+          : `${user.email} has set its password already; a forgotten password is reset with "Forgot your password?".`,
+      );
+    }
+    await trx
+      .updateTable('account_tokens')
+      .set({ used_at: context.now })
+      .where('user_id', '=', user.id)
+      .where('used_at', 'is', null)
+      .execute();
+    await queueInvitation(trx, user, context);
+    await recordAudit(trx, {
+      actor: context.actor,
+      action: 'user.reinvited',
+      subject: user.id,
+      detail: { role: user.role },
+      at: context.now,
+    });
+    return user;
   });
 }
 

@@ -7,6 +7,7 @@ import { checkPassword } from '../users/password-policy.js';
 import type { UserRole } from '../users/users.tables.js';
 import { recordAudit } from '../users/audit.js';
 import { countUsers, insertUser } from '../users/user.repository.js';
+import { issueAccountToken } from './account-token.js';
 
 export const FIRST_LOOK_ACCOUNTS_FILE = 'first-look-accounts.txt';
 /** The demo customer's installation domain: its backups are the folder of this name on the backup host. */
@@ -15,6 +16,10 @@ export const DEMO_CUSTOMER_DOMAIN = 'demo.example.net';
 export interface DemoAccount {
   role: UserRole;
   email: string;
+  /**
+   * The customer's password; for the operator, the path of a one-time set-up link instead: an
+   * operator turns two-factor on together with its password, never after signing in with one.
+   */
   password: string;
 }
 
@@ -44,18 +49,20 @@ export async function createFirstLookAccounts(ctx: AppContext): Promise<{ accoun
   // Accounts already there means this is not the first start (the file was deleted, or users were added).
   if ((await countUsers(db)) > 0) return null;
 
-  const accounts = DEMO.map((d) => ({ ...d, password: randomPassword(d.email, d.domain) }));
-  const hashes = await Promise.all(accounts.map((a) => ctx.passwords.hash(a.password)));
+  const accounts = DEMO.map((d) => ({ ...d, password: d.role === 'operator' ? '' : randomPassword(d.email, d.domain) }));
+  const hashes = await Promise.all(accounts.map(async (a) => (a.password === '' ? null : ctx.passwords.hash(a.password))));
   await db.transaction().execute(async (trx) => {
     for (const [i, account] of accounts.entries()) {
+      const hash = hashes[i] ?? null;
       const user = await insertUser(trx, {
         email: account.email,
         role: account.role,
         domain: account.domain,
         plan: account.plan,
-        status: 'active',
-        passwordHash: hashes[i] ?? null,
+        status: hash === null ? 'invited' : 'active',
+        passwordHash: hash,
       });
+      if (hash === null) account.password = `/set-password?token=${await issueAccountToken(trx, user.id, 'invitation', ctx.clock.now())}`;
       await recordAudit(trx, { actor: 'system', action: 'user.first_look_created', subject: user.id, detail: { role: user.role } });
     }
     // Written before the commit: if the file cannot be written the accounts are not created either,
@@ -77,7 +84,11 @@ export function describeFirstLookAccounts(result: { accounts: DemoAccount[]; fil
   return [
     '',
     'First-look accounts (shown this once; also kept in the file below, mode 0600):',
-    ...result.accounts.map((a) => `  ${a.role.padEnd(8)}  ${a.email.padEnd(width)}  ${a.password}`),
+    ...result.accounts.map((a) =>
+      a.password.startsWith('/')
+        ? `  ${a.role.padEnd(8)}  ${a.email.padEnd(width)}  set the password and two-factor sign-in at ${publicUrl}${a.password}`
+        : `  ${a.role.padEnd(8)}  ${a.email.padEnd(width)}  ${a.password}`,
+    ),
     `  file: ${result.file}`,
     `Sign in at ${publicUrl}/sign-in`,
     '',

@@ -1,7 +1,15 @@
 // `archway users`: the operator creates accounts (each invited by email), changes addresses, suspends, resumes and looks.
 import { readFile } from 'node:fs/promises';
 import { InvalidAccountField, validateAccount } from '../accounts/account-fields.js';
-import { addUser, changeUserEmail, DomainAlreadyUsed, EmailAlreadyUsed, UnknownAccount } from '../accounts/account.service.js';
+import {
+  addUser,
+  changeUserEmail,
+  DomainAlreadyUsed,
+  EmailAlreadyUsed,
+  inviteAgain,
+  InvitationNotNeeded,
+  UnknownAccount,
+} from '../accounts/account.service.js';
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
 import { UsageError, type Command } from './command.js';
 import { changeStatus, showAccount } from './users-status.actions.js';
@@ -18,6 +26,7 @@ const OPTIONS_OF: Record<string, string[]> = {
   suspend: ['email', 'reason'],
   resume: ['email', 'reason'],
   show: ['email'],
+  invite: ['email'],
 };
 
 function fail(message: string, code = EX_DATAERR): number {
@@ -36,6 +45,7 @@ export const usersCommand: Command = {
   archway users suspend --email ADDRESS --reason TEXT
   archway users resume --email ADDRESS --reason TEXT
   archway users show --email ADDRESS
+  archway users invite --email ADDRESS
 
 add        Creates one account and queues an invitation email with a link to set a password
            (valid 7 days). An operator needs no --domain or --plan.
@@ -52,6 +62,9 @@ suspend    Stops an account: nobody can sign in, no archive or link is issued, e
            the customer by email.
 resume     Gives a suspended account back its access (audited; the customer is told).
 show       Prints what is stored about an account: status, plan, two-factor, sessions, payments.
+invite     Sends a fresh invitation to an account that has not set itself up: an invited one, or
+           an operator without two-factor sign-in (an operator turns it on only through this
+           link, together with the password). Earlier links stop working.
 
 Mail is queued in the database and sent by the running portal (archway serve).`,
   options: {
@@ -70,8 +83,8 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     if (action === undefined || !(action in OPTIONS_OF)) {
       throw new UsageError(
         action === undefined
-          ? 'Say what to do: archway users add, import, set-email, suspend, resume or show.'
-          : `Unknown action "${action}" for "archway users": use add, import, set-email, suspend, resume or show.`,
+          ? 'Say what to do: archway users add, import, set-email, suspend, resume, show or invite.'
+          : `Unknown action "${action}" for "archway users": use add, import, set-email, suspend, resume, show or invite.`,
       );
     }
     const allowed = OPTIONS_OF[action] ?? [];
@@ -82,6 +95,22 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     if (action === 'suspend' || action === 'resume' || action === 'show') {
       if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users ${action}".`);
       return action === 'show' ? showAccount(text('email')) : changeStatus(action, text('email'), text('reason'));
+    }
+
+    if (action === 'invite') {
+      const email = text('email');
+      if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users invite".`);
+      if (email === undefined) throw new UsageError('archway users invite needs --email.');
+      return withDatabase(async ({ db, publicUrl, mail }) => {
+        try {
+          const user = await inviteAgain(db, email, { publicUrl, mail, now: new Date(), actor: 'cli' });
+          process.stdout.write(`Sent a new invitation to ${user.email}; earlier links no longer work.\n`);
+          return 0;
+        } catch (error) {
+          if (error instanceof UnknownAccount || error instanceof InvitationNotNeeded) return fail(error.message);
+          throw error;
+        }
+      });
     }
 
     if (action === 'add') {

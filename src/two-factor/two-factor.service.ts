@@ -120,7 +120,12 @@ async function checkPassword(ctx: TwoFactorContext, user: User, password: string
   return ok;
 }
 
-async function storeNewRecoveryCodes(trx: Transaction<Database>, ctx: TwoFactorContext, userId: string, now: Date): Promise<string[]> {
+async function storeNewRecoveryCodes(
+  trx: Transaction<Database>,
+  ctx: Pick<TwoFactorContext, 'recoveryKey'>,
+  userId: string,
+  now: Date,
+): Promise<string[]> {
   const codes = generateRecoveryCodes();
   await trx.deleteFrom('two_factor_recovery_codes').where('user_id', '=', userId).execute();
   await trx
@@ -159,26 +164,37 @@ export async function enableTwoFactor(
   if (errors.code !== undefined || errors.password !== undefined) return { ok: false, errors };
 
   return ctx.db.transaction().execute(async (trx) => {
-    const row = await trx.selectFrom('two_factor').selectAll().where('user_id', '=', user.id).forUpdate().executeTakeFirst();
-    if (row === undefined) return { ok: false as const, errors: { code: 'Enrolment has expired; scan the new code below.' } };
-    if (row.enabled_at !== null) throw new TwoFactorAlreadyOn();
-    const secret = ctx.keys.decrypt(row.secret_encrypted, user.id);
-    const step = matchingStep(secret, input.code, now);
-    if (step === null)
-      return {
-        ok: false as const,
-        errors: { code: 'That code is not right. Check the time on your phone and enter the code it shows now.' },
-      };
-    await trx
-      .updateTable('two_factor')
-      .set({ enabled_at: now, last_used_step: String(step) })
-      .where('user_id', '=', user.id)
-      .execute();
-    const recoveryCodes = await storeNewRecoveryCodes(trx, ctx, user.id, now);
+    const confirmed = await confirmPendingSecret(trx, ctx, user.id, input.code, now);
+    if (!confirmed.ok) return { ok: false as const, errors: { code: confirmed.error } };
     await endOtherLogins(trx, user.id, browser);
     await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-enabled', data: { email: user.email, at: formatUtc(now) } });
-    return { ok: true as const, recoveryCodes };
+    return { ok: true as const, recoveryCodes: confirmed.recoveryCodes };
   });
+}
+
+/**
+ * Turns the pending secret on if `code` is its current code, in the caller's transaction, and makes
+ * the ten recovery codes; changes nothing otherwise. Throws TwoFactorAlreadyOn.
+ */
+export async function confirmPendingSecret(
+  trx: Transaction<Database>,
+  ctx: Pick<TwoFactorContext, 'keys' | 'recoveryKey'>,
+  userId: string,
+  code: string,
+  now: Date,
+): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false; error: string }> {
+  if (normalizeTotpInput(code) === null) return { ok: false, error: 'Enter the 6-digit code your app shows now.' };
+  const row = await trx.selectFrom('two_factor').selectAll().where('user_id', '=', userId).forUpdate().executeTakeFirst();
+  if (row === undefined) return { ok: false, error: 'Enrolment has expired; scan the new code below.' };
+  if (row.enabled_at !== null) throw new TwoFactorAlreadyOn();
+  const step = matchingStep(ctx.keys.decrypt(row.secret_encrypted, userId), code, now);
+  if (step === null) return { ok: false, error: 'That code is not right. Check the time on your phone and enter the code it shows now.' };
+  await trx
+    .updateTable('two_factor')
+    .set({ enabled_at: now, last_used_step: String(step) })
+    .where('user_id', '=', userId)
+    .execute();
+  return { ok: true, recoveryCodes: await storeNewRecoveryCodes(trx, ctx, userId, now) };
 }
 
 async function endOtherLogins(trx: Db, userId: string, browser: ThisBrowser): Promise<void> {

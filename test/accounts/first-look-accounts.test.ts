@@ -43,16 +43,28 @@ describe('first-look demo accounts', () => {
       expect(statSync(file).mode & 0o777).toBe(0o600);
       lines = readFileSync(file, 'utf8').trimEnd().split('\n');
       expect(lines).toHaveLength(2);
-      expect(lines[0]).toMatch(/^operator demo-operator@example\.net [A-Za-z0-9_-]{20}$/);
+      expect(lines[0]).toMatch(/^operator demo-operator@example\.net \/set-password\?token=[A-Za-z0-9_.-]+$/);
       expect(lines[1]).toMatch(/^customer demo-customer@example\.net [A-Za-z0-9_-]{20}$/);
       const output = first.output();
       expect(output).toContain('First-look accounts (shown this once; also kept in the file below, mode 0600):');
-      for (const line of lines) {
-        const [role, email, password] = line.split(' ') as [string, string, string];
-        expect(output.split(password).length - 1).toBe(1);
-        expect(output).toMatch(new RegExp(`  ${role} +${email.replace(/\./g, '\\.')}  ${password}\\n`));
-        expect(await signIn(first.url, email, password)).toEqual({ status: 303, location: role === 'operator' ? '/operator' : '/account' });
-      }
+      const [, customerEmail, customerPassword] = lines[1]!.split(' ') as [string, string, string];
+      expect(output.split(customerPassword).length - 1).toBe(1);
+      expect(output).toMatch(new RegExp(`  customer +${customerEmail.replace(/\./g, '\\.')}  ${customerPassword}\\n`));
+      expect(await signIn(first.url, customerEmail, customerPassword)).toEqual({ status: 303, location: '/account' });
+      // The operator has no password yet: its one-time link sets one together with two-factor sign-in.
+      const setUp = lines[0]!.split(' ')[2]!;
+      expect(output).toContain(`  operator  demo-operator@example.net  set the password and two-factor sign-in at ${first.url}${setUp}\n`);
+      const opened = await fetch(`${first.url}${setUp}`, { redirect: 'manual' });
+      expect([opened.status, opened.headers.get('location')]).toEqual([303, '/set-password']);
+      const page = await fetch(`${first.url}/set-password`, {
+        headers: {
+          cookie: opened.headers
+            .getSetCookie()
+            .map((c) => c.split(';')[0])
+            .join('; '),
+        },
+      });
+      expect(await page.text()).toContain('<h1>Set up your operator account</h1>');
       expect(await signIn(first.url, 'demo-customer@example.net', 'Wrong-Password-1')).toMatchObject({ status: 401 });
     } finally {
       expect(await first.stop()).toBe(0);
@@ -61,7 +73,7 @@ describe('first-look demo accounts', () => {
     const second = await startServer({ cwd });
     try {
       expect(second.output()).not.toContain('First-look accounts');
-      for (const line of lines) expect(second.output()).not.toContain(line.split(' ')[2]);
+      for (const line of lines) expect(second.output()).not.toContain(line.split(' ')[2]!);
       expect(readFileSync(file, 'utf8').trimEnd().split('\n')).toEqual(lines);
     } finally {
       expect(await second.stop()).toBe(0);

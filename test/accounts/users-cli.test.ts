@@ -149,7 +149,9 @@ describe('archway users add', () => {
     expect(help.stdout).toMatch(/^Usage:\n {2}archway users add --email ADDRESS --domain DOMAIN --plan PLAN/);
     const wrong = await runCli(['users', 'delete'], { env });
     expect(wrong.code).toBe(64);
-    expect(wrong.stderr).toContain('Unknown action "delete" for "archway users": use add, import or set-email.');
+    expect(wrong.stderr).toContain(
+      'Unknown action "delete" for "archway users": use add, import, set-email, suspend, resume, show or invite.',
+    );
     const stray = await runCli(['users', 'import', 'x.csv', '--plan', 'small'], { env });
     expect(stray.code).toBe(64);
     expect(stray.stderr).toContain('"archway users import" does not take --plan.');
