@@ -1,5 +1,6 @@
 // The download page: takes the emailed token out of the URL into a sealed cookie, then hands the owner a 60-second link.
 import { archiveViewHelpers } from './archive-format.js';
+import { formatUtc } from '../format.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { recordAudit } from '../users/audit.js';
 import { requireUser, type SignedInUser } from '../users/guards.js';
@@ -194,10 +195,16 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
         if (error instanceof BackupHostRefused) {
           request.log.info({ archiveRequestId: found.id, reason: error.message }, 'download link refused');
           // Every refusal is final for this token (replaced, downloaded, expired), so its cookie goes.
+          // A token the host does not know, for an archive we have emailed, was replaced by a newer
+          // email: most often the newest one, or a second one sent after a fault (the link mailer's
+          // only duplicate window); say so, rather than only that it does not work.
+          const replaced = error.reason === 'bad_token' && found.notifiedAt !== null;
           return renderProblem(reply, found, {
             status: 410,
-            title: 'This link does not work any more',
-            message: error.userMessage,
+            title: replaced ? 'A newer email replaced this link' : 'This link does not work any more',
+            message: replaced
+              ? `We sent a newer email about this archive (at ${formatUtc(found.notifiedAt!)}), and its link replaced this one. Open the link in that email, or have us send a new one.`
+              : error.userMessage,
             offerResend: true,
             clearCookie: true,
           });

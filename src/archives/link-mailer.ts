@@ -6,11 +6,11 @@ import type { Kysely } from 'kysely';
 import { recordAudit } from '../users/audit.js';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
-import type { Database } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 import { MailNotSent, sendMailNow } from '../mail/mail.service.js';
 import { retryDelayMs } from '../mail/mail-policy.js';
 import { hashToken, newToken } from '../protocol/index.js';
-import { claimDue } from './archive-request.repository.js';
+import { claimDue, type ArchiveRequest } from './archive-request.repository.js';
 
 /** Same patience as the mail queue: about 4 hours of retries, waits doubling from 1 minute to 1 hour. */
 export const LINK_MAIL_MAX_ATTEMPTS = 10;
@@ -45,83 +45,104 @@ function scrub(reason: string, token: string): string {
 }
 
 /**
- * Claims the request whose email is due longest (FOR UPDATE SKIP LOCKED, held while it is armed
- * and sent, so two instances never mail the same request at once). The token exists only in this
- * function's memory: the backup host gets its hash, the customer gets the email, nothing else.
+ * How long a claimed email is left alone: the backup host call and the SMTP delivery each end within
+ * a minute, so past this the worker that claimed it is gone and another may try again.
  */
-async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null> {
-  const now = context.now();
+export const LINK_MAIL_LEASE_MS = 3 * 60_000;
+
+type Claim = { kind: 'skipped' } | { kind: 'claimed'; request: ArchiveRequest & { archiveId: string }; email: string; attempts: number };
+
+/**
+ * Claims the request whose email is due longest (FOR UPDATE SKIP LOCKED) in a short transaction
+ * that counts the attempt and leases the row: no lock or transaction is held across the backup
+ * host or the SMTP call, and two instances never mail the same request at once.
+ */
+async function claimNext(context: MailerContext, now: Date): Promise<Claim | null> {
   return context.db.transaction().execute(async (trx) => {
     const request = await claimDue(trx, 'notify_due_at', now);
     if (request === null) return null;
-    const log = context.log.child({ archiveRequestId: request.id });
     const owner = await trx.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
     if (request.state !== 'ready' || request.archiveId === null || owner === undefined || owner.status !== 'active') {
       await trx.updateTable('archive_requests').set({ notify_due_at: null }).where('id', '=', request.id).execute();
-      log.info({ state: request.state }, 'link email no longer due');
-      return 'skipped';
+      context.log.info({ archiveRequestId: request.id, state: request.state }, 'link email no longer due');
+      return { kind: 'skipped' as const };
     }
     const attempts = request.notifyAttempts + 1;
-    const token = newToken();
-    try {
-      // Armed before sending: once this succeeds every earlier email's link stops working.
-      await context.host.armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
-      await sendMailNow(context.ctx, {
-        to: owner.email,
-        template: 'archive-ready',
-        data: {
-          link: downloadPageLink(context.publicUrl, request.id, token),
-          snapshot: request.snapshot,
-          size: request.sizeBytes === null ? 'unknown' : formatBytes(request.sizeBytes),
-          sizeBytes: request.sizeBytes,
-          sha256: request.sha256,
-          expiresAt: request.expiresAt === null ? null : formatUtc(request.expiresAt),
-        },
-      });
-    } catch (error) {
-      const refused = error instanceof BackupHostRefused;
-      // Anything else (a template fault) is recorded by name only: its message might quote the data, link included.
-      const described =
-        error instanceof MailNotSent
-          ? `mail: ${error.reason}`
-          : error instanceof BackupHostError
-            ? `backup host: ${error.message}`
-            : `internal: ${(error as Error).name}`;
-      const reason = scrub(described, token);
-      // A refused arm (downloaded, expired, cancelled meanwhile) or a recipient the server refuses will not change by waiting.
-      const permanent = refused || (error instanceof MailNotSent && error.permanent);
-      if (permanent || attempts >= LINK_MAIL_MAX_ATTEMPTS) {
-        await trx
-          .updateTable('archive_requests')
-          .set({ notify_due_at: null, notify_attempts: attempts, last_notify_error: reason })
-          .where('id', '=', request.id)
-          .execute();
-        log.error({ attempts, reason }, 'archive link email given up');
-        return 'gave-up';
-      }
-      const nextAttemptAt = new Date(now.getTime() + retryDelayMs(attempts));
-      await trx
-        .updateTable('archive_requests')
-        .set({ notify_due_at: nextAttemptAt, notify_attempts: attempts, last_notify_error: reason })
-        .where('id', '=', request.id)
-        .execute();
-      log.warn({ attempts, nextAttemptAt, reason }, 'archive link email not sent; will retry with a new link');
-      return 'retry';
-    }
     await trx
       .updateTable('archive_requests')
-      .set({ notify_due_at: null, notified_at: now, notify_attempts: attempts, last_notify_error: null })
+      .set({ notify_due_at: new Date(now.getTime() + LINK_MAIL_LEASE_MS), notify_attempts: attempts })
       .where('id', '=', request.id)
       .execute();
+    return { kind: 'claimed' as const, request: { ...request, archiveId: request.archiveId }, email: owner.email, attempts };
+  });
+}
+
+/**
+ * One due link email: claim (committed), arm a fresh token on the backup host and send it, then
+ * record the outcome at once in a second short transaction. The token exists only in this
+ * function's memory: the backup host gets its hash, the customer gets the email, nothing else.
+ * Only a crash between the relay's answer and that record can send the email twice; the older
+ * email's link then says that a newer email replaced it.
+ */
+async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null> {
+  const now = context.now();
+  const claim = await claimNext(context, now);
+  if (claim === null) return null;
+  if (claim.kind === 'skipped') return 'skipped';
+  const { request, email, attempts } = claim;
+  const log = context.log.child({ archiveRequestId: request.id });
+  // Each record applies only while this worker's claim stands (no other attempt was counted since).
+  const ours = (trx: Db) => trx.updateTable('archive_requests').where('id', '=', request.id).where('notify_attempts', '=', attempts);
+  const token = newToken();
+  try {
+    // Armed before sending: once this succeeds every earlier email's link stops working.
+    await context.host.armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
+    await sendMailNow(context.ctx, {
+      to: email,
+      template: 'archive-ready',
+      data: {
+        link: downloadPageLink(context.publicUrl, request.id, token),
+        snapshot: request.snapshot,
+        size: request.sizeBytes === null ? 'unknown' : formatBytes(request.sizeBytes),
+        sizeBytes: request.sizeBytes,
+        sha256: request.sha256,
+        expiresAt: request.expiresAt === null ? null : formatUtc(request.expiresAt),
+      },
+    });
+  } catch (error) {
+    const refused = error instanceof BackupHostRefused;
+    // Anything else (a template fault) is recorded by name only: its message might quote the data, link included.
+    const described =
+      error instanceof MailNotSent
+        ? `mail: ${error.reason}`
+        : error instanceof BackupHostError
+          ? `backup host: ${error.message}`
+          : `internal: ${(error as Error).name}`;
+    const reason = scrub(described, token);
+    // A refused arm (downloaded, expired, cancelled meanwhile) or a recipient the server refuses will not change by waiting.
+    const permanent = refused || (error instanceof MailNotSent && error.permanent);
+    if (permanent || attempts >= LINK_MAIL_MAX_ATTEMPTS) {
+      await ours(context.db).set({ notify_due_at: null, last_notify_error: reason }).execute();
+      log.error({ attempts, reason }, 'archive link email given up');
+      return 'gave-up';
+    }
+    const nextAttemptAt = new Date(now.getTime() + retryDelayMs(attempts));
+    await ours(context.db).set({ notify_due_at: nextAttemptAt, last_notify_error: reason }).execute();
+    log.warn({ attempts, nextAttemptAt, reason }, 'archive link email not sent; will retry with a new link');
+    return 'retry';
+  }
+  const sentAt = context.now();
+  await context.db.transaction().execute(async (trx) => {
+    await ours(trx).set({ notify_due_at: null, notified_at: sentAt, last_notify_error: null }).execute();
     await recordAudit(trx, {
       actor: 'system',
       action: 'archive.link_sent',
       subject: request.userId,
       detail: { requestId: request.id, attempts },
     });
-    log.info({ attempts }, 'archive link email sent');
-    return 'sent';
   });
+  log.info({ attempts }, 'archive link email sent');
+  return 'sent';
 }
 
 function contextFor(ctx: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
