@@ -52,4 +52,6 @@ export interface BackupHostSyncTable {
   last_seq: ColumnType<string, string | number | undefined, string | number>;
   synced_at: Date | null;
   last_error: string | null;
+  /** Set while one instance copies events (between its calls to the backup host); another skips until then. */
+  leased_until: Date | null;
 }

@@ -3,7 +3,7 @@
 import type { ArchiveJobContext } from '../context.js';
 import { isIP } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import type { BackupHost } from '../backup-host/index.js';
 import { queueDownloadReceipt } from './download-receipt.js';
@@ -15,7 +15,8 @@ import {
   applyEventTransition,
   ensureSyncRow,
   insertEvents,
-  lockSyncRow,
+  claimSyncRow,
+  lockedLastSeq,
   recordSyncDone,
   recordSyncFailed,
   type StoredEvent,
@@ -67,48 +68,50 @@ export class MalformedEventError extends Error {
 }
 
 /**
- * One sync: locks the host's progress row (FOR UPDATE SKIP LOCKED, so a second instance skips
- * instead of waiting or copying the same events), pages through events.since after last_seq,
- * stores the events, applies their transitions and advances last_seq, all in one transaction.
- * Any failure rolls all of that back to a savepoint and records only last_error.
+ * How long one sync may take before another instance may take over: its pages' calls, each
+ * bounded by the backup host client's 30 s timeout, and one short transaction.
+ */
+export const EVENT_SYNC_LEASE_MS = (EVENT_PAGES_PER_SYNC + 2) * 30_000;
+
+/**
+ * One sync: leases the host's progress row (a second instance skips instead of copying the same
+ * events), pages through events.since after last_seq with no transaction open, then in one short
+ * transaction stores the events, applies their transitions and advances last_seq, unless another
+ * sync advanced it meanwhile (after this one's lease ran out). A failure stores nothing of the sync
+ * and records only last_error.
  */
 export async function syncBackupHostEvents(deps: EventSyncDeps): Promise<EventSyncResult> {
   const host = deps.host ?? DEFAULT_HOST;
   const pageSize = deps.pageSize ?? EVENT_PAGE_SIZE;
   const maxPages = deps.maxPages ?? EVENT_PAGES_PER_SYNC;
   await ensureSyncRow(deps.db, host);
-  return deps.db.transaction().execute(async (trx) => {
-    const row = await lockSyncRow(trx, host);
-    if (row === null) return { outcome: 'busy' } as const;
-    await sql`savepoint event_sync`.execute(trx);
-    try {
-      const result = await copyEvents(trx, deps, host, row.lastSeq, pageSize, maxPages);
-      await recordSyncDone(trx, host, result.lastSeq, deps.clock.now());
-      await sql`release savepoint event_sync`.execute(trx);
-      if (result.received > 0) deps.log?.info({ host, ...result }, 'backup host events copied');
-      return { outcome: 'synced', ...result } as const;
-    } catch (error) {
-      await sql`rollback to savepoint event_sync`.execute(trx);
-      const message = describeError(error);
-      await recordSyncFailed(trx, host, message);
-      deps.log?.warn({ host, lastSeq: row.lastSeq, reason: message }, 'backup host events not copied; trying again at the next sync');
-      return { outcome: 'failed', lastSeq: row.lastSeq, error: message } as const;
-    }
-  });
+  const now = deps.clock.now();
+  const row = await claimSyncRow(deps.db, host, now, new Date(now.getTime() + EVENT_SYNC_LEASE_MS));
+  if (row === null) return { outcome: 'busy' };
+  try {
+    const fetched = await fetchEvents(deps, row.lastSeq, pageSize, maxPages);
+    const stored = await deps.db.transaction().execute(async (trx) => {
+      if ((await lockedLastSeq(trx, host)) !== row.lastSeq) return null;
+      const counts = await storeEvents(trx, deps, host, fetched.events);
+      await recordSyncDone(trx, host, fetched.lastSeq, deps.clock.now());
+      return counts;
+    });
+    if (stored === null) return { outcome: 'busy' };
+    const result = { received: fetched.events.length, lastSeq: fetched.lastSeq, more: fetched.more, ...stored };
+    if (result.received > 0) deps.log?.info({ host, ...result }, 'backup host events copied');
+    return { outcome: 'synced', ...result };
+  } catch (error) {
+    const message = describeError(error);
+    await recordSyncFailed(deps.db, host, message);
+    deps.log?.warn({ host, lastSeq: row.lastSeq, reason: message }, 'backup host events not copied; trying again at the next sync');
+    return { outcome: 'failed', lastSeq: row.lastSeq, error: message };
+  }
 }
 
-async function copyEvents(
-  trx: Transaction<Database>,
-  deps: EventSyncDeps,
-  host: string,
-  fromSeq: number,
-  pageSize: number,
-  maxPages: number,
-) {
+/** Every page after `fromSeq`, checked, up to maxPages; nothing is stored yet. */
+async function fetchEvents(deps: EventSyncDeps, fromSeq: number, pageSize: number, maxPages: number) {
   let lastSeq = fromSeq;
-  let received = 0;
-  let downloaded = 0;
-  let expired = 0;
+  const events: StoredEvent[] = [];
   for (let page = 1; ; page++) {
     const answer = await deps.backupHost.eventsSince({ after: lastSeq, limit: pageSize });
     // The dispatcher's lastSeq is its newest event; below ours means its log was replaced (a
@@ -118,21 +121,27 @@ async function copyEvents(
         `the backup host's newest event is ${answer.lastSeq}, but the portal has copied up to ${lastSeq}; its event log seems to have been replaced`,
       );
     }
-    const events = checkEvents(answer.events, lastSeq, pageSize);
-    for (const event of await insertEvents(trx, host, events)) {
-      const changed = await applyEventTransition(trx, event);
-      if (changed?.state === 'downloaded') {
-        downloaded++;
-        // In the same transaction as the state change: both happen once, or (on a rollback) neither.
-        await queueDownloadReceipt(trx, deps.mail, changed.requestId, deps.clock.now(), deps.publicUrl);
-      }
-      if (changed?.state === 'expired') expired++;
-    }
-    received += events.length;
-    if (events.length > 0) lastSeq = events[events.length - 1]!.seq;
-    if (events.length < pageSize) return { received, lastSeq, more: false, downloaded, expired };
-    if (page >= maxPages) return { received, lastSeq, more: true, downloaded, expired };
+    const pageEvents = checkEvents(answer.events, lastSeq, pageSize);
+    events.push(...pageEvents);
+    if (pageEvents.length > 0) lastSeq = pageEvents[pageEvents.length - 1]!.seq;
+    if (pageEvents.length < pageSize) return { events, lastSeq, more: false };
+    if (page >= maxPages) return { events, lastSeq, more: true };
   }
+}
+
+async function storeEvents(trx: Transaction<Database>, deps: EventSyncDeps, host: string, events: StoredEvent[]) {
+  let downloaded = 0;
+  let expired = 0;
+  for (const event of await insertEvents(trx, host, events)) {
+    const changed = await applyEventTransition(trx, event);
+    if (changed?.state === 'downloaded') {
+      downloaded++;
+      // In the same transaction as the state change: both happen once, or (on a rollback) neither.
+      await queueDownloadReceipt(trx, deps.mail, changed.requestId, deps.clock.now(), deps.publicUrl);
+    }
+    if (changed?.state === 'expired') expired++;
+  }
+  return { downloaded, expired };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Reads and writes of the backup host's copied events and of how far they have been copied.
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 
 /** The portal has one backup host for now; the tables are keyed by host so more can follow. */
 export const DEFAULT_HOST = 'default';
@@ -34,12 +34,24 @@ export async function ensureSyncRow(db: Kysely<Database>, host: string): Promise
 }
 
 /**
- * Locks the host's progress row for this transaction, or returns null at once when another
- * transaction (another portal instance) holds it: that one is syncing, so this one need not.
+ * Leases the host's progress row until `until`, or returns null when another sync (here or in another
+ * portal instance) holds an unexpired lease: that one is copying, so this one need not.
  */
-export async function lockSyncRow(trx: Transaction<Database>, host: string): Promise<SyncStatus | null> {
-  const row = await trx.selectFrom('backup_host_sync').selectAll().where('host', '=', host).forUpdate().skipLocked().executeTakeFirst();
+export async function claimSyncRow(db: Db, host: string, now: Date, until: Date): Promise<SyncStatus | null> {
+  const row = await db
+    .updateTable('backup_host_sync')
+    .set({ leased_until: until })
+    .where('host', '=', host)
+    .where((eb) => eb.or([eb('leased_until', 'is', null), eb('leased_until', '<=', now)]))
+    .returningAll()
+    .executeTakeFirst();
   return row === undefined ? null : toStatus(row);
+}
+
+/** The row's last_seq under its lock, for the short transaction that stores a sync's events. */
+export async function lockedLastSeq(trx: Transaction<Database>, host: string): Promise<number> {
+  const row = await trx.selectFrom('backup_host_sync').select('last_seq').where('host', '=', host).forUpdate().executeTakeFirstOrThrow();
+  return Number(row.last_seq);
 }
 
 export async function readSyncStatus(db: Kysely<Database>, host: string): Promise<SyncStatus | null> {
@@ -77,12 +89,16 @@ export async function insertEvents(trx: Transaction<Database>, host: string, eve
 }
 
 export async function recordSyncDone(trx: Transaction<Database>, host: string, lastSeq: number, at: Date): Promise<void> {
-  await trx.updateTable('backup_host_sync').set({ last_seq: lastSeq, synced_at: at, last_error: null }).where('host', '=', host).execute();
+  await trx
+    .updateTable('backup_host_sync')
+    .set({ last_seq: lastSeq, synced_at: at, last_error: null, leased_until: null })
+    .where('host', '=', host)
+    .execute();
 }
 
 /** Keeps last_seq and synced_at (the last good sync) and says what went wrong since. */
-export async function recordSyncFailed(trx: Transaction<Database>, host: string, error: string): Promise<void> {
-  await trx.updateTable('backup_host_sync').set({ last_error: error }).where('host', '=', host).execute();
+export async function recordSyncFailed(db: Db, host: string, error: string): Promise<void> {
+  await db.updateTable('backup_host_sync').set({ last_error: error, leased_until: null }).where('host', '=', host).execute();
 }
 
 /**

@@ -6,7 +6,8 @@ import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { User } from '../../src/users/user.repository.js';
-import { startEventSync, syncBackupHostEvents, type EventSyncDeps } from '../../src/archives/event-sync.js';
+import { EVENT_SYNC_LEASE_MS, startEventSync, syncBackupHostEvents, type EventSyncDeps } from '../../src/archives/event-sync.js';
+import { sql } from 'kysely';
 import { backupHostFromSettings, type BackupHost } from '../../src/backup-host/index.js';
 import type { DispatcherEvent } from '../../src/protocol/index.js';
 import { startPortalWorld, type PortalWorld } from '../harness/world.js';
@@ -233,6 +234,36 @@ describe("copying the backup host's events", () => {
     expect(received).toBe(now.length - recorded.length);
     expect(await copiedEvents('race')).toEqual(now);
     expect((await syncRow('race')).last_seq).toBe(String(now.length));
+  });
+
+  it('holds no transaction while the backup host answers; a sync whose lease ran out stores nothing over a newer one', async () => {
+    const recorded = dispatcherEvents();
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const slowHost: Pick<BackupHost, 'eventsSince'> = {
+      eventsSince: async (request) => {
+        calls++;
+        const answer = await backupHost.eventsSince(request);
+        await held;
+        return answer;
+      },
+    };
+    const stale = syncBackupHostEvents(deps({ host: 'lease', backupHost: slowHost }));
+    await eventually('the stale sync to call the backup host', () => calls === 1);
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`.execute(
+      db(),
+    );
+    expect(rows[0]!.n).toBe(0);
+
+    // Its instance seems gone: after the lease another sync copies everything.
+    subject.clock.advance(EVENT_SYNC_LEASE_MS + 1_000);
+    expect(await syncBackupHostEvents(deps({ host: 'lease' }))).toMatchObject({ outcome: 'synced', received: recorded.length });
+    release();
+    expect(await stale).toEqual({ outcome: 'busy' });
+    expect(await copiedEvents('lease')).toEqual(recorded);
+    expect((await syncRow('lease')).last_seq).toBe(String(recorded.length));
   });
 
   it('records the error and keeps its place when the backup host fails, and catches up at the next good sync', async () => {
