@@ -29,6 +29,8 @@ import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
 import { configureMailQueue } from './mail/mail.service.js';
 import { registerMailboxRoutes } from './mail/mailbox.routes.js';
+import { registerMetricsListener } from './metrics/metrics-listener.js';
+import { registerMetricsRoutes } from './metrics/metrics.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { registerRequestLogRoutes } from './operator/request-log.routes.js';
@@ -80,6 +82,9 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   app.decorate('ctx', ctx);
   configureMailQueue(config);
   app.addHook('onClose', async () => database.close());
+  // Counts every answer, the refused and the unrouted too; /metrics itself only where configured.
+  registerMetricsRoutes(app);
+  registerMetricsListener(app);
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()
   // would wait for the client (or a proxy's idle pool) to hang up.

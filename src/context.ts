@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import type { Config, Secrets } from './config.js';
 import type { DatabaseHandle } from './db/connect.js';
 import type { Database } from './db/database.js';
+import { Metrics } from './metrics/metrics.js';
 import { createPasswordHasher, type PasswordHasher } from './users/password-hasher.js';
 import { addressHashKey, type Regulator } from './users/regulation.js';
 
@@ -26,6 +27,8 @@ export interface AppContext {
    * is missing, so callers treat it like an unreachable host.
    */
   readonly backupHost: () => BackupHost | null;
+  /** The Prometheus instruments of this app (src/metrics/); /metrics serves them when configured. */
+  readonly metrics: Metrics;
   /** Work a request starts but does not wait for (the reset email); shutdown and tests wait for it. */
   readonly background: BackgroundWork;
 }
@@ -49,12 +52,19 @@ export function createContext(deps: {
 }): AppContext {
   const { config, database, clock } = deps;
   let client: BackupHost | undefined;
+  const passwords = createPasswordHasher(config);
   return Object.freeze({
     ...deps,
     backupHost: () => (config.backupHost === null ? null : (client ??= backupHostFromSettings(config.backupHost))),
     background: new BackgroundWork(deps.log),
     db: database.db,
-    passwords: createPasswordHasher(config),
+    passwords,
+    metrics: new Metrics({
+      db: database.db,
+      clock,
+      hashQueueLength: () => passwords.queued,
+      processMetrics: config.metrics.listen !== null || config.metrics.token !== null,
+    }),
     regulator: {
       db: database.db,
       clock,
