@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueMail } from '../../src/mail/mail.service.js';
 import { buildTestApp, type TestApp } from '../harness/app.js';
 import { createTestDatabase, type TestDatabase } from '../harness/database.js';
-import { createUser, PASSWORD } from '../harness/users.js';
+import { createUser, currentCode, PASSWORD, turnOnTwoFactor } from '../harness/users.js';
 import { WebClient } from '../harness/web-client.js';
 import { metricsAddressIn, parseExposition, PROMETHEUS_TEXT, TOKEN, valueOf, type Sample } from './exposition.js';
 
@@ -111,6 +111,22 @@ describe('/metrics behind a bearer token on the main listener', () => {
     const observed = (samples: Sample[]) =>
       count(samples, 'archway_http_request_duration_seconds_count', { method: 'POST', route: '/sign-in' });
     expect(observed(after) - observed(before)).toBe(2);
+  });
+
+  it('counts second sign-in steps by outcome: a wrong code, then the right one', async () => {
+    const user = await createUser(withToken.app);
+    const secret = await turnOnTwoFactor(withToken.app, user.id);
+    const steps = (samples: Sample[], outcome: string) => valueOf(samples, 'archway_second_step_attempts_total', { outcome }) ?? 0;
+    const before = await scrape();
+    const client = new WebClient(withToken.app);
+    expect((await client.signIn(user.email, PASSWORD)).location).toBe('/sign-in/two-factor');
+    await client.get('/sign-in/two-factor');
+    const right = currentCode(withToken.app, secret);
+    expect((await client.post('/sign-in/two-factor', { code: right === '000000' ? '111111' : '000000' })).status).toBe(401);
+    expect((await client.post('/sign-in/two-factor', { code: right })).status).toBe(303);
+    const after = await scrape();
+    expect(steps(after, 'wrong') - steps(before, 'wrong')).toBe(1);
+    expect(steps(after, 'success') - steps(before, 'success')).toBe(1);
   });
 
   it('labels a request by its route pattern, never by the id or token in its URL', async () => {
