@@ -14,41 +14,44 @@ export interface OperationalCounts {
 
 /** Reads everything in one transaction on one connection; the server ends it after `timeoutMs`. */
 export async function readOperationalCounts(db: Kysely<Database>, now: Date, timeoutMs: number): Promise<OperationalCounts> {
-  return db.transaction().execute(async (trx) => {
-    await sql`select set_config('statement_timeout', ${String(timeoutMs)}, true)`.execute(trx);
-    const signInBlocks = await trx
-      .selectFrom('blocks')
-      .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
-      .where('lifted_at', 'is', null)
-      .where('until', '>', now)
-      .groupBy('scope')
-      .execute();
-    const secondStepBlocks = await trx
-      .selectFrom('two_factor_blocks')
-      .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
-      .where('lifted_at', 'is', null)
-      .where('until', '>', now)
-      .groupBy('scope')
-      .execute();
-    const states = await trx
-      .selectFrom('archive_requests')
-      .select((eb) => ['state', eb.fn.countAll<string>().as('n')])
-      .groupBy('state')
-      .execute();
-    const mail = await trx
-      .selectFrom('mail_queue')
-      .select((eb) => [eb.fn.countAll<string>().as('n'), eb.fn.min('created_at').as('oldest')])
-      .where('status', '=', 'pending')
-      .executeTakeFirstOrThrow();
-    const hosts = await trx.selectFrom('backup_host_sync').select(['host', 'synced_at', 'last_error']).orderBy('host').execute();
-    return {
-      activeBlocks: [
-        ...signInBlocks.map((r) => ({ kind: 'sign_in' as const, scope: r.scope, count: Number(r.n) })),
-        ...secondStepBlocks.map((r) => ({ kind: 'second_step' as const, scope: r.scope, count: Number(r.n) })),
-      ],
-      archiveRequests: states.map((r) => ({ state: r.state, count: Number(r.n) })),
-      mailQueue: { pending: Number(mail.n), oldestCreatedAt: mail.oldest === null ? null : new Date(mail.oldest) },
-      hosts: hosts.map((r) => ({ host: r.host, syncedAt: r.synced_at, lastSyncFailed: r.last_error !== null })),
-    };
-  });
+  return db
+    .transaction()
+    .setAccessMode('read only')
+    .execute(async (trx) => {
+      await sql`select set_config('statement_timeout', ${String(timeoutMs)}, true)`.execute(trx);
+      const signInBlocks = await trx
+        .selectFrom('blocks')
+        .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
+        .where('lifted_at', 'is', null)
+        .where('until', '>', now)
+        .groupBy('scope')
+        .execute();
+      const secondStepBlocks = await trx
+        .selectFrom('two_factor_blocks')
+        .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
+        .where('lifted_at', 'is', null)
+        .where('until', '>', now)
+        .groupBy('scope')
+        .execute();
+      const states = await trx
+        .selectFrom('archive_requests')
+        .select((eb) => ['state', eb.fn.countAll<string>().as('n')])
+        .groupBy('state')
+        .execute();
+      const mail = await trx
+        .selectFrom('mail_queue')
+        .select((eb) => [eb.fn.countAll<string>().as('n'), eb.fn.min('created_at').as('oldest')])
+        .where('status', '=', 'pending')
+        .executeTakeFirstOrThrow();
+      const hosts = await trx.selectFrom('backup_host_sync').select(['host', 'synced_at', 'last_error']).orderBy('host').execute();
+      return {
+        activeBlocks: [
+          ...signInBlocks.map((r) => ({ kind: 'sign_in' as const, scope: r.scope, count: Number(r.n) })),
+          ...secondStepBlocks.map((r) => ({ kind: 'second_step' as const, scope: r.scope, count: Number(r.n) })),
+        ],
+        archiveRequests: states.map((r) => ({ state: r.state, count: Number(r.n) })),
+        mailQueue: { pending: Number(mail.n), oldestCreatedAt: mail.oldest === null ? null : new Date(mail.oldest) },
+        hosts: hosts.map((r) => ({ host: r.host, syncedAt: r.synced_at, lastSyncFailed: r.last_error !== null })),
+      };
+    });
 }

@@ -12,6 +12,7 @@ let database: TestDatabase;
 let withToken: TestApp;
 let withListener: TestApp;
 let without: TestApp;
+let listenerWithToken: TestApp;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -22,11 +23,17 @@ beforeAll(async () => {
   });
   withListener = await buildTestApp(database.handle, database.url, { ARCHWAY_METRICS_LISTEN: '127.0.0.1:0' });
   without = await buildTestApp(database.handle, database.url);
+  listenerWithToken = await buildTestApp(database.handle, database.url, {
+    ARCHWAY_METRICS_LISTEN: '127.0.0.1:0',
+    ARCHWAY_METRICS_TOKEN: TOKEN,
+  });
   await withListener.app.ready();
+  await listenerWithToken.app.ready();
 });
 
 afterAll(async () => {
   // The apps share one handle; the last close ends the pool.
+  await listenerWithToken?.app.close();
   await without?.app.close();
   await withListener?.app.close();
   await withToken?.app.close();
@@ -246,6 +253,18 @@ describe('/metrics on its own listen address', () => {
     expect(main.statusCode).toBe(404);
     expect(main.body).not.toContain('archway_');
     expect((await fetch(`${address}/sign-in`)).status).toBe(404);
+  });
+});
+
+describe('/metrics on its own listen address with a token too', () => {
+  it('asks that listener for the token as well', async () => {
+    const address = metricsAddressIn(listenerWithToken.logText());
+    const refused = await fetch(`${address}/metrics`, { headers: { authorization: `Bearer ${TOKEN.slice(1)}` } });
+    expect(refused.status).toBe(401);
+    expect(await refused.text()).toBe('Unauthorized\n');
+    const answer = await fetch(`${address}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toContain('\n# TYPE archway_database_up gauge\n');
   });
 });
 
