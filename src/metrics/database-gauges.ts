@@ -47,95 +47,88 @@ export function registerDatabaseGauges(registry: Registry, source: DatabaseGauge
     return scrape;
   };
 
-  const registers = [registry];
   new Gauge({
     name: 'archway_database_up',
     help: 'Whether the database answered the scrape-time read within 2 s (1) or not (0).',
-    registers,
+    registers: [registry],
     async collect() {
       this.set((await counts()) === null ? 0 : 1);
     },
   });
-  new Gauge({
-    name: 'archway_active_blocks',
-    help: 'Brute-force blocks in force now, by kind (sign_in, second_step) and scope (ip, user).',
-    labelNames: ['kind', 'scope'] as const,
-    registers,
-    async collect() {
-      const c = await counts();
-      this.reset();
-      if (c === null) return;
-      for (const kind of ['sign_in', 'second_step'] as const) for (const scope of ['ip', 'user'] as const) this.set({ kind, scope }, 0);
-      for (const b of c.activeBlocks) this.set({ kind: b.kind, scope: b.scope }, b.count);
+  for (const reading of databaseReadings(source.now)) {
+    new Gauge({
+      name: reading.name,
+      help: reading.help,
+      labelNames: reading.labelNames ?? [],
+      registers: [registry],
+      async collect() {
+        const c = await counts();
+        this.reset();
+        // A gauge without labels always shows a value: NaN says "unknown" rather than a false 0.
+        if (c === null && reading.labelNames === undefined) this.set(NaN);
+        for (const [labels, value] of c === null ? [] : reading.samples(c)) this.set(labels, value);
+      },
+    });
+  }
+}
+
+interface Reading {
+  name: string;
+  help: string;
+  labelNames?: string[];
+  samples(counts: OperationalCounts): Array<[Record<string, string>, number]>;
+}
+
+function databaseReadings(now: () => Date): Reading[] {
+  return [
+    {
+      name: 'archway_active_blocks',
+      help: 'Brute-force blocks in force now, by kind (sign_in, second_step) and scope (ip, user).',
+      labelNames: ['kind', 'scope'],
+      samples: (c) =>
+        (['sign_in', 'second_step'] as const).flatMap((kind) =>
+          (['ip', 'user'] as const).map((scope): [Record<string, string>, number] => [
+            { kind, scope },
+            c.activeBlocks.find((b) => b.kind === kind && b.scope === scope)?.count ?? 0,
+          ]),
+        ),
     },
-  });
-  new Gauge({
-    name: 'archway_archive_requests',
-    help: 'Archive requests by state.',
-    labelNames: ['state'] as const,
-    registers,
-    async collect() {
-      const c = await counts();
-      this.reset();
-      if (c === null) return;
-      for (const state of ARCHIVE_STATES) this.set({ state }, 0);
-      for (const r of c.archiveRequests) this.set({ state: r.state }, r.count);
+    {
+      name: 'archway_archive_requests',
+      help: 'Archive requests by state.',
+      labelNames: ['state'],
+      samples: (c) => ARCHIVE_STATES.map((state) => [{ state }, c.archiveRequests.find((r) => r.state === state)?.count ?? 0]),
     },
-  });
-  new Gauge({
-    name: 'archway_archive_builds_in_progress',
-    help: 'Archives the backup host is building now, by backup host.',
-    labelNames: ['host'] as const,
-    registers,
-    async collect() {
-      const c = await counts();
-      this.reset();
-      if (c === null) return;
+    {
+      name: 'archway_archive_builds_in_progress',
+      help: 'Archives the backup host is building now, by backup host.',
+      labelNames: ['host'],
       // The portal has one backup host (archive requests carry no host yet), named like the event sync's.
-      this.set({ host: DEFAULT_HOST }, c.archiveRequests.find((r) => r.state === 'building')?.count ?? 0);
+      samples: (c) => [[{ host: DEFAULT_HOST }, c.archiveRequests.find((r) => r.state === 'building')?.count ?? 0]],
     },
-  });
-  new Gauge({
-    name: 'archway_mail_queue_depth',
-    help: 'Messages waiting in the mail queue to be sent (first tries and retries).',
-    registers,
-    async collect() {
-      const c = await counts();
-      this.set(c === null ? NaN : c.mailQueue.pending);
+    {
+      name: 'archway_mail_queue_depth',
+      help: 'Messages waiting in the mail queue to be sent (first tries and retries).',
+      samples: (c) => [[{}, c.mailQueue.pending]],
     },
-  });
-  new Gauge({
-    name: 'archway_mail_queue_oldest_age_seconds',
-    help: 'Age of the oldest message waiting in the mail queue; 0 when the queue is empty.',
-    registers,
-    async collect() {
-      const c = await counts();
-      const oldest = c?.mailQueue.oldestCreatedAt;
-      this.set(c === null ? NaN : ageSeconds(source.now(), oldest ?? null));
+    {
+      name: 'archway_mail_queue_oldest_age_seconds',
+      help: 'Age of the oldest message waiting in the mail queue; 0 when the queue is empty.',
+      samples: (c) => [[{}, ageSeconds(now(), c.mailQueue.oldestCreatedAt)]],
     },
-  });
-  new Gauge({
-    name: 'archway_event_sync_lag_seconds',
-    help: "Seconds since the backup host's events were last copied in full, by backup host.",
-    labelNames: ['host'] as const,
-    registers,
-    async collect() {
-      const c = await counts();
-      this.reset();
-      for (const h of c?.hosts ?? []) if (h.syncedAt !== null) this.set({ host: h.host }, ageSeconds(source.now(), h.syncedAt));
+    {
+      name: 'archway_event_sync_lag_seconds',
+      help: "Seconds since the backup host's events were last copied in full, by backup host.",
+      labelNames: ['host'],
+      samples: (c) => c.hosts.flatMap((h) => (h.syncedAt === null ? [] : [[{ host: h.host }, ageSeconds(now(), h.syncedAt)]])),
     },
-  });
-  new Gauge({
-    name: 'archway_backup_host_up',
-    help: 'Whether the newest event sync reached the backup host and copied its events (1) or failed (0), by backup host.',
-    labelNames: ['host'] as const,
-    registers,
-    async collect() {
-      const c = await counts();
-      this.reset();
-      for (const h of c?.hosts ?? []) this.set({ host: h.host }, h.syncedAt !== null && !h.lastSyncFailed ? 1 : 0);
+    {
+      name: 'archway_backup_host_up',
+      help: 'Whether the newest event sync reached the backup host and copied its events (1) or failed (0), by backup host.',
+      labelNames: ['host'],
+      samples: (c) => c.hosts.map((h) => [{ host: h.host }, h.syncedAt !== null && !h.lastSyncFailed ? 1 : 0]),
     },
-  });
+  ];
 }
 
 function ageSeconds(now: Date, since: Date | null): number {

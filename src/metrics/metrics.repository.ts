@@ -1,5 +1,5 @@
 // The counts /metrics reads from the database at scrape time, in one short read-only transaction.
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ArchiveRequestState } from '../archives/archives.tables.js';
 import type { Database } from '../db/database.js';
 
@@ -19,20 +19,8 @@ export async function readOperationalCounts(db: Kysely<Database>, now: Date, tim
     .setAccessMode('read only')
     .execute(async (trx) => {
       await sql`select set_config('statement_timeout', ${String(timeoutMs)}, true)`.execute(trx);
-      const signInBlocks = await trx
-        .selectFrom('blocks')
-        .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
-        .where('lifted_at', 'is', null)
-        .where('until', '>', now)
-        .groupBy('scope')
-        .execute();
-      const secondStepBlocks = await trx
-        .selectFrom('two_factor_blocks')
-        .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
-        .where('lifted_at', 'is', null)
-        .where('until', '>', now)
-        .groupBy('scope')
-        .execute();
+      const signInBlocks = await activeBlocks(trx, 'blocks', now);
+      const secondStepBlocks = await activeBlocks(trx, 'two_factor_blocks', now);
       const states = await trx
         .selectFrom('archive_requests')
         .select((eb) => ['state', eb.fn.countAll<string>().as('n')])
@@ -54,4 +42,15 @@ export async function readOperationalCounts(db: Kysely<Database>, now: Date, tim
         hosts: hosts.map((r) => ({ host: r.host, syncedAt: r.synced_at, lastSyncFailed: r.last_error !== null })),
       };
     });
+}
+
+/** Blocks neither lifted nor run out, by scope; both block tables have the same columns for this. */
+async function activeBlocks(trx: Transaction<Database>, table: 'blocks' | 'two_factor_blocks', now: Date) {
+  return trx
+    .selectFrom(table)
+    .select((eb) => ['scope', eb.fn.countAll<string>().as('n')])
+    .where('lifted_at', 'is', null)
+    .where('until', '>', now)
+    .groupBy('scope')
+    .execute();
 }
