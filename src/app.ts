@@ -29,6 +29,8 @@ import { fastifyLimitOptions, HTTP_LIMITS, type HttpLimits } from './http/limits
 import { rateLimitSettings } from './http/rate-limit.js';
 import { loggerOptions } from './log.js';
 import { registerMailboxRoutes } from './mail/mailbox.routes.js';
+import { registerMetricsListener } from './metrics/metrics-listener.js';
+import { registerMetricsRoutes } from './metrics/metrics.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { registerRequestLogRoutes } from './operator/request-log.routes.js';
@@ -79,6 +81,9 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   const ctx = createContext({ config, database, clock: clock ?? systemClock, log: app.log });
   app.decorate('ctx', ctx);
   app.addHook('onClose', async () => database.close());
+  // Counts every answer, the refused and the unrouted too; /metrics itself only where configured.
+  registerMetricsRoutes(app);
+  registerMetricsListener(app);
 
   // A response finished while stopping must not leave its keep-alive connection open, or close()
   // would wait for the client (or a proxy's idle pool) to hang up.

@@ -64,6 +64,14 @@ export interface AuthConfig {
   resetRequestsPerIpPerHour: number;
 }
 
+/** Where /metrics is served (docs/METRICS.md); with neither a listen address nor a token it is not served. */
+export interface MetricsConfig {
+  /** Its own listener, apart from the portal's; null = none. */
+  listen: { host: string; port: number } | null;
+  /** A bearer token Prometheus must send; on the main listener /metrics exists only with one. */
+  token: string | null;
+}
+
 export interface ArchivesConfig {
   /** After a completed download, how long before the customer may ask for the next archive (0: no wait). */
   cooldownMs: number;
@@ -96,6 +104,7 @@ export interface Config {
   /** The backup host's downloads vhost (its dispatcher's downloadBaseUrl); only `archway doctor` uses it. */
   backupHostDownloadsUrl: string | null;
   archives: ArchivesConfig;
+  metrics: MetricsConfig;
   /** First look's own backup host (src/first-look/); null in server mode or when a backup host is configured. */
   firstLookBackupHost: FirstLookBackupHostConfig | null;
 }
@@ -232,6 +241,30 @@ function readSecrets(reader: Reader, required: boolean): Secrets | null {
   }
   if (sessionSecret === undefined || passwordPepper === undefined || encryptionKey === null) return null;
   return { sessionSecret, encryptionKey, passwordPepper };
+}
+
+/** ARCHWAY_METRICS_LISTEN (host:port, [v6]:port) and ARCHWAY_METRICS_TOKEN(_FILE). */
+function readMetrics(reader: Reader, loopbackOnly: boolean): MetricsConfig {
+  const token = reader.secret('ARCHWAY_METRICS_TOKEN') ?? null;
+  if (token !== null && token.length < MIN_SECRET_LENGTH) {
+    reader.problems.push(`ARCHWAY_METRICS_TOKEN is too short: use at least ${MIN_SECRET_LENGTH} random characters.`);
+  } else if (token !== null && !/^[\x21-\x7e]+$/.test(token)) {
+    // Prometheus sends it as "Authorization: Bearer <token>": one word of printable ASCII.
+    reader.problems.push('ARCHWAY_METRICS_TOKEN must be printable ASCII without spaces (e.g. `openssl rand -hex 32`).');
+  }
+  const raw = reader.plain('ARCHWAY_METRICS_LISTEN');
+  if (raw === undefined) return { listen: null, token };
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(raw);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (host === undefined || (isIP(host) === 0 && host !== 'localhost') || !(port <= 65535)) {
+    reader.problems.push(`ARCHWAY_METRICS_LISTEN must be an IP address and port like 127.0.0.1:9464 or [::1]:9464 (got "${raw}").`);
+    return { listen: null, token };
+  }
+  if (loopbackOnly && !isLoopback(host)) {
+    reader.problems.push(`ARCHWAY_METRICS_LISTEN is "${raw}": first-look mode listens on loopback only (127.0.0.1 or ::1).`);
+  }
+  return { listen: { host, port }, token };
 }
 
 /** First look's own backup host: only with neither a database server nor a backup host configured. */
@@ -451,6 +484,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   };
   const firstLookBackupHost = readFirstLookBackupHost(reader, mode === 'first-look' && backupHost === null, cwd);
   const oldEncryptionKeys = readOldKeys(reader);
+  const metrics = readMetrics(reader, mode === 'first-look');
   const oldPasswordPeppers = readOldPeppers(reader);
 
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
@@ -478,6 +512,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     backupHost,
     backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),
     archives,
+    metrics,
     firstLookBackupHost,
   };
   return Object.freeze(config);

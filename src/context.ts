@@ -8,6 +8,7 @@ import type { Config, Secrets } from './config.js';
 import type { DatabaseHandle } from './db/connect.js';
 import type { Database } from './db/database.js';
 import { createMailQueue, type MailQueue } from './mail/mail.service.js';
+import { Metrics } from './metrics/metrics.js';
 import { createPasswordHasher, type PasswordHasher } from './users/password-hasher.js';
 import { addressHashKey, type Regulator } from './users/regulation.js';
 
@@ -29,6 +30,8 @@ export interface AppContext {
    * is missing, so callers treat it like an unreachable host.
    */
   readonly backupHost: () => BackupHost | null;
+  /** The Prometheus instruments of this app (src/metrics/); /metrics serves them when configured. */
+  readonly metrics: Metrics;
   /** Work a request starts but does not wait for (the reset email); shutdown and tests wait for it. */
   readonly background: BackgroundWork;
 }
@@ -52,13 +55,20 @@ export function createContext(deps: {
 }): AppContext {
   const { config, database, clock } = deps;
   let client: BackupHost | undefined;
+  const passwords = createPasswordHasher(config);
   return Object.freeze({
     ...deps,
     backupHost: () => (config.backupHost === null ? null : (client ??= backupHostFromSettings(config.backupHost))),
     background: new BackgroundWork(deps.log),
     db: database.db,
     mail: createMailQueue(config.secrets),
-    passwords: createPasswordHasher(config),
+    passwords,
+    metrics: new Metrics({
+      db: database.db,
+      clock,
+      hashQueueLength: () => passwords.queued,
+      processMetrics: config.metrics.listen !== null || config.metrics.token !== null,
+    }),
     regulator: {
       db: database.db,
       clock,

@@ -10,8 +10,11 @@ import { endThisSessionRow } from '../users/session.service.js';
 
 /** Methods that never change state (no route may change anything on them), so they carry no CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-/** Probes (container health checks, the proxy) ask over plain HTTP from inside; they reveal nothing. */
-const PLAIN_HTTP_ALLOWED = new Set(['/healthz', '/readyz']);
+/**
+ * Probes (container health checks, the proxy) ask over plain HTTP from inside; they reveal nothing.
+ * Prometheus scrapes each instance directly too; /metrics there needs its bearer token (docs/METRICS.md).
+ */
+const PLAIN_HTTP_ALLOWED = new Set(['/healthz', '/readyz', '/metrics']);
 
 declare module 'fastify' {
   interface FastifyReply {

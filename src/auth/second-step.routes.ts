@@ -34,6 +34,7 @@ export function registerSecondStepRoutes(app: FastifyInstance): void {
     if (code === '') return renderSecondStep(reply, 400, 'Enter the 6-digit code from your app, or a recovery code.');
 
     const result = await verifySecondFactor(ctx(), pending.userId, code, request.ip);
+    app.ctx.metrics.recordSecondStep(result.ok ? 'success' : result.reason === 'not-enrolled' ? 'not_enrolled' : result.reason);
     if (!result.ok) {
       request.log.info({ userId: pending.userId, reason: result.reason }, 'second sign-in step failed');
       if (result.reason === 'blocked') return renderSecondStep(reply, 429, BLOCKED_MESSAGE);

@@ -29,10 +29,13 @@ export async function signIn(ctx: AppContext, input: { email: string; password: 
     // flood slow. Answering blocked attempts at once let a 200-client flood from one blocked address
     // reach 200 requests/s of database work and made the account page's p99 100x worse (bench/signin-flood.mjs).
     await passwords.verifyDummy(input.password);
+    ctx.metrics.recordSignIn('blocked');
     return { ok: false, reason: admission.reason };
   }
-  const settle = (outcome: SignInOutcome, reason: string, userId: string | null) =>
-    settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason });
+  const settle = (outcome: SignInOutcome, reason: string, userId: string | null) => {
+    ctx.metrics.recordSignIn(outcome);
+    return settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason });
+  };
 
   // Verifies against a dummy hash when the account does not exist or has no password yet; re-hashes on success when due.
   const check = await verifyPasswordForSignIn(db, passwords, emailTried, input.password);

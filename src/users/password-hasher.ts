@@ -10,6 +10,8 @@ export interface PasswordHasher {
   verify(stored: string, password: string): Promise<{ ok: boolean; needsRehash: boolean }>;
   /** Costs what verify costs, for unknown users, so timing does not tell which addresses exist. */
   verifyDummy(password: string): Promise<void>;
+  /** Hashes waiting for a free slot now (the archway_password_hash_queue_length gauge). */
+  readonly queued: number;
 }
 
 /** Passwords are compared after NFKC, so the same password typed on another keyboard or OS still matches. */
@@ -38,6 +40,10 @@ export function createPasswordHasher(
   const dummyHash = (): Promise<string> => (dummy ??= slots.run(() => argon2.hash(randomBytes(32), options)));
 
   return {
+    get queued() {
+      return slots.queued;
+    },
+
     hash: (password) => slots.run(() => argon2.hash(peppered(password), options)),
 
     async verify(stored, password) {
