@@ -40,6 +40,8 @@ export interface ArchiveWorldOptions {
   backupHost?: BackupHostConfig | null;
   /** Start the SMTP sink (default) or only reserve its port, as a mail server that is down. */
   smtpUp?: boolean;
+  /** The dispatcher program the local transport runs, instead of the shipped bundle (e.g. one with a moved clock). */
+  localDispatcherPath?: string;
 }
 
 /**
@@ -69,7 +71,9 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   const tarPath = slowTar(dispatcher.dir);
   writeFileSync(dispatcher.configPath, JSON.stringify({ ...dispatcher.config, tarPath }), { mode: 0o600 });
   const backupHost =
-    options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
+    options.backupHost !== undefined
+      ? options.backupHost
+      : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: options.localDispatcherPath ?? BUNDLE };
   const { app, clock, logText } = await buildTestApp(
     database.handle,
     database.url,
