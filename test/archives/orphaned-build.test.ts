@@ -6,11 +6,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { insertArchiveRequest, markFinished } from '../../src/archives/archive-request.repository.js';
+import { UNCONFIRMED_REQUEST_TIMEOUT_MS } from '../../src/archives/orphan-recovery.js';
 import type { User } from '../../src/users/user.repository.js';
 import { startBackupHost, type BackupHostFixture } from '../backup-host/fixture.js';
 import { rawExec } from '../backup-host/ssh-exec.js';
 import { createUser } from '../harness/users.js';
 import {
+  askForArchive,
   HOLD_FILE,
   pollUntil,
   releaseBuild,
@@ -21,9 +23,6 @@ import {
   startArchiveWorld,
   type ArchiveWorld,
 } from './archive-world.js';
-
-// Two minutes: a request still without an archive id after this long was cut off (src/archives/orphan-recovery.ts).
-const CUT_OFF_AFTER_MS = 2 * 60_000;
 
 let host: BackupHostFixture;
 let world: ArchiveWorld;
@@ -68,6 +67,14 @@ async function portalDiesAfterCreate(user: User, snapshot: string): Promise<{ re
   return { requestId: row!.id, archiveId };
 }
 
+/** The same, past the cut-off, with the request given up (as a host unreachable then leaves it): the build runs on. */
+async function orphanGivenUp(user: User, snapshot: string): Promise<string> {
+  const { requestId, archiveId } = await portalDiesAfterCreate(user, snapshot);
+  world.clock.advance(UNCONFIRMED_REQUEST_TIMEOUT_MS + 1_000);
+  await markFinished(world.app.ctx.database.db, requestId, 'failed', 'interrupted', world.clock.now());
+  return archiveId;
+}
+
 /** archive.list over SSH with the portal's key, as anyone holding that key could send it. */
 async function listOverSsh(stdin: string, command = 'archive.list') {
   const out = await rawExec({
@@ -101,7 +108,7 @@ describe('a build the portal started but never recorded', () => {
     expect(await pollDueArchives(world.app.ctx, { now: () => world.clock.now() })).toContain('waiting');
     expect(await requestRow(world, requestId)).toMatchObject({ state: 'requested', archive_id: null });
 
-    world.clock.advance(CUT_OFF_AFTER_MS + 1_000);
+    world.clock.advance(UNCONFIRMED_REQUEST_TIMEOUT_MS + 1_000);
     await pollDueArchives(world.app.ctx, { now: () => world.clock.now() });
     expect(await requestRow(world, requestId)).toMatchObject({ state: 'building', archive_id: archiveId, finished_at: null });
     expect(world.logText()).toContain('adopted its orphaned build');
@@ -128,18 +135,11 @@ describe('a build the portal started but never recorded', () => {
   it('is adopted by the next request for the same backup instead of "already being built"', async () => {
     const user = await createUser(world.app);
     const snapshot = snapshotOnHost(user.domain!, 'daily.0');
-    const orphan = await portalDiesAfterCreate(user, 'daily.0');
-    // The first request was given up at the cut-off (as a host unreachable then leaves it); the build runs on.
-    world.clock.advance(CUT_OFF_AFTER_MS + 1_000);
-    await markFinished(world.app.ctx.database.db, orphan.requestId, 'failed', 'interrupted', world.clock.now());
+    const orphan = await orphanGivenUp(user, 'daily.0');
 
-    const client = await signedIn(world, user);
-    await client.get('/backups');
-    const asked = await client.post('/archives', { snapshot: 'daily.0' });
-    expect(asked.body).not.toContain('already being built');
-    expect(asked.status).toBe(303);
-    const newId = /^\/archives\/([0-9a-f-]{36})$/.exec(asked.location ?? '')![1]!;
-    expect(await requestRow(world, newId)).toMatchObject({ state: 'building', archive_id: orphan.archiveId });
+    // Before: 409 "already being built" until the orphan ended. Now the new request takes it over.
+    const newId = await askForArchive(await signedIn(world, user), 'daily.0');
+    expect(await requestRow(world, newId)).toMatchObject({ state: 'building', archive_id: orphan });
 
     releaseBuild(snapshot);
     await pollUntil(world, newId, ['ready']);
@@ -152,19 +152,13 @@ describe('a build the portal started but never recorded', () => {
     const user = await createUser(world.app);
     snapshotOnHost(user.domain!, 'daily.1');
     snapshotOnHost(user.domain!, 'daily.0', false);
-    const orphan = await portalDiesAfterCreate(user, 'daily.1');
-    world.clock.advance(CUT_OFF_AFTER_MS + 1_000);
-    await markFinished(world.app.ctx.database.db, orphan.requestId, 'failed', 'interrupted', world.clock.now());
+    const orphan = await orphanGivenUp(user, 'daily.1');
 
-    const client = await signedIn(world, user);
-    await client.get('/backups');
-    const asked = await client.post('/archives', { snapshot: 'daily.0' });
-    expect(asked.status).toBe(303);
-    const newId = /^\/archives\/([0-9a-f-]{36})$/.exec(asked.location ?? '')![1]!;
+    const newId = await askForArchive(await signedIn(world, user), 'daily.0');
     const row = await requestRow(world, newId);
     expect(row.state).toBe('building');
-    expect(row.archive_id).not.toBe(orphan.archiveId);
-    expect((await hostStatus(user.domain!, orphan.archiveId)).state).toBe('cancelled');
+    expect(row.archive_id).not.toBe(orphan);
+    expect((await hostStatus(user.domain!, orphan)).state).toBe('cancelled');
     await pollUntil(world, newId, ['ready']);
   });
 
@@ -186,9 +180,7 @@ describe('a build the portal started but never recorded', () => {
   it('never adopts an archive another request holds; with no build of its own the request fails as before', async () => {
     const user = await createUser(world.app);
     const snapshot = snapshotOnHost(user.domain!, 'daily.0');
-    const client = await signedIn(world, user);
-    await client.get('/backups');
-    const earlier = /^\/archives\/([0-9a-f-]{36})$/.exec((await client.post('/archives', { snapshot: 'daily.0' })).location ?? '')![1]!;
+    const earlier = await askForArchive(await signedIn(world, user), 'daily.0');
     releaseBuild(snapshot);
     await pollUntil(world, earlier, ['ready']);
     const readyId = (await requestRow(world, earlier)).archive_id;
@@ -201,7 +193,7 @@ describe('a build the portal started but never recorded', () => {
       ip: '198.51.100.7',
       now: world.clock.now(),
     });
-    world.clock.advance(CUT_OFF_AFTER_MS + 1_000);
+    world.clock.advance(UNCONFIRMED_REQUEST_TIMEOUT_MS + 1_000);
     await pollDueArchives(world.app.ctx, { now: () => world.clock.now() });
     expect(await requestRow(world, row!.id)).toMatchObject({
       state: 'failed',
