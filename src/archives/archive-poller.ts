@@ -8,16 +8,12 @@ import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
 import { ACTIVE_STATES, claimDue, markFinished, type ArchiveRequest } from './archive-request.repository.js';
 import type { ArchiveRequestState } from './archives.tables.js';
+import { adoptOrFail, UNCONFIRMED_REQUEST_TIMEOUT_MS } from './orphan-recovery.js';
 
 /** How often a building archive is asked about; the page refreshes every 5 s, so progress stays fresh. */
 export const POLL_INTERVAL_MS = 3_000;
 /** After a failed call the wait doubles from the poll interval up to this, so a down host is not hammered. */
 export const MAX_ERROR_DELAY_MS = 5 * 60_000;
-/**
- * A request still without the backup host's archive id after this long was cut off between the
- * insert and archive.create's answer (a crash, a restart); it is failed so it blocks nothing.
- */
-export const UNCONFIRMED_REQUEST_TIMEOUT_MS = 2 * 60_000;
 
 /** The longest the loop itself waits after a failure, so a new request is never left unpolled for long. */
 const MAX_LOOP_PAUSE_MS = 30_000;
@@ -70,15 +66,8 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
         await later(POLL_INTERVAL_MS);
         return 'waiting';
       }
-      await markFinished(
-        trx,
-        request.id,
-        'failed',
-        'The request was interrupted before the backup host confirmed it. Please ask again.',
-        now,
-      );
-      log.warn('archive request never confirmed by the backup host; marked failed');
-      return 'failed';
+      // Cut off between the insert and archive.create's answer: adopt the host's build, or fail it so it blocks nothing.
+      return (await adoptOrFail(trx, context.host, request, now, log)) === 'adopted' ? 'progress' : 'failed';
     }
 
     let status;

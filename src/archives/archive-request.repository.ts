@@ -191,3 +191,26 @@ export async function markFinished(db: Db, id: string, state: 'failed' | 'cancel
     .where('id', '=', id)
     .execute();
 }
+
+/** Of these backup-host archive ids, the ones some request already holds. */
+export async function knownArchiveIds(db: Db, archiveIds: readonly string[]): Promise<Set<string>> {
+  if (archiveIds.length === 0) return new Set();
+  const rows = await db.selectFrom('archive_requests').select('archive_id').where('archive_id', 'in', archiveIds).execute();
+  return new Set(rows.map((r) => r.archive_id).filter((id): id is string => id !== null));
+}
+
+/**
+ * The customer's newest requests that never got an archive id (any state): a build the backup host
+ * has for one of their snapshots may be theirs. A request still within the cut-off may be waiting for it.
+ */
+export async function unconfirmedRequests(db: Db, customer: string): Promise<Array<{ id: string; snapshot: string; requestedAt: Date }>> {
+  const rows = await db
+    .selectFrom('archive_requests')
+    .select(['id', 'snapshot', 'requested_at'])
+    .where('customer', '=', customer)
+    .where('archive_id', 'is', null)
+    .orderBy('requested_at', 'desc')
+    .limit(50)
+    .execute();
+  return rows.map((r) => ({ id: r.id, snapshot: r.snapshot, requestedAt: r.requested_at }));
+}

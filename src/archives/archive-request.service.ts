@@ -16,6 +16,7 @@ import {
   toArchiveRequest,
   type ArchiveRequest,
 } from './archive-request.repository.js';
+import { createOrAdopt } from './orphan-recovery.js';
 
 /** How soon the poller first asks about a new build: progress shows up on the first page refresh. */
 export const FIRST_POLL_DELAY_MS = 2_000;
@@ -78,7 +79,7 @@ export async function startArchive(context: ArchiveContext, user: SignedInUser, 
   const requestLog = log.child({ archiveRequestId: request.id });
   let archiveId: string | null = null;
   try {
-    archiveId = (await host.createArchive({ customer, snapshot })).archiveId;
+    archiveId = await createOrAdopt(db, host, request, now, requestLog);
     if (!(await markBuilding(db, request.id, archiveId, new Date(now.getTime() + FIRST_POLL_DELAY_MS)))) {
       // Cancelled (or given up) while archive.create was running: stop the build it started.
       await stopOrphanedBuild(host, customer, archiveId, requestLog);

@@ -172,6 +172,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       }
 
       const clientIp = linkAddress(request.ip);
+      const askedAt = app.ctx.clock.now().getTime();
       let link;
       try {
         const host = app.ctx.backupHost();
@@ -234,7 +235,9 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       });
       request.log.info({ archiveRequestId: found.id, expires: link.expires }, 'download link issued');
       await replaceToken(request, reply, found);
-      const secondsLeft = Math.max(0, link.expires - Math.floor(Date.now() / 1000));
+      // Counted from the link's lifetime on our clock, never from its expiry on the backup host's clock (which may be skewed).
+      const endsAt = askedAt + link.lifetimeSeconds * 1000;
+      const secondsLeft = Math.max(0, Math.floor((endsAt - app.ctx.clock.now().getTime()) / 1000));
       return reply.view('archives/download', {
         title: 'Your download is ready',
         ...viewHelpers,
@@ -244,7 +247,8 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
         fileName: link.fileName,
         ip: clientIp,
         secondsLeft,
-        linkExpires: `${new Date(link.expires * 1000).toISOString().slice(11, 19)} UTC`,
+        lifetimeSeconds: link.lifetimeSeconds,
+        linkExpires: `${new Date(endsAt).toISOString().slice(11, 19)} UTC`,
         script: '/static/download-countdown.js',
       });
     },

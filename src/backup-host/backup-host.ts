@@ -9,6 +9,7 @@ import {
   type ArchiveArmRequest,
   type ArchiveCancelRequest,
   type ArchiveCreateRequest,
+  type ArchiveListRequest,
   type ArchiveStatusRequest,
   type BackupsListRequest,
   type EventsSinceRequest,
@@ -26,6 +27,7 @@ export interface BackupHost {
   listBackups(request: BackupsListRequest): Promise<Results['backups.list']>;
   createArchive(request: ArchiveCreateRequest): Promise<Results['archive.create']>;
   archiveStatus(request: ArchiveStatusRequest): Promise<Results['archive.status']>;
+  listArchives(request: ArchiveListRequest): Promise<Results['archive.list']>;
   cancelArchive(request: ArchiveCancelRequest): Promise<Results['archive.cancel']>;
   armArchive(request: ArchiveArmRequest): Promise<Results['archive.arm']>;
   issueLink(request: LinkIssueRequest): Promise<Results['link.issue']>;
@@ -47,9 +49,10 @@ const RESULT_SHAPES: { readonly [A in RemoteAction]: Shape } = {
     sha256: 'string|null',
     downloadFileName: 'string',
   },
+  'archive.list': { archives: 'object' },
   'archive.cancel': { state: 'string' },
   'archive.arm': { armed: 'boolean' },
-  'link.issue': { url: 'string', expires: 'number', fileName: 'string' },
+  'link.issue': { url: 'string', expires: 'number', lifetimeSeconds: 'number', fileName: 'string' },
   'events.since': { events: 'object', lastSeq: 'number' },
 };
 
@@ -103,6 +106,7 @@ export function createBackupHost(transport: Transport): BackupHost {
     listBackups: (r) => call('backups.list', r),
     createArchive: (r) => call('archive.create', r),
     archiveStatus: (r) => call('archive.status', r),
+    listArchives: (r) => call('archive.list', r),
     cancelArchive: (r) => call('archive.cancel', r),
     armArchive: (r) => call('archive.arm', r),
     issueLink: (r) => call('link.issue', r),

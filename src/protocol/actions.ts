@@ -6,6 +6,7 @@ export const REMOTE_ACTIONS = [
   'backups.list',
   'archive.create',
   'archive.status',
+  'archive.list',
   'archive.cancel',
   'archive.arm',
   'link.issue',

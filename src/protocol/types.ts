@@ -50,6 +50,20 @@ export interface ArchiveStatusResult {
   downloadFileName: string;
 }
 
+/** A customer's archives still being built or ready: how the portal finds a build whose id it never stored. */
+export interface ArchiveListRequest {
+  customer: string;
+}
+export interface LiveArchive {
+  archiveId: string;
+  snapshot: string;
+  state: 'building' | 'ready';
+  createdAt: string;
+}
+export interface ArchiveListResult {
+  archives: LiveArchive[];
+}
+
 export type ArchiveCancelRequest = ArchiveRef;
 export interface ArchiveCancelResult {
   state: ArchiveState;
@@ -68,7 +82,10 @@ export interface LinkIssueRequest extends ArchiveRef {
 }
 export interface LinkIssueResult {
   url: string;
+  /** Unix seconds on the backup host's clock; only NGINX there compares it, so the portal shows lifetimeSeconds. */
   expires: number;
+  /** How long the link works from the moment it was made, whatever either host's clock says. */
+  lifetimeSeconds: number;
   fileName: string;
 }
 
@@ -97,6 +114,7 @@ export interface Requests {
   'backups.list': BackupsListRequest;
   'archive.create': ArchiveCreateRequest;
   'archive.status': ArchiveStatusRequest;
+  'archive.list': ArchiveListRequest;
   'archive.cancel': ArchiveCancelRequest;
   'archive.arm': ArchiveArmRequest;
   'link.issue': LinkIssueRequest;
@@ -118,6 +136,7 @@ export interface Results {
   'backups.list': BackupsListResult;
   'archive.create': ArchiveCreateResult;
   'archive.status': ArchiveStatusResult;
+  'archive.list': ArchiveListResult;
   'archive.cancel': ArchiveCancelResult;
   'archive.arm': ArchiveArmResult;
   'link.issue': LinkIssueResult;

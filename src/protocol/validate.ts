@@ -26,6 +26,7 @@ export const REQUEST_FIELDS: { readonly [A in Action]: Readonly<Record<string, F
   'backups.list': { customer },
   'archive.create': { customer, snapshot: { check: isSnapshotName } },
   'archive.status': { customer, archiveId },
+  'archive.list': { customer },
   'archive.cancel': { customer, archiveId },
   'archive.arm': { customer, archiveId, tokenHash: { check: isTokenHash } },
   'link.issue': { customer, archiveId, token: { check: isToken }, clientIp: { check: (v) => canonicalIp(v) !== null } },

@@ -1,3 +1,4 @@
 // The dispatcher's version: what `ping` reports and what the portal built from the same source expects.
 // 0.2.0: refusals carry a reason from REFUSAL_REASONS, which the portal words (0.1.0 sent customer sentences).
-export const DISPATCHER_VERSION = '0.2.0';
+// 0.3.0: archive.list (a customer's live archives, to adopt an orphaned build); link.issue says lifetimeSeconds.
+export const DISPATCHER_VERSION = '0.3.0';

@@ -30,6 +30,8 @@ export interface ArchiveWorldOptions {
   backupHost?: BackupHostConfig | null;
   /** Start the SMTP sink (default) or only reserve its port, as a mail server that is down. */
   smtpUp?: boolean;
+  /** The dispatcher program the local transport runs, instead of the shipped bundle (e.g. one with a moved clock). */
+  localDispatcherPath?: string;
 }
 
 /**
@@ -57,7 +59,9 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   const tarPath = slowTar(dispatcher.dir);
   writeFileSync(dispatcher.configPath, JSON.stringify({ ...dispatcher.config, tarPath }), { mode: 0o600 });
   const backupHost =
-    options.backupHost !== undefined ? options.backupHost : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: BUNDLE };
+    options.backupHost !== undefined
+      ? options.backupHost
+      : { localDispatcherConfig: dispatcher.configPath, localDispatcherPath: options.localDispatcherPath ?? BUNDLE };
   const portal = await startPortalWorld({
     smtp: options.smtpUp === false ? 'down' : 'up',
     env: { ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env },

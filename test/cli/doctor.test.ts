@@ -4,6 +4,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } fr
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -12,6 +13,7 @@ import { runDoctor } from '../../src/doctor/doctor.js';
 import { MIGRATIONS_DIR } from '../../src/paths.js';
 import { DISPATCHER_VERSION } from '../../src/protocol/index.js';
 import { startBackupHost, type BackupHostFixture } from '../backup-host/fixture.js';
+import { TEST_BUNDLE } from '../dispatcher/world.js';
 import { runCli, type CliResult } from '../harness/cli.js';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../harness/database.js';
 import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
@@ -394,6 +396,38 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
       detail: expect.stringMatching(/^\+(29|30|31) s \(at most 5 s\): 60-second download links would expire early or live too long$/),
       fix: 'run NTP (systemd-timesyncd or chrony) on both hosts',
     });
+  });
+
+  it.each([
+    ['ahead', 90],
+    ['behind', -90],
+  ])("the backup host's own clock 90 s %s: the skew and what to run", async (_label, offset) => {
+    // The installed dispatcher is swapped, under sudo and sshd as before, for its test build with the clock moved.
+    const original = await readFile(host.dispatcherPath);
+    await writeFile(
+      host.dispatcherPath,
+      `#!/usr/bin/env node
+process.env.ARCHWAY_DISPATCHER_CONFIG = ${JSON.stringify(host.dispatcherConfigPath)};
+process.env.ARCHWAY_DISPATCHER_NOW_OFFSET = '${offset}';
+await import(${JSON.stringify(pathToFileURL(TEST_BUNDLE).href)});
+`,
+    );
+    try {
+      const { results } = await runDoctor({ env: healthyEnv() });
+      const sign = offset > 0 ? '\\+' : '-';
+      expect(results.find((r) => r.id === 'backup-host.clock')).toEqual({
+        id: 'backup-host.clock',
+        title: 'clock skew with the backup host',
+        status: 'fail',
+        detail: expect.stringMatching(
+          new RegExp(`^${sign}(89|90|91) s \\(at most 5 s\\): 60-second download links would expire early or live too long$`),
+        ),
+        fix: 'run NTP (systemd-timesyncd or chrony) on both hosts',
+      });
+      expect(results.find((r) => r.id === 'backup-host.version')).toMatchObject({ status: 'pass' });
+    } finally {
+      await writeFile(host.dispatcherPath, original);
+    }
   });
 
   it('a downloads address where secure_link does not answer: 404 instead of 403', async () => {

@@ -258,6 +258,45 @@ describe('archive.create and archive.status', () => {
     expect(w.run('archive.status', { customer: BIG, archiveId: id }).answer.result.state).toBe('failed');
   });
 
+  it('archive.list names the live archives of the one customer asked, newest first, never a dead build or an expired one', async () => {
+    const small = '2026-11-21T03:00:00Z';
+    const ready = w.run('archive.create', { customer: CUSTOMER, snapshot: small }).answer.result.archiveId;
+    expect((await untilSettled(CUSTOMER, ready)).state).toBe('ready');
+    const listed = w.run('archive.list', { customer: CUSTOMER });
+    expect(listed.code).toBe(0);
+    const archives = listed.answer.result.archives as Array<{ archiveId: string; snapshot: string; state: string; createdAt: string }>;
+    expect(archives[0]).toEqual({ archiveId: ready, snapshot: small, state: 'ready', createdAt: expect.any(String) });
+    expect(archives.every((a) => a.state === 'ready' || a.state === 'building')).toBe(true);
+    expect(archives.map((a) => a.createdAt)).toEqual(
+      archives
+        .map((a) => a.createdAt)
+        .sort()
+        .reverse(),
+    );
+
+    // A build whose builder died is reconciled as failed before it could be listed.
+    const dead = w.run('archive.create', { customer: BIG, snapshot: 'daily.0' }).answer.result.archiveId;
+    expect(w.run('archive.list', { customer: BIG }).answer.result.archives).toContainEqual(
+      expect.objectContaining({ archiveId: dead, state: 'building' }),
+    );
+    const lock = JSON.parse(readFileSync(join(w.stateDir, 'locks', `${BIG}.build`), 'utf8'));
+    process.kill(-lock.pid, 'SIGKILL');
+    await waitFor(
+      'the builder to be gone',
+      () => !existsSync(`/proc/${lock.pid}/stat`) || readFileSync(`/proc/${lock.pid}/stat`, 'utf8').includes(') Z '),
+      10_000,
+    );
+    const afterDeath = w.run('archive.list', { customer: BIG }).answer.result.archives as Array<{ archiveId: string; state: string }>;
+    expect(afterDeath.map((a) => a.archiveId)).not.toContain(dead);
+    expect(afterDeath.every((a) => a.state === 'ready')).toBe(true);
+    expect(w.run('archive.status', { customer: BIG, archiveId: dead }).answer.result.state).toBe('failed');
+
+    // Past the retention (7 days) a ready archive is no longer live, even before sweep ran.
+    const later = w.run('archive.list', { customer: CUSTOMER }, { ARCHWAY_DISPATCHER_NOW_OFFSET: String(8 * 86_400) });
+    expect(later.answer.result.archives.map((a: { archiveId: string }) => a.archiveId)).not.toContain(ready);
+    expect(w.run('archive.list', { customer: 'other.net' }).answer).toEqual({ ok: true, result: { archives: [] } });
+  });
+
   it('refuses to start a build when the nginx group it must hand the archive to does not exist', () => {
     const broken = makeWorld();
     writeFileSync(broken.configPath, JSON.stringify({ ...broken.config, nginxGroup: 'no-such-group-archway' }), { mode: 0o600 });

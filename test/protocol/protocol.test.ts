@@ -33,13 +33,14 @@ describe('action names', () => {
       'backups.list',
       'archive.create',
       'archive.status',
+      'archive.list',
       'archive.cancel',
       'archive.arm',
       'link.issue',
       'events.since',
     ]);
     expect([...LOCAL_ACTIONS]).toEqual(['watch', 'sweep', 'check']);
-    expect(ALLOWED_ACTIONS.size).toBe(11);
+    expect(ALLOWED_ACTIONS.size).toBe(12);
   });
 
   it('refuses near misses, case changes, padding and prototype names', () => {

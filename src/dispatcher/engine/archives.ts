@@ -1,4 +1,4 @@
-// archive.create, archive.status and archive.cancel: the archive's life up to "ready".
+// archive.create, archive.status, archive.list and archive.cancel: the archive's life up to "ready".
 import { randomBytes } from 'node:crypto';
 import { rmSync, statfsSync } from 'node:fs';
 import {
@@ -7,6 +7,9 @@ import {
   type ArchiveCancelResult,
   type ArchiveCreateRequest,
   type ArchiveCreateResult,
+  type ArchiveListRequest,
+  type ArchiveListResult,
+  type LiveArchive,
   type ArchiveStatusRequest,
   type ArchiveStatusResult,
 } from '../../protocol/index.js';
@@ -151,6 +154,28 @@ export function statusOf(cfg: DispatcherConfig, rec: ArchiveRecord): ArchiveStat
     expiresAt: rec.expiresAt,
     downloadFileName: rec.downloadFileName,
   };
+}
+
+/** Answers at most this many archives: the ready quota bounds them anyway, and the answer stays small. */
+const MAX_LISTED = 20;
+
+/**
+ * The customer's archives still building or ready, newest first: the portal adopts a build it
+ * started but never recorded (it died before storing the id). Dead builds are reconciled first.
+ */
+export function listArchives(cfg: DispatcherConfig, req: ArchiveListRequest): ArchiveListResult {
+  const live: LiveArchive[] = [];
+  for (const id of listRecordIds(cfg)) {
+    const found = readRecord(cfg, id);
+    if (found?.customer !== req.customer) continue;
+    const rec = reconcile(cfg, found);
+    const unexpired = rec.expiresAt === null || Date.parse(rec.expiresAt) > nowMs();
+    if (rec.state === 'building' || (rec.state === 'ready' && unexpired)) {
+      live.push({ archiveId: rec.id, snapshot: rec.snapshot, state: rec.state, createdAt: rec.createdAt });
+    }
+  }
+  live.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+  return { archives: live.slice(0, MAX_LISTED) };
 }
 
 export function cancelArchive(cfg: DispatcherConfig, req: ArchiveCancelRequest): ArchiveCancelResult {

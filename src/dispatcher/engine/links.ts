@@ -95,5 +95,5 @@ export function issueLink(cfg: DispatcherConfig, req: LinkIssueRequest): LinkIss
   const uri = `/dl/${linkId}/${fileName}`;
   const md5 = secureLinkMd5(expires, uri, req.clientIp, secret);
   appendEvent(cfg, { type: 'link.issued', customer: rec.customer, archiveId: rec.id, ip: req.clientIp, detail: `expires ${expires}` });
-  return { url: `${cfg.downloadBaseUrl}${uri}?md5=${md5}&expires=${expires}`, expires, fileName };
+  return { url: `${cfg.downloadBaseUrl}${uri}?md5=${md5}&expires=${expires}`, expires, lifetimeSeconds: cfg.linkTtlSeconds, fileName };
 }
