@@ -1,7 +1,7 @@
 // Asks the backup host how each building archive is doing, and records progress, readiness or failure.
 import type { ArchiveJobContext } from '../context.js';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
@@ -44,59 +44,93 @@ export function errorDelayMs(consecutiveErrors: number): number {
   return Math.min(POLL_INTERVAL_MS * 2 ** Math.max(0, consecutiveErrors - 1), MAX_ERROR_DELAY_MS);
 }
 
+/** How long a claimed request is left alone: the backup host call ends within 30 s. */
+export const POLL_LEASE_MS = 60_000;
+
 /**
- * Claims the request due longest with FOR UPDATE SKIP LOCKED and keeps it locked while the
- * backup host answers, so another instance's poller skips it instead of asking twice.
+ * Claims the request due longest (FOR UPDATE SKIP LOCKED) in a short transaction that leases it:
+ * its next poll moves to the end of the lease, so another instance's poller skips it, and the
+ * claim's mark is that exact time. No lock or transaction is held while the backup host answers.
  */
-async function pollNext(context: PollContext): Promise<PollOutcome | null> {
-  const now = context.now();
+async function claimNext(context: PollContext, now: Date): Promise<{ request: ArchiveRequest; leasedUntil: Date } | null> {
   return context.db.transaction().execute(async (trx) => {
     const request = await claimDue(trx, 'next_poll_at', now, ACTIVE_STATES);
     if (request === null) return null;
-    const log = context.log.child({ archiveRequestId: request.id });
-    const later = (ms: number) =>
+    const leasedUntil = new Date(now.getTime() + POLL_LEASE_MS);
+    await trx.updateTable('archive_requests').set({ next_poll_at: leasedUntil }).where('id', '=', request.id).execute();
+    return { request, leasedUntil };
+  });
+}
+
+/** One due request: claim (committed), ask the backup host, then record the answer in a second short transaction. */
+async function pollNext(context: PollContext): Promise<PollOutcome | null> {
+  const now = context.now();
+  const claim = await claimNext(context, now);
+  if (claim === null) return null;
+  const { request, leasedUntil } = claim;
+  const log = context.log.child({ archiveRequestId: request.id });
+  // The answer is written only while this claim stands and the request is still active: a cancel,
+  // or another poller after the lease ran out, wins over a late answer.
+  const record = (write: (trx: Transaction<Database>) => Promise<unknown>) =>
+    context.db.transaction().execute(async (trx) => {
+      const still = await trx
+        .selectFrom('archive_requests')
+        .select('id')
+        .where('id', '=', request.id)
+        .where('next_poll_at', '=', leasedUntil)
+        .where('state', 'in', ACTIVE_STATES)
+        .forUpdate()
+        .executeTakeFirst();
+      if (still !== undefined) await write(trx);
+    });
+  const later = (ms: number) =>
+    record((trx) =>
       trx
         .updateTable('archive_requests')
         .set({ next_poll_at: new Date(now.getTime() + ms) })
         .where('id', '=', request.id)
-        .execute();
+        .execute(),
+    );
 
-    if (request.archiveId === null) {
-      if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
-        await later(POLL_INTERVAL_MS);
-        return 'waiting';
-      }
-      // Cut off between the insert and archive.create's answer: adopt the host's build, or fail it so it blocks nothing.
-      return (await adoptOrFail(trx, context.host, request, now, log)) === 'adopted' ? 'progress' : 'failed';
+  if (request.archiveId === null) {
+    if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
+      await later(POLL_INTERVAL_MS);
+      return 'waiting';
     }
+    // Cut off between the insert and archive.create's answer: adopt the host's build, or fail it so it blocks nothing.
+    return (await adoptOrFail(context.db, context.host, request, now, log)) === 'adopted' ? 'progress' : 'failed';
+  }
 
-    let status;
-    try {
-      status = await context.host.archiveStatus({ customer: request.customer, archiveId: request.archiveId });
-    } catch (error) {
-      if (error instanceof BackupHostRefused && error.code === 'not_found') {
-        await finishWithEmail(trx, context, request, 'failed', 'The backup host no longer has this archive.', now);
-        log.warn({ reason: error.message }, 'archive unknown to the backup host; marked failed');
-        return 'failed';
-      }
-      if (error instanceof BackupHostError) {
-        context.errors += 1;
-        const failures = request.pollFailures + 1;
-        await trx
+  let status;
+  try {
+    status = await context.host.archiveStatus({ customer: request.customer, archiveId: request.archiveId });
+  } catch (error) {
+    if (error instanceof BackupHostRefused && error.code === 'not_found') {
+      await record((trx) => finishWithEmail(trx, context, request, 'failed', 'The backup host no longer has this archive.', now));
+      log.warn({ reason: error.message }, 'archive unknown to the backup host; marked failed');
+      return 'failed';
+    }
+    if (error instanceof BackupHostError) {
+      context.errors += 1;
+      const failures = request.pollFailures + 1;
+      await record((trx) =>
+        trx
           .updateTable('archive_requests')
           .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })
           .where('id', '=', request.id)
-          .execute();
-        log.warn({ reason: error.message, kind: error.name, failures }, 'archive status not available; will ask again later');
-        return 'error';
-      }
-      throw error;
+          .execute(),
+      );
+      log.warn({ reason: error.message, kind: error.name, failures }, 'archive status not available; will ask again later');
+      return 'error';
     }
-    context.errors = 0;
+    throw error;
+  }
+  context.errors = 0;
 
-    switch (status.state) {
-      case 'building':
-        await trx
+  switch (status.state) {
+    case 'building':
+      await record((trx) =>
+        trx
           .updateTable('archive_requests')
           .set({
             state: 'building',
@@ -107,16 +141,18 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
             next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS),
           })
           .where('id', '=', request.id)
-          .execute();
-        return 'progress';
-      case 'ready':
-      case 'downloaded':
-      case 'expired': {
-        // "downloaded" or "expired" straight from "building" only happens when polling lagged far
-        // behind; the row then goes there directly, with no email for a link that cannot work.
-        const ready = status.state === 'ready';
-        const state: ArchiveRequestState = status.state;
-        await trx
+          .execute(),
+      );
+      return 'progress';
+    case 'ready':
+    case 'downloaded':
+    case 'expired': {
+      // "downloaded" or "expired" straight from "building" only happens when polling lagged far
+      // behind; the row then goes there directly, with no email for a link that cannot work.
+      const ready = status.state === 'ready';
+      const state: ArchiveRequestState = status.state;
+      await record((trx) =>
+        trx
           .updateTable('archive_requests')
           .set({
             state,
@@ -134,21 +170,22 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
             finished_at: ready ? null : now,
           })
           .where('id', '=', request.id)
-          .execute();
-        log.info({ state, sizeBytes: status.sizeBytes }, 'archive built');
-        return status.state;
-      }
-      case 'failed':
-      case 'cancelled': {
-        const reason =
-          status.failureReason ??
-          (status.state === 'cancelled' ? 'The archive was cancelled on the backup host.' : 'The archive could not be made.');
-        await finishWithEmail(trx, context, request, status.state, reason, now);
-        log.info({ state: status.state }, 'archive not made');
-        return status.state;
-      }
+          .execute(),
+      );
+      log.info({ state, sizeBytes: status.sizeBytes }, 'archive built');
+      return status.state;
     }
-  });
+    case 'failed':
+    case 'cancelled': {
+      const reason =
+        status.failureReason ??
+        (status.state === 'cancelled' ? 'The archive was cancelled on the backup host.' : 'The archive could not be made.');
+      const finished = status.state;
+      await record((trx) => finishWithEmail(trx, context, request, finished, reason, now));
+      log.info({ state: finished }, 'archive not made');
+      return finished;
+    }
+  }
 }
 
 /** Ends the request and queues the "could not be made" email in the same transaction. */

@@ -1,10 +1,20 @@
-// The link mailer against a slow or dying worker: no transaction across the backup host call, a lease instead of a lock.
+// The link mailer and the status poller against a slow or dying worker: no transaction across the backup host call, a lease instead of a lock.
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { LINK_MAIL_LEASE_MS, sendDueLinks } from '../../src/archives/link-mailer.js';
 import { BackupHostError, type BackupHost } from '../../src/backup-host/index.js';
 import { createUser } from '../harness/users.js';
-import { askForArchive, makeSnapshot, pollUntil, requestRow, signedIn, startArchiveWorld, type ArchiveWorld } from './archive-world.js';
+import {
+  askForArchive,
+  makeSnapshot,
+  pollUntil,
+  releaseBuild,
+  requestRow,
+  signedIn,
+  startArchiveWorld,
+  type ArchiveWorld,
+} from './archive-world.js';
 
 let world: ArchiveWorld;
 beforeAll(async () => {
@@ -12,19 +22,23 @@ beforeAll(async () => {
 });
 afterAll(async () => world?.close());
 
-/** The real backup host, with armArchive held until the test lets it go (or fails it). */
-function heldHost(): { host: BackupHost; armed: Promise<void>; release(outcome?: Error): void } {
+/** The real backup host, with one call held until the test lets it go (or fails it). */
+function heldHost(method: 'armArchive' | 'archiveStatus' = 'armArchive'): {
+  host: BackupHost;
+  armed: Promise<void>;
+  release(outcome?: Error): void;
+} {
   const real = world.app.ctx.backupHost()!;
   let arrived!: () => void;
   let release!: (outcome?: Error) => void;
   const armed = new Promise<void>((resolve) => (arrived = resolve));
   const gate = new Promise<Error | undefined>((resolve) => (release = resolve));
   const host: BackupHost = Object.assign(Object.create(real) as BackupHost, {
-    armArchive: async (input: Parameters<BackupHost['armArchive']>[0]) => {
+    [method]: async (input: never) => {
       arrived();
       const failure = await gate;
       if (failure) throw failure;
-      return real.armArchive(input);
+      return (real[method] as (input: never) => Promise<unknown>)(input);
     },
   });
   return { host, armed, release };
@@ -94,5 +108,28 @@ describe('the link mailer', () => {
       last_notify_error: null,
       notified_at: sent.notified_at,
     });
+  });
+});
+
+describe('the status poller', () => {
+  it('holds no transaction while the backup host answers, and a cancel made meanwhile wins over the late answer', async () => {
+    const user = await createUser(world.app);
+    const snapshot = makeSnapshot(world, user.domain!, 'daily.0', 1, { held: true });
+    const client = await signedIn(world, user);
+    const id = await askForArchive(client, 'daily.0');
+    world.clock.advance(5_000);
+    const held = heldHost('archiveStatus');
+    const polling = pollDueArchives(world.app.ctx, { now, host: held.host });
+    await held.armed;
+    expect(await openTransactions()).toBe(0);
+    // Another poller skips the claimed request.
+    expect(await pollDueArchives(world.app.ctx, { now })).toEqual([]);
+
+    await client.get(`/archives/${id}`);
+    expect((await client.post(`/archives/${id}/cancel`, {})).status).toBe(303);
+    held.release();
+    await polling;
+    expect(await requestRow(world, id)).toMatchObject({ state: 'cancelled' });
+    releaseBuild(snapshot);
   });
 });
