@@ -72,7 +72,7 @@ describe('link.issue', () => {
     );
     expect(r.code).toBe(0);
     const fileName = `example.org-daily.0-${readyId.slice(0, 8)}.tar`;
-    expect(r.answer).toEqual({ ok: true, result: { url: expect.any(String), expires: expect.any(Number), fileName } });
+    expect(r.answer).toEqual({ ok: true, result: { url: expect.any(String), expires: expect.any(Number), lifetimeSeconds: 60, fileName } });
     const { url, expires } = r.answer.result;
     expect(expires).toBeGreaterThanOrEqual(t0 + 60);
     expect(expires).toBeLessThanOrEqual(t0 + 62);
