@@ -94,8 +94,18 @@ describe('archway serve when PostgreSQL drops its connections', () => {
 
     // A web request whose query is on the wire when the connection goes: the "try again" page.
     proxy.silence();
-    const heldBefore = proxy.heldBytes();
+    const postsBefore = server.output().split('"method":"POST","url":"/sign-in"').length;
     const inFlight = signInOverHttp(ready.email, PASSWORD);
+    // The sign-in has reached the portal (its first step asks the database), and then more bytes
+    // went into the partition: its query or its connection's start, which the cut must fail.
+    await eventually(
+      'the portal to take the sign-in',
+      () => server.output().split('"method":"POST","url":"/sign-in"').length > postsBefore,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    const heldBefore = proxy.heldBytes();
     await eventually('the sign-in query on the wire', () => proxy.heldBytes() > heldBefore, { timeoutMs: 30_000 });
     proxy.cut();
     proxy.resume();
