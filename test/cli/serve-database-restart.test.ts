@@ -2,6 +2,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { POLL_LEASE_MS } from '../../src/archives/archive-poller.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   askForArchive,
@@ -123,12 +124,13 @@ describe('archway serve when PostgreSQL drops its connections', () => {
     // The jobs back off and then finish their work: the poller sees the build end, both mails go out.
     releaseSmtp();
     releaseBuild(heldDir);
+    // A poll whose answer the cut lost waits out its claim's lease before it is asked again.
     await eventually('the held build to be ready', async () => (await requestRow(world, buildingId)).state === 'ready', {
-      timeoutMs: 30_000,
+      timeoutMs: POLL_LEASE_MS + 30_000,
     });
     await eventually('the link email', () => smtp.received.some((m) => m.includes(ready.email)), { timeoutMs: 30_000 });
     await eventually('the queued email', () => smtp.received.some((m) => m.includes(building.email)), { timeoutMs: 30_000 });
     expect(server.output()).not.toContain('Unhandled');
     expect(await server.stop()).toBe(0);
-  }, 120_000);
+  }, 240_000);
 });
