@@ -52,6 +52,22 @@ const deps = (overrides: Partial<EventSyncDeps> = {}): EventSyncDeps => ({
   ...overrides,
 });
 
+/** The real backup host, whose events.since answers are held back until the test releases them. */
+function heldEvents(): { host: Pick<BackupHost, 'eventsSince'>; calls(): number; release(): void } {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let calls = 0;
+  const host: Pick<BackupHost, 'eventsSince'> = {
+    eventsSince: async (request) => {
+      calls++;
+      const answer = await backupHost.eventsSince(request);
+      await held;
+      return answer;
+    },
+  };
+  return { host, calls: () => calls, release: () => release() };
+}
+
 /** Everything the dispatcher has recorded, as events.since gives it. */
 const dispatcherEvents = (): DispatcherEvent[] => w.run('events.since', { after: 0 }).answer.result.events;
 
@@ -206,23 +222,13 @@ describe("copying the backup host's events", () => {
   it('lets only one of two syncs started at once copy the events; the other skips instead of waiting', async () => {
     const recorded = dispatcherEvents();
     // The first sync holds the progress row while its backup host call is held open.
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    const slowHost: Pick<BackupHost, 'eventsSince'> = {
-      eventsSince: async (request) => {
-        calls++;
-        const answer = await backupHost.eventsSince(request);
-        await held;
-        return answer;
-      },
-    };
-    const first = syncBackupHostEvents(deps({ host: 'race', backupHost: slowHost }));
-    await eventually('the first sync to call the backup host', () => calls === 1);
-    const second = await syncBackupHostEvents(deps({ host: 'race', backupHost: slowHost }));
+    const slow = heldEvents();
+    const first = syncBackupHostEvents(deps({ host: 'race', backupHost: slow.host }));
+    await eventually('the first sync to call the backup host', () => slow.calls() === 1);
+    const second = await syncBackupHostEvents(deps({ host: 'race', backupHost: slow.host }));
     expect(second).toEqual({ outcome: 'busy' });
-    expect(calls).toBe(1);
-    release();
+    expect(slow.calls()).toBe(1);
+    slow.release();
     expect(await first).toMatchObject({ outcome: 'synced', received: recorded.length, lastSeq: recorded.length });
     expect(await copiedEvents('race')).toEqual(recorded);
 
@@ -238,19 +244,9 @@ describe("copying the backup host's events", () => {
 
   it('holds no transaction while the backup host answers; a sync whose lease ran out stores nothing over a newer one', async () => {
     const recorded = dispatcherEvents();
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    const slowHost: Pick<BackupHost, 'eventsSince'> = {
-      eventsSince: async (request) => {
-        calls++;
-        const answer = await backupHost.eventsSince(request);
-        await held;
-        return answer;
-      },
-    };
-    const stale = syncBackupHostEvents(deps({ host: 'lease', backupHost: slowHost }));
-    await eventually('the stale sync to call the backup host', () => calls === 1);
+    const slow = heldEvents();
+    const stale = syncBackupHostEvents(deps({ host: 'lease', backupHost: slow.host }));
+    await eventually('the stale sync to call the backup host', () => slow.calls() === 1);
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`.execute(
       db(),
@@ -260,7 +256,7 @@ describe("copying the backup host's events", () => {
     // Its instance seems gone: after the lease another sync copies everything.
     subject.clock.advance(EVENT_SYNC_LEASE_MS + 1_000);
     expect(await syncBackupHostEvents(deps({ host: 'lease' }))).toMatchObject({ outcome: 'synced', received: recorded.length });
-    release();
+    slow.release();
     expect(await stale).toEqual({ outcome: 'busy' });
     expect(await copiedEvents('lease')).toEqual(recorded);
     expect((await syncRow('lease')).last_seq).toBe(String(recorded.length));
