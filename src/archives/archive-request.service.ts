@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { recordAudit } from '../users/audit.js';
+import { addToRequestLog } from '../users/request-log.js';
 import type { SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
@@ -97,13 +98,25 @@ export async function startArchive(context: ArchiveContext, user: SignedInUser, 
   } catch (error) {
     // The build may have started before something here failed: nobody would ever collect it.
     if (archiveId !== null) await stopOrphanedBuild(host, customer, archiveId, requestLog);
+    const logRefusal = (outcome: 'refused' | 'failure', reason: string) =>
+      addToRequestLog(db, {
+        at: now,
+        userId: user.id,
+        ip,
+        kind: 'archive',
+        event: 'requested',
+        outcome,
+        detail: { request: request.id, snapshot, reason },
+      });
     if (error instanceof BackupHostRefused) {
       await markFinished(db, request.id, 'failed', error.userMessage, context.now);
+      await logRefusal('refused', error.message);
       requestLog.info({ reason: error.message }, 'archive request refused by the backup host');
       return { outcome: 'refused', message: error.userMessage };
     }
     // Unreachable, timed out, or an internal error: the customer learns only that it did not start.
     await markFinished(db, request.id, 'failed', 'The backup service was not available.', context.now);
+    await logRefusal('failure', error instanceof Error ? error.message : 'internal error');
     if (error instanceof BackupHostError) {
       requestLog.warn({ reason: error.message, kind: error.name }, 'archive request failed: backup host not available');
       return { outcome: 'unavailable', message: UNAVAILABLE_MESSAGE };

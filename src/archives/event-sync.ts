@@ -7,6 +7,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import type { BackupHost } from '../backup-host/index.js';
 import { queueDownloadReceipt } from './download-receipt.js';
+import { addToRequestLog, type LogEntry } from '../users/request-log.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
@@ -21,6 +22,7 @@ import {
   recordSyncFailed,
   type StoredEvent,
   DEFAULT_HOST,
+  findArchiveOwner,
 } from './event.repository.js';
 
 /** Events per events.since call (the protocol allows up to 1000). */
@@ -134,6 +136,13 @@ async function storeEvents(trx: Transaction<Database>, deps: EventSyncDeps, host
   let expired = 0;
   for (const event of await insertEvents(trx, host, events)) {
     const changed = await applyEventTransition(trx, event);
+    await addToRequestLog(trx, {
+      ...requestLogLine(event.type),
+      at: event.at,
+      userId: await findArchiveOwner(trx, event.customer, event.archiveId),
+      ip: event.ip,
+      detail: { archive: event.archiveId, ...(event.bytes === null ? {} : { bytes: event.bytes }), host, seq: event.seq },
+    });
     if (changed?.state === 'downloaded') {
       downloaded++;
       // In the same transaction as the state change: both happen once, or (on a rollback) neither.
@@ -142,6 +151,24 @@ async function storeEvents(trx: Transaction<Database>, deps: EventSyncDeps, host
     if (changed?.state === 'expired') expired++;
   }
   return { downloaded, expired };
+}
+
+/** Where each backup host event goes in the request log; the host's own words for its side of the story. */
+const HOST_EVENTS_IN_REQUEST_LOG: Record<string, Pick<LogEntry, 'kind' | 'event' | 'outcome'>> = {
+  'archive.requested': { kind: 'archive', event: 'build-started', outcome: 'info' },
+  'archive.ready': { kind: 'archive', event: 'ready', outcome: 'success' },
+  'archive.failed': { kind: 'archive', event: 'failed', outcome: 'failure' },
+  'archive.cancelled': { kind: 'archive', event: 'build-stopped', outcome: 'info' },
+  'archive.expired': { kind: 'archive', event: 'expired', outcome: 'info' },
+  'archive.armed': { kind: 'link', event: 'armed', outcome: 'info' },
+  'link.issued': { kind: 'link', event: 'issued', outcome: 'success' },
+  'link.expired': { kind: 'link', event: 'expired', outcome: 'info' },
+  'download.completed': { kind: 'download', event: 'completed', outcome: 'success' },
+  'download.interrupted': { kind: 'download', event: 'interrupted', outcome: 'failure' },
+};
+
+function requestLogLine(type: string): Pick<LogEntry, 'kind' | 'event' | 'outcome'> {
+  return HOST_EVENTS_IN_REQUEST_LOG[type] ?? { kind: 'archive', event: type, outcome: 'info' };
 }
 
 /**

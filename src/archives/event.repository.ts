@@ -165,3 +165,14 @@ export async function eventsForArchives(db: Kysely<Database>, host: string, arch
   }
   return byArchive;
 }
+
+/** The account that asked for this archive, if the portal has its request. */
+export async function findArchiveOwner(db: Db, customer: string, archiveId: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('archive_requests')
+    .select('user_id')
+    .where('archive_id', '=', archiveId)
+    .where('customer', '=', customer)
+    .executeTakeFirst();
+  return row?.user_id ?? null;
+}

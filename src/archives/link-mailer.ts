@@ -4,6 +4,7 @@ import { formatBytes, formatUtc } from '../format.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { recordAudit } from '../users/audit.js';
+import { addToRequestLog } from '../users/request-log.js';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database, Db } from '../db/database.js';
@@ -121,13 +122,24 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
     const reason = scrub(described, token);
     // A refused arm (downloaded, expired, cancelled meanwhile) or a recipient the server refuses will not change by waiting.
     const permanent = refused || (error instanceof MailNotSent && error.permanent);
+    const logFailure = (retrying: boolean) =>
+      addToRequestLog(context.db, {
+        at: now,
+        userId: request.userId,
+        kind: 'link',
+        event: 'emailed',
+        outcome: 'failure',
+        detail: { request: request.id, attempts, reason, retrying },
+      });
     if (permanent || attempts >= LINK_MAIL_MAX_ATTEMPTS) {
       await ours(context.db).set({ notify_due_at: null, last_notify_error: reason }).execute();
+      await logFailure(false);
       log.error({ attempts, reason }, 'archive link email given up');
       return 'gave-up';
     }
     const nextAttemptAt = new Date(now.getTime() + retryDelayMs(attempts));
     await ours(context.db).set({ notify_due_at: nextAttemptAt, last_notify_error: reason }).execute();
+    await logFailure(true);
     log.warn({ attempts, nextAttemptAt, reason }, 'archive link email not sent; will retry with a new link');
     return 'retry';
   }

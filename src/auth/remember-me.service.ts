@@ -1,4 +1,5 @@
 // Remember-me logins: a series and a token in a cookie, the token stored only hashed, both rotated at every use.
+import { addToRequestLog } from '../users/request-log.js';
 import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, Db } from '../db/database.js';
@@ -136,6 +137,7 @@ export async function useRememberCookie(
         .set({ replaced_at: now, replaced_by: series, session_id: null })
         .where('id', '=', row.id)
         .execute();
+      await addToRequestLog(trx, { at: now, userId: row.user_id, ip: input.ip, kind: 'sign-in', event: 'remember-me', outcome: 'success' });
       return {
         kind: 'signed-in' as const,
         userId: row.user_id,

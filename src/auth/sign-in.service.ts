@@ -4,6 +4,7 @@ import { findUserByEmail, type User } from '../users/user.repository.js';
 import { verifyPasswordForSignIn } from '../users/sign-in-password.js';
 import type { SignInOutcome } from '../users/users.tables.js';
 import { admitAttempt, settleAttempt } from '../users/regulation.js';
+import { isTwoFactorOn } from '../two-factor/two-factor.service.js';
 
 /**
  * The one message for every failed sign-in: unknown address, wrong password, blocked IP or account,
@@ -32,9 +33,9 @@ export async function signIn(ctx: AppContext, input: { email: string; password: 
     ctx.metrics.recordSignIn('blocked');
     return { ok: false, reason: admission.reason };
   }
-  const settle = (outcome: SignInOutcome, reason: string, userId: string | null) => {
+  const settle = (outcome: SignInOutcome, reason: string, userId: string | null, secondStepDue = false) => {
     ctx.metrics.recordSignIn(outcome);
-    return settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason });
+    return settleAttempt(regulator, admission.attemptId, { emailTried, userId, ip: input.ip, outcome, reason, secondStepDue });
   };
 
   // Verifies against a dummy hash when the account does not exist or has no password yet; re-hashes on success when due.
@@ -52,6 +53,7 @@ export async function signIn(ctx: AppContext, input: { email: string; password: 
     await settle('refused', reason, user?.id ?? null);
     return { ok: false, reason };
   }
-  await settle('success', 'password', user.id);
+  // The request log tells a finished sign-in from a right password still waiting for its code.
+  await settle('success', 'password', user.id, await isTwoFactorOn(db, user.id));
   return { ok: true, user };
 }

@@ -3,7 +3,15 @@ import type { Kysely, Transaction } from 'kysely';
 import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable } from '../archives/archives.tables.js';
 import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
-import type { AuditLogTable, BlocksTable, SessionsTable, SignInAttemptsTable, UsersTable } from '../users/users.tables.js';
+import type {
+  AuditLogTable,
+  BlocksTable,
+  RequestLogHourlyTable,
+  RequestLogTable,
+  SessionsTable,
+  SignInAttemptsTable,
+  UsersTable,
+} from '../users/users.tables.js';
 import type {
   RememberLoginsTable,
   TwoFactorBlocksTable,
@@ -30,6 +38,8 @@ export interface Database {
   archive_requests: ArchiveRequestsTable;
   backup_host_events: BackupHostEventsTable;
   backup_host_sync: BackupHostSyncTable;
+  request_log: RequestLogTable;
+  request_log_hourly: RequestLogHourlyTable;
 }
 
 /** What a repository function takes: the database, or the transaction a service opened. */

@@ -1,4 +1,5 @@
 // Brute-force regulation of the second sign-in step: wrong codes counted per user and per IP, apart from wrong passwords.
+import { addToRequestLog } from '../users/request-log.js';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { addressBlockKey, normalizeIp } from '../users/regulation.js';
 import type { Database, Db } from '../db/database.js';
@@ -138,6 +139,19 @@ export async function blockTwoFactorIfDue(trx: Transaction<Database>, now: Date,
       .values({ scope, key, until: new Date(now.getTime() + minutes * 60_000), created_at: now })
       .returning(['id', 'scope', 'key', 'until'])
       .executeTakeFirstOrThrow();
+    await addToRequestLog(trx, {
+      at: now,
+      userId,
+      ip,
+      kind: 'block',
+      event: 'started',
+      outcome: 'blocked',
+      detail: {
+        scope: scope === 'ip' ? `two-factor, address ${key}` : 'two-factor, account',
+        until: row.until.toISOString(),
+        block: String(row.id),
+      },
+    });
     created.push({ ...row, id: String(row.id) });
   }
   return created;

@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely, Transaction } from 'kysely';
 import { recordAudit } from '../users/audit.js';
+import { addToRequestLog } from '../users/request-log.js';
 import { findUserById, type User } from '../users/user.repository.js';
 import type { PasswordHasher } from '../users/password-hasher.js';
 import { admitAttempt, forgetAttempt, settleAttempt, type Regulator } from '../users/regulation.js';
@@ -217,7 +218,12 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
   const now = ctx.clock.now();
   const enrolled = await isTwoFactorOn(ctx.db, userId);
   if (!enrolled) return { ok: false, reason: 'not-enrolled' };
-  if ((await admitTwoFactorAttempt(ctx.db, now, userId, ip)) === null) return { ok: false, reason: 'blocked' };
+  const logStep = (db: Db, outcome: 'success' | 'failure' | 'blocked', detail: Record<string, unknown>) =>
+    addToRequestLog(db, { at: now, userId, ip, kind: 'two-factor', event: 'second-step', outcome, detail });
+  if ((await admitTwoFactorAttempt(ctx.db, now, userId, ip)) === null) {
+    await logStep(ctx.db, 'blocked', {});
+    return { ok: false, reason: 'blocked' };
+  }
   const totp = normalizeTotpInput(input);
   const recovery = totp === null ? normalizeRecoveryCode(input) : null;
 
@@ -272,10 +278,12 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
 
   if (result.ok) {
     await clearUserFailures(ctx.db, userId);
+    await logStep(ctx.db, 'success', { method: result.method });
     return result;
   }
   // The admission's row stays as the wrong code's.
   await ctx.db.transaction().execute(async (trx) => {
+    await logStep(trx, 'failure', { reason: result.reason });
     const blocks = await blockTwoFactorIfDue(trx, now, userId, ip);
     const userBlock = blocks.find((b) => b.scope === 'user');
     if (userBlock !== undefined) {

@@ -1,5 +1,7 @@
 // Brute-force regulation of sign-in: every attempt is a row, blocks are derived from the rows in a window.
 import { recordAudit } from './audit.js';
+import { normalizeIp } from './ip.js';
+import { addToRequestLog } from './request-log.js';
 import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { sql, type Kysely, type Transaction } from 'kysely';
@@ -24,6 +26,8 @@ export interface Attempt {
   outcome: SignInOutcome;
   /** For the log and the operator page only: 'wrong_password', 'unknown_email', 'ip_blocked', ... */
   reason: string;
+  /** A right password for an account with two-factor on: only the first of two steps succeeded. */
+  secondStepDue?: boolean;
 }
 
 export interface Block {
@@ -35,11 +39,7 @@ export interface Block {
   createdAt: Date;
 }
 
-/** An IPv4 address written as IPv6 (`::ffff:192.0.2.1`, from a dual-stack socket) is the IPv4 address. */
-export function normalizeIp(ip: string): string {
-  const tail = ip.toLowerCase().startsWith('::ffff:') ? ip.slice(7) : null;
-  return tail !== null && isIP(tail) === 4 ? tail : ip;
-}
+export { normalizeIp };
 
 /**
  * What an address block covers: one IPv4 address, or a whole IPv6 /64, since one customer line (or
@@ -148,6 +148,7 @@ export async function admitAttempt(regulator: Regulator, attempt: Omit<Attempt, 
         .insertInto('sign_in_attempts')
         .values({ ...attemptRow(regulator, attempt, now), outcome: 'blocked', reason })
         .execute();
+      await logPasswordStep(trx, regulator, now, { ...attempt, outcome: 'blocked', reason });
       return { admitted: false, reason };
     };
     const block = await findActiveBlock(regulator, attempt.ip, attempt.userId, trx);
@@ -178,7 +179,26 @@ export async function settleAttempt(regulator: Regulator, attemptId: string, att
       .set({ outcome: attempt.outcome, reason: attempt.reason, user_id: attempt.userId })
       .where('id', '=', attemptId)
       .execute();
+    await logPasswordStep(trx, regulator, regulator.clock.now(), attempt);
     return attempt.outcome === 'failure' ? blockWhatIsDue(trx, regulator, attempt) : [];
+  });
+}
+
+/** The password step as the request log shows it: a success with two-factor due is not yet a sign-in. */
+async function logPasswordStep(trx: Transaction<Database>, regulator: Regulator, at: Date, attempt: Attempt): Promise<void> {
+  const address = storedAddress(regulator.addressKey, attempt.emailTried, attempt.userId !== null);
+  await addToRequestLog(trx, {
+    at,
+    userId: attempt.userId,
+    ip: attempt.ip,
+    kind: 'sign-in',
+    event: 'password',
+    outcome: attempt.outcome,
+    detail: {
+      reason: attempt.reason,
+      ...(attempt.userId === null ? { address: displayedAddress(address) } : {}),
+      ...(attempt.secondStepDue === true ? { next: 'second step' } : {}),
+    },
   });
 }
 
@@ -215,6 +235,15 @@ async function blockIfDue(
   const level = state.earlier + 1;
   const until = new Date(now.getTime() + blockDurationMs(s, scope, level));
   const row = await trx.insertInto('blocks').values({ scope, key, until, level, created_at: now }).returningAll().executeTakeFirstOrThrow();
+  await addToRequestLog(trx, {
+    at: now,
+    userId: scope === 'user' ? key : null,
+    ip: scope === 'ip' ? key : null,
+    kind: 'block',
+    event: 'started',
+    outcome: 'blocked',
+    detail: { scope: scope === 'ip' ? `address ${key}` : 'account', until: until.toISOString(), level, block: String(row.id) },
+  });
   return toBlock(row);
 }
 

@@ -1,4 +1,4 @@
-// Table types of the users core: users, sessions, sign-in attempts, brute-force blocks and the audit log.
+// Table types of the users core: users, sessions, sign-in attempts, brute-force blocks, the audit log and the request log.
 import type { ColumnType, Generated } from 'kysely';
 
 export type UserRole = 'customer' | 'operator';
@@ -59,4 +59,26 @@ export interface AuditLogTable {
   subject: string | null;
   ip: string | null;
   detail: ColumnType<Record<string, unknown>, string | undefined, string>;
+}
+
+export type LogKind = 'sign-in' | 'two-factor' | 'block' | 'archive' | 'link' | 'download' | 'account';
+export type LogOutcome = 'success' | 'failure' | 'blocked' | 'refused' | 'info';
+
+export interface RequestLogTable {
+  id: Generated<string>;
+  at: Date;
+  user_id: string | null;
+  ip: string | null;
+  kind: LogKind;
+  event: string;
+  outcome: LogOutcome;
+  detail: ColumnType<Record<string, unknown>, string | undefined, string>;
+}
+
+export interface RequestLogHourlyTable {
+  hour: Date;
+  kind: LogKind;
+  event: string;
+  outcome: LogOutcome;
+  n: ColumnType<string, number, number>;
 }
