@@ -35,6 +35,7 @@ import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { registerRequestLogRoutes } from './operator/request-log.routes.js';
 import { registerLogRoutes } from './operator/log.routes.js';
+import { registerActivityRoutes } from './operator/activity.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
 import { registerTwoFactor } from './two-factor/two-factor.plugin.js';
 import { registerTwoFactorRoutes } from './two-factor/two-factor.routes.js';
@@ -146,6 +147,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   registerOperatorRoutes(app);
   registerRequestLogRoutes(app);
   registerLogRoutes(app);
+  registerActivityRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });
   registerMailboxRoutes(app);

@@ -16,6 +16,7 @@ export interface PurgeReport {
   auditLog: number;
   archiveRequests: number;
   backupHostEvents: number;
+  requestLog: number;
 }
 
 /**
@@ -64,6 +65,13 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
       .where('finished_at', '<', cutoff)
       .where('downloaded_ip', 'is not', null)
       .executeTakeFirst();
+    // The log keeps what happened; the address, and an unknown address's fingerprint, go.
+    const log = await trx
+      .updateTable('request_log')
+      .set({ ip: null, detail: sql<string>`detail - 'address'` })
+      .where('at', '<', cutoff)
+      .where(sql<boolean>`(ip is not null or detail ? 'address')`)
+      .executeTakeFirst();
     // By the event's own time on the backup host: that is when the address was seen.
     const events = await trx
       .updateTable('backup_host_events')
@@ -78,6 +86,7 @@ export async function purgeOldIps(db: Kysely<Database>, clock: Clock, retentionD
       auditLog: Number(audit.numUpdatedRows),
       archiveRequests: Number(requests.numUpdatedRows) + Number(downloads.numUpdatedRows),
       backupHostEvents: Number(events.numUpdatedRows),
+      requestLog: Number(log.numUpdatedRows),
     };
   });
 }

@@ -1,7 +1,8 @@
 // What each request log entry means, in the operator's words.
 
 const LABELS: Record<string, string> = {
-  'sign-in.password': 'Password step',
+  'sign-in.password': 'Password',
+  'sign-in.password-code-due': 'Password right, code due',
   'sign-in.remember-me': 'Signed in by remember-me',
   'two-factor.second-step': 'Second step (code)',
   'block.started': 'Block started',

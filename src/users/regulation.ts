@@ -184,7 +184,7 @@ export async function settleAttempt(regulator: Regulator, attemptId: string, att
   });
 }
 
-/** The password step as the request log shows it: a success with two-factor due is not yet a sign-in. */
+/** The password step as the request log shows it. */
 async function logPasswordStep(trx: Transaction<Database>, regulator: Regulator, at: Date, attempt: Attempt): Promise<void> {
   const address = storedAddress(regulator.addressKey, attempt.emailTried, attempt.userId !== null);
   await addToRequestLog(trx, {
@@ -192,13 +192,10 @@ async function logPasswordStep(trx: Transaction<Database>, regulator: Regulator,
     userId: attempt.userId,
     ip: attempt.ip,
     kind: 'sign-in',
-    event: 'password',
+    // A right password with two-factor due is its own event: counted as a sign-in, it would hide a failing second step.
+    event: attempt.secondStepDue === true ? 'password-code-due' : 'password',
     outcome: attempt.outcome,
-    detail: {
-      reason: attempt.reason,
-      ...(attempt.userId === null ? { address: displayedAddress(address) } : {}),
-      ...(attempt.secondStepDue === true ? { next: 'second step' } : {}),
-    },
+    detail: { reason: attempt.reason, ...(attempt.userId === null ? { address: displayedAddress(address) } : {}) },
   });
 }
 

@@ -128,6 +128,8 @@ describe('what we store, and the terms', () => {
       archive_requests: 'Each archive you ask for',
       backup_host_events: 'own record of what happened to each archive',
       backup_host_sync: 'how far that record has been copied',
+      request_log: 'A request log that puts the events of this page in one place',
+      request_log_hourly: 'the number of such events per hour, without any address or account',
     };
     const { rows } = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public' and table_name not like 'kysely_%'`.execute(

@@ -80,8 +80,40 @@ describe('the IP retention purge', () => {
       ])
       .execute();
 
+    await db()
+      .insertInto('request_log')
+      .values([
+        {
+          at: at(31),
+          user_id: null,
+          ip: '198.51.100.10',
+          kind: 'sign-in',
+          event: 'password',
+          outcome: 'failure',
+          detail: '{"address":"unknown address #0badf00d","reason":"unknown_email"}',
+        },
+        {
+          at: at(29),
+          user_id: user.id,
+          ip: '2001:db8::10',
+          kind: 'sign-in',
+          event: 'password',
+          outcome: 'success',
+          detail: '{"reason":"password"}',
+        },
+      ])
+      .execute();
+
     const report = await purgeOldIps(db(), subject.clock, 30);
-    expect(report).toEqual({ signInAttempts: 2, sessions: 0, blocks: 1, auditLog: 1, archiveRequests: 1, backupHostEvents: 1 });
+    expect(report).toEqual({
+      signInAttempts: 2,
+      sessions: 0,
+      blocks: 1,
+      auditLog: 1,
+      archiveRequests: 1,
+      backupHostEvents: 1,
+      requestLog: 1,
+    });
 
     const rows = await db().selectFrom('sign_in_attempts').select(['email_tried', 'ip', 'outcome']).orderBy('id').execute();
     expect(rows).toEqual([
@@ -109,6 +141,20 @@ describe('the IP retention purge', () => {
       { seq: '2', ip: '2001:db8::9' },
     ]);
 
+    // The log's older entry keeps what happened, without the address or the unknown address's fingerprint.
+    expect(
+      await db()
+        .selectFrom('request_log')
+        .select(['ip', 'detail'])
+        .where('event', '=', 'password')
+        .where('at', '<', at(28))
+        .orderBy('at')
+        .execute(),
+    ).toEqual([
+      { ip: null, detail: { reason: 'unknown_email' } },
+      { ip: '2001:db8::10', detail: { reason: 'password' } },
+    ]);
+
     // Nothing left to purge: running it again changes nothing.
     expect(await purgeOldIps(db(), subject.clock, 30)).toEqual({
       signInAttempts: 0,
@@ -117,6 +163,7 @@ describe('the IP retention purge', () => {
       auditLog: 0,
       archiveRequests: 0,
       backupHostEvents: 0,
+      requestLog: 0,
     });
   });
 

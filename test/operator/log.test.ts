@@ -56,10 +56,10 @@ describe('what the producers write', () => {
     expect(rows.map((r) => [r.kind, r.event, r.outcome])).toEqual([
       ['two-factor', 'second-step', 'success'],
       ['two-factor', 'second-step', 'failure'],
-      ['sign-in', 'password', 'success'],
+      ['sign-in', 'password-code-due', 'success'],
     ]);
     expect(rows.every((r) => r.ip === '203.0.113.41' && r.customer === customer.email)).toBe(true);
-    expect(JSON.parse(rows[2]!.details)).toEqual({ reason: 'password', next: 'second step' });
+    expect(JSON.parse(rows[2]!.details)).toEqual({ reason: 'password' });
     expect(JSON.parse(rows[1]!.details)).toEqual({ reason: 'wrong' });
     expect(JSON.parse(rows[0]!.details)).toEqual({ method: 'totp' });
   });
