@@ -1,4 +1,5 @@
 // Imports accounts from the provider's old records (a CSV file): all rows or none, each problem named by line.
+import { recordAudit } from '../users/audit.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
 import { validateAccount, type ValidAccount } from './account-fields.js';
@@ -132,6 +133,13 @@ export async function importUsers(db: Kysely<Database>, text: string, context: L
       if (clashes.length > 0) throw new ImportRefused(clashes);
       const users: User[] = [];
       for (const row of rows) users.push(await inviteUser(trx, row.account, context));
+      await recordAudit(trx, {
+        actor: context.actor,
+        action: 'users.imported',
+        subject: null,
+        detail: { accounts: users.length },
+        at: context.now,
+      });
       return users;
     });
   } catch (error) {

@@ -1,4 +1,5 @@
 // Remember-me logins: a series and a token in a cookie, the token stored only hashed, both rotated at every use.
+import { recordAudit } from '../users/audit.js';
 import { addToRequestLog } from '../users/request-log.js';
 import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
@@ -108,7 +109,7 @@ export async function useRememberCookie(
     if (row === undefined) return { kind: 'unknown' as const };
 
     const presented = tokenHash(parsed.token);
-    if (!timingSafeEqual(presented, row.token_hash)) return raiseTheft(trx, input.mail, row.user_id, 'wrong-token', now);
+    if (!timingSafeEqual(presented, row.token_hash)) return raiseTheft(trx, input.mail, row.user_id, 'wrong-token', now, input.ip);
     if (row.expires_at <= now) {
       await trx.deleteFrom('remember_logins').where('user_id', '=', row.user_id).where('expires_at', '<=', now).execute();
       return { kind: 'expired' as const, userId: row.user_id };
@@ -147,7 +148,7 @@ export async function useRememberCookie(
     }
 
     if (now.getTime() - row.replaced_at.getTime() > ROTATION_GRACE_SECONDS * 1000) {
-      return raiseTheft(trx, input.mail, row.user_id, 'rotated-cookie-reused', now);
+      return raiseTheft(trx, input.mail, row.user_id, 'rotated-cookie-reused', now, input.ip);
     }
     // Within the grace window: walk to the newest login of this chain (the other request may
     // already have rotated it again) and hand out that one.
@@ -178,9 +179,11 @@ async function raiseTheft(
   userId: string,
   reason: 'wrong-token' | 'rotated-cookie-reused',
   now: Date,
+  ip: string | null,
 ): Promise<RememberOutcome> {
   await trx.deleteFrom('remember_logins').where('user_id', '=', userId).execute();
   await endUserSessions(trx, userId);
+  await recordAudit(trx, { actor: 'system', action: 'remember-me.theft_suspected', subject: userId, ip, detail: { reason }, at: now });
   const user = await trx.selectFrom('users').select('email').where('id', '=', userId).executeTakeFirst();
   if (user !== undefined) {
     await mail.enqueue(trx, { to: user.email, template: 'remember-me-theft', data: { email: user.email, at: formatTime(now) } });

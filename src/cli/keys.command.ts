@@ -1,4 +1,5 @@
 // `archway keys status|rotate`: which encryption key protects the stored TOTP secrets, and moving them to the current key.
+import { recordAudit } from '../users/audit.js';
 import { countPendingMail } from '../mail/mail.service.js';
 import pino from 'pino';
 import { loadConfig } from '../config.js';
@@ -63,6 +64,14 @@ remove the old key from ARCHWAY_ENCRYPTION_KEYS_OLD and restart again. Key ids a
         return 0;
       }
       const report = await reEncryptSecrets(database.db, keys);
+      // Audited when a secret moved to the new key: a run that changed nothing is no event.
+      if (report.reEncrypted > 0)
+        await recordAudit(database.db, {
+          actor: 'cli',
+          action: 'keys.rotated',
+          subject: null,
+          detail: { key: keys.currentKeyId, reEncrypted: report.reEncrypted, alreadyCurrent: report.alreadyCurrent },
+        });
       process.stdout.write(
         `Re-encrypted ${report.reEncrypted} secret(s) under key ${keys.currentKeyId}; ${report.alreadyCurrent} already were.\n`,
       );

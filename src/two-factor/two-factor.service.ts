@@ -169,6 +169,7 @@ export async function enableTwoFactor(
     if (!confirmed.ok) return { ok: false as const, errors: { code: confirmed.error } };
     await endOtherLogins(trx, user.id, browser);
     await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-enabled', data: { email: user.email, at: formatUtc(now) } });
+    await recordAudit(trx, { actor: user.id, action: 'two-factor.enabled', subject: user.id, ip: browser.ip, at: now });
     return { ok: true as const, recoveryCodes: confirmed.recoveryCodes };
   });
 }
@@ -271,6 +272,14 @@ export async function verifySecondFactor(ctx: TwoFactorContext, userId: string, 
           data: { email: user.email, at: formatUtc(now), left: Number(left.n), total: RECOVERY_CODE_COUNT },
         });
       }
+      await recordAudit(trx, {
+        actor: userId,
+        action: 'two-factor.recovery_code_used',
+        subject: userId,
+        ip,
+        detail: { left: Number(left.n) },
+        at: now,
+      });
       return { ok: true, method: 'recovery', recoveryCodesLeft: Number(left.n) };
     }
     return { ok: false, reason: 'malformed' };
@@ -318,6 +327,7 @@ export async function regenerateRecoveryCodes(
   return ctx.db.transaction().execute(async (trx) => {
     const recoveryCodes = await storeNewRecoveryCodes(trx, ctx, user.id, now);
     await ctx.mail.enqueue(trx, { to: user.email, template: 'recovery-codes-new', data: { email: user.email, at: formatUtc(now) } });
+    await recordAudit(trx, { actor: user.id, action: 'two-factor.recovery_codes_renewed', subject: user.id, ip: browser.ip, at: now });
     return { ok: true as const, recoveryCodes };
   });
 }
@@ -358,6 +368,7 @@ export async function disableTwoFactor(
     await endUserSessions(trx, user.id, browser.sessionId !== undefined ? { exceptSessionId: browser.sessionId } : {});
     await endRememberLogins(trx, user.id);
     await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-disabled', data: { email: user.email, at: formatUtc(now) } });
+    await recordAudit(trx, { actor: user.id, action: 'two-factor.disabled', subject: user.id, ip: browser.ip, at: now });
   });
   return { ok: true };
 }

@@ -139,6 +139,8 @@ describe('remember me', () => {
     expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[user.email], 'We signed you out of Archway everywhere']]);
     expect(world.logText()).toContain('remember-me cookie theft suspected');
     expect(world.logText()).toContain('"reason":"wrong-token"');
+    const audit = world.app.ctx.database.db.selectFrom('audit_log').select(['action', 'ip', 'detail']).where('subject', '=', user.id);
+    expect(await audit.execute()).toEqual([{ action: 'remember-me.theft_suspected', ip: '192.0.2.66', detail: { reason: 'wrong-token' } }]);
     expect(world.logText()).not.toContain(cookie.split('.')[1]);
   });
 

@@ -25,6 +25,9 @@ beforeAll(async () => {
 afterAll(async () => world.close());
 
 const db = () => world.app.ctx.database.db;
+/** The account's audited security events, oldest first. */
+const auditedActions = async (userId: string) =>
+  (await db().selectFrom('audit_log').select('action').where('subject', '=', userId).orderBy('chain_seq').execute()).map((r) => r.action);
 const clock = () => world.clock;
 
 async function twoFactorRow(userId: string) {
@@ -161,6 +164,7 @@ describe('enrolling in two-factor sign-in', () => {
     const mail = await deliverMail(world);
     expect(mail.map((m) => [recipients(m), m.subject])).toEqual([[[user.email], 'Two-factor sign-in is on for your Archway account']]);
     expect(mail[0]!.text).not.toContain(recoveryCodes[0]);
+    expect(await auditedActions(user.id)).toEqual(['two-factor.enabled']);
   });
 
   it('makes a new set of recovery codes only with the password; the old set stops working', async () => {
@@ -195,6 +199,11 @@ describe('enrolling in two-factor sign-in', () => {
     const fresh = await signInWithCode(new WebClient(world.app), user.email, PASSWORD, second[0]!);
     expect(fresh.location).toBe('/account');
     await deliverMail(world);
+    expect(await auditedActions(user.id)).toEqual([
+      'two-factor.enabled',
+      'two-factor.recovery_codes_renewed',
+      'two-factor.recovery_code_used',
+    ]);
   });
 });
 
@@ -254,6 +263,7 @@ describe('turning two-factor sign-in off', () => {
     expect((await client.get('/account')).status).toBe(200);
     const mail = await deliverMail(world);
     expect(mail.map((m) => m.subject)).toEqual(['Two-factor sign-in was turned off for your Archway account']);
+    expect((await auditedActions(user.id)).at(-1)).toBe('two-factor.disabled');
   });
 });
 

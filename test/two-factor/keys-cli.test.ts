@@ -79,6 +79,12 @@ describe('archway keys', () => {
     });
     expect(rotated.code).toBe(0);
     expect(rotated.stdout).toBe(`Re-encrypted 1 secret(s) under key ${keyIdOf(key(NEW_KEY))}; 1 already were.\n`);
+    const audit = await database.handle.db
+      .selectFrom('audit_log')
+      .select(['actor', 'detail'])
+      .where('action', '=', 'keys.rotated')
+      .execute();
+    expect(audit).toEqual([{ actor: 'cli', detail: { key: keyIdOf(key(NEW_KEY)), reEncrypted: 1, alreadyCurrent: 1 } }]);
     const ring = createKeyRing(key(NEW_KEY));
     expect(ring.keyIdIn(await storedFor(a))).toBe(keyIdOf(key(NEW_KEY)));
     expect(ring.decrypt(await storedFor(a), a)).toEqual(secretA);
