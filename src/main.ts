@@ -9,9 +9,19 @@ import { backupHostCommand } from './cli/backup-host.command.js';
 import { keysCommand } from './cli/keys.command.js';
 import { doctorCommand } from './cli/doctor.command.js';
 import { paymentsCommand } from './cli/payments.command.js';
+import { auditCommand } from './cli/audit.command.js';
 import { ConfigError } from './config.js';
 
-const COMMANDS: Command[] = [serveCommand, migrateCommand, usersCommand, paymentsCommand, keysCommand, backupHostCommand, doctorCommand];
+const COMMANDS: Command[] = [
+  serveCommand,
+  migrateCommand,
+  usersCommand,
+  paymentsCommand,
+  auditCommand,
+  keysCommand,
+  backupHostCommand,
+  doctorCommand,
+];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

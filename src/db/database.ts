@@ -4,6 +4,7 @@ import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable }
 import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
 import type {
+  AuditChainTable,
   AuditLogTable,
   BlocksTable,
   RequestLogHourlyTable,
@@ -22,6 +23,7 @@ import type {
 
 export interface Database {
   audit_log: AuditLogTable;
+  audit_chain: AuditChainTable;
   users: UsersTable;
   payments: PaymentsTable;
   account_tokens: AccountTokensTable;

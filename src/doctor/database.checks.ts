@@ -18,6 +18,8 @@ interface RoleRow {
   rolcreaterole: boolean;
   rolbypassrls: boolean;
   can_create: boolean;
+  can_create_tables: boolean;
+  can_rewrite_audit: boolean;
 }
 
 export async function checkDatabase(config: Config): Promise<CheckResult[]> {
@@ -65,13 +67,17 @@ async function checkMigrations(db: Kysely<Database>): Promise<CheckResult> {
 }
 
 /**
- * Today the portal runs as one role that also applies migrations, so it must be able to create
- * tables in its schema; what it must not have is power beyond its own database.
+ * The portal runs as a login role that is a member of archway_portal and nothing more; migrations
+ * run as the tables' owner (README, "Operations"). So the portal's role needs no power beyond
+ * reading and writing rows, and must not be able to rewrite the audit trail.
  */
 async function checkRole(db: Kysely<Database>): Promise<CheckResult> {
   const { rows } = await sql<RoleRow>`
     select current_user as role, current_database() as database, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolbypassrls,
-           has_database_privilege(current_database(), 'CREATE') as can_create
+           has_database_privilege(current_database(), 'CREATE') as can_create,
+           has_schema_privilege('public', 'CREATE') as can_create_tables,
+           to_regclass('public.audit_log') is not null
+             and (has_table_privilege('public.audit_log', 'UPDATE') or has_table_privilege('public.audit_log', 'DELETE')) as can_rewrite_audit
     from pg_roles r where r.rolname = current_user`.execute(db);
   const row = rows[0];
   if (row === undefined) return fail(...ROLE, 'the current role is not in pg_roles', 'connect as an ordinary login role');
@@ -81,17 +87,21 @@ async function checkRole(db: Kysely<Database>): Promise<CheckResult> {
     row.rolcreaterole ? 'may create roles (CREATEROLE)' : null,
     row.rolbypassrls ? 'bypasses row-level security (BYPASSRLS)' : null,
     row.can_create ? 'may create schemas in the database (CREATE on the database, e.g. as its owner)' : null,
+    row.can_create_tables ? 'may create tables (CREATE on schema public)' : null,
+    row.can_rewrite_audit ? 'may rewrite or delete audit rows (UPDATE or DELETE on audit_log, e.g. as the owner of the tables)' : null,
   ].filter((p): p is string => p !== null);
-  if (powers.length === 0) return pass(...ROLE, `role ${row.role} is not a superuser and cannot create databases, roles or schemas`);
+  if (powers.length === 0)
+    return pass(...ROLE, `role ${row.role} cannot create databases, roles, schemas or tables, nor rewrite the audit trail`);
   if (row.rolsuper) {
     // Taking superuser from the role may lock the operator out; the portal gets its own role instead.
-    const fix = `give the portal its own login role (not ${row.role}) that owns only its schema, and name it in ARCHWAY_DATABASE_URL (README, "Operations")`;
+    const fix = `give the portal its own login role (not ${row.role}), a member of archway_portal only, and name it in ARCHWAY_DATABASE_URL (README, "Operations")`;
     return fail(...ROLE, `role ${row.role} ${powers.join(', ')}`, fix);
   }
   return fail(
     ...ROLE,
     `role ${row.role} ${powers.join(', ')}`,
     `as a superuser run: ALTER ROLE ${row.role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; ALTER DATABASE ${row.database} OWNER TO postgres; ` +
-      `REVOKE CREATE ON DATABASE ${row.database} FROM ${row.role}, PUBLIC; GRANT USAGE, CREATE ON SCHEMA public TO ${row.role} (README, "Operations")`,
+      `REVOKE CREATE ON DATABASE ${row.database} FROM ${row.role}, PUBLIC; REVOKE CREATE ON SCHEMA public FROM ${row.role}, PUBLIC; ` +
+      `GRANT archway_portal TO ${row.role}; and let another role own the tables and run "archway migrate" (README, "Operations")`,
   );
 }

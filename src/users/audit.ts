@@ -55,3 +55,14 @@ export async function recordAudit(db: Db, entry: AuditEntry): Promise<void> {
     }))
     .execute();
 }
+
+/**
+ * Removes audit rows older than `cutoff` from the start of the chain, through the owner's
+ * `audit_purge()` (the portal's role cannot DELETE them itself). Returns how many went; when rows
+ * are already missing from that part of the chain it removes nothing, so the evidence stays.
+ */
+export async function purgeOldAudit(db: Db, cutoff: Date): Promise<number | 'kept: the chain is broken'> {
+  const { rows } = await sql<{ removed: string }>`select audit_purge(${cutoff}) as removed`.execute(db);
+  const removed = Number(rows[0]?.removed ?? 0);
+  return removed < 0 ? 'kept: the chain is broken' : removed;
+}

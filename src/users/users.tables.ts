@@ -59,6 +59,18 @@ export interface AuditLogTable {
   subject: string | null;
   ip: string | null;
   detail: ColumnType<Record<string, unknown>, string | undefined, string>;
+  /** Set by the chain trigger (migration 0013): the row's place in the chain and its hashes. */
+  chain_seq: ColumnType<string, never, never>;
+  prev_hash: ColumnType<Buffer, never, never>;
+  hash: ColumnType<Buffer, never, never>;
+}
+
+export interface AuditChainTable {
+  singleton: ColumnType<boolean, never, never>;
+  head_seq: string;
+  head_hash: Buffer;
+  anchor_seq: string;
+  anchor_hash: Buffer;
 }
 
 export type LogKind = 'sign-in' | 'two-factor' | 'block' | 'archive' | 'link' | 'download' | 'account';

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -431,14 +432,15 @@ describe('one account per domain', () => {
 describe('an import that fails half-way inside the database', () => {
   it('leaves no account, token or queued mail of the rows before the failure', async () => {
     const { importUsers } = await import('../../src/accounts/user-import.js');
-    // A trigger stands for any failure after some rows were already inserted (a lost connection, a constraint).
-    await world.database.handle.db.executeQuery(
-      (await import('kysely')).sql`
-        create function refuse_third() returns trigger language plpgsql as $$
-        begin if new.email = 'third@example.net' then raise exception 'disk full'; end if; return new; end $$;
-        create trigger refuse_third before insert on users for each row execute function refuse_third();
-      `.compile(world.database.handle.db),
-    );
+    // A trigger stands for any failure after some rows were already inserted (a lost connection, a constraint);
+    // only the tables' owner may add one, not the portal's role.
+    const owner = new pg.Client({ connectionString: world.database.ownerUrl });
+    await owner.connect();
+    await owner.query(`
+      create function refuse_third() returns trigger language plpgsql as $$
+      begin if new.email = 'third@example.net' then raise exception 'disk full'; end if; return new; end $$;
+      create trigger refuse_third before insert on users for each row execute function refuse_third();`);
+    await owner.end();
     const before = await users();
     const tokens = await db().selectFrom('account_tokens').select('id').execute();
     const text =

@@ -56,13 +56,9 @@ beforeAll(async () => {
     createSmtpSink({ credentials: { user: 'portal', password: SMTP_PASSWORD } }),
     createTestDatabase(),
   ]);
-  // The portal's role as docs/OPERATIONS.md sets it up: it logs in and uses its schema, nothing more.
+  // The portal's role as the README sets it up: it logs in as a member of archway_portal, nothing more.
   role = `doctor_${randomBytes(4).toString('hex')}`;
-  await asAdmin(database.name, [
-    `create role ${role} login password '${DB_PASSWORD}'`,
-    `grant usage, create on schema public to ${role}`,
-    `grant select on all tables in schema public to ${role}`,
-  ]);
+  await asAdmin(database.name, [`create role ${role} login password '${DB_PASSWORD}'`, `grant archway_portal to ${role}`]);
   const url = new URL(database.url);
   url.username = role;
   url.password = DB_PASSWORD;
@@ -125,7 +121,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       '✓ configuration valid: server mode',
       expect.stringMatching(/^✓ database reachable: PostgreSQL \d+/),
       '✓ database migrations current: every file in migrations/ is applied',
-      `✓ database role restricted: role ${role} is not a superuser and cannot create databases, roles or schemas`,
+      `✓ database role restricted: role ${role} cannot create databases, roles, schemas or tables, nor rewrite the audit trail`,
       `✓ SMTP server accepts the configured TLS and login: 127.0.0.1:${sink.port} (STARTTLS when offered), login accepted`,
       expect.stringMatching(
         new RegExp(
@@ -269,9 +265,9 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
   });
 
   it('a superuser role: names its powers and how to take them away', async () => {
-    const result = await doctor(withoutBackupHost({ ARCHWAY_DATABASE_URL: database.url }));
+    const result = await doctor(withoutBackupHost({ ARCHWAY_DATABASE_URL: database.ownerUrl }));
     expect(line(result, 'database role restricted')).toMatch(
-      /^✗ database role restricted: role postgres is a superuser, may create databases \(CREATEDB\), may create roles \(CREATEROLE\), bypasses row-level security \(BYPASSRLS\), may create schemas in the database \(CREATE on the database, e\.g\. as its owner\)\. Fix: give the portal its own login role \(not postgres\) that owns only its schema, and name it in ARCHWAY_DATABASE_URL \(README, "Operations"\)$/,
+      /^✗ database role restricted: role postgres is a superuser, may create databases \(CREATEDB\), may create roles \(CREATEROLE\), bypasses row-level security \(BYPASSRLS\), may create schemas in the database \(CREATE on the database, e\.g\. as its owner\), may create tables \(CREATE on schema public\), may rewrite or delete audit rows \(UPDATE or DELETE on audit_log, e\.g\. as the owner of the tables\)\. Fix: give the portal its own login role \(not postgres\), a member of archway_portal only, and name it in ARCHWAY_DATABASE_URL \(README, "Operations"\)$/,
     );
     expect(line(result, 'database migrations current')).toMatch(/^✓ /);
     expect(result.code).toBe(1);
@@ -282,9 +278,11 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
     try {
       const result = await doctor(withoutBackupHost());
       expect(line(result, 'database role restricted')).toBe(
-        `✗ database role restricted: role ${role} may create schemas in the database (CREATE on the database, e.g. as its owner). ` +
+        `✗ database role restricted: role ${role} may create schemas in the database (CREATE on the database, e.g. as its owner), ` +
+          'may create tables (CREATE on schema public). ' +
           `Fix: as a superuser run: ALTER ROLE ${role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; ALTER DATABASE ${database.name} OWNER TO postgres; ` +
-          `REVOKE CREATE ON DATABASE ${database.name} FROM ${role}, PUBLIC; GRANT USAGE, CREATE ON SCHEMA public TO ${role} (README, "Operations")`,
+          `REVOKE CREATE ON DATABASE ${database.name} FROM ${role}, PUBLIC; REVOKE CREATE ON SCHEMA public FROM ${role}, PUBLIC; ` +
+          `GRANT archway_portal TO ${role}; and let another role own the tables and run "archway migrate" (README, "Operations")`,
       );
       expect(result.code).toBe(1);
     } finally {

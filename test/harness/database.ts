@@ -3,9 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import pg from 'pg';
 import { connectDatabase, type DatabaseHandle } from '../../src/db/connect.js';
+import { PORTAL_LOGIN } from './postgres.global.js';
 
 export interface TestDatabase {
+  /** As the portal's role (archway_portal), the way the portal connects in production. */
   url: string;
+  /** As the owner of the tables, for what only an administrator may do (migrate, tamper in a test). */
+  ownerUrl: string;
   name: string;
   handle: DatabaseHandle;
   drop(): Promise<void>;
@@ -31,10 +35,12 @@ export async function createEmptyDatabase(): Promise<{ url: string; drop(): Prom
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `t_${randomBytes(6).toString('hex')}`;
   await admin((c) => c.query(`create database ${name} template ${inject('pgTemplate')}`));
-  const url = databaseUrl(name);
+  const ownerUrl = databaseUrl(name);
+  const url = portalUrl(ownerUrl);
   const handle = await connectDatabase({ databaseUrl: url, dataDir: '/nonexistent' });
   return {
     url,
+    ownerUrl,
     name,
     handle,
     async drop() {
@@ -47,6 +53,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 function databaseUrl(name: string): string {
   const url = new URL(inject('pgAdminUrl'));
   url.pathname = `/${name}`;
+  return url.href;
+}
+
+function portalUrl(ownerUrl: string): string {
+  const url = new URL(ownerUrl);
+  url.username = PORTAL_LOGIN;
+  url.password = '';
   return url.href;
 }
 

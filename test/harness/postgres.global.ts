@@ -6,6 +6,8 @@ import { migrateToLatest } from '../../src/db/migrator.js';
 import { startCluster } from './postgres-cluster.js';
 
 export const TEMPLATE_DATABASE = 'archway_template';
+/** The login role test portals connect as: a member of archway_portal and nothing more. */
+export const PORTAL_LOGIN = 'archway_test_portal';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -33,6 +35,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await migrateToLatest(db);
   } finally {
     await db.destroy();
+  }
+
+  // The portal runs as a login role holding only the grants migration 0013 gives archway_portal,
+  // as in production (docs/OPERATIONS.md): it cannot rewrite or delete audit rows.
+  const roles = new pg.Client({ connectionString: adminUrl });
+  await roles.connect();
+  try {
+    await roles.query(`do $$ begin
+      if not exists (select 1 from pg_roles where rolname = '${PORTAL_LOGIN}') then create role ${PORTAL_LOGIN} login; end if;
+    end $$`);
+    await roles.query(`grant archway_portal to ${PORTAL_LOGIN}`);
+  } finally {
+    await roles.end();
   }
 
   project.provide('pgAdminUrl', adminUrl);
