@@ -59,7 +59,7 @@ export interface AuditLogTable {
   subject: string | null;
   ip: string | null;
   detail: ColumnType<Record<string, unknown>, string | undefined, string>;
-  /** Set by the chain trigger (migration 0013): the row's place in the chain and its hashes. */
+  /** Set by the chain trigger (migration 0012): the row's place in the chain and its hashes. */
   chain_seq: ColumnType<string, never, never>;
   prev_hash: ColumnType<Buffer, never, never>;
   hash: ColumnType<Buffer, never, never>;

@@ -37,7 +37,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await db.destroy();
   }
 
-  // The portal runs as a login role holding only the grants migration 0013 gives archway_portal,
+  // The portal runs as a login role holding only the grants migration 0012 gives archway_portal,
   // as in production (docs/OPERATIONS.md): it cannot rewrite or delete audit rows.
   const roles = new pg.Client({ connectionString: adminUrl });
   await roles.connect();
