@@ -27,6 +27,7 @@ import { BAD_REQUEST_MESSAGE, registerErrorPages } from './http/errors.js';
 import { registerHealthRoutes } from './http/health.routes.js';
 import { fastifyLimitOptions, HTTP_LIMITS, type HttpLimits } from './http/limits.js';
 import { rateLimitSettings } from './http/rate-limit.js';
+import { databaseRateLimitStore } from './http/rate-limit-store.js';
 import { loggerOptions } from './log.js';
 import { registerMailboxRoutes } from './mail/mailbox.routes.js';
 import { registerMetricsListener } from './metrics/metrics-listener.js';
@@ -136,7 +137,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   registerSecondStepRoutes(app);
   registerDeviceRoutes(app);
   // Only routes with their own config.rateLimit are limited (the pages that call the backup host).
-  await app.register(fastifyRateLimit, { ...rateLimitSettings, global: false });
+  await app.register(fastifyRateLimit, { ...rateLimitSettings, global: false, store: databaseRateLimitStore(database.db) });
 
   registerErrorPages(app);
   registerHealthRoutes(app, database);

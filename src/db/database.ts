@@ -3,6 +3,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { ArchiveRequestsTable, BackupHostEventsTable, BackupHostSyncTable } from '../archives/archives.tables.js';
 import type { AccountTokensTable, PasswordResetRequestsTable, PaymentsTable } from '../accounts/accounts.tables.js';
 import type { MailQueueTable } from '../mail/mail.tables.js';
+import type { RateLimitHitsTable } from '../http/rate-limit-store.js';
 import type {
   AuditChainTable,
   AuditLogTable,
@@ -42,6 +43,7 @@ export interface Database {
   backup_host_sync: BackupHostSyncTable;
   request_log: RequestLogTable;
   request_log_hourly: RequestLogHourlyTable;
+  rate_limit_hits: RateLimitHitsTable;
 }
 
 /** What a repository function takes: the database, or the transaction a service opened. */

@@ -9,8 +9,8 @@ export const RATE_LIMITED_MESSAGE = 'You have asked for this page many times in 
 
 /**
  * The plugin's settings for src/app.ts (registered with `global: false`: only routes with a
- * `config.rateLimit` are limited). Counts live in this process's memory: each portal instance
- * counts on its own.
+ * `config.rateLimit` are limited). Counts live in PostgreSQL (`rate-limit-store.ts`), so a user
+ * gets the same limit however many portal instances share the work.
  */
 export const rateLimitSettings: RateLimitPluginOptions = {
   // After the global CSRF and two-factor checks and the route's own guard (requireCustomer), so a

@@ -1,6 +1,7 @@
 // The scheduled purge of IP addresses (and unmatched typed addresses) older than the retention period,
 // and of every other record that has outlived its purpose: expired sessions, remember-me logins, wrong-code rows.
 import { liveSession } from '../users/session.store.js';
+import { deleteOldRateLimitWindows } from '../http/rate-limit-store.js';
 import { purgeOldAudit } from '../users/audit.js';
 import type { JobContext } from '../context.js';
 import { startLoop } from '../background-loop.js';
@@ -114,9 +115,10 @@ export function startIpRetentionJob(ctx: JobContext, intervalMs = 3_600_000): ()
       const expired = await deleteExpiredSessions(db, ctx.clock, ctx.config.auth.sessionIdleMinutes);
       const twoFactorFailures = await purgeOldTwoFactorFailures(db, now, retentionDays);
       const rememberLogins = await deleteExpiredRememberLogins(db, now);
+      const rateLimitWindows = await deleteOldRateLimitWindows(db, now);
       // A remember-me login lives 5 days; with a shorter IP retention its address goes earlier.
       await forgetRememberLoginIps(db, new Date(now.getTime() - retentionDays * 86_400_000));
-      ctx.log.info({ ...purged, expiredSessions: expired, twoFactorFailures, rememberLogins }, 'IP retention purge done');
+      ctx.log.info({ ...purged, expiredSessions: expired, twoFactorFailures, rememberLogins, rateLimitWindows }, 'IP retention purge done');
       if (typeof purged.auditLog === 'string')
         ctx.log.error('the audit trail has rows missing among those old enough to purge; kept them all: run archway audit verify');
     } catch (error) {

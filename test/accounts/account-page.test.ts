@@ -120,6 +120,7 @@ describe('what we store, and the terms', () => {
       blocks: 'to stop people guessing passwords',
       audit_log: 'audit log',
       audit_chain: 'carries a hash chained to the one before it',
+      rate_limit_hits: 'How many times in the current minute you opened each page',
       mail_queue: 'Messages waiting to be sent are stored encrypted',
       remember_logins: 'a remembered login for 5 days',
       two_factor: 'the secret your authenticator app shares with us',

@@ -7,6 +7,7 @@ import { RATE_LIMITED_MESSAGE } from '../../src/http/rate-limit.js';
 import { WebClient, type Page } from '../harness/web-client.js';
 import {
   makeSnapshot,
+  PUBLIC_URL,
   readyArchive as readyArchiveIn,
   requestRow,
   signedIn,
@@ -14,6 +15,8 @@ import {
   type ArchiveWorld,
 } from './archive-world.js';
 import { createUser } from '../harness/users.js';
+import { buildTestApp } from '../harness/app.js';
+import { connectDatabase } from '../../src/db/connect.js';
 
 let world: ArchiveWorld;
 
@@ -112,7 +115,7 @@ describe('the download page', () => {
     const waited = Math.ceil((Date.now() - start) / 1000);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(60 - waited);
 
-    // The plugin's in-memory store reads Date.now(): move only the date a minute on.
+    // The limit's store reads Date.now(): move only the date a minute on.
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 61_000 });
     const before = linksIssued();
     const again = await client.get(`/downloads/${id}`);
@@ -154,6 +157,32 @@ describe('the backups page', () => {
     // Another customer is not held up.
     const other = await signedIn(world, await createUser(world.app));
     expect((await other.get('/backups')).status).toBe(200);
+  });
+
+  it('counts a user across portal instances: 15 loads on each of two use up the 30, and the next on either is refused', async () => {
+    const user = await createUser(world.app);
+    makeSnapshot(world, user.domain!, 'daily.0', 1);
+    const first = await signedIn(world, user);
+    // A second instance on the same database, as a load balancer would send the same browser to.
+    const handle = await connectDatabase({ databaseUrl: world.database.url, dataDir: '/nonexistent' });
+    const second = await buildTestApp(
+      handle,
+      world.database.url,
+      { ARCHWAY_PUBLIC_URL: PUBLIC_URL },
+      { backupHost: world.app.ctx.config.backupHost },
+    );
+    try {
+      const elsewhere = new WebClient(second.app);
+      for (const [name, value] of first.cookies) elsewhere.cookies.set(name, value);
+      for (let load = 1; load <= BACKUPS_LIMIT / 2; load += 1) {
+        expect((await first.get('/backups')).status, `first instance, load ${load}`).toBe(200);
+        expect((await elsewhere.get('/backups')).status, `second instance, load ${load}`).toBe(200);
+      }
+      expectLimitedPage(await elsewhere.get('/backups'));
+      expectLimitedPage(await first.get('/backups'));
+    } finally {
+      await second.app.close();
+    }
   });
 
   it('answers HEAD with the ordinary 404 without listing', async () => {
