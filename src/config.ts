@@ -3,7 +3,6 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_IP_RETENTION_DAYS } from './protocol/index.js';
 import type { LocalBackupHostSettings, SshBackupHostSettings } from './backup-host/factory.js';
 
 export type Mode = 'first-look' | 'server';
@@ -451,7 +450,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     hashConcurrency: reader.int('ARCHWAY_HASH_CONCURRENCY', Math.max(1, availableParallelism() - 1), 1, 256),
     sessionIdleMinutes: reader.int('ARCHWAY_SESSION_IDLE_MINUTES', 24, 1, 24 * 60),
     sessionAbsoluteHours: reader.int('ARCHWAY_SESSION_ABSOLUTE_HOURS', 12, 1, 24 * 30),
-    ipRetentionDays: reader.int('ARCHWAY_IP_RETENTION_DAYS', DEFAULT_IP_RETENTION_DAYS, 1, 3650),
+    ipRetentionDays: reader.int('ARCHWAY_IP_RETENTION_DAYS', 30, 1, 3650),
     trustProxy,
     requireHttps: reader.bool('ARCHWAY_REQUIRE_HTTPS', mode === 'server' || production),
     twoFactorForCustomers: reader.bool('ARCHWAY_TWO_FACTOR_FOR_CUSTOMERS', false),
