@@ -194,6 +194,7 @@ cat > "$tmp" <<EOF
   "linkTtlSeconds": 60,
   "linkGraceSeconds": 300,
   "archiveRetentionDays": 7,
+  "ipRetentionDays": 30,
   "downloadLog": "$DOWNLOAD_LOG",
   "maxRequestBytes": 65536,
   "nginxGroup": "$NGINX_GROUP"

@@ -1,6 +1,6 @@
 // One log line per call: time, action, caller address, outcome and a detail that never holds a token.
 import { appendFileSync } from 'node:fs';
-import { nowIso } from './engine/index.js';
+import { nowIso, withMutex } from './engine/index.js';
 
 /** The client address from SSH_CONNECTION ("client_ip client_port server_ip server_port"), or "local". */
 export function callerAddress(): string {
@@ -12,22 +12,34 @@ export function callerAddress(): string {
 
 export class CallLog {
   private file: string | null = null;
+  private mutex: string | null = null;
   /** The validated request, once there is one; only its non-secret fields are ever logged. */
   request: unknown = null;
   constructor(private readonly action: string) {}
 
-  useFile(path: string): void {
+  /** `mutex` is the lock sweep takes to rename an anonymised copy over the log, so no line goes to the old file. */
+  useFile(path: string, mutex: string): void {
     this.file = path;
+    this.mutex = mutex;
   }
 
   write(outcome: string, detail: string): void {
     const line = `${JSON.stringify({ time: nowIso(), action: this.action, caller: callerAddress(), pid: process.pid, outcome, detail: detail.slice(0, 2000) })}\n`;
-    if (this.file !== null) {
+    const file = this.file;
+    if (file !== null) {
+      const append = () => appendFileSync(file, line, { mode: 0o600 });
       try {
-        appendFileSync(this.file, line, { mode: 0o600 });
+        if (this.mutex === null) append();
+        else withMutex(this.mutex, append);
         return;
       } catch {
-        // fall through to stderr so the line is not lost
+        // No lock directory yet (the first call on a new host) or a stuck lock: the line matters more.
+        try {
+          append();
+          return;
+        } catch {
+          // fall through to stderr so the line is not lost
+        }
       }
     }
     process.stderr.write(line);

@@ -39,7 +39,7 @@ async function call(argv: string[], log: CallLog): Promise<Answer<unknown>> {
   } catch (e) {
     fail('misconfigured', `config: ${e instanceof Error ? e.message : String(e)}`);
   }
-  log.useFile(paths.callLog(cfg));
+  log.useFile(paths.callLog(cfg), paths.callLogMutex(cfg));
   initState(cfg);
   let req: unknown = {};
   if (!isLocalAction(word)) {
@@ -58,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === BUILDER_WORD && argv.length === 2 && isArchiveId(argv[1]) && !process.env.SSH_CONNECTION) {
     const log = new CallLog(BUILDER_WORD);
     const cfg = loadConfig();
-    log.useFile(paths.callLog(cfg));
+    log.useFile(paths.callLog(cfg), paths.callLogMutex(cfg));
     return runBuilder(cfg, argv[1], (d) => log.write('note', d));
   }
   const log = new CallLog(isAction(argv[0]) && argv.length === 1 ? argv[0] : 'invalid');

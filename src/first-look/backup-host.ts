@@ -89,7 +89,7 @@ export function prepareFirstLookBackupHost(layout: FirstLookBackupHostLayout, lo
   }
 }
 
-function dispatcherConfigText(layout: FirstLookBackupHostLayout, downloadBaseUrl: string): string {
+function dispatcherConfigText(layout: FirstLookBackupHostLayout, downloadBaseUrl: string, ipRetentionDays: number): string {
   const config = {
     backupRoot: layout.backupRoot,
     archiveRoot: layout.archiveRoot,
@@ -100,6 +100,8 @@ function dispatcherConfigText(layout: FirstLookBackupHostLayout, downloadBaseUrl
     linkTtlSeconds: 60,
     linkGraceSeconds: 300,
     archiveRetentionDays: 7,
+    // The portal's period, so /what-we-store is true of this backup host too.
+    ipRetentionDays,
     downloadLog: layout.downloadLog,
     maxRequestBytes: 65536,
     nginxGroup: ownGroupName(),
@@ -147,7 +149,7 @@ export async function startFirstLookBackupHost(
   prepareFirstLookBackupHost(layout, log);
   const downloads = await listenDownloads(config, own, layout, log);
   try {
-    put(layout.dispatcherConfig, dispatcherConfigText(layout, downloads.url), 0o600);
+    put(layout.dispatcherConfig, dispatcherConfigText(layout, downloads.url, config.auth.ipRetentionDays), 0o600);
   } catch (error) {
     await downloads.close();
     throw error;

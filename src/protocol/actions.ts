@@ -65,3 +65,6 @@ export const EXIT_INTERNAL = 2;
 
 /** Default cap on the request body; the config may lower or raise it. */
 export const DEFAULT_MAX_REQUEST_BYTES = 65536;
+
+/** Days the backup host keeps client addresses; the portal's ARCHWAY_IP_RETENTION_DAYS defaults to the same (a test holds them equal). */
+export const DEFAULT_IP_RETENTION_DAYS = 30;

@@ -142,7 +142,18 @@ export interface Results {
   'link.issue': LinkIssueResult;
   'events.since': EventsSinceResult;
   watch: { stopped: true };
-  sweep: { linksRemoved: number; archivesExpired: number; partialsRemoved: number; buildsFailed: number };
+  sweep: {
+    linksRemoved: number;
+    archivesExpired: number;
+    partialsRemoved: number;
+    buildsFailed: number;
+    /** Client addresses past ipRetentionDays removed: link records, event log lines, call log lines, download log lines and files. */
+    linkIpsRemoved: number;
+    eventsAnonymised: number;
+    callLinesRemoved: number;
+    downloadLinesBlanked: number;
+    downloadLogsRemoved: number;
+  };
   check: { findings: CheckFinding[] };
 }
 

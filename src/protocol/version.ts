@@ -1,4 +1,6 @@
 // The dispatcher's version: what `ping` reports and what the portal built from the same source expects.
 // 0.2.0: refusals carry a reason from REFUSAL_REASONS, which the portal words (0.1.0 sent customer sentences).
 // 0.3.0: archive.list (a customer's live archives, to adopt an orphaned build); link.issue says lifetimeSeconds.
-export const DISPATCHER_VERSION = '0.3.0';
+// 0.4.0: sweep removes client addresses older than ipRetentionDays from its logs and reports the counts, so
+// `doctor` tells an operator whose backup host would still keep them for ever.
+export const DISPATCHER_VERSION = '0.4.0';

@@ -1,9 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebClient } from '../harness/web-client.js';
 import { startWorld } from './fixtures.js';
 import type { PortalWorld } from '../harness/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
+import { loadConfig } from '../../src/config.js';
+import { loadConfig as loadDispatcherConfig } from '../../src/dispatcher/engine/config.js';
 
 let world: PortalWorld;
 beforeAll(async () => {
@@ -140,6 +145,24 @@ describe('what we store, and the terms', () => {
     for (const { table_name } of rows) {
       expect(coveredBy, `table ${table_name} is not described on /what-we-store`).toHaveProperty(table_name);
       expect(page.body).toContain(coveredBy[table_name]);
+    }
+  });
+
+  it("states the backup host's address period, and the backup host's default is the portal's", async () => {
+    const page = await new WebClient(world.app).get('/what-we-store');
+    expect(page.body).toContain(
+      "its web server's log of each download keep the <strong>IP address</strong> and the details of the request for 21 days;",
+    );
+    // The page can only be true on a host left at its default if both sides start from the same number.
+    const dir = mkdtempSync(join(tmpdir(), 'archway-dispatcher-config-'));
+    try {
+      const path = join(dir, 'dispatcher.json');
+      const roots = { backupRoot: '/b', archiveRoot: '/a', linkRoot: '/l', stateDir: '/s', secureLinkSecretFile: '/k', downloadLog: '/d' };
+      writeFileSync(path, JSON.stringify({ ...roots, downloadBaseUrl: 'https://dl.example.net' }), { mode: 0o600 });
+      expect(loadDispatcherConfig(path).ipRetentionDays).toBe(loadConfig({}, '/srv/archway').auth.ipRetentionDays);
+      expect(loadDispatcherConfig(path).ipRetentionDays).toBe(30);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

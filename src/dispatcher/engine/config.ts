@@ -2,7 +2,7 @@
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_MAX_REQUEST_BYTES, isPlainObject } from '../../protocol/index.js';
+import { DEFAULT_IP_RETENTION_DAYS, DEFAULT_MAX_REQUEST_BYTES, isPlainObject } from '../../protocol/index.js';
 
 export interface DispatcherConfig {
   readonly configPath: string;
@@ -15,6 +15,8 @@ export interface DispatcherConfig {
   readonly linkTtlSeconds: number;
   readonly linkGraceSeconds: number;
   readonly archiveRetentionDays: number;
+  /** Client addresses and request details in the logs are anonymised after this (the portal's ARCHWAY_IP_RETENTION_DAYS). */
+  readonly ipRetentionDays: number;
   readonly downloadLog: string;
   readonly maxRequestBytes: number;
   readonly nginxGroup: string;
@@ -47,6 +49,7 @@ const NUMBER_FIELDS: Record<string, NumberField> = {
   linkTtlSeconds: { def: 60, min: 1, max: 86400 },
   linkGraceSeconds: { def: 300, min: 0, max: 86400 },
   archiveRetentionDays: { def: 7, min: 0, max: 3650 },
+  ipRetentionDays: { def: DEFAULT_IP_RETENTION_DAYS, min: 1, max: 3650 },
   maxRequestBytes: { def: DEFAULT_MAX_REQUEST_BYTES, min: 64, max: 1 << 20 },
   niceness: { def: 19, min: 0, max: 19 },
   ioniceClass: { def: 3, min: 1, max: 3 },

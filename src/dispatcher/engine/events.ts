@@ -178,13 +178,19 @@ export async function eventsSince(
     const size = fstatSync(fd).size;
     start = offsetOfFirstAfter(fd, size, after);
     newest = lastStored(fd).event?.seq ?? 0;
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    throw e;
   }
   // Nothing new: the newest seq, which is always safe to pass back as the next `after`.
-  if (start === null) return { events, lastSeq: newest };
+  if (start === null) {
+    closeSync(fd);
+    return { events, lastSeq: newest };
+  }
   let lastSeq = after;
-  const rl = createInterface({ input: createReadStream(paths.eventsLog(cfg), { encoding: 'utf8', start }), crlfDelay: Infinity });
+  // The same open file: sweep may rename an anonymised copy over the log, where this offset means another line.
+  const input = createReadStream('', { fd, encoding: 'utf8', start });
+  const rl = createInterface({ input, crlfDelay: Infinity });
   for await (const line of rl) {
     let ev: StoredEvent;
     try {
@@ -199,5 +205,6 @@ export async function eventsSince(
     if (events.length >= limit) break;
   }
   rl.close();
+  input.destroy();
   return { events, lastSeq };
 }

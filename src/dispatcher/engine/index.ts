@@ -5,4 +5,5 @@ export { nowIso } from './clock.js';
 export { loadConfig, type DispatcherConfig } from './config.js';
 export { DispatcherFailure, fail } from './failure.js';
 export { initState, paths } from './layout.js';
+export { withMutex } from './lock.js';
 export { perform } from './perform.js';

@@ -1,4 +1,4 @@
-// sweep: removes expired links, archives past retention and leftover partial files. Never looks at BACKUP_ROOT.
+// sweep: removes expired links, archives past retention, leftover partial files and old client addresses. Never looks at BACKUP_ROOT.
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LINK_DIR_PATTERN } from '../../protocol/index.js';
@@ -9,6 +9,9 @@ import { appendEvent } from './events.js';
 import { readJsonOrNull, writeJsonAtomic } from './fsutil.js';
 import { paths } from './layout.js';
 import type { LinkRecord } from './links.js';
+import { tryLock, unlock } from './lock.js';
+import { selfId } from './process-id.js';
+import { applyLogRetention } from './retention.js';
 
 const ARCHIVE_FILE = /^([0-9a-f]{32})\.tar(\.partial)?$/;
 
@@ -18,6 +21,7 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
   let archivesExpired = 0;
   let partialsRemoved = 0;
   let buildsFailed = 0;
+  let linkIpsRemoved = 0;
 
   // Links: the directory lives for its TTL plus a grace period for a download that started just in
   // time. Removing it does not cut a download in progress (nginx holds the file open), and nginx
@@ -26,16 +30,17 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
   for (const name of safeList(join(cfg.stateDir, 'links'))) {
     const linkId = name.replace(/\.json$/, '');
     if (!LINK_DIR_PATTERN.test(linkId) || !name.endsWith('.json')) continue;
-    const link = readJsonOrNull<LinkRecord>(paths.linkRecord(cfg, linkId));
+    let link = readJsonOrNull<LinkRecord>(paths.linkRecord(cfg, linkId));
     knownLinks.add(linkId);
     if (link && now <= link.expires + cfg.linkGraceSeconds) continue;
     if (!link || link.dirRemovedAt == null) {
       rmSync(paths.linkDir(cfg, linkId), { recursive: true, force: true });
       linksRemoved++;
       if (link) {
-        writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, dirRemovedAt: now });
+        link = { ...link, dirRemovedAt: now };
+        writeJsonAtomic(paths.linkRecord(cfg, linkId), link);
         if (link.usedAt === null)
-          appendEvent(cfg, { type: 'link.expired', customer: link.customer, archiveId: link.archiveId, ip: link.ip });
+          appendEvent(cfg, { type: 'link.expired', customer: link.customer, archiveId: link.archiveId, ip: link.ip || null });
       }
     }
     const archive = link ? readRecord(cfg, link.archiveId) : null;
@@ -46,6 +51,10 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
       now > link.expires + Math.max(1, cfg.archiveRetentionDays) * 86400
     ) {
       rmSync(paths.linkRecord(cfg, linkId), { force: true });
+    } else if (link.ip !== '' && now > link.createdAt + cfg.ipRetentionDays * 86400) {
+      // A record kept for a long-lived archive outlives the address period: the address goes, the record stays for watch.
+      writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, ip: '' });
+      linkIpsRemoved++;
     }
   }
   // Link directories nobody recorded (a crash between mkdir and the record) go after the same delay.
@@ -109,7 +118,22 @@ export function runSweep(cfg: DispatcherConfig, note: (d: string) => void) {
     if (isPartial) partialsRemoved++;
     note(`sweep: removed ${name} (state ${state ?? 'no record'})`);
   }
-  return { linksRemoved, archivesExpired, partialsRemoved, buildsFailed };
+  return { linksRemoved, archivesExpired, partialsRemoved, buildsFailed, linkIpsRemoved, ...logRetention(cfg, note) };
+}
+
+/** One sweep at a time rewrites the logs (they share temp file names); another one running skips this part. */
+function logRetention(cfg: DispatcherConfig, note: (d: string) => void) {
+  const me = selfId();
+  const lock = tryLock(paths.sweepLock(cfg), me);
+  if (!lock.taken) {
+    note(`sweep: logs left to the sweep running as pid ${lock.holder.pid}`);
+    return { eventsAnonymised: 0, callLinesRemoved: 0, downloadLinesBlanked: 0, downloadLogsRemoved: 0 };
+  }
+  try {
+    return applyLogRetention(cfg);
+  } finally {
+    unlock(paths.sweepLock(cfg), me);
+  }
 }
 
 function safeList(dir: string): string[] {
