@@ -34,6 +34,7 @@ import { registerMetricsRoutes } from './metrics/metrics.routes.js';
 import { outboxRoutes } from './mail/outbox.routes.js';
 import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { registerRequestLogRoutes } from './operator/request-log.routes.js';
+import { registerCustomerRoutes } from './operator/customers.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
 import { registerTwoFactor } from './two-factor/two-factor.plugin.js';
 import { registerTwoFactorRoutes } from './two-factor/two-factor.routes.js';
@@ -144,6 +145,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   registerDownloadRoutes(app);
   registerOperatorRoutes(app);
   registerRequestLogRoutes(app);
+  registerCustomerRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });
   registerMailboxRoutes(app);
