@@ -12,15 +12,6 @@ declare module 'fastify' {
   }
 }
 
-/** Refused because the signed-in user's role does not allow it; the error page says 403. */
-export class ForbiddenError extends Error {
-  readonly statusCode = 403;
-  constructor(detail: string) {
-    super(detail);
-    this.name = 'ForbiddenError';
-  }
-}
-
 /** Where to come back to after signing in: only a path on this site, never another host. */
 export function safeReturnPath(value: unknown): string | null {
   if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return null;

@@ -30,6 +30,17 @@ function customer(fields: { domain?: string; paypalSubscriptionId?: string } = {
   return createUser(world.app, fields);
 }
 
+/** One browser signed in with the password, and one holding only a remember-me cookie (its session long gone). */
+async function twoBrowsers(user: User) {
+  const open = new WebClient(world.app);
+  expect((await open.signIn(user.email, PASSWORD)).status).toBe(303);
+  const ip = '198.51.100.70';
+  const issued = await createRememberLogin(db(), { userId: user.id, now: world.clock.now(), sessionId: null, ip, userAgent: 't' });
+  const remembered = new WebClient(world.app, { remoteAddress: ip });
+  remembered.cookies.set('archway-remember', issued.value);
+  return { open, remembered };
+}
+
 /** Opens the action's confirmation page and posts its form, as the operator's browser does. */
 async function act(user: User, action: string, form: Record<string, string>) {
   const confirm = await desk.get(`${page(user)}/${action}`);
@@ -239,17 +250,7 @@ describe('actions', () => {
 
   it('suspends: the open session and the remember-me cookie stop working and the password does not sign in; resume restores it', async () => {
     const user = await customer();
-    const open = new WebClient(world.app);
-    expect((await open.signIn(user.email, PASSWORD)).status).toBe(303);
-    const issued = await createRememberLogin(db(), {
-      userId: user.id,
-      now: world.clock.now(),
-      sessionId: null,
-      ip: '198.51.100.70',
-      userAgent: 't',
-    });
-    const remembered = new WebClient(world.app, { remoteAddress: '198.51.100.70' });
-    remembered.cookies.set('archway-remember', issued.value);
+    const { open, remembered } = await twoBrowsers(user);
     await deliverMail(world);
 
     const done = await act(user, 'suspend', { reason: 'Unpaid since March' });
@@ -300,17 +301,7 @@ describe('actions', () => {
 
   it('ends every session and remember-me login, audited', async () => {
     const user = await customer();
-    const open = new WebClient(world.app);
-    expect((await open.signIn(user.email, PASSWORD)).status).toBe(303);
-    const issued = await createRememberLogin(db(), {
-      userId: user.id,
-      now: world.clock.now(),
-      sessionId: null,
-      ip: '198.51.100.71',
-      userAgent: 't',
-    });
-    const remembered = new WebClient(world.app, { remoteAddress: '198.51.100.71' });
-    remembered.cookies.set('archway-remember', issued.value);
+    const { open, remembered } = await twoBrowsers(user);
     const done = await act(user, 'end-sessions', { reason: 'Lost laptop' });
     expect(done.location).toBe(`${page(user)}?done=end-sessions`);
     expect((await open.get('/account')).location).toBe('/sign-in?next=%2Faccount');
