@@ -37,6 +37,7 @@ import { registerOperatorRoutes } from './operator/operator.routes.js';
 import { registerRequestLogRoutes } from './operator/request-log.routes.js';
 import { registerLogRoutes } from './operator/log.routes.js';
 import { registerActivityRoutes } from './operator/activity.routes.js';
+import { registerCustomerRoutes } from './operator/customers.routes.js';
 import { PUBLIC_DIR, VIEWS_DIR } from './paths.js';
 import { registerTwoFactor } from './two-factor/two-factor.plugin.js';
 import { registerTwoFactorRoutes } from './two-factor/two-factor.routes.js';
@@ -149,6 +150,7 @@ export async function buildApp({ config, database, logStream, clock, httpLimits 
   registerRequestLogRoutes(app);
   registerLogRoutes(app);
   registerActivityRoutes(app);
+  registerCustomerRoutes(app);
   // First-look only (it returns at once otherwise); the outbox holds everyone's reset links.
   await app.register(outboxRoutes, { preHandler: requireOperator });
   registerMailboxRoutes(app);

@@ -99,7 +99,11 @@ export class InvitationNotNeeded extends Error {
  * operator without two-factor, who can only turn it on through such a link). Earlier open links
  * stop working. Audited.
  */
-export async function inviteAgain(db: Kysely<Database>, email: string, context: LinkContext & { actor: string }): Promise<User> {
+export async function inviteAgain(
+  db: Kysely<Database>,
+  email: string,
+  context: LinkContext & { actor: string; ip?: string | null; reason?: string },
+): Promise<User> {
   return db.transaction().execute(async (trx) => {
     const user = await findUserByEmail(trx, email);
     if (user === null) throw new UnknownAccount(email.trim());
@@ -122,7 +126,8 @@ export async function inviteAgain(db: Kysely<Database>, email: string, context: 
       actor: context.actor,
       action: 'user.reinvited',
       subject: user.id,
-      detail: { role: user.role },
+      ip: context.ip ?? null,
+      detail: { role: user.role, ...(context.reason !== undefined ? { reason: context.reason } : {}) },
       at: context.now,
     });
     return user;
@@ -275,7 +280,16 @@ export async function setPasswordWithToken(
  */
 export async function changeUserEmail(
   db: Kysely<Database>,
-  input: { currentEmail: string; newEmail: string; actor: string; now: Date; ip?: string | null; publicUrl: string; mail: MailQueue },
+  input: {
+    currentEmail: string;
+    newEmail: string;
+    actor: string;
+    now: Date;
+    ip?: string | null;
+    reason?: string;
+    publicUrl: string;
+    mail: MailQueue;
+  },
 ): Promise<{ user: User; oldEmail: string }> {
   const newEmail = normalizeEmail(input.newEmail);
   try {
@@ -306,7 +320,7 @@ export async function changeUserEmail(
         action: 'user.email_changed',
         subject: user.id,
         ip: input.ip ?? null,
-        detail: { from: user.email, to: newEmail },
+        detail: { from: user.email, to: newEmail, ...(input.reason !== undefined ? { reason: input.reason } : {}) },
         at: input.now,
       });
       const data = { oldEmail: user.email, newEmail, at: input.now.toISOString() };

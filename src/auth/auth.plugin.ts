@@ -121,6 +121,8 @@ export async function registerAuth(app: FastifyInstance): Promise<void> {
     // Signing out a browser whose session already ended changes nothing worth forging, while its
     // form token (tied to the user who is gone) would otherwise turn "Sign out" into an error page.
     if (request.user === null && request.method === 'POST' && request.url.split('?', 1)[0] === '/sign-out') return done();
+    // A customer's POST to the operator area gets the 404 of requireOperator, never a CSRF refusal that would reveal the area.
+    if (request.user !== null && request.user.role !== 'operator' && /^\/operator(\/|\?|$)/.test(request.url)) return done();
     app.csrfProtection(request, reply, done);
   });
 

@@ -1,6 +1,7 @@
 // Brute-force regulation of the second sign-in step: wrong codes counted per user and per IP, apart from wrong passwords.
 import { addToRequestLog } from '../users/request-log.js';
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { recordAudit } from '../users/audit.js';
 import { addressBlockKey, normalizeIp } from '../users/regulation.js';
 import type { Database, Db } from '../db/database.js';
 
@@ -189,4 +190,36 @@ export async function purgeOldTwoFactorFailures(db: Db, now: Date, ipRetentionDa
       .executeTakeFirst();
   }
   return Number(result.numDeletedRows);
+}
+
+/**
+ * The operator lifts a two-factor block: the row stays (who lifted it, when) and the audit log
+ * records it in the same transaction. Null when no active block has that id.
+ */
+export async function liftTwoFactorBlock(
+  db: Kysely<Database>,
+  now: Date,
+  blockId: string,
+  operator: { id: string; ip: string; reason: string },
+): Promise<TwoFactorBlock | null> {
+  if (!/^\d{1,18}$/.test(blockId)) return null;
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable('two_factor_blocks')
+      .set({ lifted_at: now, lifted_by: operator.id })
+      .where('id', '=', blockId)
+      .where('lifted_at', 'is', null)
+      .returning(['id', 'scope', 'key', 'until'])
+      .executeTakeFirst();
+    if (row === undefined) return null;
+    await recordAudit(trx, {
+      actor: operator.id,
+      action: 'two-factor.unblocked',
+      subject: row.scope === 'user' ? row.key : null,
+      ip: operator.ip,
+      detail: { blockId: String(row.id), scope: row.scope, reason: operator.reason },
+      at: now,
+    });
+    return { ...row, id: String(row.id) };
+  });
 }

@@ -378,7 +378,13 @@ export async function disableTwoFactor(
  * session and remember-me login of the account ends, the audit log records who did it, and the
  * customer is emailed (so a reset they did not ask for does not go unnoticed).
  */
-export async function resetTwoFactorByOperator(ctx: TwoFactorContext, operatorId: string, targetId: string, ip: string): Promise<boolean> {
+export async function resetTwoFactorByOperator(
+  ctx: TwoFactorContext,
+  operatorId: string,
+  targetId: string,
+  ip: string,
+  reason?: string,
+): Promise<boolean> {
   const now = ctx.clock.now();
   return ctx.db.transaction().execute(async (trx) => {
     const user = await findUserById(trx, targetId);
@@ -392,7 +398,14 @@ export async function resetTwoFactorByOperator(ctx: TwoFactorContext, operatorId
     await trx.deleteFrom('two_factor_recovery_codes').where('user_id', '=', user.id).execute();
     await endUserSessions(trx, user.id);
     await endRememberLogins(trx, user.id);
-    await recordAudit(trx, { actor: operatorId, action: 'two-factor.reset', subject: user.id, ip, detail: { email: user.email }, at: now });
+    await recordAudit(trx, {
+      actor: operatorId,
+      action: 'two-factor.reset',
+      subject: user.id,
+      ip,
+      detail: { email: user.email, ...(reason !== undefined ? { reason } : {}) },
+      at: now,
+    });
     await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-reset', data: { email: user.email, at: formatUtc(now) } });
     return true;
   });

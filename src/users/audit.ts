@@ -19,6 +19,7 @@ const AUDIT_IN_REQUEST_LOG: Record<string, [LogKind, string, LogOutcome]> = {
   'archive.cancelled': ['archive', 'cancelled', 'info'],
   'archive.link_sent': ['link', 'emailed', 'success'],
   'sign-in.unblocked': ['block', 'lifted', 'info'],
+  'two-factor.unblocked': ['block', 'lifted', 'info'],
 };
 
 export async function recordAudit(db: Db, entry: AuditEntry): Promise<void> {

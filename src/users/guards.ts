@@ -12,15 +12,6 @@ declare module 'fastify' {
   }
 }
 
-/** Refused because the signed-in user's role does not allow it; the error page says 403. */
-export class ForbiddenError extends Error {
-  readonly statusCode = 403;
-  constructor(detail: string) {
-    super(detail);
-    this.name = 'ForbiddenError';
-  }
-}
-
 /** Where to come back to after signing in: only a path on this site, never another host. */
 export function safeReturnPath(value: unknown): string | null {
   if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.includes('\\')) return null;
@@ -35,8 +26,15 @@ export async function requireUser(request: FastifyRequest, reply: FastifyReply):
   await reply.redirect(back === null ? '/sign-in' : `/sign-in?next=${encodeURIComponent(back)}`, 303);
 }
 
-/** Only operators; a signed-in customer gets 403, someone not signed in goes to the sign-in page. */
+/**
+ * Only operators; someone not signed in goes to the sign-in page. A signed-in customer gets the
+ * same 404 page as any unknown address, so the operator area does not reveal that it exists.
+ */
 export async function requireOperator(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (request.user === null) return requireUser(request, reply);
-  if (request.user.role !== 'operator') throw new ForbiddenError(`user ${request.user.id} is not an operator`);
+  if (request.user.role !== 'operator') {
+    request.log.info({ userId: request.user.id }, 'operator page asked for by a customer: answered 404');
+    reply.callNotFound();
+    return reply;
+  }
 }

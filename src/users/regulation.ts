@@ -297,7 +297,11 @@ export function blockDurationMs(s: RegulationConfig, scope: BlockScope, level: n
  * The operator's unblock: the row stays (who lifted it, when), counting starts afresh for that
  * key, and the audit log records it in the same transaction.
  */
-export async function liftBlock(regulator: Regulator, blockId: string, operator: { id: string; ip: string }): Promise<Block | null> {
+export async function liftBlock(
+  regulator: Regulator,
+  blockId: string,
+  operator: { id: string; ip: string; reason?: string },
+): Promise<Block | null> {
   if (!/^\d{1,18}$/.test(blockId)) return null;
   return regulator.db.transaction().execute(async (trx) => {
     const row = await trx
@@ -314,7 +318,12 @@ export async function liftBlock(regulator: Regulator, blockId: string, operator:
       action: 'sign-in.unblocked',
       subject: block.scope === 'user' ? block.key : null,
       ip: operator.ip,
-      detail: { blockId: block.id, scope: block.scope, level: block.level },
+      detail: {
+        blockId: block.id,
+        scope: block.scope,
+        level: block.level,
+        ...(operator.reason !== undefined ? { reason: operator.reason } : {}),
+      },
     });
     return block;
   });

@@ -282,10 +282,10 @@ describe('the operator', () => {
     expect(visitor.location).toBe('/sign-in?next=%2Foperator');
     await client.signIn(customer.email, PASSWORD);
     const page = await client.get('/operator');
-    expect(page.status).toBe(403);
-    expect(page.body).toContain('You are not allowed to do that.');
+    expect(page.status).toBe(404);
+    expect(page.body).toContain('There is no page at this address.');
     await client.get('/sign-out');
     const lift = await client.post('/operator/blocks/1/unblock', {});
-    expect(lift.status).toBe(403);
+    expect(lift.status).toBe(404);
   });
 });

@@ -324,8 +324,8 @@ describe('who may see it', () => {
     const client = new WebClient(subject.app);
     expect((await client.signIn(grace.email, PASSWORD)).status).toBe(303);
     const page = await client.get('/operator/requests');
-    expect(page.status).toBe(403);
-    expect(page.body).toContain('You are not allowed to do that.');
+    expect(page.status).toBe(404);
+    expect(page.body).toContain('There is no page at this address.');
     expect(page.body).not.toContain('Archive requests');
     expect(page.body).not.toContain('daily.9');
     expect(page.body).not.toContain('198.51.100.40');

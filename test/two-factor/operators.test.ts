@@ -216,6 +216,6 @@ describe("the operator's two-factor reset", () => {
     expect((await passwordStep(back, customer.email, PASSWORD)).location).toBe('/account');
     // And a customer cannot reach the reset page.
     const page = await back.get('/operator/two-factor');
-    expect(page.status).toBe(403);
+    expect(page.status).toBe(404);
   });
 });
