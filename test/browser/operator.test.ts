@@ -1,4 +1,4 @@
-// The operator's area in a browser with JavaScript off: sign in with two-factor, read and filter the log, export it.
+// The operator's area in a browser with JavaScript off: sign in with two-factor, filter and export the log, lift a block, suspend and resume.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeAt } from '../../src/two-factor/totp.js';
@@ -15,7 +15,7 @@ beforeAll(async () => {
 afterAll(async () => subject?.close());
 
 describe('the operator in a browser with JavaScript off', () => {
-  it('signs in with two-factor, filters the request log by customer and by IP, exports it, and lifts a block', async () => {
+  it('signs in with two-factor, filters the request log by customer and by IP, exports it, lifts a block, suspends and resumes', async () => {
     const { operator, secret } = await createOperator(subject.app);
     const customer = await createUser(subject.app);
     // What the operator will look for: a customer's sign-ins, and an address that guessed until blocked.
@@ -61,6 +61,31 @@ describe('the operator in a browser with JavaScript off', () => {
       expect((await new WebClient(subject.app, { remoteAddress: '203.0.113.77' }).signIn(customer.email, PASSWORD)).location).toBe(
         '/account',
       );
+
+      // Suspend the customer from their page, with a reason; they can no longer sign in. Then resume.
+      await page.goto(`${subject.origin}/operator`);
+      await page.getByRole('link', { name: 'Customers' }).click();
+      await page.getByLabel('Email, domain or PayPal subscription id').fill(customer.email);
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.getByRole('link', { name: customer.email }).click();
+      const customerPage = page.url();
+      await page.getByRole('link', { name: 'Suspend the account' }).click();
+      await page.getByLabel('Reason (kept in the audit log)').fill('Chargeback on the last payment');
+      await page.getByRole('button', { name: 'Suspend the account' }).click();
+      expect(page.url()).toContain(customerPage);
+      expect(await page.locator('p.flash').textContent()).toBe('The account was suspended; the customer was emailed.');
+      expect((await new WebClient(subject.app).signIn(customer.email, PASSWORD)).status).toBe(401);
+      await page.getByRole('link', { name: 'Resume the account' }).click();
+      await page.getByLabel('Reason (kept in the audit log)').fill('Payment cleared');
+      await page.getByRole('button', { name: 'Resume the account' }).click();
+      expect(await page.locator('p.flash').textContent()).toBe('The account was resumed; the customer was emailed.');
+      expect((await new WebClient(subject.app).signIn(customer.email, PASSWORD)).location).toBe('/account');
+      // Both actions are in the customer's request log, with the operator and the reason.
+      await page.getByRole('link', { name: "This customer's request log" }).click();
+      const actions = await page.locator('table.log tbody tr td:nth-child(5)').allTextContents();
+      expect(actions.filter((a) => a.startsWith('user.'))).toEqual(['user.resumed', 'user.suspended']);
+      expect(await page.locator('table.log tbody tr', { hasText: 'user.resumed' }).textContent()).toContain('Payment cleared');
+      expect(await page.locator('table.log tbody tr', { hasText: 'user.suspended' }).textContent()).toContain(operator.id);
 
       await page.goto(`${subject.origin}/operator/activity`);
       expect(await page.locator('svg.chart').count()).toBe(5);

@@ -153,6 +153,7 @@ describe('sweep and client addresses', () => {
     expect(refused.stderr).toContain('ipRetentionDays must be an integer from 1 to 3650');
   });
 
+  // A log of hundreds of thousands of lines: about 10 s alone, longer with the whole suite on the machine.
   it('loses no event or call line appended while it rewrites a large log', async () => {
     const w = world();
     const n = 500_000;
@@ -180,8 +181,9 @@ describe('sweep and client addresses', () => {
     expect(events.slice(0, n).every((e) => e.ip === null && e.detail === null)).toBe(true);
     const calls = readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8').split('\n');
     expect(calls.filter((l) => l.includes('"action":"archive.arm"'))).toHaveLength(arms);
-  });
+  }, 180_000);
 
+  // A log of hundreds of thousands of lines: about 10 s alone, longer with the whole suite on the machine.
   it('killed midway, leaves the log as it was, and the next sweep finishes the work', async () => {
     const w = world();
     seedOldEvents(w, 300_000);
@@ -202,5 +204,5 @@ describe('sweep and client addresses', () => {
       events: [expect.objectContaining({ seq: 299_999, ip: null }), expect.objectContaining({ seq: 300_000 })],
       lastSeq: 300_000,
     });
-  });
+  }, 180_000);
 });
