@@ -28,18 +28,20 @@ afterAll(async () => {
 const db = () => subject.app.ctx.database.db;
 
 /** The log as the operator's CSV export gives it, parsed: one object per row. */
-async function exported(query: string): Promise<Record<string, string>[]> {
+type CsvRow = Record<'time_utc' | 'customer' | 'ip' | 'kind' | 'event' | 'outcome' | 'details', string>;
+
+async function exported(query: string): Promise<CsvRow[]> {
   const page = await desk.get(`/operator/log.csv${query}`);
   expect(page.status).toBe(200);
   expect(page.headers['content-type']).toBe('text/csv; charset=utf-8');
   return parseCsv(page.body);
 }
 
-function parseCsv(text: string): Record<string, string>[] {
+function parseCsv(text: string): CsvRow[] {
   const lines = text.split('\r\n').filter((l) => l !== '');
   const cells = (line: string) => [...line.matchAll(/"((?:[^"]|"")*)"(?:,|$)/g)].map((m) => m[1]!.replace(/""/g, '"'));
   const [header, ...rows] = lines.map(cells);
-  return rows.map((row) => Object.fromEntries(header!.map((name, i) => [name, row[i] ?? ''])));
+  return rows.map((row) => Object.fromEntries(header!.map((name, i) => [name, row[i] ?? ''])) as CsvRow);
 }
 
 describe('what the producers write', () => {
