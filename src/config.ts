@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { LocalBackupHostSettings, SshBackupHostSettings } from './backup-host/factory.js';
+import { isBackupHostName, readHostsFile, SSH_FINGERPRINT, SSH_USER, type NamedBackupHost } from './backup-host/hosts-file.js';
 
 export type Mode = 'first-look' | 'server';
 
@@ -80,6 +81,21 @@ export interface ArchivesConfig {
 /** How the portal reaches the dispatcher: SSH to the backup host, or a local dispatcher for a first look. */
 export type BackupHostConfig = SshBackupHostSettings | LocalBackupHostSettings;
 
+export interface BackupFleetConfig {
+  hosts: NamedBackupHost<BackupHostConfig>[];
+  /** The host of customers whose backup_host is empty: the single host's name, or null with a hosts file. */
+  defaultHost: string | null;
+}
+
+/** The name of the one host the single-host variables (and first look) configure. */
+export const DEFAULT_BACKUP_HOST = 'default';
+const NO_BACKUP_HOSTS: BackupFleetConfig = { hosts: [], defaultHost: null };
+
+/** One host as the whole fleet, serving customers with no host of their own too. */
+export function fleetOfOne(settings: BackupHostConfig, downloadsUrl: string | null = null, name = DEFAULT_BACKUP_HOST): BackupFleetConfig {
+  return { hosts: [{ name, settings, downloadsUrl }], defaultHost: name };
+}
+
 export interface Config {
   mode: Mode;
   production: boolean;
@@ -99,10 +115,8 @@ export interface Config {
   oldPasswordPeppers: string[];
   mail: MailConfig;
   auth: AuthConfig;
-  /** Null when no backup host is configured (archive requests are then unavailable). */
-  backupHost: BackupHostConfig | null;
-  /** The backup host's downloads vhost (its dispatcher's downloadBaseUrl); only `archway doctor` uses it. */
-  backupHostDownloadsUrl: string | null;
+  /** The named backup hosts; none configured means archive requests are unavailable. */
+  backupHosts: BackupFleetConfig;
   archives: ArchivesConfig;
   metrics: MetricsConfig;
   /** First look's own backup host (src/first-look/); null in server mode or when a backup host is configured. */
@@ -307,23 +321,42 @@ export function parseKey(text: string | undefined): Buffer | null {
   return null;
 }
 
-const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-function readBackupHost(reader: Reader): BackupHostConfig | null {
-  const host = reader.plain('ARCHWAY_BACKUP_HOST');
+/**
+ * The fleet: the hosts file, or the single-host variables as a fleet of one named by
+ * ARCHWAY_BACKUP_HOST_NAME ("default"), which also serves customers with no backup host of their own.
+ */
+function readBackupHosts(reader: Reader): BackupFleetConfig {
+  const file = reader.plain('ARCHWAY_BACKUP_HOSTS_FILE');
+  const single = reader.plain('ARCHWAY_BACKUP_HOST');
   const local = reader.plain('ARCHWAY_BACKUP_HOST_LOCAL_CONFIG');
-  if (host !== undefined && local !== undefined) {
-    reader.problems.push('ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.');
-    return null;
+  const name = reader.plain('ARCHWAY_BACKUP_HOST_NAME') ?? DEFAULT_BACKUP_HOST;
+  if (!isBackupHostName(name))
+    reader.problems.push(`ARCHWAY_BACKUP_HOST_NAME "${name}" must be lower-case letters, digits, dots and dashes (at most 63).`);
+  const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
+  const downloads = downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, '');
+  if (file !== undefined) {
+    if (single !== undefined || local !== undefined) {
+      reader.problems.push('ARCHWAY_BACKUP_HOSTS_FILE is set together with ARCHWAY_BACKUP_HOST(_LOCAL_CONFIG); set only one of them.');
+      return NO_BACKUP_HOSTS;
+    }
+    const { hosts, problems } = readHostsFile(file);
+    reader.problems.push(...problems);
+    return { hosts, defaultHost: null };
   }
-  if (local !== undefined) return { localDispatcherConfig: local };
-  if (host === undefined) return null;
+  if (single !== undefined && local !== undefined) {
+    reader.problems.push('ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.');
+    return NO_BACKUP_HOSTS;
+  }
+  if (local !== undefined) return fleetOfOne({ localDispatcherConfig: local }, downloads, name);
+  if (single === undefined) return NO_BACKUP_HOSTS;
 
-  if (isIP(host) === 0 && !HOST_NAME.test(host)) reader.problems.push(`ARCHWAY_BACKUP_HOST "${host}" is not a host name or IP address.`);
+  if (isIP(single) === 0 && !HOST_NAME.test(single))
+    reader.problems.push(`ARCHWAY_BACKUP_HOST "${single}" is not a host name or IP address.`);
   const port = reader.int('ARCHWAY_BACKUP_HOST_PORT', 22, 1, 65535);
   const user = reader.plain('ARCHWAY_BACKUP_HOST_USER') ?? 'archway';
-  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) reader.problems.push(`ARCHWAY_BACKUP_HOST_USER "${user}" is not a valid user name.`);
+  if (!SSH_USER.test(user)) reader.problems.push(`ARCHWAY_BACKUP_HOST_USER "${user}" is not a valid user name.`);
   const privateKeyPath = reader.plain('ARCHWAY_BACKUP_HOST_KEY_FILE');
   if (privateKeyPath === undefined) reader.problems.push('ARCHWAY_BACKUP_HOST_KEY_FILE is missing: the portal needs its SSH private key.');
   const fingerprint = reader.plain('ARCHWAY_BACKUP_HOST_FINGERPRINT');
@@ -333,15 +366,16 @@ function readBackupHost(reader: Reader): BackupHostConfig | null {
     reader.problems.push('ARCHWAY_BACKUP_HOST_FINGERPRINT must look like SHA256:<43 base64 characters>.');
   }
   const passphrase = reader.secret('ARCHWAY_BACKUP_HOST_KEY_PASSPHRASE');
-  if (privateKeyPath === undefined || fingerprint === undefined) return null;
-  return {
-    host,
+  if (privateKeyPath === undefined || fingerprint === undefined) return NO_BACKUP_HOSTS;
+  const settings = {
+    host: single,
     port,
     user,
     privateKeyPath,
     hostKeyFingerprint: fingerprint,
     ...(passphrase !== undefined ? { privateKeyPassphrase: passphrase } : {}),
   };
+  return fleetOfOne(settings, downloads, name);
 }
 
 /** ARCHWAY_ENCRYPTION_KEYS_OLD(_FILE): comma- or newline-separated keys, each in the form of ARCHWAY_ENCRYPTION_KEY. */
@@ -476,13 +510,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (production && !auth.requireHttps) reader.problems.push('ARCHWAY_REQUIRE_HTTPS cannot be false in production.');
   const migrateOnStart = reader.bool('ARCHWAY_MIGRATE_ON_START', mode === 'first-look');
 
-  const backupHost = readBackupHost(reader);
-  const downloadsUrl = reader.url('ARCHWAY_BACKUP_HOST_DOWNLOADS_URL', ['https:', 'http:']);
+  const backupHosts = readBackupHosts(reader);
   // Building an archive is the expensive part of the service; first look waits minutes, not a day, to show it.
   const archives: ArchivesConfig = {
     cooldownMs: reader.duration('ARCHWAY_ARCHIVE_COOLDOWN', mode === 'first-look' ? 2 * 60_000 : 24 * 3_600_000, 30 * 86_400_000),
   };
-  const firstLookBackupHost = readFirstLookBackupHost(reader, mode === 'first-look' && backupHost === null, cwd);
+  const firstLookBackupHost = readFirstLookBackupHost(reader, mode === 'first-look' && backupHosts.hosts.length === 0, cwd);
   const oldEncryptionKeys = readOldKeys(reader);
   const metrics = readMetrics(reader, mode === 'first-look');
   const oldPasswordPeppers = readOldPeppers(reader);
@@ -509,8 +542,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       outboxDir: path.join(dataDir, 'outbox'),
     },
     auth,
-    backupHost,
-    backupHostDownloadsUrl: downloadsUrl === undefined ? null : downloadsUrl.href.replace(/\/$/, ''),
+    backupHosts,
     archives,
     metrics,
     firstLookBackupHost,

@@ -1,6 +1,6 @@
 // The one context services, jobs and commands get what they need from: built once, next to buildApp.
 import type { FastifyBaseLogger } from 'fastify';
-import { backupHostFromSettings, type BackupHost } from './backup-host/index.js';
+import { createBackupFleet, type BackupFleet } from './backup-host/index.js';
 import { BackgroundWork } from './background-work.js';
 import type { Kysely } from 'kysely';
 import type { Clock } from './clock.js';
@@ -24,12 +24,8 @@ export interface AppContext {
   readonly mail: MailQueue;
   /** Brute-force regulation of sign-in and second-step attempts (src/users/regulation.ts). */
   readonly regulator: Regulator;
-  /**
-   * The backup host's client, made on first use; null when none is configured. Throws
-   * BackupHostConfigError (a BackupHostError) when the settings cannot work, e.g. the SSH key file
-   * is missing, so callers treat it like an unreachable host.
-   */
-  readonly backupHost: () => BackupHost | null;
+  /** The backup hosts by name (src/backup-host/fleet.ts); each customer's archives live on one of them. */
+  readonly backupHosts: BackupFleet;
   /** The Prometheus instruments of this app (src/metrics/); /metrics serves them when configured. */
   readonly metrics: Metrics;
   /** Work a request starts but does not wait for (the reset email); shutdown and tests wait for it. */
@@ -39,7 +35,7 @@ export interface AppContext {
 /** What a background job reads: the settings, the database, the one clock, the log and the mail queue. */
 export type JobContext = Pick<AppContext, 'config' | 'database' | 'clock' | 'log' | 'mail'>;
 /** An archive job also talks to the backup host. */
-export type ArchiveJobContext = JobContext & Pick<AppContext, 'backupHost'>;
+export type ArchiveJobContext = JobContext & Pick<AppContext, 'backupHosts'>;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -54,11 +50,10 @@ export function createContext(deps: {
   log: FastifyBaseLogger;
 }): AppContext {
   const { config, database, clock } = deps;
-  let client: BackupHost | undefined;
   const passwords = createPasswordHasher(config);
   return Object.freeze({
     ...deps,
-    backupHost: () => (config.backupHost === null ? null : (client ??= backupHostFromSettings(config.backupHost))),
+    backupHosts: createBackupFleet(config.backupHosts),
     background: new BackgroundWork(deps.log),
     db: database.db,
     mail: createMailQueue(config.secrets),

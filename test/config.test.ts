@@ -241,7 +241,7 @@ describe('configuration', () => {
         ARCHWAY_BACKUP_HOST: 'backup-1.internal',
         ARCHWAY_BACKUP_HOST_KEY_FILE: '/run/secrets/key',
         ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint,
-      }).backupHost,
+      }).backupHosts.hosts[0]?.settings,
     ).toEqual({
       host: 'backup-1.internal',
       port: 22,
@@ -249,10 +249,10 @@ describe('configuration', () => {
       privateKeyPath: '/run/secrets/key',
       hostKeyFingerprint: fingerprint,
     });
-    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).backupHost).toEqual({
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/dispatcher.json' }).backupHosts.hosts[0]?.settings).toEqual({
       localDispatcherConfig: '/srv/dispatcher.json',
     });
-    expect(loadConfig({}).backupHost).toBeNull();
+    expect(loadConfig({}).backupHosts).toEqual({ hosts: [], defaultHost: null });
     expect(problemsOf({ ARCHWAY_BACKUP_HOST: 'bad host;rm', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
       'ARCHWAY_BACKUP_HOST and ARCHWAY_BACKUP_HOST_LOCAL_CONFIG are both set; set only one of them.',
     ]);

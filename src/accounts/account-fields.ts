@@ -1,5 +1,6 @@
 // Validates and normalises what the operator types for an account: email, domain, plan, role, backup host.
 import { domainToASCII } from 'node:url';
+import { isBackupHostName } from '../backup-host/hosts-file.js';
 import type { UserRole } from '../users/users.tables.js';
 
 export const ROLES: readonly UserRole[] = ['customer', 'operator'];
@@ -32,15 +33,25 @@ export function normalizeEmail(raw: string): string {
 }
 
 /** A host name of at least two labels; an internationalised name is stored in its ASCII (punycode) form. */
-export function normalizeDomain(raw: string, field: 'domain' | 'backup_host' = 'domain'): string {
+export function normalizeDomain(raw: string, field: 'domain' = 'domain'): string {
   const trimmed = raw.trim().toLowerCase().replace(/\.$/, '');
   const ascii = trimmed === '' ? '' : domainToASCII(trimmed);
   const labels = ascii.split('.');
   if (ascii === '' || ascii.length > 253 || labels.length < 2 || !labels.every((l) => LABEL.test(l)) || /^\d+$/.test(labels.at(-1) ?? '')) {
-    const what = field === 'domain' ? 'domain' : 'backup host';
-    throw new InvalidAccountField(field, `"${raw.trim().slice(0, 100)}" is not a ${what} name like social.example.net.`);
+    throw new InvalidAccountField(field, `"${raw.trim().slice(0, 100)}" is not a domain name like social.example.net.`);
   }
   return ascii;
+}
+
+/** A fleet host's name as ARCHWAY_BACKUP_HOSTS_FILE spells it: "backup-1" or "backup-1.example.net". */
+export function normalizeBackupHostName(raw: string): string {
+  const name = raw.trim().toLowerCase();
+  if (!isBackupHostName(name))
+    throw new InvalidAccountField(
+      'backup_host',
+      `"${raw.trim().slice(0, 100)}" is not a backup host name like backup-1 or backup-1.example.net.`,
+    );
+  return name;
 }
 
 export function normalizePlan(raw: string): string {
@@ -115,7 +126,7 @@ export function validateAccount(input: AccountInput): { account: ValidAccount | 
   if (needsInstallation && blank(input.plan)) problems.push(new InvalidAccountField('plan', 'A customer needs a plan.'));
   const domain = blank(input.domain) ? null : attempt(() => normalizeDomain(input.domain ?? ''));
   const plan = blank(input.plan) ? null : attempt(() => normalizePlan(input.plan ?? ''));
-  const backupHost = blank(input.backupHost) ? null : attempt(() => normalizeDomain(input.backupHost ?? '', 'backup_host'));
+  const backupHost = blank(input.backupHost) ? null : attempt(() => normalizeBackupHostName(input.backupHost ?? ''));
   const paypalSubscriptionId = blank(input.paypalSubscriptionId)
     ? null
     : attempt(() => normalizeSubscriptionId(input.paypalSubscriptionId ?? ''));

@@ -333,3 +333,41 @@ export async function changeUserEmail(
     throw error;
   }
 }
+
+/** The fleet's host names, for the account commands that name one; the one message when a name is not among them. */
+export function backupHostProblem(name: string, fleet: readonly string[]): string | null {
+  if (fleet.includes(name)) return null;
+  if (fleet.length === 0)
+    return `the backup host "${name}" cannot be checked: no backup host is configured here (ARCHWAY_BACKUP_HOSTS_FILE).`;
+  return `the backup host "${name}" is not one of this portal's backup hosts (${fleet.join(', ')}).`;
+}
+
+/**
+ * Moves a customer's future archives to another fleet host (audited with the old and the new name).
+ * An archive already requested stays on the host it was built on, so its link keeps working.
+ */
+export async function setBackupHost(
+  db: Kysely<Database>,
+  input: { email: string; backupHost: string; fleet: readonly string[]; actor: string; now: Date; ip?: string | null },
+): Promise<{ user: User; previous: string | null }> {
+  const problem = backupHostProblem(input.backupHost, input.fleet);
+  if (problem !== null) throw new InvalidAccountField('backup_host', problem.charAt(0).toUpperCase() + problem.slice(1));
+  return db.transaction().execute(async (trx) => {
+    const user = await findUserByEmail(trx, input.email);
+    if (user === null) throw new UnknownAccount(input.email.trim());
+    if (user.role !== 'customer')
+      throw new InvalidAccountField('backup_host', `${user.email} is an operator; only customers have backups.`);
+    if (user.backupHost === input.backupHost)
+      throw new InvalidAccountField('backup_host', `${user.email} is already on the backup host ${input.backupHost}.`);
+    await trx.updateTable('users').set({ backup_host: input.backupHost }).where('id', '=', user.id).execute();
+    await recordAudit(trx, {
+      actor: input.actor,
+      action: 'user.backup_host_changed',
+      subject: user.id,
+      ip: input.ip ?? null,
+      detail: { from: user.backupHost, to: input.backupHost },
+      at: input.now,
+    });
+    return { user: { ...user, backupHost: input.backupHost }, previous: user.backupHost };
+  });
+}

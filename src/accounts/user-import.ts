@@ -3,7 +3,7 @@ import { recordAudit } from '../users/audit.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/database.js';
 import { validateAccount, type ValidAccount } from './account-fields.js';
-import { EmailAlreadyUsed, inviteUser, isUniqueViolation, type LinkContext } from './account.service.js';
+import { backupHostProblem, EmailAlreadyUsed, inviteUser, isUniqueViolation, type LinkContext } from './account.service.js';
 import { CsvSyntaxError, parseCsv } from './csv.js';
 import { domainKey, takenDomains, type User } from '../users/user.repository.js';
 
@@ -31,7 +31,7 @@ interface Row {
 }
 
 /** Checks the whole file without touching the database beyond reading which addresses exist. */
-function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
+function readRows(text: string, fleet: readonly string[]): { rows: Row[]; problems: ImportProblem[] } {
   let records;
   try {
     records = parseCsv(text);
@@ -78,6 +78,11 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
     });
     for (const p of fieldProblems) problems.push({ line: record.line, message: p.userMessage });
     if (account === null) continue;
+    const hostProblem = account.backupHost === null ? null : backupHostProblem(account.backupHost, fleet);
+    if (hostProblem !== null) {
+      problems.push({ line: record.line, message: hostProblem });
+      continue;
+    }
     const key = account.email.toLowerCase();
     const earlier = seen.get(key);
     if (earlier !== undefined) {
@@ -101,8 +106,12 @@ function readRows(text: string): { rows: Row[]; problems: ImportProblem[] } {
  * row is wrong (syntax, field, an address or a domain used twice or already in the portal) nothing is written
  * and every problem is reported with its line. Returns the created users in file order.
  */
-export async function importUsers(db: Kysely<Database>, text: string, context: LinkContext & { actor: string | null }): Promise<User[]> {
-  const { rows, problems } = readRows(text);
+export async function importUsers(
+  db: Kysely<Database>,
+  text: string,
+  context: LinkContext & { actor: string | null; fleet: readonly string[] },
+): Promise<User[]> {
+  const { rows, problems } = readRows(text, context.fleet);
   if (problems.length > 0) throw new ImportRefused(problems);
   try {
     return await db.transaction().execute(async (trx) => {

@@ -26,5 +26,13 @@ export function describeWait(ms: number): string {
   return `in ${plural(Math.floor(minutes / 60), 'hour')}${rest === 0 ? '' : ` and ${plural(rest, 'minute')}`}`;
 }
 
+/** How long ago, for the operator: "12 seconds ago", "5 minutes ago", "3 hours ago". */
+export function describeAge(ms: number): string {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
+  if (seconds < 120) return `${plural(seconds, 'second')} ago`;
+  if (seconds < 7200) return `${plural(Math.floor(seconds / 60), 'minute')} ago`;
+  return `${plural(Math.floor(seconds / 3600), 'hour')} ago`;
+}
+
 /** What the archive and download views call to show sizes, times and states. */
 export const archiveViewHelpers = { fmt: formatUtc, formatBytes, describeState };

@@ -6,7 +6,8 @@ import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
-import { ACTIVE_STATES, claimDue, markFinished, type ArchiveRequest } from './archive-request.repository.js';
+import { ACTIVE_STATES, claimDueOnHost, markFinished, type ArchiveRequest } from './archive-request.repository.js';
+import type { ArchiveStatusResult } from '../protocol/index.js';
 import type { ArchiveRequestState } from './archives.tables.js';
 import { adoptOrFail, UNCONFIRMED_REQUEST_TIMEOUT_MS } from './orphan-recovery.js';
 
@@ -20,10 +21,16 @@ const MAX_LOOP_PAUSE_MS = 30_000;
 
 export type PollOutcome = 'waiting' | 'progress' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired' | 'error';
 
+/**
+ * Builds asked about in one call: a host with more due builds than this gets a second call at once.
+ * The dispatcher's archive.statuses takes up to 500; 100 keeps each answer and transaction small.
+ */
+export const POLL_BATCH_SIZE = 100;
+
 export interface PollerOptions {
   /** The clock that decides what is due; tests pass the ctx's adjustable clock. */
   now?: () => Date;
-  /** The backup host to ask; defaults to the one configured for the ctx. */
+  /** One host for every request, instead of each request's own fleet host (tests wrap it). */
   host?: BackupHost;
   /** How long an idle poller waits before looking for due requests again. */
   idleMs?: number;
@@ -31,12 +38,14 @@ export interface PollerOptions {
 
 interface PollContext {
   db: Kysely<Database>;
-  host: BackupHost;
+  /** The fleet host's name (its rows) and client. */
+  hostName: string;
+  host: () => BackupHost;
   log: FastifyBaseLogger;
   now: () => Date;
   publicUrl: string;
   mail: MailQueue;
-  /** Failed calls in a row in this loop, so the loop itself slows down while the host is down. */
+  /** Failed calls in a row in this host's loop, so the loop slows down while its host is down. */
   errors: number;
 }
 
@@ -47,31 +56,41 @@ export function errorDelayMs(consecutiveErrors: number): number {
 /** How long a claimed request is left alone: the backup host call ends within 30 s. */
 export const POLL_LEASE_MS = 60_000;
 
+interface Claim {
+  request: ArchiveRequest;
+  leasedUntil: Date;
+}
+
 /**
- * Claims the request due longest (FOR UPDATE SKIP LOCKED) in a short transaction that leases it:
- * its next poll moves to the end of the lease, so another instance's poller skips it, and the
- * claim's mark is that exact time. No lock or transaction is held while the backup host answers.
+ * Claims the host's requests due longest (FOR UPDATE SKIP LOCKED) in a short transaction that
+ * leases them: their next poll moves to the end of the lease, so another instance's poller skips
+ * them, and the claim's mark is that exact time. No lock or transaction is held while the backup
+ * host answers.
  */
-async function claimNext(context: PollContext, now: Date): Promise<{ request: ArchiveRequest; leasedUntil: Date } | null> {
+async function claimDueBatch(context: PollContext, now: Date): Promise<Claim[]> {
   return context.db.transaction().execute(async (trx) => {
-    const request = await claimDue(trx, 'next_poll_at', now, ACTIVE_STATES);
-    if (request === null) return null;
+    const requests = await claimDueOnHost(trx, context.hostName, now, POLL_BATCH_SIZE);
+    if (requests.length === 0) return [];
     const leasedUntil = new Date(now.getTime() + POLL_LEASE_MS);
-    await trx.updateTable('archive_requests').set({ next_poll_at: leasedUntil }).where('id', '=', request.id).execute();
-    return { request, leasedUntil };
+    await trx
+      .updateTable('archive_requests')
+      .set({ next_poll_at: leasedUntil })
+      .where(
+        'id',
+        'in',
+        requests.map((r) => r.id),
+      )
+      .execute();
+    return requests.map((request) => ({ request, leasedUntil }));
   });
 }
 
-/** One due request: claim (committed), ask the backup host, then record the answer in a second short transaction. */
-async function pollNext(context: PollContext): Promise<PollOutcome | null> {
-  const now = context.now();
-  const claim = await claimNext(context, now);
-  if (claim === null) return null;
-  const { request, leasedUntil } = claim;
-  const log = context.log.child({ archiveRequestId: request.id });
-  // The answer is written only while this claim stands and the request is still active: a cancel,
-  // or another poller after the lease ran out, wins over a late answer.
-  const record = (write: (trx: Transaction<Database>) => Promise<unknown>) =>
+/**
+ * The answer is written only while this claim stands and the request is still active: a cancel,
+ * or another poller after the lease ran out, wins over a late answer.
+ */
+function recorder(context: PollContext, { request, leasedUntil }: Claim) {
+  return (write: (trx: Transaction<Database>) => Promise<unknown>) =>
     context.db.transaction().execute(async (trx) => {
       const still = await trx
         .selectFrom('archive_requests')
@@ -83,50 +102,111 @@ async function pollNext(context: PollContext): Promise<PollOutcome | null> {
         .executeTakeFirst();
       if (still !== undefined) await write(trx);
     });
-  const later = (ms: number) =>
-    record((trx) =>
+}
+
+/**
+ * One batch of the host's due requests: claim (committed), one archive.statuses call for all the
+ * confirmed builds, then each answer recorded in its own short transaction. A build the host has
+ * not confirmed yet is adopted or failed on its own (rare: a cut between insert and archive.create).
+ */
+async function pollBatch(context: PollContext): Promise<PollOutcome[] | null> {
+  const now = context.now();
+  const claims = await claimDueBatch(context, now);
+  if (claims.length === 0) return null;
+  const outcomes: PollOutcome[] = [];
+  const confirmed = claims.filter((c) => c.request.archiveId !== null);
+  for (const claim of claims.filter((c) => c.request.archiveId === null)) outcomes.push(await pollUnconfirmed(context, claim, now));
+  if (confirmed.length === 0) return outcomes;
+  let answers: ArchiveStatusAnswer[];
+  try {
+    answers = await statusesOf(
+      context.host(),
+      confirmed.map((c) => c.request),
+    );
+  } catch (error) {
+    if (!(error instanceof BackupHostError)) throw error;
+    context.errors += 1;
+    for (const claim of confirmed) outcomes.push(await recordCallFailure(context, claim, error, now));
+    return outcomes;
+  }
+  context.errors = 0;
+  for (const [i, claim] of confirmed.entries()) outcomes.push(await recordAnswer(context, claim, answers[i]!, now));
+  return outcomes;
+}
+
+/** One build's answer: its status, or that the host does not know it (for this customer). */
+type ArchiveStatusAnswer = { ok: true; status: ArchiveStatusResult } | { ok: false; reason: string };
+
+/** The status of each request's build, in order; any failure but "not found" fails the whole call. */
+async function statusesOf(host: BackupHost, requests: ArchiveRequest[]): Promise<ArchiveStatusAnswer[]> {
+  const answers: ArchiveStatusAnswer[] = [];
+  for (const request of requests) {
+    try {
+      answers.push({ ok: true, status: await host.archiveStatus({ customer: request.customer, archiveId: request.archiveId! }) });
+    } catch (error) {
+      if (!(error instanceof BackupHostRefused && error.code === 'not_found')) throw error;
+      answers.push({ ok: false, reason: error.message });
+    }
+  }
+  return answers;
+}
+
+async function pollUnconfirmed(context: PollContext, claim: Claim, now: Date): Promise<PollOutcome> {
+  const { request } = claim;
+  if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
+    await recorder(
+      context,
+      claim,
+    )((trx) =>
       trx
         .updateTable('archive_requests')
-        .set({ next_poll_at: new Date(now.getTime() + ms) })
+        .set({ next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS) })
         .where('id', '=', request.id)
         .execute(),
     );
-
-  if (request.archiveId === null) {
-    if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
-      await later(POLL_INTERVAL_MS);
-      return 'waiting';
-    }
-    // Cut off between the insert and archive.create's answer: adopt the host's build, or fail it so it blocks nothing.
-    return (await adoptOrFail(context.db, context.host, request, now, log)) === 'adopted' ? 'progress' : 'failed';
+    return 'waiting';
   }
-
-  let status;
+  const log = context.log.child({ archiveRequestId: request.id });
   try {
-    status = await context.host.archiveStatus({ customer: request.customer, archiveId: request.archiveId });
+    // Cut off between the insert and archive.create's answer: adopt the host's build, or fail it so it blocks nothing.
+    return (await adoptOrFail(context.db, context.host(), request, now, log)) === 'adopted' ? 'progress' : 'failed';
   } catch (error) {
-    if (error instanceof BackupHostRefused && error.code === 'not_found') {
-      await record((trx) => finishWithEmail(trx, context, request, 'failed', 'The backup host no longer has this archive.', now));
-      log.warn({ reason: error.message }, 'archive unknown to the backup host; marked failed');
-      return 'failed';
-    }
-    if (error instanceof BackupHostError) {
-      context.errors += 1;
-      const failures = request.pollFailures + 1;
-      await record((trx) =>
-        trx
-          .updateTable('archive_requests')
-          .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })
-          .where('id', '=', request.id)
-          .execute(),
-      );
-      log.warn({ reason: error.message, kind: error.name, failures }, 'archive status not available; will ask again later');
-      return 'error';
-    }
-    throw error;
+    if (!(error instanceof BackupHostError)) throw error;
+    context.errors += 1;
+    return recordCallFailure(context, claim, error, now);
   }
-  context.errors = 0;
+}
 
+/** The host could not be asked: this request waits longer each time (its own backoff), the others are unaffected. */
+async function recordCallFailure(context: PollContext, claim: Claim, error: BackupHostError, now: Date): Promise<PollOutcome> {
+  const failures = claim.request.pollFailures + 1;
+  await recorder(
+    context,
+    claim,
+  )((trx) =>
+    trx
+      .updateTable('archive_requests')
+      .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })
+      .where('id', '=', claim.request.id)
+      .execute(),
+  );
+  context.log.warn(
+    { archiveRequestId: claim.request.id, host: context.hostName, reason: error.message, kind: error.name, failures },
+    'archive status not available; will ask again later',
+  );
+  return 'error';
+}
+
+async function recordAnswer(context: PollContext, claim: Claim, answer: ArchiveStatusAnswer, now: Date): Promise<PollOutcome> {
+  const { request } = claim;
+  const record = recorder(context, claim);
+  const log = context.log.child({ archiveRequestId: request.id });
+  if (!answer.ok) {
+    await record((trx) => finishWithEmail(trx, context, request, 'failed', 'The backup host no longer has this archive.', now));
+    log.warn({ reason: answer.reason }, 'archive unknown to the backup host; marked failed');
+    return 'failed';
+  }
+  const status = answer.status;
   switch (status.state) {
     case 'building':
       await record((trx) =>
@@ -211,52 +291,57 @@ async function finishWithEmail(
   });
 }
 
-function contextFor(ctx: ArchiveJobContext, options: PollerOptions): PollContext | null {
-  const host = options.host ?? ctx.backupHost();
-  if (host === null) return null;
-  return {
+function contextsFor(ctx: ArchiveJobContext, options: PollerOptions): PollContext[] {
+  const only = options.host;
+  return ctx.backupHosts.names.map((hostName) => ({
     db: ctx.database.db,
-    host,
-    log: ctx.log.child({ component: 'archive-poller' }),
+    hostName,
+    host: only === undefined ? () => ctx.backupHosts.use(hostName) : () => only,
+    log: ctx.log.child({ component: 'archive-poller', host: hostName }),
     now: options.now ?? (() => ctx.clock.now()),
     publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),
     mail: ctx.mail,
     errors: 0,
-  };
+  }));
 }
 
-/** Polls every request due now, one after another, stopping at the first failed call; says what happened to each. */
+/** Polls every request due now, host by host, batch after batch, stopping a host at its first failed call. */
 export async function pollDueArchives(ctx: ArchiveJobContext, options: PollerOptions = {}): Promise<PollOutcome[]> {
-  const context = contextFor(ctx, options);
-  if (context === null) return [];
   const outcomes: PollOutcome[] = [];
-  for (let outcome = await pollNext(context); outcome !== null; outcome = await pollNext(context)) {
-    outcomes.push(outcome);
-    if (outcome === 'error') break;
+  for (const context of contextsFor(ctx, options)) {
+    for (let batch = await pollBatch(context); batch !== null; batch = await pollBatch(context)) {
+      outcomes.push(...batch);
+      if (batch.includes('error')) break;
+    }
   }
   return outcomes;
 }
 
 /**
- * Runs until stopped: polls what is due, then waits (longer after failed calls). Returns the
- * stopper, which resolves once the request in hand is finished.
+ * Runs until stopped: one loop per fleet host, so a host that is down slows only its own builds.
+ * Each loop polls what is due (at most one archive.statuses call per batch), then waits (longer
+ * after failed calls). Returns the stopper, which resolves once every batch in hand is finished.
  */
 export function startArchivePoller(ctx: ArchiveJobContext, options: PollerOptions = {}): () => Promise<void> {
-  const context = contextFor(ctx, options);
-  if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? POLL_INTERVAL_MS;
-  return startLoop(async () => {
-    let failed: boolean;
-    try {
-      const outcome = await pollNext(context);
-      if (outcome !== null && outcome !== 'error') return 0;
-      failed = outcome === 'error';
-    } catch (error) {
-      // The database may be restarting; the rows are still there when it is back.
-      failed = true;
-      context.log.error({ reason: (error as Error).message }, 'archive poller could not reach the database; trying again later');
-    }
-    // Each row keeps its own backoff in next_poll_at; the loop only slows down a little after a failure.
-    return failed ? Math.min(errorDelayMs(context.errors), MAX_LOOP_PAUSE_MS) : idleMs;
-  });
+  const stops = contextsFor(ctx, options).map((context) =>
+    startLoop(async () => {
+      let failed: boolean;
+      try {
+        const outcomes = await pollBatch(context);
+        failed = outcomes?.includes('error') ?? false;
+        // A full batch means more are due now; otherwise the next ones are due a poll interval from now.
+        if (outcomes !== null && !failed && outcomes.length === POLL_BATCH_SIZE) return 0;
+      } catch (error) {
+        // The database may be restarting; the rows are still there when it is back.
+        failed = true;
+        context.log.error({ reason: (error as Error).message }, 'archive poller could not reach the database; trying again later');
+      }
+      // Each row keeps its own backoff in next_poll_at; the loop only slows down a little after a failure.
+      return failed ? Math.min(errorDelayMs(Math.max(1, context.errors)), MAX_LOOP_PAUSE_MS) : idleMs;
+    }),
+  );
+  return async () => {
+    await Promise.all(stops.map((stop) => stop()));
+  };
 }

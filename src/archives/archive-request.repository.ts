@@ -8,6 +8,8 @@ export interface ArchiveRequest {
   id: string;
   userId: string;
   customer: string;
+  /** The fleet host it is built on: status, links and events of this archive come from there only. */
+  backupHost: string;
   snapshot: string;
   archiveId: string | null;
   state: ArchiveRequestState;
@@ -50,6 +52,7 @@ export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): Archive
     id: row.id,
     userId: row.user_id,
     customer: row.customer,
+    backupHost: row.backup_host,
     snapshot: row.snapshot,
     archiveId: row.archive_id,
     state: row.state,
@@ -81,13 +84,14 @@ export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): Archive
  */
 export async function insertArchiveRequest(
   db: Db,
-  values: { userId: string; customer: string; snapshot: string; ip: string; now: Date },
+  values: { userId: string; customer: string; backupHost: string; snapshot: string; ip: string; now: Date },
 ): Promise<ArchiveRequest | null> {
   const row = await db
     .insertInto('archive_requests')
     .values({
       user_id: values.userId,
       customer: values.customer,
+      backup_host: values.backupHost,
       snapshot: values.snapshot,
       requested_ip: values.ip,
       requested_at: values.now,
@@ -115,6 +119,22 @@ export async function claimDue(
   if (states !== undefined) query = query.where('state', 'in', states);
   const row = await query.orderBy(column).limit(1).forUpdate().skipLocked().executeTakeFirst();
   return row === undefined ? null : toArchiveRequest(row);
+}
+
+/** The host's active requests due longest, locked (FOR UPDATE SKIP LOCKED): another poller takes the next ones. */
+export async function claimDueOnHost(trx: Transaction<Database>, host: string, now: Date, limit: number): Promise<ArchiveRequest[]> {
+  const rows = await trx
+    .selectFrom('archive_requests')
+    .selectAll()
+    .where('backup_host', '=', host)
+    .where('state', 'in', ACTIVE_STATES)
+    .where('next_poll_at', '<=', now)
+    .orderBy('next_poll_at')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return rows.map(toArchiveRequest);
 }
 
 export async function findRequest(db: Db, id: string): Promise<ArchiveRequest | null> {

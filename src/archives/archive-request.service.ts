@@ -30,6 +30,8 @@ export const BUSY_MESSAGE =
 
 interface ArchiveContext {
   db: Kysely<Database>;
+  /** The fleet host of the archive: the customer's for a new one, the request's own for one that exists. */
+  hostName: string;
   host: BackupHost;
   log: FastifyBaseLogger;
   now: Date;
@@ -72,10 +74,10 @@ export type StartOutcome =
  * failure marks the row failed, which frees the index again.
  */
 export async function startArchive(context: ArchiveContext, user: SignedInUser, customer: string, snapshot: string): Promise<StartOutcome> {
-  const { db, host, log, now, ip } = context;
+  const { db, host, hostName, log, now, ip } = context;
   const active = await findActiveRequest(db, user.id);
   if (active !== null) return { outcome: 'busy', message: BUSY_MESSAGE, activeId: active.id };
-  const request = await insertArchiveRequest(db, { userId: user.id, customer, snapshot, ip, now });
+  const request = await insertArchiveRequest(db, { userId: user.id, customer, backupHost: hostName, snapshot, ip, now });
   if (request === null) return { outcome: 'busy', message: BUSY_MESSAGE, activeId: (await findActiveRequest(db, user.id))?.id ?? null };
   const requestLog = log.child({ archiveRequestId: request.id });
   let archiveId: string | null = null;

@@ -36,6 +36,9 @@ export const NO_BACKUP_HOST_MESSAGE =
 const NO_DOMAIN_MESSAGE =
   'Your account has no installation domain, so there are no backups to show. Write to your provider to have it set.';
 const NO_BACKUPS_MESSAGE = 'There are no backups of your installation yet.';
+/** The account names no backup host of this portal's fleet (or none at all): the operator's page says which. */
+export const NOT_SET_UP_MESSAGE =
+  'Your backups are not set up yet on this portal, so there is nothing to download here for now. Your provider has been told what is missing; write to them if this lasts.';
 
 /**
  * Customers only: someone not signed in goes to sign in, an operator gets the same "no such page"
@@ -67,12 +70,21 @@ interface BackupsList {
 export function registerArchiveRoutes(app: FastifyInstance): void {
   const viewHelpers = archiveViewHelpers;
 
+  /** The fleet host of the customer's new archives; null when the portal has no backup host at all. */
+  function hostOf(user: SignedInUser): { name: string } | { problem: string } | null {
+    if (app.ctx.backupHosts.names.length === 0) return null;
+    const assigned = app.ctx.backupHosts.assign(user.backupHost);
+    return assigned.ok ? { name: assigned.name } : { problem: NOT_SET_UP_MESSAGE };
+  }
+
   /** The customer's snapshots, or the reason there are none to show; details of a failure go only to the log. */
   async function loadBackups(request: FastifyRequest, user: SignedInUser): Promise<BackupsList> {
     const customer = customerOf(user);
     if (customer === null) return { snapshots: [], problem: NO_DOMAIN_MESSAGE };
+    const assigned = hostOf(user);
+    if (assigned !== null && 'problem' in assigned) return { snapshots: [], problem: assigned.problem };
     try {
-      const host = app.ctx.backupHost();
+      const host = assigned === null ? null : app.ctx.backupHosts.get(assigned.name);
       if (host === null) return { snapshots: [], problem: NO_BACKUP_HOST_MESSAGE };
       const { snapshots } = await host.listBackups({ customer });
       return { snapshots: newestFirst(snapshots), problem: null };
@@ -157,9 +169,10 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       });
   }
 
-  const context = (request: FastifyRequest) => {
-    const host = app.ctx.backupHost();
-    return host === null ? null : { db: app.ctx.database.db, host, log: request.log, now: app.ctx.clock.now(), ip: request.ip };
+  /** What the archive service needs to act on one fleet host; null when the fleet has no such host. */
+  const context = (request: FastifyRequest, hostName: string) => {
+    const host = app.ctx.backupHosts.get(hostName);
+    return host === null ? null : { db: app.ctx.database.db, host, hostName, log: request.log, now: app.ctx.clock.now(), ip: request.ip };
   };
 
   /** The request if the signed-in user owns it; otherwise the same 404 as any unknown address. */
@@ -189,9 +202,12 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
         return renderBackups(request, reply, 400, { error: 'Choose one of your backups from the list.' });
       }
       const customer = customerOf(user);
+      const assigned = hostOf(user);
+      if (assigned !== null && 'problem' in assigned)
+        return renderBackups(request, reply, 409, { list: { snapshots: [], problem: assigned.problem } });
       let ctx;
       try {
-        ctx = context(request);
+        ctx = assigned === null ? null : context(request, assigned.name);
       } catch (error) {
         if (!(error instanceof BackupHostError)) throw error;
         request.log.warn({ reason: error.message }, 'backup host client cannot be set up');
@@ -246,7 +262,7 @@ export function registerArchiveRoutes(app: FastifyInstance): void {
       if (found === null) return reply;
       let ctx;
       try {
-        ctx = context(request);
+        ctx = context(request, found.backupHost);
       } catch (error) {
         if (!(error instanceof BackupHostError)) throw error;
         ctx = null;

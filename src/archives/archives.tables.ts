@@ -7,6 +7,8 @@ export interface ArchiveRequestsTable {
   id: Generated<string>;
   user_id: string;
   customer: string;
+  /** The fleet host the archive is built on (migrations/0014); never changes after the insert. */
+  backup_host: Generated<string>;
   snapshot: string;
   archive_id: string | null;
   state: Generated<ArchiveRequestState>;

@@ -73,7 +73,7 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
   const replaceToken = async (request: FastifyRequest, reply: FastifyReply, found: ArchiveRequest) => {
     const next = newToken();
     try {
-      await app.ctx.backupHost()!.armArchive({
+      await app.ctx.backupHosts.use(found.backupHost).armArchive({
         customer: found.customer,
         archiveId: found.archiveId!,
         tokenHash: hashToken(next),
@@ -175,9 +175,10 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
       const askedAt = app.ctx.clock.now().getTime();
       let link;
       try {
-        const host = app.ctx.backupHost();
-        if (host === null || found.archiveId === null) throw new BackupHostError('no backup host is configured');
-        link = await host.issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
+        if (found.archiveId === null) throw new BackupHostError('the archive has no id on the backup host');
+        link = await app.ctx.backupHosts
+          .use(found.backupHost)
+          .issueLink({ customer: found.customer, archiveId: found.archiveId, token, clientIp });
       } catch (error) {
         if (error instanceof BackupHostLimited) {
           // A limit of the backup host's: the token is still good once it has passed, so the cookie stays.

@@ -135,11 +135,11 @@ async function storeEvents(trx: Transaction<Database>, deps: EventSyncDeps, host
   let downloaded = 0;
   let expired = 0;
   for (const event of await insertEvents(trx, host, events)) {
-    const changed = await applyEventTransition(trx, event);
+    const changed = await applyEventTransition(trx, host, event);
     await addToRequestLog(trx, {
       ...requestLogLine(event.type),
       at: event.at,
-      userId: await findArchiveOwner(trx, event.customer, event.archiveId),
+      userId: await findArchiveOwner(trx, host, event.customer, event.archiveId),
       ip: event.ip,
       detail: { archive: event.archiveId, ...(event.bytes === null ? {} : { bytes: event.bytes }), host, seq: event.seq },
     });
@@ -217,38 +217,44 @@ function describeError(error: unknown): string {
 }
 
 /**
- * Syncs at once and then every `intervalMs`, and again at once while a backlog remains. Runs only
- * when a backup host is configured (otherwise returns a stopper that does nothing). The stopper
+ * Syncs each fleet host at once and then every `intervalMs`, and again at once while a backlog
+ * remains. With no backup host configured the stopper has nothing to stop. The stopper
  * resolves once the sync in hand has finished, so the database pool is not closed under it.
  */
 export function startEventSync(
   ctx: ArchiveJobContext,
   options: { intervalMs?: number; backupHost?: Pick<BackupHost, 'eventsSince'> } = {},
 ): () => Promise<void> {
-  const settings = ctx.config.backupHost;
-  if (settings === null && options.backupHost === undefined) return async () => undefined;
-  // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
-  // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
-  const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? {
-    eventsSince: async (request) => ctx.backupHost()!.eventsSince(request),
-  };
+  const names = ctx.backupHosts.names.length > 0 || options.backupHost === undefined ? ctx.backupHosts.names : [DEFAULT_HOST];
   const intervalMs = options.intervalMs ?? EVENT_SYNC_INTERVAL_MS;
-  const log = ctx.log.child({ component: 'event-sync' });
-  return startLoop(async () => {
-    try {
-      const result = await syncBackupHostEvents({
-        db: ctx.database.db,
-        backupHost,
-        clock: ctx.clock,
-        publicUrl: ctx.config.publicUrl,
-        mail: ctx.mail,
-        log,
-      });
-      if (result.outcome === 'synced' && result.more) return 0;
-    } catch (error) {
-      // The database itself failed (down, restarting); the events wait on the backup host.
-      log.error({ reason: (error as Error).message }, 'event sync could not reach the database; trying again later');
-    }
-    return intervalMs;
+  // One loop per host, each with its own cursor: a host that is down delays only its own customers' events.
+  const stops = names.map((host) => {
+    // Looked up at each call, not here: settings that cannot work (a missing SSH key file) then end
+    // up in last_error on the operator's page at every sync, instead of stopping `archway serve`.
+    const backupHost: Pick<BackupHost, 'eventsSince'> = options.backupHost ?? {
+      eventsSince: async (request) => ctx.backupHosts.use(host).eventsSince(request),
+    };
+    const log = ctx.log.child({ component: 'event-sync', host });
+    return startLoop(async () => {
+      try {
+        const result = await syncBackupHostEvents({
+          db: ctx.database.db,
+          backupHost,
+          host,
+          clock: ctx.clock,
+          publicUrl: ctx.config.publicUrl,
+          mail: ctx.mail,
+          log,
+        });
+        if (result.outcome === 'synced' && result.more) return 0;
+      } catch (error) {
+        // The database itself failed (down, restarting); the events wait on the backup host.
+        log.error({ reason: (error as Error).message }, 'event sync could not reach the database; trying again later');
+      }
+      return intervalMs;
+    });
   });
+  return async () => {
+    await Promise.all(stops.map((stop) => stop()));
+  };
 }

@@ -2,7 +2,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, Db } from '../db/database.js';
 
-/** The portal has one backup host for now; the tables are keyed by host so more can follow. */
+/** The name of the one host the single-host settings configure (and of the rows from before the fleet). */
 export const DEFAULT_HOST = 'default';
 
 /** One event as the portal stores it (the dispatcher's DispatcherEvent, checked and typed for the database). */
@@ -57,6 +57,12 @@ export async function lockedLastSeq(trx: Transaction<Database>, host: string): P
 export async function readSyncStatus(db: Kysely<Database>, host: string): Promise<SyncStatus | null> {
   const row = await db.selectFrom('backup_host_sync').selectAll().where('host', '=', host).executeTakeFirst();
   return row === undefined ? null : toStatus(row);
+}
+
+/** Every host's progress row, by name. */
+export async function readSyncStatuses(db: Kysely<Database>): Promise<SyncStatus[]> {
+  const rows = await db.selectFrom('backup_host_sync').selectAll().orderBy('host').execute();
+  return rows.map(toStatus);
 }
 
 function toStatus(row: { host: string; last_seq: string; synced_at: Date | null; last_error: string | null }): SyncStatus {
@@ -118,6 +124,7 @@ const TRANSITIONS = {
  */
 export async function applyEventTransition(
   trx: Transaction<Database>,
+  host: string,
   event: StoredEvent,
 ): Promise<{ requestId: string; state: 'downloaded' | 'expired' } | null> {
   const rule = TRANSITIONS[event.type as keyof typeof TRANSITIONS] as (typeof TRANSITIONS)[keyof typeof TRANSITIONS] | undefined;
@@ -127,7 +134,8 @@ export async function applyEventTransition(
     .updateTable('archive_requests')
     .set({ state: rule.to, finished_at: event.at, ...download })
     .where('archive_id', '=', event.archiveId)
-    // The backup host names the customer in every event; a mismatch is not this request's.
+    // An event speaks only for its own host's archives, and names the customer; a mismatch is not this request's.
+    .where('backup_host', '=', host)
     .where('customer', '=', event.customer)
     .where('state', 'in', [...rule.from])
     .returning('id')
@@ -138,19 +146,27 @@ export async function applyEventTransition(
 /** An event as the request log shows it. */
 export type EventRow = StoredEvent;
 
-/** Every stored event of these archives, oldest first, grouped by archive id. */
-export async function eventsForArchives(db: Kysely<Database>, host: string, archiveIds: string[]): Promise<Map<string, EventRow[]>> {
+/** The key of an archive in eventsForArchives' answer: archive ids are unique per host only. */
+export const archiveKey = (host: string, archiveId: string): string => `${host}/${archiveId}`;
+
+/** Every stored event of these archives, oldest first, grouped by archiveKey(host, archive id). */
+export async function eventsForArchives(
+  db: Kysely<Database>,
+  archives: { host: string; archiveId: string }[],
+): Promise<Map<string, EventRow[]>> {
   const byArchive = new Map<string, EventRow[]>();
-  if (archiveIds.length === 0) return byArchive;
+  if (archives.length === 0) return byArchive;
+  const wanted = new Set(archives.map((a) => archiveKey(a.host, a.archiveId)));
   const rows = await db
     .selectFrom('backup_host_events')
-    .select(['seq', 'at', 'type', 'customer', 'archive_id', 'ip', 'bytes', 'detail'])
-    .where('host', '=', host)
-    .where('archive_id', 'in', archiveIds)
+    .select(['host', 'seq', 'at', 'type', 'customer', 'archive_id', 'ip', 'bytes', 'detail'])
+    .where('archive_id', 'in', [...new Set(archives.map((a) => a.archiveId))])
     .orderBy('seq')
     .execute();
   for (const r of rows) {
-    const list = byArchive.get(r.archive_id) ?? [];
+    const key = archiveKey(r.host, r.archive_id);
+    if (!wanted.has(key)) continue;
+    const list = byArchive.get(key) ?? [];
     list.push({
       seq: Number(r.seq),
       at: r.at,
@@ -161,17 +177,18 @@ export async function eventsForArchives(db: Kysely<Database>, host: string, arch
       bytes: r.bytes === null ? null : Number(r.bytes),
       detail: r.detail,
     });
-    byArchive.set(r.archive_id, list);
+    byArchive.set(key, list);
   }
   return byArchive;
 }
 
 /** The account that asked for this archive, if the portal has its request. */
-export async function findArchiveOwner(db: Db, customer: string, archiveId: string): Promise<string | null> {
+export async function findArchiveOwner(db: Db, host: string, customer: string, archiveId: string): Promise<string | null> {
   const row = await db
     .selectFrom('archive_requests')
     .select('user_id')
     .where('archive_id', '=', archiveId)
+    .where('backup_host', '=', host)
     .where('customer', '=', customer)
     .executeTakeFirst();
   return row?.user_id ?? null;

@@ -21,6 +21,7 @@ export type NotifyOutcome = 'sent' | 'retry' | 'gave-up' | 'skipped';
 
 export interface LinkMailerOptions {
   now?: () => Date;
+  /** One host for every request, instead of each request's own fleet host (tests wrap it). */
   host?: BackupHost;
   idleMs?: number;
 }
@@ -28,7 +29,8 @@ export interface LinkMailerOptions {
 interface MailerContext {
   ctx: ArchiveJobContext;
   db: Kysely<Database>;
-  host: BackupHost;
+  /** The client of a request's fleet host; throws a BackupHostError when that host is gone from the fleet. */
+  host: (name: string) => BackupHost;
   log: FastifyBaseLogger;
   now: () => Date;
   publicUrl: string;
@@ -97,7 +99,9 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
   const token = newToken();
   try {
     // Armed before sending: once this succeeds every earlier email's link stops working.
-    await context.host.armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
+    await context
+      .host(request.backupHost)
+      .armArchive({ customer: request.customer, archiveId: request.archiveId, tokenHash: hashToken(token) });
     await sendMailNow(context.ctx, {
       to: email,
       template: 'archive-ready',
@@ -158,12 +162,12 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
 }
 
 function contextFor(ctx: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
-  const host = options.host ?? ctx.backupHost();
-  if (host === null) return null;
+  if (options.host === undefined && ctx.backupHosts.names.length === 0) return null;
+  const only = options.host;
   return {
     ctx,
     db: ctx.database.db,
-    host,
+    host: only === undefined ? (name) => ctx.backupHosts.use(name) : () => only,
     log: ctx.log.child({ component: 'link-mailer' }),
     now: options.now ?? (() => ctx.clock.now()),
     publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),

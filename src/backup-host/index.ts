@@ -9,3 +9,5 @@ export * from './local.transport.js';
 export * from './factory.js';
 export * from './check.js';
 export * from './check.command.js';
+export * from './fleet.js';
+export * from './hosts-file.js';

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { createFirstLookAccounts, describeFirstLookAccounts } from '../accounts/first-look-accounts.js';
 import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { fleetOfOne, loadConfig } from '../config.js';
 import { startFirstLookBackupHost, type RunningFirstLookBackupHost } from '../first-look/backup-host.js';
 import { startBackgroundJobs } from '../jobs/background-jobs.js';
 import { loggerOptions } from '../log.js';
@@ -36,7 +36,7 @@ Stops cleanly on SIGTERM or SIGINT: no new connections, in-flight requests finis
         await database.close();
         throw error;
       }
-      config = Object.freeze({ ...config, backupHost: firstLookHost.settings });
+      config = Object.freeze({ ...config, backupHosts: fleetOfOne(firstLookHost.settings) });
     }
     const app = await buildApp({ config, database });
     const demo = await createFirstLookAccounts(app.ctx);

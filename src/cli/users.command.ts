@@ -8,8 +8,11 @@ import {
   EmailAlreadyUsed,
   inviteAgain,
   InvitationNotNeeded,
+  setBackupHost,
+  backupHostProblem,
   UnknownAccount,
 } from '../accounts/account.service.js';
+import type { Config } from '../config.js';
 import { importUsers, ImportRefused, IMPORT_COLUMNS } from '../accounts/user-import.js';
 import { UsageError, type Command } from './command.js';
 import { changeStatus, showAccount } from './users-status.actions.js';
@@ -23,11 +26,14 @@ const OPTIONS_OF: Record<string, string[]> = {
   add: ['email', 'domain', 'plan', 'role', 'backup-host', 'paypal-subscription-id'],
   import: [],
   'set-email': ['email', 'new-email'],
+  'set-host': ['email', 'backup-host'],
   suspend: ['email', 'reason'],
   resume: ['email', 'reason'],
   show: ['email'],
   invite: ['email'],
 };
+
+const fleetNames = (config: Config): string[] => config.backupHosts.hosts.map((h) => h.name);
 
 function fail(message: string, code = EX_DATAERR): number {
   process.stderr.write(`archway users: ${message}\n`);
@@ -42,6 +48,7 @@ export const usersCommand: Command = {
                     [--backup-host HOST] [--paypal-subscription-id ID]
   archway users import FILE.csv
   archway users set-email --email CURRENT --new-email NEW
+  archway users set-host --email ADDRESS --backup-host NAME
   archway users suspend --email ADDRESS --reason TEXT
   archway users resume --email ADDRESS --reason TEXT
   archway users show --email ADDRESS
@@ -57,6 +64,10 @@ import     Creates every account of a CSV file with a header row; columns:
 set-email  Changes an account's email address (customers ask for this by email). The change is
            written to the audit log and both the old and the new address are told. Every session
            and open link of the account ends; ready archives get a new link at the new address.
+set-host   Moves a customer's future archives to another backup host of the fleet (audited).
+           An archive already requested stays where it was built, and its link keeps working.
+           add, import and set-host accept only a host of this portal's fleet
+           (ARCHWAY_BACKUP_HOSTS_FILE, or the single host's ARCHWAY_BACKUP_HOST_NAME).
 suspend    Stops an account: nobody can sign in, no archive or link is issued, every signed-in
            browser is signed out. Nothing is deleted. The reason goes into the audit log and to
            the customer by email.
@@ -83,8 +94,8 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
     if (action === undefined || !(action in OPTIONS_OF)) {
       throw new UsageError(
         action === undefined
-          ? 'Say what to do: archway users add, import, set-email, suspend, resume, show or invite.'
-          : `Unknown action "${action}" for "archway users": use add, import, set-email, suspend, resume, show or invite.`,
+          ? 'Say what to do: archway users add, import, set-email, set-host, suspend, resume, show or invite.'
+          : `Unknown action "${action}" for "archway users": use add, import, set-email, set-host, suspend, resume, show or invite.`,
       );
     }
     const allowed = OPTIONS_OF[action] ?? [];
@@ -125,7 +136,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
         paypalSubscriptionId: text('paypal-subscription-id'),
       });
       if (account === null) return fail(problems.map((p) => p.userMessage).join('\narchway users: '));
-      return withDatabase(async ({ db, publicUrl, mail }) => {
+      return withDatabase(async ({ config, db, publicUrl, mail }) => {
+        const hostProblem = account.backupHost === null ? null : backupHostProblem(account.backupHost, fleetNames(config));
+        if (hostProblem !== null) return fail(hostProblem);
         try {
           const user = await addUser(db, account, { publicUrl, mail, now: new Date(), actor: 'cli' });
           const what = user.role === 'operator' ? 'operator' : `customer, ${user.domain}, plan ${user.plan}`;
@@ -146,9 +159,9 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
       } catch (error) {
         return fail(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`, EX_NOINPUT);
       }
-      return withDatabase(async ({ db, publicUrl, mail }) => {
+      return withDatabase(async ({ config, db, publicUrl, mail }) => {
         try {
-          const users = await importUsers(db, csv, { publicUrl, mail, now: new Date(), actor: 'cli' });
+          const users = await importUsers(db, csv, { publicUrl, mail, now: new Date(), actor: 'cli', fleet: fleetNames(config) });
           process.stdout.write(
             `Imported ${users.length} account${users.length === 1 ? '' : 's'}; ${users.length === 1 ? 'its invitation is' : 'their invitations are'} queued.\n`,
           );
@@ -158,6 +171,31 @@ Mail is queued in the database and sent by the running portal (archway serve).`,
             process.stderr.write(`archway users: nothing was imported from ${file}:\n${problemLines(error.problems)}\n`);
             return EX_DATAERR;
           }
+          throw error;
+        }
+      });
+    }
+
+    if (action === 'set-host') {
+      if (file !== undefined) throw new UsageError(`Unexpected argument "${file}" for "archway users set-host".`);
+      const email = text('email');
+      const backupHost = text('backup-host');
+      if (email === undefined || backupHost === undefined) throw new UsageError('archway users set-host needs --email and --backup-host.');
+      return withDatabase(async ({ config, db }) => {
+        try {
+          const { user, previous } = await setBackupHost(db, {
+            email,
+            backupHost: backupHost.trim().toLowerCase(),
+            fleet: fleetNames(config),
+            actor: 'cli',
+            now: new Date(),
+          });
+          process.stdout.write(
+            `Moved ${user.email} from ${previous ?? '(no backup host)'} to ${user.backupHost}; the change is in the audit log.\n`,
+          );
+          return 0;
+        } catch (error) {
+          if (error instanceof UnknownAccount || error instanceof InvalidAccountField) return fail(error.message);
           throw error;
         }
       });

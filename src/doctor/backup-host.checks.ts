@@ -4,7 +4,7 @@ import { createBackupHost } from '../backup-host/backup-host.js';
 import { BackupHostKeyMismatch } from '../backup-host/errors.js';
 import { isLocalSettings, transportFromSettings } from '../backup-host/factory.js';
 import type { Transport } from '../backup-host/transport.js';
-import type { Config } from '../config.js';
+import type { BackupHostConfig, Config } from '../config.js';
 import { DISPATCHER_VERSION, parseAnswer, REMOTE_ACTIONS } from '../protocol/index.js';
 import { describeError, fail, notApplicable, pass, skipped, type CheckResult } from './check-result.js';
 
@@ -19,10 +19,28 @@ const DOWNLOADS = ['backup-host.downloads', 'downloads vhost refuses a wrongly s
 const MAX_CLOCK_SKEW_SECONDS = 5;
 
 export async function checkBackupHostSetup(config: Config, now: () => number): Promise<CheckResult[]> {
-  const settings = config.backupHost;
-  if (settings === null) {
-    return [notApplicable('backup-host', 'backup host', 'none is configured (ARCHWAY_BACKUP_HOST), so customers cannot ask for archives')];
+  const { hosts } = config.backupHosts;
+  if (hosts.length === 0) {
+    return [
+      notApplicable(
+        'backup-host',
+        'backup host',
+        'none is configured (ARCHWAY_BACKUP_HOSTS_FILE or ARCHWAY_BACKUP_HOST), so customers cannot ask for archives',
+      ),
+    ];
   }
+  if (hosts.length === 1) return checkOneHost(hosts[0]!.settings, hosts[0]!.downloadsUrl, now);
+  // One host after another: each check names its host, and a slow one does not hide the others' results.
+  const results: CheckResult[] = [];
+  for (const { name, settings, downloadsUrl } of hosts) {
+    for (const result of await checkOneHost(settings, downloadsUrl, now)) {
+      results.push({ ...result, id: result.id.replace(/^backup-host/, `backup-host.${name}`), title: `${result.title} (${name})` });
+    }
+  }
+  return results;
+}
+
+async function checkOneHost(settings: BackupHostConfig, downloadsUrl: string | null, now: () => number): Promise<CheckResult[]> {
   const local = isLocalSettings(settings);
   const reachable: readonly [string, string] = local ? ['backup-host.reachable', 'local dispatcher runs'] : REACHABLE;
   let transport: Transport;
@@ -39,7 +57,7 @@ export async function checkBackupHostSetup(config: Config, now: () => number): P
   // The downloads vhost needs no SSH, so it is checked whatever the ping says.
   const downloads = local
     ? Promise.resolve(notApplicable(...DOWNLOADS, 'a local dispatcher has no downloads NGINX'))
-    : checkDownloads(config.backupHostDownloadsUrl, now);
+    : checkDownloads(downloadsUrl, now);
 
   // checkBackupHost turns the ping's error into text; keeping the error itself lets the fix name the cause.
   let pingError: unknown = null;
@@ -131,7 +149,7 @@ async function checkDownloads(baseUrl: string | null, now: () => number): Promis
   if (baseUrl === null) {
     return fail(
       ...DOWNLOADS,
-      'ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is not set',
+      'no downloads URL is set (ARCHWAY_BACKUP_HOST_DOWNLOADS_URL, or downloadsUrl in the hosts file)',
       "set it to the downloads vhost's address, the downloadBaseUrl of the dispatcher's config",
     );
   }

@@ -67,8 +67,8 @@ function secretsOf(config: Config, env: Record<string, string | undefined>): str
   if (config.secrets !== null)
     secrets.push(config.secrets.sessionSecret, config.secrets.passwordPepper, config.secrets.encryptionKey.toString('hex'));
   secrets.push(...config.oldPasswordPeppers, ...config.oldEncryptionKeys.map((k) => k.toString('hex')));
-  if (config.backupHost !== null && 'privateKeyPassphrase' in config.backupHost && config.backupHost.privateKeyPassphrase) {
-    secrets.push(config.backupHost.privateKeyPassphrase);
+  for (const { settings } of config.backupHosts.hosts) {
+    if ('privateKeyPassphrase' in settings && settings.privateKeyPassphrase) secrets.push(settings.privateKeyPassphrase);
   }
   const key = env.ARCHWAY_ENCRYPTION_KEY;
   if (key) secrets.push(key);

@@ -18,7 +18,7 @@ export interface BackgroundJobOptions {
  */
 export function startBackgroundJobs(ctx: ArchiveJobContext, options: BackgroundJobOptions = {}): () => Promise<void> {
   const stops = [startMailWorker(ctx), startIpRetentionJob(ctx)];
-  if (ctx.config.backupHost !== null) {
+  if (ctx.backupHosts.names.length > 0) {
     stops.push(startArchivePoller(ctx), startLinkMailer(ctx), startEventSync(ctx, { intervalMs: options.eventSyncIntervalMs }));
   }
   return async () => {

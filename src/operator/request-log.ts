@@ -1,7 +1,7 @@
 // The operator's request log: archive requests newest first, with who asked, from where, and what the backup host recorded.
 import { sql, type Kysely } from 'kysely';
 import type { ArchiveRequestState } from '../archives/archives.tables.js';
-import { eventsForArchives, type EventRow } from '../archives/event.repository.js';
+import { archiveKey, eventsForArchives, type EventRow } from '../archives/event.repository.js';
 import type { Database } from '../db/database.js';
 
 export const REQUEST_LOG_PAGE_SIZE = 50;
@@ -93,7 +93,6 @@ function likePattern(text: string): string {
  */
 export async function readRequestLog(
   db: Kysely<Database>,
-  host: string,
   query: RequestLogQuery,
   pageSize = REQUEST_LOG_PAGE_SIZE,
 ): Promise<RequestLogPage> {
@@ -111,6 +110,7 @@ export async function readRequestLog(
       'r.customer',
       'r.snapshot',
       'r.archive_id',
+      'r.backup_host',
       'r.state',
       'r.requested_at',
       'r.requested_ip',
@@ -142,8 +142,7 @@ export async function readRequestLog(
   const shown = rows.slice(0, pageSize);
   const events = await eventsForArchives(
     db,
-    host,
-    shown.flatMap((r) => (r.archive_id === null ? [] : [r.archive_id])),
+    shown.flatMap((r) => (r.archive_id === null ? [] : [{ host: r.backup_host, archiveId: r.archive_id }])),
   );
   const entries = shown.map((r) => ({
     id: r.id,
@@ -152,6 +151,7 @@ export async function readRequestLog(
     customer: r.customer,
     snapshot: r.snapshot,
     archiveId: r.archive_id,
+    backupHost: r.backup_host,
     state: r.state,
     requestedAt: r.requested_at,
     requestedIp: r.requested_ip,
@@ -160,7 +160,9 @@ export async function readRequestLog(
     failureReason: r.failure_reason,
     linkEmail: linkEmailStatus(r),
     // Events of this archive id for another customer are not this request's story.
-    events: (r.archive_id === null ? [] : (events.get(r.archive_id) ?? [])).filter((e) => e.customer === r.customer),
+    events: (r.archive_id === null ? [] : (events.get(archiveKey(r.backup_host, r.archive_id)) ?? [])).filter(
+      (e) => e.customer === r.customer,
+    ),
   }));
   return { found: true, entries, nextBefore: rows.length > pageSize ? (shown[shown.length - 1]?.id ?? null) : null };
 }

@@ -17,7 +17,18 @@ let env: Record<string, string>;
 beforeAll(async () => {
   world = await startWorld();
   dir = mkdtempSync(path.join(tmpdir(), 'archway-users-'));
+  // The fleet the commands check host names against; its keys are never read by these commands.
+  const hostsFile = path.join(dir, 'hosts.toml');
+  writeFileSync(
+    hostsFile,
+    ['backup-1.example.net', 'backup-2']
+      .map(
+        (name) => `[[hosts]]\nname = "${name}"\naddress = "127.0.0.1"\nkeyFile = "portal-key"\nfingerprint = "SHA256:${'A'.repeat(43)}"\n`,
+      )
+      .join('\n'),
+  );
   env = {
+    ARCHWAY_BACKUP_HOSTS_FILE: hostsFile,
     ARCHWAY_DATABASE_URL: world.database.url,
     ARCHWAY_SMTP_URL: world.sink.url,
     ARCHWAY_PUBLIC_URL: 'https://portal.example.net',
@@ -151,7 +162,7 @@ describe('archway users add', () => {
     const wrong = await runCli(['users', 'delete'], { env });
     expect(wrong.code).toBe(64);
     expect(wrong.stderr).toContain(
-      'Unknown action "delete" for "archway users": use add, import, set-email, suspend, resume, show or invite.',
+      'Unknown action "delete" for "archway users": use add, import, set-email, set-host, suspend, resume, show or invite.',
     );
     const stray = await runCli(['users', 'import', 'x.csv', '--plan', 'small'], { env });
     expect(stray.code).toBe(64);
@@ -446,10 +457,101 @@ describe('an import that fails half-way inside the database', () => {
     const text =
       'email,domain,plan\nfirst@example.net,first.example.org,small\nsecond@example.net,second.example.org,small\nthird@example.net,third.example.org,small\n';
     await expect(
-      importUsers(db(), text, { publicUrl: 'https://portal.example.net', mail: world.app.ctx.mail, now: new Date(), actor: 'cli' }),
+      importUsers(db(), text, {
+        publicUrl: 'https://portal.example.net',
+        mail: world.app.ctx.mail,
+        now: new Date(),
+        actor: 'cli',
+        fleet: [],
+      }),
     ).rejects.toThrow('disk full');
     expect(await users()).toEqual(before);
     expect(await db().selectFrom('account_tokens').select('id').execute()).toEqual(tokens);
     expect(await queued()).toEqual([]);
+  });
+});
+
+describe('archway users set-host and the fleet', () => {
+  it('moves a customer to another host of the fleet, audited, and keeps an archive already made on the old one', async () => {
+    const user = await createUser(world.app, { email: 'mover@example.net', domain: 'mover.example.org' });
+    await db().updateTable('users').set({ backup_host: 'backup-1.example.net' }).where('id', '=', user.id).execute();
+    const old = await db()
+      .insertInto('archive_requests')
+      .values({ user_id: user.id, customer: 'mover.example.org', backup_host: 'backup-1.example.net', snapshot: 'daily.1', state: 'ready' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+    const result = await runCli(['users', 'set-host', '--email', 'MOVER@example.net', '--backup-host', 'Backup-2'], { env });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('Moved mover@example.net from backup-1.example.net to backup-2; the change is in the audit log.\n');
+    expect(result.code).toBe(0);
+    expect((await findUserByEmail(db(), 'mover@example.net'))?.backupHost).toBe('backup-2');
+    const audit = await db()
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'detail'])
+      .where('subject', '=', user.id)
+      .where('action', '=', 'user.backup_host_changed')
+      .execute();
+    expect(audit).toEqual([{ actor: 'cli', action: 'user.backup_host_changed', detail: { from: 'backup-1.example.net', to: 'backup-2' } }]);
+    // The archive made before the move is still fetched from the host that built it.
+    const kept = await db().selectFrom('archive_requests').select('backup_host').where('id', '=', old.id).executeTakeFirstOrThrow();
+    expect(kept.backup_host).toBe('backup-1.example.net');
+
+    const again = await runCli(['users', 'set-host', '--email', 'mover@example.net', '--backup-host', 'backup-2'], { env });
+    expect(again.code).toBe(65);
+    expect(again.stderr).toBe('archway users: mover@example.net is already on the backup host backup-2.\n');
+  });
+
+  it('refuses a host outside the fleet, an unknown account, an operator, and a missing option, changing nothing', async () => {
+    const user = await createUser(world.app, { email: 'stays@example.net', domain: 'stays.example.org' });
+    const cases: Array<[string[], number, string]> = [
+      [
+        ['--email', 'stays@example.net', '--backup-host', 'backup-9'],
+        65,
+        'archway users: The backup host "backup-9" is not one of this portal\'s backup hosts (backup-1.example.net, backup-2).\n',
+      ],
+      [
+        ['--email', 'stays@example.net', '--backup-host', '../etc'],
+        65,
+        'archway users: The backup host "../etc" is not one of this portal\'s backup hosts (backup-1.example.net, backup-2).\n',
+      ],
+      [
+        ['--email', 'nobody@example.net', '--backup-host', 'backup-2'],
+        65,
+        'archway users: There is no account with the email address nobody@example.net.\n',
+      ],
+    ];
+    for (const [args, code, stderr] of cases) {
+      const result = await runCli(['users', 'set-host', ...args], { env });
+      expect({ code: result.code, stderr: result.stderr }).toEqual({ code, stderr });
+    }
+    const missing = await runCli(['users', 'set-host', '--email', 'stays@example.net'], { env });
+    expect(missing.code).toBe(64);
+    expect(missing.stderr).toContain('archway users set-host needs --email and --backup-host.');
+    const operator = await createUser(world.app, { email: 'desk-host@example.net', role: 'operator', domain: null });
+    const refused = await runCli(['users', 'set-host', '--email', operator.email, '--backup-host', 'backup-2'], { env });
+    expect(refused.stderr).toBe('archway users: desk-host@example.net is an operator; only customers have backups.\n');
+    expect((await findUserByEmail(db(), 'stays@example.net'))?.backupHost).toBe(user.backupHost);
+  });
+
+  it('refuses to add or import an account on a host the fleet does not have, naming the line', async () => {
+    const added = await runCli(
+      ['users', 'add', '--email', 'lost@example.net', '--domain', 'lost.example.org', '--plan', 'small', '--backup-host', 'backup-3'],
+      { env },
+    );
+    expect(added.code).toBe(65);
+    expect(added.stderr).toBe(
+      'archway users: the backup host "backup-3" is not one of this portal\'s backup hosts (backup-1.example.net, backup-2).\n',
+    );
+    const file = csv(
+      'wrong-host.csv',
+      'email,domain,plan,backup_host\nok@example.net,ok.example.org,small,backup-2\nlost2@example.net,lost2.example.org,small,backup-3\n',
+    );
+    const imported = await runCli(['users', 'import', file], { env });
+    expect(imported.code).toBe(65);
+    expect(imported.stderr).toContain(
+      'line 3: the backup host "backup-3" is not one of this portal\'s backup hosts (backup-1.example.net, backup-2).',
+    );
+    expect((await users()).map((u) => u.email)).not.toEqual(expect.arrayContaining(['ok@example.net']));
   });
 });

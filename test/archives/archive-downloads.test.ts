@@ -51,7 +51,7 @@ const db = () => world.app.ctx.database.db;
 const sync = () =>
   syncBackupHostEvents({
     db: db(),
-    backupHost: world.app.ctx.backupHost()!,
+    backupHost: world.app.ctx.backupHosts.use('default'),
     clock: world.clock,
     publicUrl: PUBLIC_URL,
     mail: world.app.ctx.mail,
@@ -129,7 +129,7 @@ describe('a completed download', () => {
   });
 
   it('sends no second receipt when the same events are seen again, by one sync or two at once', async () => {
-    const host = world.app.ctx.backupHost()!;
+    const host = world.app.ctx.backupHosts.use('default');
     const mailRows = () => db().selectFrom('mail_queue').select('id').where('template', '=', 'archive-downloaded').execute();
     expect(await mailRows()).toHaveLength(1);
     expect(await sync()).toMatchObject({ outcome: 'synced', received: 0, downloaded: 0 });

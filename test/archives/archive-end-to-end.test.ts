@@ -1,4 +1,5 @@
 // The whole archive flow with the real programs: Chromium (JavaScript off) -> portal -> sshd -> gate -> sudo -> dispatcher -> nginx -> watch.
+import { fleetOfOne } from '../../src/config.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,7 +51,10 @@ beforeAll(async () => {
   // The emailed link must reach this very app, so its address is chosen before the app is built.
   const port = await freeLoopbackPort();
   origin = `http://127.0.0.1:${port}`;
-  const config = { ...testConfig(database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: origin }), backupHost: settings };
+  const config = {
+    ...testConfig(database.url, { ARCHWAY_SMTP_URL: sink.url, ARCHWAY_PUBLIC_URL: origin }),
+    backupHosts: fleetOfOne(settings),
+  };
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, done) {
       logLines.push(chunk.toString());

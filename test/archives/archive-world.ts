@@ -7,7 +7,7 @@ import type { User } from '../../src/users/user.repository.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import type { ArchiveRequestState } from '../../src/archives/archives.tables.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
-import type { BackupHostConfig } from '../../src/config.js';
+import { fleetOfOne, type BackupHostConfig } from '../../src/config.js';
 import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { BUNDLE, makeWorld, type World } from '../dispatcher/world.js';
 import { createUser, PASSWORD } from '../harness/users.js';
@@ -65,7 +65,7 @@ export async function startArchiveWorld(options: ArchiveWorldOptions = {}): Prom
   const portal = await startPortalWorld({
     smtp: options.smtpUp === false ? 'down' : 'up',
     env: { ARCHWAY_PUBLIC_URL: PUBLIC_URL, ...options.env },
-    overrides: { backupHost },
+    overrides: { backupHosts: backupHost === null ? { hosts: [], defaultHost: null } : fleetOfOne(backupHost) },
   });
   return Object.assign(portal, { dispatcher });
 }

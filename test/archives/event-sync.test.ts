@@ -1,5 +1,6 @@
 // Copying the backup host's events into the portal: in order and once, all or nothing, and the
 // downloads and expiries they report reaching the customer's archive requests.
+import { fleetOfOne } from '../../src/config.js';
 import { createContext } from '../../src/context.js';
 import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -434,13 +435,13 @@ describe('the sync job that archway serve runs', () => {
       database: subject.app.ctx.database,
       config: {
         ...subject.app.ctx.config,
-        backupHost: {
+        backupHosts: fleetOfOne({
           host: '127.0.0.1',
           port: 22,
           user: 'archway',
           privateKeyPath: join(w.dir, 'no-such-key'),
           hostKeyFingerprint: `SHA256:${'A'.repeat(43)}`,
-        },
+        }),
       },
     });
     const stop = startEventSync(misconfigured, { intervalMs: 3_600_000 });

@@ -28,7 +28,7 @@ function heldHost(method: 'armArchive' | 'archiveStatus' = 'armArchive'): {
   armed: Promise<void>;
   release(outcome?: Error): void;
 } {
-  const real = world.app.ctx.backupHost()!;
+  const real = world.app.ctx.backupHosts.use('default');
   let arrived!: () => void;
   let release!: (outcome?: Error) => void;
   const armed = new Promise<void>((resolve) => (arrived = resolve));

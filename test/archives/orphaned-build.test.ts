@@ -58,12 +58,13 @@ async function portalDiesAfterCreate(user: User, snapshot: string): Promise<{ re
   const customer = user.domain!;
   const row = await insertArchiveRequest(world.app.ctx.database.db, {
     userId: user.id,
+    backupHost: 'default',
     customer,
     snapshot,
     ip: '198.51.100.7',
     now: world.clock.now(),
   });
-  const { archiveId } = await world.app.ctx.backupHost()!.createArchive({ customer, snapshot });
+  const { archiveId } = await world.app.ctx.backupHosts.use('default').createArchive({ customer, snapshot });
   return { requestId: row!.id, archiveId };
 }
 
@@ -95,7 +96,7 @@ async function listOverSsh(stdin: string, command = 'archive.list') {
 }
 
 async function hostStatus(customer: string, archiveId: string) {
-  return world.app.ctx.backupHost()!.archiveStatus({ customer, archiveId });
+  return world.app.ctx.backupHosts.use('default').archiveStatus({ customer, archiveId });
 }
 
 describe('a build the portal started but never recorded', () => {
@@ -174,7 +175,7 @@ describe('a build the portal started but never recorded', () => {
     expect(refused.status).toBe(409);
     expect(refused.body).toContain('already being built');
     expect((await hostStatus(user.domain!, first.archiveId)).state).toBe('building');
-    await world.app.ctx.backupHost()!.cancelArchive({ customer: user.domain!, archiveId: first.archiveId });
+    await world.app.ctx.backupHosts.use('default').cancelArchive({ customer: user.domain!, archiveId: first.archiveId });
   });
 
   it('never adopts an archive another request holds; with no build of its own the request fails as before', async () => {
@@ -188,6 +189,7 @@ describe('a build the portal started but never recorded', () => {
     // The portal died between the insert and archive.create: the host never started a build for it.
     const row = await insertArchiveRequest(world.app.ctx.database.db, {
       userId: user.id,
+      backupHost: 'default',
       customer: user.domain!,
       snapshot: 'daily.0',
       ip: '198.51.100.7',
@@ -222,8 +224,8 @@ describe('archive.list as an attacker with the portal key sends it', () => {
     expect(forAlice.stdout).not.toContain(b.archiveId);
     const unknown = await listOverSsh(JSON.stringify({ customer: 'nobody-here.example.org' }));
     expect(unknown.answer).toEqual({ ok: true, result: { archives: [] } });
-    await world.app.ctx.backupHost()!.cancelArchive({ customer: alice.domain!, archiveId: a.archiveId });
-    await world.app.ctx.backupHost()!.cancelArchive({ customer: bob.domain!, archiveId: b.archiveId });
+    await world.app.ctx.backupHosts.use('default').cancelArchive({ customer: alice.domain!, archiveId: a.archiveId });
+    await world.app.ctx.backupHosts.use('default').cancelArchive({ customer: bob.domain!, archiveId: b.archiveId });
   });
 
   it.each([

@@ -169,7 +169,7 @@ describe('the backups page', () => {
       handle,
       world.database.url,
       { ARCHWAY_PUBLIC_URL: PUBLIC_URL },
-      { backupHost: world.app.ctx.config.backupHost },
+      { backupHosts: world.app.ctx.config.backupHosts },
     );
     try {
       const elsewhere = new WebClient(second.app);

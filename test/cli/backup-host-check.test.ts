@@ -49,7 +49,9 @@ describe('archway backup-host check', () => {
   it('names what is missing when no backup host or only half of one is configured', async () => {
     const none = await runCli(['backup-host', 'check']);
     expect(none.code).toBe(78);
-    expect(none.stderr).toBe('archway: no backup host is configured: set ARCHWAY_BACKUP_HOST (or ARCHWAY_BACKUP_HOST_LOCAL_CONFIG).\n');
+    expect(none.stderr).toBe(
+      'archway: no backup host is configured: set ARCHWAY_BACKUP_HOSTS_FILE, ARCHWAY_BACKUP_HOST or ARCHWAY_BACKUP_HOST_LOCAL_CONFIG.\n',
+    );
 
     const half = await runCli(['backup-host', 'check'], {
       env: { ARCHWAY_BACKUP_HOST: 'backup.example.net', ARCHWAY_BACKUP_HOST_FINGERPRINT: 'MD5:aa:bb' },

@@ -449,7 +449,7 @@ await import(${JSON.stringify(pathToFileURL(TEST_BUNDLE).href)});
     delete env.ARCHWAY_BACKUP_HOST_DOWNLOADS_URL;
     const unset = await doctor(env);
     expect(line(unset, 'downloads vhost refuses a wrongly signed link')).toBe(
-      '✗ downloads vhost refuses a wrongly signed link: ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is not set. ' +
+      '✗ downloads vhost refuses a wrongly signed link: no downloads URL is set (ARCHWAY_BACKUP_HOST_DOWNLOADS_URL, or downloadsUrl in the hosts file). ' +
         "Fix: set it to the downloads vhost's address, the downloadBaseUrl of the dispatcher's config",
     );
     expect(down.code).toBe(1);
@@ -468,7 +468,7 @@ describe('archway doctor in first-look mode', SLOW, () => {
       expect.stringMatching(
         /^– SMTP server accepts the configured TLS and login: does not apply: first look writes each message into \S+\/outbox instead of sending it$/,
       ),
-      '– backup host: does not apply: none is configured (ARCHWAY_BACKUP_HOST), so customers cannot ask for archives',
+      '– backup host: does not apply: none is configured (ARCHWAY_BACKUP_HOSTS_FILE or ARCHWAY_BACKUP_HOST), so customers cannot ask for archives',
       "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",
       'All is well: 1 passed, 6 do not apply.',
       '',

@@ -79,7 +79,7 @@ describe('the archway-portal systemd unit', () => {
     expect(config.production).toBe(true);
     expect(config.databaseUrl).toBe(values['database-url']);
     expect(config.mail.smtpUrl).toBe(values['smtp-url']);
-    expect(config.backupHost).toMatchObject({ privateKeyPath: join(credentialsDir, 'backup-host-key') });
+    expect(config.backupHosts.hosts[0]?.settings).toMatchObject({ privateKeyPath: join(credentialsDir, 'backup-host-key') });
   });
 });
 

@@ -134,6 +134,7 @@ describe('the request log', () => {
       [
         'alice@shop.example · shop.example · daily.2',
         `State downloaded (${when(6)})`,
+        'Backup host default',
         `Requested ${when(0)} from 2001:db8::40`,
         'Size 3.0 MiB',
         `Archive ${id}`,
@@ -297,11 +298,19 @@ describe('the request log', () => {
         }),
       )
       .execute();
+    // A second host, copied up to date: each host has its own row, so the one behind stands out.
+    await db()
+      .insertInto('backup_host_sync')
+      .values({ host: 'west', last_seq: 7, synced_at: subject.clock.now() })
+      .onConflict((oc) => oc.column('host').doUpdateSet({ last_seq: 7, synced_at: subject.clock.now(), last_error: null }))
+      .execute();
     const page = await desk.get('/operator/requests');
-    const status = visibleText(/<dl class="sync-status">([\s\S]*?)<\/dl>/.exec(page.body)![1]!);
-    expect(status).toBe(
-      'Last event copied 4242 Last successful copy 2026-11-22 10:11:12 Last error backup host ended events.since with exit 255: Connection refused',
-    );
+    const rows = [...page.body.matchAll(/<tr>\s*<th scope="row">([\s\S]*?)<\/tr>/g)].map((m) => visibleText(m[1]!));
+    const hoursAgo = Math.floor((subject.clock.now().getTime() - syncedAt.getTime()) / 3_600_000);
+    expect(rows).toEqual([
+      `default (no longer configured) 4242 2026-11-22 10:11:12 (${hoursAgo} hours ago) backup host ended events.since with exit 255: Connection refused`,
+      `west (no longer configured) 7 ${subject.clock.now().toISOString().slice(0, 19).replace('T', ' ')} (0 seconds ago) none`,
+    ]);
     // This app has no backup host configured, and says so.
     expect(page.body).toContain('No backup host is configured, so no events are copied.');
   });
