@@ -260,5 +260,5 @@ describe('the CSV export', () => {
     expect(bytes).toBeGreaterThan(100_000_000);
     // Buffering the export would keep over 100 MB reachable; a stream keeps a batch or two.
     expect(peak - before).toBeLessThan(30_000_000);
-  });
+  }, 180_000);
 });
