@@ -1,4 +1,5 @@
 // The operator's customer pages: search, one page per customer, and a confirmation page and POST per action.
+import type { HostAssignment } from '../backup-host/index.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { customerOf } from '../archives/archive-request.service.js';
 import { formatTime } from './request-log.js';
@@ -54,6 +55,7 @@ export function registerCustomerRoutes(app: FastifyInstance): void {
         title: file.overview.account.email,
         file,
         backupName: customerOf(file.overview.account),
+        backupHost: describeHost(app.ctx.backupHosts.assign(file.overview.account.backupHost)),
         notice: typeof done === 'string' && isCustomerAction(done) ? ACTION_TEXT[done].done : null,
         formatTime,
       });
@@ -109,4 +111,16 @@ export function registerCustomerRoutes(app: FastifyInstance): void {
     request.log.info({ operatorId: operator.id, userId: file.overview.account.id, action }, 'operator action on a customer');
     return reply.redirect(`/operator/customers/${file.overview.account.id}?done=${action}`, 303);
   });
+}
+
+/** The account's backup host as the operator reads it, with why the customer's backups page says "not set up" when it does. */
+function describeHost(assigned: HostAssignment): { text: string; problem: string | null } {
+  if (assigned.ok) return { text: assigned.name, problem: null };
+  if (assigned.reason === 'none')
+    return { text: 'none', problem: 'no backup host is named and the fleet has no default: set one with archway users set-host' };
+  return {
+    text: assigned.name ?? 'none',
+    problem:
+      "this host is not in the portal's fleet (ARCHWAY_BACKUP_HOSTS_FILE): add it there, or move the customer with archway users set-host",
+  };
 }

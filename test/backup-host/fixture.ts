@@ -42,6 +42,8 @@ export interface BackupHostFixtureOptions {
   portalAddress?: string;
   /** Further dispatcher settings (e.g. faster progress and watch polling in tests). */
   dispatcherSettings?: Record<string, unknown>;
+  /** The loopback address its sshd and nginx listen on (a fleet test gives each host its own). */
+  listenAddress?: string;
 }
 
 export interface BackupHostFixture {
@@ -157,6 +159,7 @@ export async function startBackupHost(options: BackupHostFixtureOptions = {}): P
         linkRoot,
         secret,
         downloadLog,
+        host: options.listenAddress,
         extraServerConfig: options.extraNginxConfig?.({ base }),
       });
       undo.push(() => nginx!.stop());
@@ -181,7 +184,7 @@ export async function startBackupHost(options: BackupHostFixtureOptions = {}): P
     };
     await writeFile(dispatcherConfigPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
 
-    const sshd = await startSshd({ dir: await dirFor(join(base, 'sshd'), 0o700), user: user.name, gatePath });
+    const sshd = await startSshd({ dir: await dirFor(join(base, 'sshd'), 0o700), user: user.name, gatePath, host: options.listenAddress });
     undo.push(() => sshd.stop());
 
     const localEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ARCHWAY_DISPATCHER_CONFIG: dispatcherConfigPath };

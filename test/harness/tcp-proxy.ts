@@ -11,6 +11,9 @@ export interface TcpProxy {
   resume(): void;
   /** Closes every proxied connection at once; new connections are still accepted. */
   cut(): void;
+  /** Closes every proxied connection and each new one at once, like a host that is down; accept() ends it. */
+  refuse(): void;
+  accept(): void;
   /** Connections opened through the proxy so far. */
   connections(): number;
   /** Bytes dropped while silent: a sentinel that a query was sent into the partition. */
@@ -23,8 +26,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let silent = false;
   let opened = 0;
   let held = 0;
+  let refusing = false;
   const server: Server = createServer((client) => {
     opened += 1;
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(target.port, target.host);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -54,6 +62,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const port = (server.address() as { port: number }).port;
   return {
     port,
+    refuse() {
+      refusing = true;
+      cut();
+    },
+    accept() {
+      refusing = false;
+    },
     urlFor(serverUrl) {
       const url = new URL(serverUrl);
       url.hostname = '127.0.0.1';
