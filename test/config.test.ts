@@ -308,3 +308,113 @@ describe('configuration', () => {
     ]);
   });
 });
+
+describe('the backup hosts file (ARCHWAY_BACKUP_HOSTS_FILE)', () => {
+  const fingerprint = `SHA256:${'B'.repeat(43)}`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'archway-hosts-'));
+  const file = (name: string, text: string) => {
+    const at = path.join(dir, name);
+    writeFileSync(at, text);
+    return at;
+  };
+
+  it('reads named hosts from TOML or JSON; relative key files resolve next to the file; the passphrase comes from its file', () => {
+    file('west.pass', 'a long passphrase\n');
+    const toml = file(
+      'hosts.toml',
+      `[[hosts]]\nname = "east"\naddress = "10.0.0.5"\nkeyFile = "keys/east"\nfingerprint = "${fingerprint}"\ndownloadsUrl = "https://dl-east.example.net/"\n\n` +
+        `[[hosts]]\nname = "west.example.net"\naddress = "backup-w.internal"\nport = 2222\nuser = "portal"\nkeyFile = "/etc/archway/west"\n` +
+        `passphraseFile = "west.pass"\nfingerprint = "${fingerprint}"\n`,
+    );
+    const fromToml = loadConfig({ ARCHWAY_BACKUP_HOSTS_FILE: toml }).backupHosts;
+    expect(fromToml).toEqual({
+      defaultHost: null,
+      hosts: [
+        {
+          name: 'east',
+          settings: {
+            host: '10.0.0.5',
+            port: 22,
+            user: 'archway',
+            privateKeyPath: path.join(dir, 'keys/east'),
+            hostKeyFingerprint: fingerprint,
+          },
+          downloadsUrl: 'https://dl-east.example.net',
+        },
+        {
+          name: 'west.example.net',
+          settings: {
+            host: 'backup-w.internal',
+            port: 2222,
+            user: 'portal',
+            privateKeyPath: '/etc/archway/west',
+            hostKeyFingerprint: fingerprint,
+            privateKeyPassphrase: 'a long passphrase',
+          },
+          downloadsUrl: null,
+        },
+      ],
+    });
+    const json = file(
+      'hosts.json',
+      JSON.stringify({
+        hosts: [{ name: 'east', address: '10.0.0.5', keyFile: 'keys/east', fingerprint, downloadsUrl: 'https://dl-east.example.net/' }],
+      }),
+    );
+    expect(loadConfig({ ARCHWAY_BACKUP_HOSTS_FILE: json }).backupHosts.hosts).toEqual([fromToml.hosts[0]]);
+  });
+
+  it('keeps the single-host variables working as a fleet of one that also serves customers without a host', () => {
+    const single = loadConfig({
+      ARCHWAY_BACKUP_HOST: 'backup-1.internal',
+      ARCHWAY_BACKUP_HOST_KEY_FILE: '/run/secrets/key',
+      ARCHWAY_BACKUP_HOST_FINGERPRINT: fingerprint,
+      ARCHWAY_BACKUP_HOST_NAME: 'backup-1',
+      ARCHWAY_BACKUP_HOST_DOWNLOADS_URL: 'https://dl.example.net',
+    }).backupHosts;
+    expect(single.defaultHost).toBe('backup-1');
+    expect(single.hosts.map((h) => [h.name, h.downloadsUrl])).toEqual([['backup-1', 'https://dl.example.net']]);
+    expect(loadConfig({ ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/srv/d.json' }).backupHosts.defaultHost).toBe('default');
+  });
+
+  it('names every problem of a wrong file, each with its host, and refuses to start', () => {
+    const bad = file(
+      'bad.json',
+      JSON.stringify({
+        hosts: [
+          { name: 'East', address: 'bad host;rm', port: 70000, keyFile: 'k', fingerprint: 'MD5:xx', colour: 'blue' },
+          { name: 'west', address: '10.0.0.6', fingerprint, downloadsUrl: 'ftp://x' },
+          { name: 'west', address: '10.0.0.7', keyFile: 'k', fingerprint, passphraseFile: 'missing.pass' },
+          'not a table',
+        ],
+      }),
+    );
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: bad })).toEqual([
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host 1 has an unknown setting "colour".',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host 1: name "East" must be lower-case letters, digits, dots and dashes (at most 63).',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host "East": address "bad host;rm" is not a host name or IP address.',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host "East": port must be a whole number from 1 to 65535.',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host "East": fingerprint must look like SHA256:<43 base64 characters> (ssh-keygen -lf <host key>.pub prints it).',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host 2 is missing "keyFile".',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host "west": downloadsUrl "ftp://x" is not an http(s) URL.',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host 3: the name "west" is used twice.',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host "west": passphraseFile cannot be read (ENOENT).',
+      'ARCHWAY_BACKUP_HOSTS_FILE (bad.json) host 4 is not a table of settings.',
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: file('broken.toml', '[[hosts]\nname = "x"') })).toEqual([
+      expect.stringMatching(/^ARCHWAY_BACKUP_HOSTS_FILE \(broken\.toml\) is not valid TOML: /),
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: file('empty.json', '{"hosts": []}') })).toEqual([
+      'ARCHWAY_BACKUP_HOSTS_FILE (empty.json) must list at least one host under "hosts" (JSON) or [[hosts]] (TOML).',
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: path.join(dir, 'absent.json') })).toEqual([
+      `ARCHWAY_BACKUP_HOSTS_FILE "${path.join(dir, 'absent.json')}" cannot be read (ENOENT).`,
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: bad, ARCHWAY_BACKUP_HOST: 'b.internal' })).toEqual([
+      'ARCHWAY_BACKUP_HOSTS_FILE is set together with ARCHWAY_BACKUP_HOST(_LOCAL_CONFIG); set only one of them.',
+    ]);
+    expect(problemsOf({ ARCHWAY_BACKUP_HOST_NAME: 'Not OK', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
+      'ARCHWAY_BACKUP_HOST_NAME "Not OK" must be lower-case letters, digits, dots and dashes (at most 63).',
+    ]);
+  });
+});
