@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Times `archway-dispatcher archive.create` to "ready" against plain `tar -cf` on the same trees, and samples peak memory.
 //
-// Usage: node bench/archive-build.mjs [--small-files 200000] [--large-files 4] [--large-mib 256] [--runs 3] [--dir /path]
+// Usage: node bench/archive-build.mjs [--small-files 200000[,1000000...]] [--large-files 4] [--large-mib 256] [--runs 3] [--dir /path]
 //                                     [--archive-root /path (e.g. a tmpfs, to separate CPU cost from disk noise)] [--keep]
 // Needs `npm run build` first. Run as root (the dispatcher chowns archives); needs ~2.5x the tree sizes in free space.
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,7 +19,11 @@ function option(name, def) {
   const v = process.argv[i + 1];
   return typeof def === 'number' ? Number(v) : v;
 }
-const SMALL_FILES = option('small-files', 200_000);
+// Several counts grow one tree in the same run (`--small-files 200000,1000000`), each size timed in turn.
+const SMALL_FILES = String(option('small-files', '200000'))
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
 const LARGE_FILES = option('large-files', 4);
 const LARGE_MIB = option('large-mib', 256);
 const RUNS = option('runs', 3);
@@ -33,11 +37,14 @@ const base = mkdtempSync(join(option('dir', tmpdir()), 'archway-bench-'));
 const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-function writeSmallTree(root, files) {
-  // 200 files per directory, 200 B - 8 KiB each, distinct content.
-  const pool = randomBytes(1 << 20);
+// One pool for every count, so a tree grown from 200,000 to 1,000,000 files is the same files plus more.
+const pool = randomBytes(1 << 20);
+
+/** Adds files `from`..`files - 1` (200 per directory, 200 B - 8 KiB each, distinct content); returns the bytes of all `files`. */
+function writeSmallTree(root, files, from = 0) {
   let total = 0;
-  for (let i = 0; i < files; i++) {
+  for (let i = 0; i < from; i++) total += 200 + ((i * 7919) % 8000);
+  for (let i = from; i < files; i++) {
     const dir = join(root, `d${Math.floor(i / 200)}`);
     if (i % 200 === 0) mkdirSync(dir, { recursive: true });
     const size = 200 + ((i * 7919) % 8000);
@@ -181,17 +188,25 @@ async function main() {
   console.log(`bench: ${RUNS} runs per contender, median shown; archives in ${world.archiveRoot}`);
   console.log(`bench: memory sampled from /proc/<pid>/status VmHWM${timeV ? '' : ' (/usr/bin/time not installed)'}`);
 
+  const counts = [...SMALL_FILES].sort((a, b) => a - b);
   const trees = [
-    { customer: 'small.example', label: `${SMALL_FILES} small files`, write: (d) => writeSmallTree(d, SMALL_FILES) },
+    ...counts.map((n, i) => ({
+      customer: 'small.example',
+      label: `${n} small files`,
+      // Each count after the first adds to the tree the one before left in place.
+      write: (d) => writeSmallTree(d, n, counts[i - 1] ?? 0),
+      last: i === counts.length - 1,
+    })),
     {
       customer: 'large.example',
       label: `${LARGE_FILES} x ${LARGE_MIB} MiB files`,
       write: (d) => writeLargeTree(d, LARGE_FILES, LARGE_MIB),
+      last: true,
     },
   ];
   const outFile = join(world.archiveRoot, 'plain.tar');
   // --small-files 0 or --large-files 0 skips that tree.
-  for (const tree of trees.filter((t) => (t.customer === 'small.example' ? SMALL_FILES > 0 : LARGE_FILES > 0 && LARGE_MIB > 0))) {
+  for (const tree of trees.filter((t) => t.customer === 'small.example' || (LARGE_FILES > 0 && LARGE_MIB > 0))) {
     const src = join(world.backupRoot, tree.customer, 'daily.0');
     const t0 = Date.now();
     const bytes = tree.write(src);
@@ -222,7 +237,7 @@ async function main() {
     console.log(
       `  all runs (s): tar ${plain.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | tar+fsync ${plainSync.map((x) => (x.ms / 1000).toFixed(2)).join(' ')} | dispatcher ${disp.map((x) => (x.ms / 1000).toFixed(2)).join(' ')}`,
     );
-    rmSync(src, { recursive: true, force: true });
+    if (tree.last) rmSync(src, { recursive: true, force: true });
     console.log(
       `  load average now ${loadavg()
         .map((l) => l.toFixed(2))

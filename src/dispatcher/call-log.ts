@@ -54,6 +54,8 @@ export function describeCall(req: unknown, result: unknown): string {
   const parts: string[] = [];
   const r = (req ?? {}) as Record<string, unknown>;
   for (const k of LOGGED_FIELDS) if (r[k] !== undefined) parts.push(`${k}=${String(r[k])}`);
+  // archive.statuses: how many were asked; the refused ones each have their own note line.
+  if (Array.isArray(r.archives)) parts.push(`archives=${r.archives.length}`);
   const res = (result ?? {}) as Record<string, unknown>;
   for (const k of ['archiveId', 'state', 'expires'] as const)
     if (res[k] !== undefined && r[k] === undefined) parts.push(`${k}=${String(res[k])}`);

@@ -6,6 +6,7 @@ export const REMOTE_ACTIONS = [
   'backups.list',
   'archive.create',
   'archive.status',
+  'archive.statuses',
   'archive.list',
   'archive.cancel',
   'archive.arm',
@@ -62,6 +63,12 @@ export type ArchiveState = (typeof ARCHIVE_STATES)[number];
 export const EXIT_DONE = 0;
 export const EXIT_REFUSED = 1;
 export const EXIT_INTERNAL = 2;
+
+/**
+ * Most archives one `archive.statuses` call answers: one call per host per poll, whatever the number
+ * of builds, while the answer (about 400 bytes each) stays small and the call quick.
+ */
+export const MAX_ARCHIVE_STATUSES = 500;
 
 /** Default cap on the request body; the config may lower or raise it. */
 export const DEFAULT_MAX_REQUEST_BYTES = 65536;

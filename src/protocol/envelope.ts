@@ -74,6 +74,11 @@ export function parseAnswer(text: string): Answer<unknown> | null {
   } catch {
     return null;
   }
+  return answerFrom(value);
+}
+
+/** The same check for an envelope already parsed (each entry of an `archive.statuses` answer is one). */
+export function answerFrom(value: unknown): Answer<unknown> | null {
   if (!isPlainObject(value)) return null;
   const keys = Object.keys(value).sort().join(',');
   if (value.ok === true && keys === 'ok,result' && isPlainObject(value.result)) {

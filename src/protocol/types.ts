@@ -1,5 +1,6 @@
 // Request and result shapes of every dispatcher action, shared by the dispatcher and the portal.
 import type { Action, ArchiveState, EventType } from './actions.js';
+import type { Answer } from './envelope.js';
 
 export type Empty = Record<string, never>;
 
@@ -48,6 +49,19 @@ export interface ArchiveStatusResult {
   readyAt: string | null;
   expiresAt: string | null;
   downloadFileName: string;
+}
+
+/** Many archive.status calls in one: each entry names its customer, so each lookup stays scoped to that customer. */
+export interface ArchiveStatusesRequest {
+  archives: ArchiveRef[];
+}
+/** One asked archive, in the order asked, with exactly the answer archive.status gives it (not_found included). */
+export interface ArchiveStatusesEntry {
+  archiveId: string;
+  answer: Answer<ArchiveStatusResult>;
+}
+export interface ArchiveStatusesResult {
+  statuses: ArchiveStatusesEntry[];
 }
 
 /** A customer's archives still being built or ready: how the portal finds a build whose id it never stored. */
@@ -114,6 +128,7 @@ export interface Requests {
   'backups.list': BackupsListRequest;
   'archive.create': ArchiveCreateRequest;
   'archive.status': ArchiveStatusRequest;
+  'archive.statuses': ArchiveStatusesRequest;
   'archive.list': ArchiveListRequest;
   'archive.cancel': ArchiveCancelRequest;
   'archive.arm': ArchiveArmRequest;
@@ -136,6 +151,7 @@ export interface Results {
   'backups.list': BackupsListResult;
   'archive.create': ArchiveCreateResult;
   'archive.status': ArchiveStatusResult;
+  'archive.statuses': ArchiveStatusesResult;
   'archive.list': ArchiveListResult;
   'archive.cancel': ArchiveCancelResult;
   'archive.arm': ArchiveArmResult;

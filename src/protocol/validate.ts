@@ -1,5 +1,5 @@
 // Validators that turn untrusted stdin into a typed request, refusing anything not exactly right.
-import { DEFAULT_MAX_REQUEST_BYTES, type Action } from './actions.js';
+import { DEFAULT_MAX_REQUEST_BYTES, MAX_ARCHIVE_STATUSES, type Action } from './actions.js';
 import { isPlainObject } from './envelope.js';
 import { canonicalIp, isArchiveId, isCustomer, isSnapshotName, isToken, isTokenHash } from './patterns.js';
 import type { Requests } from './types.js';
@@ -20,12 +20,28 @@ const isIntInRange =
 const customer: FieldSpec = { check: isCustomer };
 const archiveId: FieldSpec = { check: isArchiveId };
 
+/**
+ * 1..MAX_ARCHIVE_STATUSES entries, each exactly {customer, archiveId}, no archive id twice: an id
+ * names one archive, so a repeat is a caller's bug or a probe, never a need.
+ */
+function isArchiveRefList(v: unknown): boolean {
+  if (!Array.isArray(v) || v.length < 1 || v.length > MAX_ARCHIVE_STATUSES) return false;
+  const seen = new Set<string>();
+  for (const entry of v as unknown[]) {
+    if (!isPlainObject(entry) || Object.keys(entry).sort().join(',') !== 'archiveId,customer') return false;
+    if (!isCustomer(entry.customer) || !isArchiveId(entry.archiveId) || seen.has(entry.archiveId)) return false;
+    seen.add(entry.archiveId);
+  }
+  return true;
+}
+
 /** Field specs per action; a request must have exactly these fields (optional ones may be absent). */
 export const REQUEST_FIELDS: { readonly [A in Action]: Readonly<Record<string, FieldSpec>> } = {
   ping: {},
   'backups.list': { customer },
   'archive.create': { customer, snapshot: { check: isSnapshotName } },
   'archive.status': { customer, archiveId },
+  'archive.statuses': { archives: { check: isArchiveRefList } },
   'archive.list': { customer },
   'archive.cancel': { customer, archiveId },
   'archive.arm': { customer, archiveId, tokenHash: { check: isTokenHash } },

@@ -3,4 +3,5 @@
 // 0.3.0: archive.list (a customer's live archives, to adopt an orphaned build); link.issue says lifetimeSeconds.
 // 0.4.0: sweep removes client addresses older than ipRetentionDays from its logs and reports the counts, so
 // `doctor` tells an operator whose backup host would still keep them for ever.
-export const DISPATCHER_VERSION = '0.4.0';
+// 0.5.0: archive.statuses answers archive.status for up to MAX_ARCHIVE_STATUSES archives in one call.
+export const DISPATCHER_VERSION = '0.5.0';

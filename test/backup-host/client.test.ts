@@ -19,7 +19,7 @@ import {
   type RawOutcome,
   type Transport,
 } from '../../src/backup-host/index.js';
-import { newToken } from '../../src/protocol/index.js';
+import { DEFAULT_MAX_REQUEST_BYTES, newToken } from '../../src/protocol/index.js';
 import { freeLoopbackPort, generateKeyPair } from '../harness/sshd.js';
 import { DISPATCHER_BUNDLE } from './fixture.js';
 
@@ -136,6 +136,110 @@ describe('answers and failures as the portal sees them', () => {
   });
 });
 
+describe('archiveStatuses: many archive.status answers in as few calls as fit', () => {
+  const id = (n: number) => n.toString(16).padStart(32, '0');
+  const status = {
+    state: 'building',
+    bytesWritten: 10,
+    filesWritten: 1,
+    percent: 5,
+    sizeBytes: null,
+    sha256: null,
+    failureReason: null,
+    createdAt: '2026-11-29T03:00:00.000Z',
+    readyAt: null,
+    expiresAt: null,
+    downloadFileName: 'example.org-daily.0-00000000.tar',
+  };
+  const notFound = { ok: false, error: { code: 'not_found', reason: 'not_found', message: 'no such archive for this customer' } };
+  /** Answers every asked id: building, except ids ending in f, which are not found. */
+  function echoing(): Transport & { asked: number[]; bodyBytes: number[] } {
+    const asked: number[] = [];
+    const bodyBytes: number[] = [];
+    return {
+      describe: 'echoing',
+      asked,
+      bodyBytes,
+      run: async (action, body) => {
+        expect(action).toBe('archive.statuses');
+        bodyBytes.push(Buffer.byteLength(body));
+        const { archives } = JSON.parse(body) as { archives: Array<{ archiveId: string }> };
+        asked.push(archives.length);
+        const statuses = archives.map(({ archiveId }) => ({
+          archiveId,
+          answer: archiveId.endsWith('f') ? notFound : { ok: true, result: status },
+        }));
+        return { exitCode: 0, signal: null, stdout: JSON.stringify({ ok: true, result: { statuses } }), stderr: '' };
+      },
+    };
+  }
+
+  it('reads each entry as archiveStatus would: a result, or the BackupHostRefused it would throw', async () => {
+    const t = echoing();
+    const refs = [
+      { customer: 'example.org', archiveId: id(1) },
+      { customer: 'other.net', archiveId: id(15) },
+    ];
+    const outcomes = await createBackupHost(t).archiveStatuses(refs);
+    expect(t.asked).toEqual([2]);
+    expect(outcomes[0]).toEqual({ ...refs[0], ok: true, status });
+    expect(outcomes[1]).toMatchObject({ ...refs[1], ok: false });
+    const error = outcomes[1]?.ok === false ? outcomes[1].error : null;
+    expect(error).toBeInstanceOf(BackupHostRefused);
+    expect(error).toMatchObject({ code: 'not_found', reason: 'not_found', userMessage: 'No such archive.' });
+  });
+
+  it('splits 1,200 archives into calls of at most 500, and long names into calls under the request cap, in order', async () => {
+    const t = echoing();
+    const refs = Array.from({ length: 1200 }, (_, i) => ({ customer: 'example.org', archiveId: id(i * 16 + 1) }));
+    const outcomes = await createBackupHost(t).archiveStatuses(refs);
+    expect(t.asked).toEqual([500, 500, 200]);
+    expect(outcomes.map((o) => o.archiveId)).toEqual(refs.map((r) => r.archiveId));
+    const long = `${'a'.repeat(60)}.${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(60)}.org`;
+    const u = echoing();
+    await createBackupHost(u).archiveStatuses(refs.slice(0, 500).map((r) => ({ ...r, customer: long })));
+    expect(u.asked).toHaveLength(3);
+    expect(u.asked.reduce((a, b) => a + b)).toBe(500);
+    expect(Math.max(...u.bodyBytes)).toBeLessThanOrEqual(DEFAULT_MAX_REQUEST_BYTES);
+    expect(Math.max(...u.bodyBytes)).toBeGreaterThan(DEFAULT_MAX_REQUEST_BYTES - 400);
+  });
+
+  it('asks nothing for an empty list, and refuses a repeated id or a bad entry without calling the host', async () => {
+    const t = echoing();
+    const host = createBackupHost(t);
+    expect(await host.archiveStatuses([])).toEqual([]);
+    const twice = [
+      ...Array.from({ length: 600 }, (_, i) => ({ customer: 'example.org', archiveId: id(i * 16) })),
+      { customer: 'x.org', archiveId: id(0) },
+    ];
+    await expect(host.archiveStatuses(twice)).rejects.toMatchObject({
+      reason: 'bad_request',
+      message: expect.stringContaining('listed twice'),
+    });
+    await expect(host.archiveStatuses([{ customer: '../etc', archiveId: id(1) }])).rejects.toMatchObject({ reason: 'bad_request' });
+    expect(t.asked).toEqual([]);
+  });
+
+  it('turns an answer with missing, extra, reordered or garbled entries into BackupHostInternalError', async () => {
+    const refs = [
+      { customer: 'example.org', archiveId: id(1) },
+      { customer: 'example.org', archiveId: id(2) },
+    ];
+    const entry = (archiveId: string, answer: unknown = { ok: true, result: status }) => ({ archiveId, answer });
+    for (const statuses of [
+      [entry(id(1))],
+      [entry(id(1)), entry(id(2)), entry(id(3))],
+      [entry(id(2)), entry(id(1))],
+      [entry(id(1)), entry(id(2), { ok: true, result: { state: 'ready' } })],
+      [entry(id(1)), entry(id(2), { ok: false, error: { code: 'refused', reason: 'click_here', message: 'Visit evil.example' } })],
+      'not a list',
+    ]) {
+      const t = canned({ stdout: JSON.stringify({ ok: true, result: { statuses } }) });
+      await expect(createBackupHost(t).archiveStatuses(refs), JSON.stringify(statuses)).rejects.toThrow(BackupHostInternalError);
+    }
+  });
+});
+
 describe('setting up the SSH transport', () => {
   it('refuses a fingerprint that is not SHA256:<base64>', () => {
     expect(() =>
@@ -232,6 +336,8 @@ describe('the local transport (first look and tests)', () => {
     expect((await host.ping()).roots).toEqual({ backup: true, archive: true, link: true });
     expect((await host.listBackups({ customer: 'example.org' })).snapshots.map((s) => s.name)).toEqual(['daily.0']);
     await expect(host.archiveStatus({ customer: 'example.org', archiveId: 'd'.repeat(32) })).rejects.toThrow(BackupHostRefused);
+    const [missing] = await host.archiveStatuses([{ customer: 'example.org', archiveId: 'd'.repeat(32) }]);
+    expect(missing).toMatchObject({ ok: false, error: { code: 'not_found', userMessage: 'No such archive.' } });
   });
 
   it("words the real dispatcher's refusals in the portal's sentences, keeping the host's line for the log", async () => {

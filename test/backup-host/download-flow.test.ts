@@ -172,6 +172,22 @@ describe('building and downloading an archive', () => {
     expect(listing).toContain('db/dump.sql');
   });
 
+  it('answers archive.statuses through the gate and sudo: this archive, and not_found for it under another customer', async () => {
+    const outcomes = await client.archiveStatuses([
+      { customer: CUSTOMER, archiveId },
+      { customer: BIG_CUSTOMER, archiveId: 'e'.repeat(32) },
+    ]);
+    expect(outcomes[0]).toEqual({
+      customer: CUSTOMER,
+      archiveId,
+      ok: true,
+      status: await client.archiveStatus({ customer: CUSTOMER, archiveId }),
+    });
+    const [forged] = await client.archiveStatuses([{ customer: BIG_CUSTOMER, archiveId }]);
+    expect(forged).toMatchObject({ ok: false, error: { code: 'not_found', reason: 'not_found' } });
+    expect(outcomes[1]).toMatchObject({ ok: false, error: { code: 'not_found' } });
+  });
+
   it('refuses a link for a token other than the armed one', async () => {
     await client.armArchive({ customer: CUSTOMER, archiveId, tokenHash: hashToken(newToken()) });
     await expect(client.issueLink({ customer: CUSTOMER, archiveId, token: newToken(), clientIp: '127.0.0.2' })).rejects.toThrow(

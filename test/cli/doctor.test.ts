@@ -130,7 +130,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       ),
       `✓ dispatcher version: ${DISPATCHER_VERSION}`,
       '✓ dispatcher roots present: backup, archive and link roots exist',
-      '✓ dispatcher actions allowed through gate and sudo: all 9 actions reach the dispatcher',
+      '✓ dispatcher actions allowed through gate and sudo: all 10 actions reach the dispatcher',
       expect.stringMatching(/^✓ clock skew with the backup host: [+-]\d s \(at most 5 s\)$/),
       `✓ downloads vhost refuses a wrongly signed link: ${host.downloadBaseUrl} answered 403`,
       "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",

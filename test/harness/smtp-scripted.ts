@@ -6,6 +6,10 @@ export interface ScriptedSmtp {
   url: string;
   /** Messages whose DATA was received in full (accepted or not yet answered). */
   received: string[];
+  /** Messages answered "250" on a connection still open: what a real relay would go on to deliver. */
+  accepted: string[];
+  /** Connections open now (a client killed mid-DATA closes its own). */
+  openConnections(): number;
   /** Resolves when `count` messages have been received in full. */
   waitForReceived(count: number, timeoutMs?: number): Promise<void>;
   /** Resolves when `count` sessions have reached the point where the server starts misbehaving. */
@@ -32,6 +36,7 @@ function waiter(what: string, read: () => number) {
 
 export async function startScriptedSmtp(options: ScriptedSmtpOptions): Promise<ScriptedSmtp> {
   const received: string[] = [];
+  const accepted: string[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let stalls = 0;
@@ -60,7 +65,11 @@ export async function startScriptedSmtp(options: ScriptedSmtpOptions): Promise<S
           const whole = message;
           received.push(whole);
           stalls += options.mode === 'hold' ? 1 : 0;
-          void (options.beforeAccept?.(whole) ?? Promise.resolve()).then(() => say('250 2.0.0 queued'));
+          void (options.beforeAccept?.(whole) ?? Promise.resolve()).then(() => {
+            if (socket.destroyed) return;
+            accepted.push(whole);
+            say('250 2.0.0 queued');
+          });
           continue;
         }
         const verb = line.slice(0, 4).toUpperCase();
@@ -88,6 +97,8 @@ export async function startScriptedSmtp(options: ScriptedSmtpOptions): Promise<S
   return {
     url: `smtp://127.0.0.1:${port}`,
     received,
+    accepted,
+    openConnections: () => sockets.size,
     waitForReceived: waiter('messages received', () => received.length),
     waitForStalls: waiter('stalled deliveries', () => stalls),
     async close() {

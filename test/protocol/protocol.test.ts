@@ -33,6 +33,7 @@ describe('action names', () => {
       'backups.list',
       'archive.create',
       'archive.status',
+      'archive.statuses',
       'archive.list',
       'archive.cancel',
       'archive.arm',
@@ -40,7 +41,7 @@ describe('action names', () => {
       'events.since',
     ]);
     expect([...LOCAL_ACTIONS]).toEqual(['watch', 'sweep', 'check']);
-    expect(ALLOWED_ACTIONS.size).toBe(12);
+    expect(ALLOWED_ACTIONS.size).toBe(13);
   });
 
   it('refuses near misses, case changes, padding and prototype names', () => {

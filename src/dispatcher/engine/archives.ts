@@ -1,8 +1,12 @@
-// archive.create, archive.status, archive.list and archive.cancel: the archive's life up to "ready".
+// archive.create, archive.status(es), archive.list and archive.cancel: the archive's life up to "ready".
 import { randomBytes } from 'node:crypto';
 import { rmSync, statfsSync } from 'node:fs';
 import {
   downloadFileName,
+  errorAnswer,
+  okAnswer,
+  type ArchiveStatusesRequest,
+  type ArchiveStatusesResult,
   type ArchiveCancelRequest,
   type ArchiveCancelResult,
   type ArchiveCreateRequest,
@@ -19,7 +23,7 @@ import { nowIso, nowMs } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { estimateTarBytes } from './estimate.js';
 import { appendEvent } from './events.js';
-import { fail, notFound } from './failure.js';
+import { DispatcherFailure, fail, notFound } from './failure.js';
 import { groupId } from './group.js';
 import { admit } from './limits.js';
 import { paths } from './layout.js';
@@ -133,6 +137,24 @@ async function withMutexAsync<T>(path: string, fn: () => Promise<T>): Promise<T>
 export function archiveStatus(cfg: DispatcherConfig, req: ArchiveStatusRequest): ArchiveStatusResult {
   const rec = ownedRecord(cfg, req.customer, req.archiveId);
   return statusOf(cfg, rec);
+}
+
+/**
+ * archive.status for each listed archive, in the order asked, each scoped to its own customer: one
+ * call per poll instead of one per build. A refusal (not_found) or an error answers that entry
+ * only, so one broken record never hides the others; the details go to the call log.
+ */
+export function archiveStatuses(cfg: DispatcherConfig, req: ArchiveStatusesRequest, note: (detail: string) => void): ArchiveStatusesResult {
+  const statuses = req.archives.map((ref) => {
+    try {
+      return { archiveId: ref.archiveId, answer: okAnswer(archiveStatus(cfg, ref)) };
+    } catch (e) {
+      const failure = e instanceof DispatcherFailure ? e : new DispatcherFailure('internal', null, String(e));
+      note(`${failure.reason}: ${failure.logDetail}`);
+      return { archiveId: ref.archiveId, answer: errorAnswer(failure.reason, failure.operatorMessage) };
+    }
+  });
+  return { statuses };
 }
 
 export function statusOf(cfg: DispatcherConfig, rec: ArchiveRecord): ArchiveStatusResult {

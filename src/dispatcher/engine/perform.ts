@@ -1,7 +1,7 @@
 // Hands one validated request to the engine function that does the action; the front door calls nothing else.
 import type { Action, Requests } from '../../protocol/index.js';
 import { armArchive } from './arm.js';
-import { archiveStatus, cancelArchive, createArchive, listArchives } from './archives.js';
+import { archiveStatus, archiveStatuses, cancelArchive, createArchive, listArchives } from './archives.js';
 import { listBackups } from './backups.js';
 import { runCheck } from './check.js';
 import type { DispatcherConfig } from './config.js';
@@ -22,6 +22,8 @@ export async function perform(cfg: DispatcherConfig, action: Action, req: unknow
       return createArchive(cfg, req as Requests['archive.create']);
     case 'archive.status':
       return archiveStatus(cfg, req as Requests['archive.status']);
+    case 'archive.statuses':
+      return archiveStatuses(cfg, req as Requests['archive.statuses'], note);
     case 'archive.list':
       return listArchives(cfg, req as Requests['archive.list']);
     case 'archive.cancel':
