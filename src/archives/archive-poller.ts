@@ -137,18 +137,19 @@ async function pollBatch(context: PollContext): Promise<PollOutcome[] | null> {
 /** One build's answer: its status, or that the host does not know it (for this customer). */
 type ArchiveStatusAnswer = { ok: true; status: ArchiveStatusResult } | { ok: false; reason: string };
 
-/** The status of each request's build, in order; any failure but "not found" fails the whole call. */
+/**
+ * The status of each request's build, in order, from one archive.statuses call (the client splits
+ * only past its size caps). "Not found" answers its own build; any other refusal fails the batch,
+ * as it failed the single call before.
+ */
 async function statusesOf(host: BackupHost, requests: ArchiveRequest[]): Promise<ArchiveStatusAnswer[]> {
-  const answers: ArchiveStatusAnswer[] = [];
-  for (const request of requests) {
-    try {
-      answers.push({ ok: true, status: await host.archiveStatus({ customer: request.customer, archiveId: request.archiveId! }) });
-    } catch (error) {
-      if (!(error instanceof BackupHostRefused && error.code === 'not_found')) throw error;
-      answers.push({ ok: false, reason: error.message });
-    }
-  }
-  return answers;
+  const outcomes = await host.archiveStatuses(requests.map((r) => ({ customer: r.customer, archiveId: r.archiveId! })));
+  return outcomes.map((outcome) => {
+    if (outcome.ok) return { ok: true, status: outcome.status };
+    if (outcome.error instanceof BackupHostRefused && outcome.error.code === 'not_found')
+      return { ok: false, reason: outcome.error.message };
+    throw outcome.error;
+  });
 }
 
 async function pollUnconfirmed(context: PollContext, claim: Claim, now: Date): Promise<PollOutcome> {

@@ -1,4 +1,5 @@
 // Two real `archway serve` processes on one PostgreSQL and one backup host: one is SIGKILLed mid-job, the other finishes every job once.
+import { fleetOfOne } from '../../src/config.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,7 +124,7 @@ beforeAll(async () => {
   host = await startBackupHost({ dispatcherSettings: { progressIntervalMs: 20, watchPollMs: 50 } });
   await host.startWatch();
   holds = holdingGate();
-  world = await startPortalWorld({ env: { ARCHWAY_PUBLIC_URL: PUBLIC_URL }, overrides: { backupHost: host.portalSettings } });
+  world = await startPortalWorld({ env: { ARCHWAY_PUBLIC_URL: PUBLIC_URL }, overrides: { backupHosts: fleetOfOne(host.portalSettings) } });
   // The first message is held after its DATA, before "250": its sender is mid-send when it is killed.
   let first = true;
   smtp = await startScriptedSmtp({

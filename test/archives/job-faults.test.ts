@@ -23,7 +23,7 @@ beforeAll(async () => {
 afterAll(async () => world?.close());
 
 /** The real backup host, with one call held until the test lets it go (or fails it). */
-function heldHost(method: 'armArchive' | 'archiveStatus' = 'armArchive'): {
+function heldHost(method: 'armArchive' | 'archiveStatuses' = 'armArchive'): {
   host: BackupHost;
   armed: Promise<void>;
   release(outcome?: Error): void;
@@ -118,7 +118,7 @@ describe('the status poller', () => {
     const client = await signedIn(world, user);
     const id = await askForArchive(client, 'daily.0');
     world.clock.advance(5_000);
-    const held = heldHost('archiveStatus');
+    const held = heldHost('archiveStatuses');
     const polling = pollDueArchives(world.app.ctx, { now, host: held.host });
     await held.armed;
     expect(await openTransactions()).toBe(0);
