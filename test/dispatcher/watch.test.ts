@@ -107,7 +107,7 @@ describe('watch', () => {
         archiveId: a.id,
         ip: '192.0.2.7',
         bytes: a.size - 1000,
-        detail: `status 200, completion none, size ${a.size}, counted ${a.size - 1000} bytes from byte 0`,
+        detail: `status 200, completion none, size ${a.size}, counted ${a.size - 1000} bytes from byte 0, delivered ${a.size - 1000} in 1 part`,
         delivered: { bytes: a.size - 1000, total: a.size, parts: 1 },
       },
     ]);
@@ -210,7 +210,7 @@ describe('watch', () => {
     expect(done).toMatchObject({
       type: 'download.completed',
       bytes: 1,
-      detail: `status 206, completion OK, size ${a.size}, counted 1 bytes from byte ${a.size - 1}`,
+      detail: `status 206, completion OK, size ${a.size}, counted 1 bytes from byte ${a.size - 1}, delivered ${a.size} in 6 parts`,
       delivered: { bytes: a.size, total: a.size, parts: 6 },
     });
     expect(archiveState(a.id)).toBe('downloaded');
@@ -242,7 +242,7 @@ describe('watch', () => {
     expect(downloadEvents().length).toBe(before + bad.length);
     for (const e of events) {
       expect(e).toMatchObject({ type: 'download.interrupted', delivered: { bytes: 0, total: a.size, parts: 0 } });
-      expect(e.detail).toMatch(/, nothing counted$/);
+      expect(e.detail).toMatch(/, nothing counted, delivered 0 in 0 parts$/);
     }
     expect(archiveState(a.id)).toBe('ready');
   });

@@ -109,6 +109,7 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     rmSync(paths.archiveFile(cfg, link.archiveId), { force: true });
   }
   const counted = sent as ByteRange | null;
+  const soFar = coveredBytes(delivered);
   appendEvent(cfg, {
     type: completed ? 'download.completed' : 'download.interrupted',
     customer: link.customer,
@@ -118,8 +119,9 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     bytes: entry.bytes,
     detail:
       `status ${entry.status}, completion ${entry.completion || 'none'}, size ${size ?? 'unknown'}` +
-      (counted === null ? ', nothing counted' : `, counted ${counted[1] - counted[0]} bytes from byte ${counted[0]}`),
-    delivered: { bytes: coveredBytes(delivered), total: size ?? 0, parts },
+      (counted === null ? ', nothing counted' : `, counted ${counted[1] - counted[0]} bytes from byte ${counted[0]}`) +
+      `, delivered ${soFar} in ${parts} ${parts === 1 ? 'part' : 'parts'}`,
+    delivered: { bytes: soFar, total: size ?? 0, parts },
     src,
   });
 }
