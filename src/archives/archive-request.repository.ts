@@ -33,6 +33,9 @@ export interface ArchiveRequest {
   /** From the backup host's download.completed event (the time is finishedAt). */
   downloadedIp: string | null;
   downloadedBytes: number | null;
+  /** Bytes delivered so far over every link (resumed ranges counted once), and in how many responses; null before any. */
+  deliveredBytes: number | null;
+  deliveredParts: number | null;
   /** When the download receipt email was queued; null before the download completed. */
   receiptQueuedAt: Date | null;
 }
@@ -74,6 +77,8 @@ export function toArchiveRequest(row: Selectable<ArchiveRequestsTable>): Archive
     pollFailures: row.poll_failures,
     downloadedIp: row.downloaded_ip,
     downloadedBytes: row.downloaded_bytes === null ? null : Number(row.downloaded_bytes),
+    deliveredBytes: row.delivered_bytes === null ? null : Number(row.delivered_bytes),
+    deliveredParts: row.delivered_parts,
     receiptQueuedAt: row.receipt_queued_at,
   };
 }

@@ -4,6 +4,12 @@ import type { Transaction } from 'kysely';
 import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
 
+/** How the bytes arrived: a resumed download names its parts, and whose address the receipt shows. */
+export function describeDelivery(parts: number | null): string {
+  if (parts === null || parts <= 1) return 'in one piece';
+  return `in ${parts} parts (a resumed download; the address above is the last part's)`;
+}
+
 /**
  * Queues the receipt for a request the event sync has just moved to "downloaded", in that same
  * transaction. receipt_queued_at is claimed first, so even a second call for the same request
@@ -22,7 +28,7 @@ export async function queueDownloadReceipt(
     .where('id', '=', requestId)
     .where('state', '=', 'downloaded')
     .where('receipt_queued_at', 'is', null)
-    .returning(['user_id', 'snapshot', 'finished_at', 'downloaded_ip', 'downloaded_bytes', 'size_bytes', 'sha256'])
+    .returning(['user_id', 'snapshot', 'finished_at', 'downloaded_ip', 'downloaded_bytes', 'size_bytes', 'sha256', 'delivered_parts'])
     .executeTakeFirst();
   if (claimed === undefined) return false;
   const user = await trx.selectFrom('users').select('email').where('id', '=', claimed.user_id).executeTakeFirstOrThrow();
@@ -36,6 +42,7 @@ export async function queueDownloadReceipt(
       at: formatUtc(claimed.finished_at ?? now),
       ip: claimed.downloaded_ip ?? 'an address the backup host did not record',
       size: `${formatBytes(bytes)} (${bytes} bytes)`,
+      delivery: describeDelivery(claimed.delivered_parts),
       sha256: claimed.sha256 ?? 'not known',
       archiveUrl: `${portal}/archives/${requestId}`,
       devicesUrl: `${portal}/account/devices`,

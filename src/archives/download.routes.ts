@@ -7,6 +7,7 @@ import { requireUser, type SignedInUser } from '../users/guards.js';
 import { BackupHostError, BackupHostLimited, BackupHostRefused } from '../backup-host/index.js';
 import { canonicalIp, hashToken, isToken, newToken } from '../protocol/index.js';
 import { findOwnedRequest, isRequestId, type ArchiveRequest } from './archive-request.repository.js';
+import { resumeCommands } from './resume-commands.js';
 import {
   DOWNLOAD_COOKIE_LIFETIME_MS,
   downloadCookieKey,
@@ -250,6 +251,8 @@ export function registerDownloadRoutes(app: FastifyInstance): void {
         secondsLeft,
         lifetimeSeconds: link.lifetimeSeconds,
         linkExpires: `${new Date(endsAt).toISOString().slice(11, 19)} UTC`,
+        // Part of the archive already delivered (the backup host's count, copied by the event sync): offer to resume.
+        resume: (found.deliveredBytes ?? 0) > 0 ? resumeCommands(link.fileName, link.url) : null,
         script: '/static/download-countdown.js',
       });
     },

@@ -11,7 +11,7 @@ import { addToRequestLog, type LogEntry } from '../users/request-log.js';
 import type { Clock } from '../clock.js';
 import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
-import { isArchiveId, isCustomer, type DispatcherEvent } from '../protocol/index.js';
+import { isArchiveId, isCustomer, type DeliveredSoFar, type DispatcherEvent } from '../protocol/index.js';
 import {
   applyEventTransition,
   ensureSyncRow,
@@ -141,7 +141,13 @@ async function storeEvents(trx: Transaction<Database>, deps: EventSyncDeps, host
       at: event.at,
       userId: await findArchiveOwner(trx, host, event.customer, event.archiveId),
       ip: event.ip,
-      detail: { archive: event.archiveId, ...(event.bytes === null ? {} : { bytes: event.bytes }), host, seq: event.seq },
+      detail: {
+        archive: event.archiveId,
+        ...(event.bytes === null ? {} : { bytes: event.bytes }),
+        ...(event.delivered ? { delivered: event.delivered } : {}),
+        host,
+        seq: event.seq,
+      },
     });
     if (changed?.state === 'downloaded') {
       downloaded++;
@@ -195,6 +201,8 @@ function checkEvents(raw: unknown, after: number, pageSize: number): StoredEvent
     if (item.bytes !== null && (typeof item.bytes !== 'number' || !Number.isSafeInteger(item.bytes) || item.bytes < 0))
       throw bad('bytes is not a byte count');
     if (item.detail !== null && typeof item.detail !== 'string') throw bad('detail is not text');
+    const delivered = checkDelivered(item.delivered);
+    if (delivered === null) throw bad('delivered is not a count of bytes and parts');
     events.push({
       seq,
       at,
@@ -205,10 +213,21 @@ function checkEvents(raw: unknown, after: number, pageSize: number): StoredEvent
       bytes: item.bytes ?? null,
       // Shown to the operator only; a runaway detail must not fill the table.
       detail: item.detail === null || item.detail === undefined ? null : item.detail.slice(0, MAX_DETAIL_CHARS),
+      ...(delivered === undefined ? {} : { delivered }),
     });
     previous = seq;
   }
   return events;
+}
+
+/** A download event's delivered count: absent (older dispatchers), or whole byte counts with bytes <= total; null if malformed. */
+function checkDelivered(value: unknown): DeliveredSoFar | undefined | null {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null) return null;
+  const { bytes, total, parts } = value as Record<string, unknown>;
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  if (!count(bytes) || !count(total) || !count(parts) || bytes > total) return null;
+  return { bytes, total, parts };
 }
 
 function describeError(error: unknown): string {

@@ -1,6 +1,7 @@
 // Reads and writes of the backup host's copied events and of how far they have been copied.
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, Db } from '../db/database.js';
+import type { DeliveredSoFar } from '../protocol/index.js';
 
 /** The name of the one host the single-host settings configure (and of the rows from before the fleet). */
 export const DEFAULT_HOST = 'default';
@@ -15,6 +16,8 @@ export interface StoredEvent {
   ip: string | null;
   bytes: number | null;
   detail: string | null;
+  /** Download events: the archive's bytes delivered so far over all its links, each once (not stored with the event). */
+  delivered?: DeliveredSoFar;
 }
 
 export interface SyncStatus {
@@ -128,8 +131,14 @@ export async function applyEventTransition(
   event: StoredEvent,
 ): Promise<{ requestId: string; state: 'downloaded' | 'expired' } | null> {
   const rule = TRANSITIONS[event.type as keyof typeof TRANSITIONS] as (typeof TRANSITIONS)[keyof typeof TRANSITIONS] | undefined;
-  if (rule === undefined) return null;
-  const download = rule.to === 'downloaded' ? { downloaded_ip: event.ip, downloaded_bytes: event.bytes } : {};
+  if (rule === undefined) {
+    if (event.type === 'download.interrupted') await recordDelivered(trx, event);
+    return null;
+  }
+  // A resumed download's last response sent only its range: the whole archive's count is in delivered.
+  const delivered = event.delivered ? { delivered_bytes: event.delivered.bytes, delivered_parts: event.delivered.parts } : {};
+  const download =
+    rule.to === 'downloaded' ? { downloaded_ip: event.ip, downloaded_bytes: event.delivered?.bytes ?? event.bytes, ...delivered } : {};
   const row = await trx
     .updateTable('archive_requests')
     .set({ state: rule.to, finished_at: event.at, ...download })
@@ -141,6 +150,18 @@ export async function applyEventTransition(
     .returning('id')
     .executeTakeFirst();
   return row === undefined ? null : { requestId: row.id, state: rule.to };
+}
+
+/** A partial download: how much the archive's links have delivered so far, for the download page. */
+async function recordDelivered(trx: Transaction<Database>, event: StoredEvent): Promise<void> {
+  if (!event.delivered) return;
+  await trx
+    .updateTable('archive_requests')
+    .set({ delivered_bytes: event.delivered.bytes, delivered_parts: event.delivered.parts })
+    .where('archive_id', '=', event.archiveId)
+    .where('customer', '=', event.customer)
+    .where('state', '=', 'ready')
+    .execute();
 }
 
 /** An event as the request log shows it. */

@@ -3,7 +3,7 @@
 // It stands in for nginx/downloads.server.conf.in on a newcomer's computer, and a conformance test holds the
 // two side by side (test/first-look/download-server-conformance.test.ts). What it copies, rule by rule:
 // secure_link (403 wrong hash or address, 410 expired), limit_except GET, the friendly error pages,
-// disable_symlinks if_not_owner from=LINK_ROOT, max_ranges 0 (no Range, no Accept-Ranges), the headers,
+// disable_symlinks if_not_owner from=LINK_ROOT, max_ranges 1 (one range: 206; several: the whole file), the headers,
 // limit_conn archway_link 1 (429 while the same link is being served), and the archway_download log line
 // for signed GETs, written when the response ends. HSTS is not sent: the vhost's value is empty over plain HTTP.
 import { readFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PROJECT_ROOT } from '../paths.js';
 import { canonicalIp } from '../protocol/index.js';
-import { conditionalStatus, isoTimeLikeNginx, nginxUri, requestTimeLikeNginx, secureLinkState } from './nginx-semantics.js';
+import { conditionalStatus, isoTimeLikeNginx, nginxUri, rangeLikeNginx, requestTimeLikeNginx, secureLinkState } from './nginx-semantics.js';
 
 export interface DownloadServerOptions {
   host: string;
@@ -41,7 +41,16 @@ const DEFAULT_PORTAL_URL = 'http://127.0.0.1:3000/backups';
 const READ_CHUNK = 1 << 20;
 
 type ErrorStatus = 403 | 404 | 410 | 429;
-type Outcome = { status: number; bytes: number; completion: 'OK' | '' };
+
+/** The download location's add_header lines (without `always`). */
+const ATTACHMENT_HEADERS = (name: string) => ({
+  'Content-Disposition': `attachment; filename="${name}"`,
+  'X-Content-Type-Options': 'nosniff',
+  'Cache-Control': 'private, no-store',
+  'Referrer-Policy': 'no-referrer',
+});
+/** contentRange: the answer's Content-Range ($sent_http_content_range), "" when it has none. */
+type Outcome = { status: number; bytes: number; completion: 'OK' | ''; contentRange: string };
 type LogEntry = Outcome & { started: Date; remote: string; uri: string };
 
 /**
@@ -58,7 +67,12 @@ export function renderDownloadErrorPages(portalUrl: string): Map<ErrorStatus, Bu
   return pages;
 }
 
-const BUILTIN_TITLES = { 400: '400 Bad Request', 412: '412 Precondition Failed', 500: '500 Internal Server Error' } as const;
+const BUILTIN_TITLES = {
+  400: '400 Bad Request',
+  412: '412 Precondition Failed',
+  416: '416 Requested Range Not Satisfiable',
+  500: '500 Internal Server Error',
+} as const;
 type BuiltinStatus = keyof typeof BUILTIN_TITLES;
 
 /** NGINX's own page for a status it has no error_page for (server_tokens off). */
@@ -133,7 +147,8 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     const line =
       `{"time":${JSON.stringify(isoTimeLikeNginx(new Date()))},"remote_addr":${JSON.stringify(entry.remote)},` +
       `"uri":${JSON.stringify(entry.uri)},"status":${entry.status},"bytes":${entry.bytes},` +
-      `"completion":"${entry.completion}","request_time":${requestTimeLikeNginx(Date.now() - entry.started.getTime())}}\n`;
+      `"completion":"${entry.completion}","request_time":${requestTimeLikeNginx(Date.now() - entry.started.getTime())},` +
+      `"content_range":${JSON.stringify(entry.contentRange)}}\n`;
     logWrites = logWrites
       .then(() => appendFile(options.accessLog, line, { mode: 0o640 }))
       .catch((error: unknown) => {
@@ -154,12 +169,13 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
   };
 
   /** Returns the body bytes sent, for the log. */
-  const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: BuiltinStatus): number => {
+  const sendBuiltin = (req: IncomingMessage, res: ServerResponse, status: BuiltinStatus, extra: Record<string, string> = {}): number => {
     const page = builtinPage(status);
     res.writeHead(status, {
       'Content-Type': 'text/html',
       'Content-Length': page.length,
       ...(status === 400 ? { Connection: 'close' } : {}),
+      ...extra,
     });
     res.end(req.method === 'HEAD' ? undefined : page);
     return req.method === 'HEAD' ? 0 : page.length;
@@ -208,7 +224,7 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
         sendPage(req, res, opened.status);
         return undefined;
       }
-      return { status: 500, bytes: sendBuiltin(req, res, 500), completion: 'OK' };
+      return { status: 500, bytes: sendBuiltin(req, res, 500), completion: 'OK', contentRange: '' };
     }
     const { handle: file, size, mtimeMs } = opened;
     try {
@@ -217,26 +233,38 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
       const status = conditionalStatus(req.headers, etag, lastModified);
       if (status === 412) {
         // NGINX ends this one from inside its header filter, which leaves $request_completion empty.
-        return { status, bytes: sendBuiltin(req, res, 412), completion: '' };
+        return { status, bytes: sendBuiltin(req, res, 412), completion: '', contentRange: '' };
       }
-      // add_header (without `always`) applies to 200 and 304; a 304 has no type or length.
-      res.writeHead(status, {
-        ...(status === 200 ? { 'Content-Type': 'application/x-tar', 'Content-Length': size } : {}),
+      // The range filter runs after the conditional one, on a 200 only.
+      const range = status === 200 ? rangeLikeNginx(req.headers, size, etag, lastModified) : null;
+      if (range?.kind === 'unsatisfiable') {
+        const contentRange = `bytes */${size}`;
+        // The location's add_header lines apply to NGINX's own 416 page too.
+        const bytes = sendBuiltin(req, res, 416, { 'Content-Range': contentRange, ...ATTACHMENT_HEADERS(name) });
+        return { status: 416, bytes, completion: 'OK', contentRange };
+      }
+      const [start, end] = range?.kind === 'range' ? [range.start, range.end] : [0, size];
+      const partial = range?.kind === 'range';
+      const contentRange = partial ? `bytes ${start}-${end - 1}/${size}` : '';
+      // add_header (without `always`) applies to 200, 206 and 304; a 304 has no type or length.
+      res.writeHead(partial ? 206 : status, {
+        ...(status === 200 ? { 'Content-Type': 'application/x-tar', 'Content-Length': end - start } : {}),
+        ...(partial ? { 'Content-Range': contentRange } : {}),
         'Last-Modified': new Date(lastModified * 1000).toUTCString(),
         ETag: etag,
-        'Content-Disposition': `attachment; filename="${name}"`,
-        'X-Content-Type-Options': 'nosniff',
-        'Cache-Control': 'private, no-store',
-        'Referrer-Policy': 'no-referrer',
+        // Offered on a whole 200 only, as the range filter does.
+        ...(range?.kind === 'whole' ? { 'Accept-Ranges': 'bytes' } : {}),
+        ...ATTACHMENT_HEADERS(name),
       });
+      const answered = partial ? 206 : status;
       if (status === 304 || req.method === 'HEAD') {
         res.end();
-        return { status, bytes: 0, completion: 'OK' };
+        return { status: answered, bytes: 0, completion: 'OK', contentRange };
       }
       let sent = 0;
       let completion: 'OK' | '' = 'OK';
-      if (size > 0) {
-        const body = file.createReadStream({ start: 0, end: size - 1, highWaterMark: READ_CHUNK, autoClose: false });
+      if (end > start) {
+        const body = file.createReadStream({ start, end: end - 1, highWaterMark: READ_CHUNK, autoClose: false });
         body.on('data', (chunk: Buffer | string) => {
           sent += chunk.length;
         });
@@ -245,12 +273,12 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
       } else {
         res.end();
       }
-      if (sent !== size) {
+      if (sent !== end - start) {
         // The file shrank under us: cut the connection so the client sees a short download, as NGINX does.
         completion = '';
         res.destroy();
       }
-      return { status: 200, bytes: sent, completion };
+      return { status: answered, bytes: sent, completion, contentRange };
     } finally {
       await file.close();
     }

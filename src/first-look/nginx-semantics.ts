@@ -165,3 +165,103 @@ export function conditionalStatus(
   if (inm !== undefined && !matchesEtag(inm, etag, true)) return 200;
   return 304;
 }
+
+/** What the range filter makes of a 200 answer: the whole body, one range [start, end), or 416. */
+export type RangeAnswer = { kind: 'whole' } | { kind: 'range'; start: number; end: number } | { kind: 'unsatisfiable' };
+
+const MAX_OFF_T = (1n << 63n) - 1n;
+
+/**
+ * ngx_http_range_header_filter with `max_ranges 1`, for a 200 of `size` bytes with this ETag and
+ * Last-Modified: a Range other than `bytes=...`, a failed If-Range, or more than one range gets the
+ * whole body; one satisfiable range gets 206; a garbled or wholly past-the-end one gets 416.
+ */
+export function rangeLikeNginx(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  size: number,
+  etag: string,
+  lastModifiedSeconds: number,
+): RangeAnswer {
+  const one = (name: string) => {
+    const v = headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const range = one('range');
+  if (range === undefined || range.length < 7 || range.slice(0, 6).toLowerCase() !== 'bytes=') return { kind: 'whole' };
+  const ifRange = one('if-range');
+  if (ifRange !== undefined) {
+    if (ifRange.length >= 2 && ifRange.endsWith('"')) {
+      if (ifRange !== etag) return { kind: 'whole' };
+    } else if (httpTime(ifRange) !== lastModifiedSeconds) return { kind: 'whole' };
+  }
+  return parseRangeLikeNginx(range.slice(6), BigInt(size));
+}
+
+/** ngx_http_range_parse, character for character (the header value ends where NGINX's NUL would be). */
+function parseRangeLikeNginx(text: string, length: bigint): RangeAnswer {
+  let p = 0;
+  const at = () => text[p] ?? '\0';
+  const digit = () => at() >= '0' && at() <= '9';
+  const skipSpaces = () => {
+    while (at() === ' ') p++;
+  };
+  /** Reads digits; null when the number passes off_t's maximum (NGINX answers 416). */
+  const number = (): bigint | null => {
+    let n = 0n;
+    while (digit()) {
+      n = n * 10n + BigInt(at().charCodeAt(0) - 48);
+      if (n > MAX_OFF_T) return null;
+      p++;
+    }
+    return n;
+  };
+  let found: { start: bigint; end: bigint } | null = null;
+  let total = 0n;
+  for (;;) {
+    let start = 0n;
+    let end: bigint;
+    let suffix = false;
+    let open = false;
+    skipSpaces();
+    if (at() !== '-') {
+      if (!digit()) return { kind: 'unsatisfiable' };
+      const s = number();
+      if (s === null) return { kind: 'unsatisfiable' };
+      start = s;
+      skipSpaces();
+      if (text[p++] !== '-') return { kind: 'unsatisfiable' };
+      skipSpaces();
+      if (at() === ',' || at() === '\0') open = true;
+    } else {
+      suffix = true;
+      p++;
+    }
+    if (open) {
+      end = length;
+    } else {
+      if (!digit()) return { kind: 'unsatisfiable' };
+      const e = number();
+      if (e === null) return { kind: 'unsatisfiable' };
+      end = e;
+      skipSpaces();
+      if (at() !== ',' && at() !== '\0') return { kind: 'unsatisfiable' };
+      if (suffix) {
+        start = end < length ? length - end : 0n;
+        end = length - 1n;
+      }
+      end = end >= length ? length : end + 1n;
+    }
+    if (start < end) {
+      // A second range is past max_ranges 1: NGINX declines and sends the whole body.
+      if (found !== null) return { kind: 'whole' };
+      found = { start, end };
+      total += end - start;
+    } else if (start === 0n) {
+      return { kind: 'whole' };
+    }
+    if (text[p++] !== ',') break;
+  }
+  if (found === null) return { kind: 'unsatisfiable' };
+  if (total > length) return { kind: 'whole' };
+  return { kind: 'range', start: Number(found.start), end: Number(found.end) };
+}

@@ -29,6 +29,16 @@ export function logEventLabel(kind: string, event: string): string {
 /** The details as `name: value` pairs, the way the page lists them. */
 export function describeDetail(detail: Record<string, unknown>): string {
   return Object.entries(detail)
-    .map(([name, value]) => `${name}: ${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .map(
+      ([name, value]) =>
+        `${name}: ${name === 'delivered' ? describeDelivered(value) : typeof value === 'string' ? value : JSON.stringify(value)}`,
+    )
     .join(', ');
+}
+
+/** A download's progress over all its links: "2000 of 3000 bytes in 2 parts (resumed)". */
+function describeDelivered(value: unknown): string {
+  const { bytes, total, parts } = (value ?? {}) as Record<string, unknown>;
+  if (typeof bytes !== 'number' || typeof total !== 'number' || typeof parts !== 'number') return JSON.stringify(value);
+  return `${bytes} of ${total} bytes in ${parts} ${parts === 1 ? 'part' : 'parts'}${parts > 1 ? ' (resumed)' : ''}`;
 }

@@ -116,6 +116,14 @@ export interface DispatcherEvent {
   ip: string | null;
   bytes: number | null;
   detail: string | null;
+  /** Download events only: how much of the archive its links have sent so far (absent from older dispatchers). */
+  delivered?: DeliveredSoFar;
+}
+/** Bytes of an archive sent so far, each byte counted once however often it was sent, and in how many responses. */
+export interface DeliveredSoFar {
+  bytes: number;
+  total: number;
+  parts: number;
 }
 export interface EventsSinceResult {
   events: DispatcherEvent[];

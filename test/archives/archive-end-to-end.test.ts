@@ -1,7 +1,11 @@
 // The whole archive flow with the real programs: Chromium (JavaScript off) -> portal -> sshd -> gate -> sudo -> dispatcher -> nginx -> watch.
 import { fleetOfOne } from '../../src/config.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
@@ -12,6 +16,7 @@ import { buildApp } from '../../src/app.js';
 import { pollDueArchives } from '../../src/archives/archive-poller.js';
 import { syncBackupHostEvents } from '../../src/archives/event-sync.js';
 import { sendDueLinks } from '../../src/archives/link-mailer.js';
+import { deliverDueMail } from '../../src/mail/mail.worker.js';
 import { backupHostFromSettings, type SshBackupHostSettings } from '../../src/backup-host/index.js';
 import { AdjustableClock } from '../../src/clock.js';
 import { startBackupHost, type BackupHostFixture, type WatchProcess } from '../backup-host/fixture.js';
@@ -24,6 +29,7 @@ import { createSmtpSink, type SmtpSink } from '../harness/smtp-sink.js';
 import { freeLoopbackPort } from '../harness/sshd.js';
 import { WebClient } from '../harness/web-client.js';
 import { everyStoredText } from './archive-world.js';
+import { formatBytes } from '../../src/format.js';
 import { createUser, PASSWORD } from '../harness/users.js';
 
 let host: BackupHostFixture;
@@ -292,4 +298,167 @@ describe('a customer downloads an archive of their backup', () => {
     expect(done.body).toContain(`(${size} bytes)</dd>`);
     expect(done.body).not.toContain('id="download-interrupted"');
   }, 120_000);
+
+  it('resumes a download interrupted twice with ranges from fresh links: downloaded once, SHA-256 equal, every byte but one is not enough', async () => {
+    const remy = await createUser(app, { email: 'remy@example.net', domain: 'remy.example.org' });
+    const snapshot = join(host.backupRoot, 'remy.example.org', 'daily.0');
+    await mkdir(snapshot, { recursive: true });
+    await writeFile(join(snapshot, 'db.sql'), randomBytes(24 * 1024 * 1024));
+    const client = new WebClient(app);
+    expect((await client.signIn(remy.email, PASSWORD)).status).toBe(303);
+    await client.get('/backups');
+    const requestId = /^\/archives\/([0-9a-f-]{36})$/.exec((await client.post('/archives', { snapshot: 'daily.0' })).location ?? '')![1]!;
+    const requestRow = () =>
+      app.ctx.database.db.selectFrom('archive_requests').selectAll().where('id', '=', requestId).executeTakeFirstOrThrow();
+    await until(
+      'the archive to be ready',
+      async () => {
+        clock.advance(5_000);
+        await pollDueArchives(app.ctx, { now: () => clock.now() });
+        return (await requestRow()).state === 'ready' ? true : undefined;
+      },
+      60_000,
+    );
+    const row = await requestRow();
+    const size = Number(row.size_bytes);
+    const archived = await readFile(join(host.archiveRoot, `${row.archive_id}.tar`));
+    const mailsBefore = sink.messages.length;
+    expect(await sendDueLinks(app.ctx, { now: () => clock.now() })).toEqual(['sent']);
+    const [mail] = (await sink.waitForMessages(mailsBefore + 1)).slice(mailsBefore);
+    const token = /\/downloads\/[0-9a-f-]{36}\?t=([A-Za-z0-9_-]{43})/.exec(mail!.text ?? '')![1]!;
+    expect((await client.get(`/downloads/${requestId}?t=${token}`)).status).toBe(303);
+
+    const backupHost = backupHostFromSettings(settings);
+    const sync = () => syncBackupHostEvents({ db: app.ctx.database.db, backupHost, clock, publicUrl: origin, mail: app.ctx.mail });
+    const downloadEvents = async () =>
+      (await backupHost.eventsSince({ after: 0, limit: 1000 })).events.filter(
+        (e) => e.archiveId === row.archive_id && e.type.startsWith('download.'),
+      );
+    /** Waits for the n-th download event of this archive on the backup host, then copies it into the portal. */
+    const nthEvent = async (n: number) => {
+      const event = await until(`download event ${n}`, async () => (await downloadEvents())[n - 1]);
+      expect(await sync()).toMatchObject({ outcome: 'synced' });
+      return event;
+    };
+    const freshPage = async () => {
+      const page = await client.get(`/downloads/${requestId}`);
+      expect(page.status).toBe(200);
+      return { html: page.body, url: /id="download-link" href="([^"]+)"/.exec(page.body)![1]!.replace(/&amp;/g, '&') };
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'archway-resume-'));
+    const file = join(dir, row.download_file_name!);
+    try {
+      // First attempt: the whole file, cut after 1 MiB. The page had no resume section yet.
+      const first = await freshPage();
+      expect(first.html).not.toContain('id="resume"');
+      const cut1 = await httpGet(first.url, { localAddress: '127.0.0.1', stopAfterBytes: 1024 * 1024 });
+      expect(cut1).toMatchObject({ status: 200, aborted: true });
+      await writeFile(file, cut1.body);
+      expect((await nthEvent(1)).type).toBe('download.interrupted');
+
+      // Second: a fresh link, a Range from where the file ends, cut again.
+      const second = await freshPage();
+      expect(second.url).not.toBe(first.url);
+      expect(second.html).toContain('<section id="resume">');
+      const have1 = cut1.body.length;
+      const cut2 = await httpGet(second.url, {
+        localAddress: '127.0.0.1',
+        stopAfterBytes: 1024 * 1024,
+        headers: { Range: `bytes=${have1}-` },
+      });
+      expect(cut2).toMatchObject({ status: 206, aborted: true });
+      expect(cut2.headers['content-range']).toBe(`bytes ${have1}-${size - 1}/${size}`);
+      await appendFile(file, cut2.body);
+      expect((await nthEvent(2)).type).toBe('download.interrupted');
+
+      // Third: every byte but the last one, delivered whole. Still not downloaded.
+      const third = await freshPage();
+      const have2 = have1 + cut2.body.length;
+      const allButOne = await httpGet(third.url, { localAddress: '127.0.0.1', headers: { Range: `bytes=${have2}-${size - 2}` } });
+      expect(allButOne).toMatchObject({ status: 206, aborted: false });
+      await appendFile(file, allButOne.body);
+      expect(await nthEvent(3)).toMatchObject({ type: 'download.interrupted', delivered: { bytes: size - 1, total: size, parts: 3 } });
+      expect(await requestRow()).toMatchObject({ state: 'ready', delivered_bytes: String(size - 1), delivered_parts: 3 });
+      expect((await backupHost.archiveStatus({ customer: 'remy.example.org', archiveId: row.archive_id! })).state).toBe('ready');
+
+      // The page (HTML as sent) says how much arrived and gives the exact commands for the fresh link, escaped.
+      const fourth = await freshPage();
+      expect(fourth.html).toContain(
+        `<p id="delivered">${formatBytes(size - 1)} of ${formatBytes(size)} delivered so far (${size - 1} of ${size} bytes, in 3 parts).</p>`,
+      );
+      expect(fourth.html).toContain(
+        `<code id="resume-curl">curl -C - -o ${row.download_file_name} &#39;${fourth.url.replace(/&/g, '&amp;')}&#39;</code>`,
+      );
+      expect(fourth.html).toContain(
+        `<code id="resume-wget">wget -c -O ${row.download_file_name} &#39;${fourth.url.replace(/&/g, '&amp;')}&#39;</code>`,
+      );
+      expect(fourth.html).toContain('it asks again with the old link, which has expired');
+
+      // Last: headless Chromium (JavaScript on) shows the page to this same session, and the curl command it shows finishes the file.
+      const context = await browser.newContext({ javaScriptEnabled: true });
+      try {
+        await context.addCookies(
+          [...client.cookies].map(([name, value]) => ({
+            name,
+            value,
+            domain: '127.0.0.1',
+            path: name === 'archway-download' ? `/downloads/${requestId}` : '/',
+          })),
+        );
+        const tab = await context.newPage();
+        await tab.goto(`${origin}/downloads/${requestId}`);
+        expect(await tab.textContent('#delivered')).toContain(`${size - 1} of ${size} bytes, in 3 parts`);
+        expect(await tab.textContent('#browser-resume-warning')).toContain(`Your browser's own "Resume" will fail`);
+        await tab.waitForFunction(() =>
+          /more second/.test(
+            String(
+              (globalThis as { document?: { getElementById(id: string): { textContent: string } | null } }).document?.getElementById(
+                'link-countdown',
+              )?.textContent,
+            ),
+          ),
+        );
+        const curl = (await tab.textContent('#resume-curl'))!;
+        const url = await tab.getAttribute('#download-link', 'href');
+        expect(curl).toBe(`curl -C - -o ${row.download_file_name} '${url}'`);
+        // The command as the customer pastes it, in the folder holding the partial file.
+        await promisify(execFile)('sh', ['-c', `${curl} --silent --show-error --fail`], { cwd: dir });
+      } finally {
+        await context.close();
+      }
+      const done = await nthEvent(4);
+      expect(done).toMatchObject({ type: 'download.completed', bytes: 1, delivered: { bytes: size, total: size, parts: 4 } });
+      const whole = await readFile(file);
+      expect(whole.equals(archived)).toBe(true);
+      expect(createHash('sha256').update(whole).digest('hex')).toBe(row.sha256);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    // Downloaded exactly once, in the portal and on the backup host; the receipt and the operator's log name the parts.
+    expect(await requestRow()).toMatchObject({ state: 'downloaded', downloaded_bytes: String(size), delivered_parts: 4 });
+    expect((await downloadEvents()).filter((e) => e.type === 'download.completed')).toHaveLength(1);
+    expect(await sync()).toMatchObject({ outcome: 'synced', received: 0 });
+    const before = sink.messages.length;
+    await deliverDueMail(app.ctx, { now: () => clock.now() });
+    const receipts = sink.messages.slice(before).filter((m) => m.to && JSON.stringify(m.to).includes(remy.email));
+    expect(receipts.map((m) => m.subject)).toEqual(['Your Archway archive was downloaded']);
+    expect(receipts[0]!.text).toContain(`Delivered: in 4 parts (a resumed download; the address above is the last part's)`);
+    expect(receipts[0]!.text).toContain(`SHA-256: ${row.sha256}`);
+    const logged = await app.ctx.database.db
+      .selectFrom('request_log')
+      .select(['event', 'detail'])
+      .where('kind', '=', 'download')
+      .where('user_id', '=', remy.id)
+      .orderBy('id')
+      .execute();
+    expect(logged.map((l) => [l.event, (l.detail as { delivered?: unknown }).delivered])).toEqual([
+      ['interrupted', { bytes: expect.any(Number), total: size, parts: 1 }],
+      ['interrupted', { bytes: expect.any(Number), total: size, parts: 2 }],
+      ['interrupted', { bytes: size - 1, total: size, parts: 3 }],
+      ['completed', { bytes: size, total: size, parts: 4 }],
+    ]);
+    const after = await client.get(`/downloads/${requestId}`);
+    expect(after.status).toBe(410);
+  }, 180_000);
 });

@@ -69,8 +69,9 @@ function heldEvents(): { host: Pick<BackupHost, 'eventsSince'>; calls(): number;
   return { host, calls: () => calls, release: () => release() };
 }
 
-/** Everything the dispatcher has recorded, as events.since gives it. */
-const dispatcherEvents = (): DispatcherEvent[] => w.run('events.since', { after: 0 }).answer.result.events;
+/** Everything the dispatcher has recorded, as events.since gives it (less `delivered`, which the portal keeps on the request). */
+const dispatcherEvents = (): DispatcherEvent[] =>
+  (w.run('events.since', { after: 0 }).answer.result.events as DispatcherEvent[]).map(({ delivered: _delivered, ...event }) => event);
 
 /** Everything the portal has copied for one host, in the dispatcher's shape. */
 async function copiedEvents(host: string): Promise<DispatcherEvent[]> {
@@ -368,6 +369,58 @@ describe('what the events change in the portal', () => {
     expect(page.body).toContain('Download interrupted');
     expect(page.body).toContain('Download completed');
     expect(page.body).toContain('2001:db8::30');
+  });
+
+  it("keeps a partial download's delivered bytes and parts on the request, and refuses a malformed count", async () => {
+    const archive = await readyArchive();
+    await insertRequest({ archiveId: archive.id, state: 'ready', sizeBytes: archive.size });
+    const link = issueLink(archive.id, '192.0.2.31');
+    download(link, '192.0.2.31', 1234, '');
+    await watchUntil('the interrupted download', () =>
+      dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.interrupted'),
+    );
+    expect(await syncBackupHostEvents(deps())).toMatchObject({ outcome: 'synced', downloaded: 0 });
+    const delivered = () =>
+      db()
+        .selectFrom('archive_requests')
+        .select(['state', 'delivered_bytes', 'delivered_parts'])
+        .where('archive_id', '=', archive.id)
+        .executeTakeFirstOrThrow();
+    expect(await delivered()).toEqual({ state: 'ready', delivered_bytes: '1234', delivered_parts: 1 });
+
+    // A count that is not whole bytes, or more than the archive holds, stops the sync before anything is stored.
+    const last = (await syncRow('default')).last_seq;
+    for (const bad of [{ bytes: 5, total: 3, parts: 1 }, { bytes: -1, total: 3, parts: 1 }, { bytes: 1, total: 3 }, 'all']) {
+      const forged: Pick<BackupHost, 'eventsSince'> = {
+        eventsSince: async () => ({
+          events: [{ ...dispatcherEvents().at(-1)!, seq: Number(last) + 1, delivered: bad as never }],
+          lastSeq: Number(last) + 1,
+        }),
+      };
+      expect(await syncBackupHostEvents(deps({ backupHost: forged }))).toMatchObject({
+        outcome: 'failed',
+        error: expect.stringContaining('delivered is not a count of bytes and parts'),
+      });
+    }
+    expect((await syncRow('default')).last_seq).toBe(last);
+    expect(await delivered()).toEqual({ state: 'ready', delivered_bytes: '1234', delivered_parts: 1 });
+
+    // The rest, whole, from a fresh link: downloaded, with every byte delivered in two parts.
+    download(issueLink(archive.id, '192.0.2.31'), '192.0.2.31', archive.size, 'OK');
+    await watchUntil('the completed download', () =>
+      dispatcherEvents().some((e) => e.archiveId === archive.id && e.type === 'download.completed'),
+    );
+    expect(await syncBackupHostEvents(deps())).toMatchObject({ outcome: 'synced', downloaded: 1 });
+    expect(await delivered()).toEqual({ state: 'downloaded', delivered_bytes: String(archive.size), delivered_parts: 2 });
+
+    // The operator's log names the parts of the resumed download.
+    const { operator, secret } = await createOperator(subject.app);
+    const desk = new WebClient(subject.app);
+    await signInOperator(subject.app, desk, operator.email, secret);
+    const page = await desk.get('/operator/log?kind=download');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain(`delivered: 1234 of ${archive.size} bytes in 1 part</td>`);
+    expect(page.body).toContain(`delivered: ${archive.size} of ${archive.size} bytes in 2 parts (resumed)</td>`);
   });
 
   it('marks ready requests expired when the backup host expires their archives, and leaves downloaded, mismatched and unknown ones alone', async () => {

@@ -79,21 +79,55 @@ describe('the downloads vhost', () => {
     expect(got.headers['content-disposition']).toBe('attachment; filename="example.org-daily.0-0123abcd.tar"');
     expect(got.headers['content-type']).toBe('application/x-tar');
     expect(got.headers['content-length']).toBe(String(archive.length));
+    // Download managers look for this before they offer to resume.
+    expect(got.headers['accept-ranges']).toBe('bytes');
     expect(await readFile(nginx.accessLog, 'utf8')).toMatch(
       new RegExp(`^127\\.0\\.0\\.2 - - \\[[^\\]]+\\] "GET ${uri} HTTP/1\\.1" 200 ${archive.length} "-" "-"$`, 'm'),
     );
     const line = (await downloadLogLines()).find((l) => l.uri === uri);
-    expect(line).toMatchObject({ remote_addr: '127.0.0.2', uri, status: 200, bytes: archive.length, completion: 'OK' });
+    expect(line).toMatchObject({ remote_addr: '127.0.0.2', uri, status: 200, bytes: archive.length, completion: 'OK', content_range: '' });
     expect(typeof line?.time).toBe('string');
     expect(typeof line?.request_time).toBe('number');
   });
 
-  it('ignores a Range header and sends the whole file', async () => {
-    const uri = await makeLink(join(archiveRoot, 'a.tar'));
-    const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', headers: { Range: 'bytes=100-199' } });
-    expect(got.status).toBe(200);
-    expect(got.body.length).toBe(archive.length);
-    expect(got.headers['accept-ranges']).toBeUndefined();
+  it('answers a single byte range with 206 and logs where it started, so watch can count those bytes', async () => {
+    for (const [range, first, last] of [
+      ['bytes=100-199', 100, 199],
+      ['bytes=3000000-', 3_000_000, archive.length - 1],
+      ['bytes=-17', archive.length - 17, archive.length - 1],
+      ['bytes=0-99999999', 0, archive.length - 1],
+    ] as const) {
+      const uri = await makeLink(join(archiveRoot, 'a.tar'));
+      const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', headers: { Range: range } });
+      expect([range, got.status, got.headers['content-range']]).toEqual([range, 206, `bytes ${first}-${last}/${archive.length}`]);
+      expect(got.body.equals(archive.subarray(first, last + 1))).toBe(true);
+      const line = await eventually('the range in the download log', async () => (await downloadLogLines()).find((l) => l.uri === uri));
+      expect(line).toMatchObject({
+        status: 206,
+        bytes: last - first + 1,
+        completion: 'OK',
+        content_range: `bytes ${first}-${last}/${archive.length}`,
+      });
+    }
+  });
+
+  it('answers several ranges, or a Range of another unit, with the whole file; a garbled or past-the-end range with 416', async () => {
+    for (const range of ['bytes=0-9,20-29', 'bytes=0-0,-1', 'items=0-9', 'bytes 0-9']) {
+      const uri = await makeLink(join(archiveRoot, 'a.tar'));
+      const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', headers: { Range: range } });
+      expect([range, got.status, got.headers['content-range'], got.body.length]).toEqual([range, 200, undefined, archive.length]);
+      const line = await eventually('the whole answer in the download log', async () =>
+        (await downloadLogLines()).find((l) => l.uri === uri),
+      );
+      expect(line).toMatchObject({ status: 200, bytes: archive.length, content_range: '' });
+    }
+    for (const range of ['bytes=abc', `bytes=${archive.length}-`, 'bytes=5-2', 'bytes=-0', 'bytes=99999999999999999999-']) {
+      const uri = await makeLink(join(archiveRoot, 'a.tar'));
+      const got = await httpGet(signed(uri, '127.0.0.2'), { localAddress: '127.0.0.2', headers: { Range: range } });
+      expect([range, got.status, got.headers['content-range']]).toEqual([range, 416, `bytes */${archive.length}`]);
+      const line = await eventually('the refusal in the download log', async () => (await downloadLogLines()).find((l) => l.uri === uri));
+      expect(line).toMatchObject({ status: 416, content_range: `bytes */${archive.length}` });
+    }
   });
 
   it('answers 403 with a page pointing back to the portal when the link is used from another address, and does not log it as a download', async () => {

@@ -34,8 +34,18 @@ function issue(id: string, clientIp = '192.0.2.7'): { uri: string; linkId: strin
   return { uri, linkId: uri.split('/')[2]! };
 }
 
-function logLine(uri: string, status: number, bytes: number, completion: string, remote = '192.0.2.7'): string {
-  return `${JSON.stringify({ time: '2026-11-22T10:00:00+00:00', remote_addr: remote, uri, status, bytes, completion, request_time: 1.5 })}\n`;
+function logLine(uri: string, status: number, bytes: number, completion: string, remote = '192.0.2.7', contentRange = ''): string {
+  const line = { time: '2026-11-22T10:00:00+00:00', remote_addr: remote, uri, status, bytes, completion, request_time: 1.5 };
+  return `${JSON.stringify({ ...line, content_range: contentRange })}\n`;
+}
+
+/** A 206 answer for bytes first..last of the archive, of which `bytes` were sent. */
+function rangeLine(uri: string, a: Ready, first: number, last: number, bytes = last - first + 1, completion = 'OK'): string {
+  return logLine(uri, 206, bytes, completion, '192.0.2.7', `bytes ${first}-${last}/${a.size}`);
+}
+
+function archiveState(id: string): string {
+  return w.run('archive.status', { customer: CUSTOMER, archiveId: id }).answer.result.state;
 }
 
 function downloadEvents() {
@@ -97,7 +107,8 @@ describe('watch', () => {
         archiveId: a.id,
         ip: '192.0.2.7',
         bytes: a.size - 1000,
-        detail: `status 200, completion none, size ${a.size}`,
+        detail: `status 200, completion none, size ${a.size}, counted ${a.size - 1000} bytes from byte 0, delivered ${a.size - 1000} in 1 part`,
+        delivered: { bytes: a.size - 1000, total: a.size, parts: 1 },
       },
     ]);
     expect(existsSync(join(w.linkRoot, linkId))).toBe(false);
@@ -105,24 +116,26 @@ describe('watch', () => {
     expect(issue(a.id).linkId).toMatch(/^[0-9a-f]{32}$/);
   });
 
-  it('records a complete download only for status 200, completion OK and exactly the archive size; then the token is used up', async () => {
+  it('records a complete download once every byte was sent; a line claiming more than the file counts nothing; then the token is used up', async () => {
     const a = await readyArchive();
     const first = issue(a.id);
     const second = issue(a.id);
     const third = issue(a.id);
     startWatch();
     const before = downloadEvents().length;
-    // Right size but not finished, then finished but wrong size: both interrupted.
-    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size, ''));
+    // All but the last byte, then more bytes than the archive has (not credible): both interrupted.
+    appendFileSync(w.downloadLog, logLine(first.uri, 200, a.size - 1, 'OK'));
     appendFileSync(w.downloadLog, logLine(second.uri, 200, a.size + 1, 'OK'));
     appendFileSync(w.downloadLog, logLine(third.uri, 200, a.size, 'OK', '2001:db8::7'));
     const events = await waitFor('three download events', () =>
       downloadEvents().length === before + 3 ? downloadEvents().slice(before) : null,
     );
-    expect(events.map((e: { type: string; ip: string; bytes: number }) => [e.type, e.ip, e.bytes])).toEqual([
-      ['download.interrupted', '192.0.2.7', a.size],
-      ['download.interrupted', '192.0.2.7', a.size + 1],
-      ['download.completed', '2001:db8::7', a.size],
+    expect(
+      events.map((e: { type: string; ip: string; bytes: number; delivered: unknown }) => [e.type, e.ip, e.bytes, e.delivered]),
+    ).toEqual([
+      ['download.interrupted', '192.0.2.7', a.size - 1, { bytes: a.size - 1, total: a.size, parts: 1 }],
+      ['download.interrupted', '192.0.2.7', a.size + 1, { bytes: a.size - 1, total: a.size, parts: 1 }],
+      ['download.completed', '2001:db8::7', a.size, { bytes: a.size, total: a.size, parts: 2 }],
     ]);
     for (const l of [first, second, third]) expect(existsSync(join(w.linkRoot, l.linkId))).toBe(false);
     expect(w.run('archive.status', { customer: CUSTOMER, archiveId: a.id }).answer.result.state).toBe('downloaded');
@@ -162,6 +175,76 @@ describe('watch', () => {
     expect(readFileSync(join(w.stateDir, 'dispatcher.log'), 'utf8')).toContain(
       `for link ${first.linkId} of ${a.id} (downloaded) from 192.0.2.8, ${a.size} bytes; not counted`,
     );
+  });
+
+  it('is downloaded once ranges from several links cover every byte; overlaps and repeats count once, a cut range only what was sent', async () => {
+    const a = await readyArchive();
+    const links = Array.from({ length: 6 }, () => issue(a.id));
+    startWatch();
+    const before = downloadEvents().length;
+    // A whole download cut after 10,000 bytes; a range overlapping it, cut after 5,000 of its bytes;
+    // the same range again, whole; a repeat of bytes already counted; then all but the last byte.
+    appendFileSync(w.downloadLog, logLine(links[0]!.uri, 200, 10_000, ''));
+    appendFileSync(w.downloadLog, rangeLine(links[1]!.uri, a, 8_000, 19_999, 5_000, ''));
+    appendFileSync(w.downloadLog, rangeLine(links[2]!.uri, a, 8_000, 19_999));
+    appendFileSync(w.downloadLog, rangeLine(links[3]!.uri, a, 0, 4_999));
+    appendFileSync(w.downloadLog, rangeLine(links[4]!.uri, a, 20_000, a.size - 2));
+    const events = await waitFor('five download events', () =>
+      downloadEvents().length === before + 5 ? downloadEvents().slice(before) : null,
+    );
+    expect(events.map((e: { type: string; delivered: { bytes: number } }) => [e.type, e.delivered])).toEqual([
+      ['download.interrupted', { bytes: 10_000, total: a.size, parts: 1 }],
+      ['download.interrupted', { bytes: 13_000, total: a.size, parts: 2 }],
+      ['download.interrupted', { bytes: 20_000, total: a.size, parts: 3 }],
+      ['download.interrupted', { bytes: 20_000, total: a.size, parts: 4 }],
+      ['download.interrupted', { bytes: a.size - 1, total: a.size, parts: 5 }],
+    ]);
+    // Every byte but one: still ready, still linkable, its file still there.
+    expect(archiveState(a.id)).toBe('ready');
+    expect(existsSync(join(w.archiveRoot, `${a.id}.tar`))).toBe(true);
+    const last = issue(a.id);
+    appendFileSync(w.downloadLog, rangeLine(last.uri, a, a.size - 1, a.size - 1));
+    const done = await waitFor('the completing range', () =>
+      downloadEvents().length === before + 6 ? downloadEvents()[before + 5] : null,
+    );
+    expect(done).toMatchObject({
+      type: 'download.completed',
+      bytes: 1,
+      detail: `status 206, completion OK, size ${a.size}, counted 1 bytes from byte ${a.size - 1}, delivered ${a.size} in 6 parts`,
+      delivered: { bytes: a.size, total: a.size, parts: 6 },
+    });
+    expect(archiveState(a.id)).toBe('downloaded');
+    expect(existsSync(join(w.archiveRoot, `${a.id}.tar`))).toBe(false);
+    expect(links[5]!.linkId).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('counts nothing for a 206 whose Content-Range is missing, garbled, of another size, past the end, or shorter than what was sent', async () => {
+    const a = await readyArchive();
+    const bad = [
+      logLine(issue(a.id).uri, 206, 100, 'OK'),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', 'bytes 0-99,200-299/' + a.size),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes 0-99/${a.size + 1}`),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes ${a.size}-${a.size + 99}/${a.size}`),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes 0-49/${a.size}`),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes 99-0/${a.size}`),
+      logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes -1-99/${a.size}`),
+      logLine(issue(a.id).uri, 200, a.size, 'OK', '192.0.2.7', `bytes 0-${a.size - 1}/${a.size}`),
+    ];
+    startWatch();
+    const before = downloadEvents().length;
+    for (const line of bad) appendFileSync(w.downloadLog, line);
+    // An over-long content_range makes the whole line unreadable (skipped, link kept).
+    appendFileSync(w.downloadLog, logLine(issue(a.id).uri, 206, 100, 'OK', '192.0.2.7', `bytes 0-99/${'9'.repeat(80)}`));
+    const events = await waitFor('eight download events', () =>
+      downloadEvents().length === before + bad.length ? downloadEvents().slice(before) : null,
+    );
+    await sentinel();
+    expect(downloadEvents().length).toBe(before + bad.length);
+    for (const e of events) {
+      expect(e).toMatchObject({ type: 'download.interrupted', delivered: { bytes: 0, total: a.size, parts: 0 } });
+      expect(e.detail).toMatch(/, nothing counted, delivered 0 in 0 parts$/);
+    }
+    expect(archiveState(a.id)).toBe('ready');
   });
 
   it('reads only a bounded window of a long event log when it starts', async () => {
@@ -298,6 +381,9 @@ describe('watch', () => {
     startWatch();
     await sentinel();
     expect(downloadEvents().length).toBe(before + 1);
+    // The replayed line's bytes are in the record once, and it is not a second part.
+    const rec = JSON.parse(readFileSync(join(w.stateDir, 'archives', `${a.id}.json`), 'utf8'));
+    expect([rec.delivered, rec.deliveredParts]).toEqual([[[0, 77]], 1]);
   });
 
   it('starts again from the top of a truncated (copytruncate) log', async () => {

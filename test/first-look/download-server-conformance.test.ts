@@ -174,14 +174,79 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     expect(got.sha256).toBe(createHash('sha256').update(archive).digest('hex'));
     expect(got.headers['content-disposition']).toBe(`attachment; filename="${FILE}"`);
     expect(got.headers['content-length']).toBe(String(archive.length));
-    expect(got.headers['accept-ranges']).toBeUndefined();
+    expect(got.headers['accept-ranges']).toBe('bytes');
   });
 
-  it('ignores a Range header and sends the whole file without Accept-Ranges', async () => {
+  it('answers one byte range with 206, several or another unit with the whole file, garbled or past the end with 416', async () => {
     const uri = await makeLink(join(archiveRoot, 'a.tar'));
-    for (const range of ['bytes=100-199', 'bytes=0-', 'bytes=-5', 'bytes=1-2,5-6']) {
-      const got = await expectSameAnswer(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER, headers: { Range: range } }, 200);
-      expect(got.bytes).toBe(archive.length);
+    const n = archive.length;
+    const cases: Array<[string, number]> = [
+      ['bytes=100-199', 206],
+      ['bytes=0-', 206],
+      ['bytes=-5', 206],
+      [`bytes=${n - 1}-`, 206],
+      ['bytes=0-99999999', 206],
+      ['BYTES= 7 - 9 ', 206],
+      ['bytes=-99999999', 206],
+      ['bytes=1-2,5-6', 200],
+      ['bytes=0-0,-1', 200],
+      ['bytes=5-2,0-1', 206],
+      ['items=0-9', 200],
+      ['bytes 0-9', 200],
+      ['bytes=', 200],
+      ['bytes=abc', 416],
+      [`bytes=${n}-`, 416],
+      [`bytes=${n}-${n + 10}`, 416],
+      ['bytes=5-2', 416],
+      ['bytes=-0', 416],
+      ['bytes=1-2;x', 416],
+      ['bytes=99999999999999999999-', 416],
+      ['bytes=0-99999999999999999999', 416],
+    ];
+    for (const [range, status] of cases) {
+      const got = await expectSameAnswer(uri + query(uri, CUSTOMER), { localAddress: CUSTOMER, headers: { Range: range } }, status);
+      if (status === 200) expect(got.bytes).toBe(archive.length);
+    }
+    const head = await expectSameAnswer(
+      uri + query(uri, CUSTOMER),
+      { localAddress: CUSTOMER, method: 'HEAD', headers: { Range: 'bytes=10-' } },
+      206,
+    );
+    expect(head.headers['content-length']).toBe(String(n - 10));
+  });
+
+  it('honours If-Range as NGINX does: the range for the current ETag or date, the whole file otherwise', async () => {
+    const uri = await makeLink(join(archiveRoot, 'a.tar'));
+    const signedUri = uri + query(uri, CUSTOMER);
+    const first = await expectSameAnswer(signedUri, { localAddress: CUSTOMER, method: 'HEAD' }, 200);
+    const cases: Array<[string, number]> = [
+      [String(first.headers.etag), 206],
+      [String(first.headers['last-modified']), 206],
+      ['"other"', 200],
+      [`W/${String(first.headers.etag)}`, 200],
+      ['Mon, 01 Jan 2001 00:00:00 GMT', 200],
+      ['not a date', 200],
+    ];
+    for (const [ifRange, status] of cases) {
+      await expectSameAnswer(signedUri, { localAddress: CUSTOMER, headers: { Range: 'bytes=10-19', 'If-Range': ifRange } }, status);
+    }
+  });
+
+  it('logs a range cut short with its Content-Range and the bytes it was sent', async () => {
+    const uri = await makeLink(join(archiveRoot, 'big.tar'));
+    const start = BIG / 2;
+    const got = await askBoth(uri + query(uri, CUSTOMER), {
+      localAddress: CUSTOMER,
+      stopAfterBytes: 1024 * 1024,
+      headers: { Range: `bytes=${start}-` },
+    });
+    for (const a of [got.nginx, got.firstLook])
+      expect([a.status, a.headers['content-range']]).toEqual([206, `bytes ${start}-${BIG - 1}/${BIG}`]);
+    for (const log of [nginxLog, firstLookLog]) {
+      const record = await eventually(`the cut range in ${log}`, async () => (await watchRecords(log)).find((r) => r.uri === uri));
+      expect(record).toMatchObject({ status: 206, completion: '', contentRange: `bytes ${start}-${BIG - 1}/${BIG}` });
+      expect(record.bytes).toBeGreaterThan(0);
+      expect(record.bytes).toBeLessThan(BIG - start);
     }
   });
 
@@ -402,13 +467,13 @@ describe('the first-look download server next to the shipped NGINX vhost', () =>
     // Interrupted downloads differ in how many bytes left before the client went; the rest must be equal.
     const comparable = (records: Array<Record<string, unknown>>) =>
       records
-        .map((r) => (r.status === 200 && r.completion === '' ? { ...r, bytes: 'some' } : r))
+        .map((r) => ((r.status === 200 || r.status === 206) && r.completion === '' ? { ...r, bytes: 'some' } : r))
         .map((r) => JSON.stringify(r))
         .sort();
     const [fromNginx, fromFirstLook] = [await settled(nginxLog), await settled(firstLookLog)];
     expect(comparable(fromFirstLook)).toEqual(comparable(fromNginx));
     // The signed GETs above that NGINX answered from the download location; never a HEAD, a 403, a 404 or a 410.
-    expect(new Set(fromNginx.map((r) => r.status))).toEqual(new Set([200, 304, 412]));
+    expect(new Set(fromNginx.map((r) => r.status))).toEqual(new Set([200, 206, 304, 412, 416]));
     expect(fromNginx.every((r) => r.remote_addr === CUSTOMER)).toBe(true);
     expect(fromNginx.length).toBeGreaterThanOrEqual(8);
   });

@@ -9,6 +9,7 @@ import { withMutex } from './lock.js';
 import { isAlive, type ProcessId } from './process-id.js';
 import { nowMs } from './clock.js';
 import { appendEvent } from './events.js';
+import type { ByteRange } from './byte-ranges.js';
 
 export interface ArchiveRecord {
   id: string;
@@ -28,6 +29,12 @@ export interface ArchiveRecord {
   builder: ProcessId | null;
   /** Random value handed to the builder over its stdin, proving it was started by archive.create. */
   builderNonce: string | null;
+  /** Bytes of the archive sent so far, over every link (watch; absent until the first download). */
+  delivered?: ByteRange[];
+  /** Responses that sent part of it. */
+  deliveredParts?: number;
+  /** The download log line ("<inode>:<end>") counted last: a line replayed after a crash is not a new part. */
+  deliveredFrom?: string;
 }
 
 export interface Progress {

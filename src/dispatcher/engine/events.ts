@@ -1,7 +1,7 @@
 // The append-only event log: one JSON line per event, seq without gaps, fsync before the call returns.
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync, createReadStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { DispatcherEvent, EventType } from '../../protocol/index.js';
+import type { DeliveredSoFar, DispatcherEvent, EventType } from '../../protocol/index.js';
 import { nowIso } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { paths } from './layout.js';
@@ -14,6 +14,7 @@ export interface NewEvent {
   ip?: string | null;
   bytes?: number | null;
   detail?: string | null;
+  delivered?: DeliveredSoFar;
   /** Position in the download log that produced this event; watch resumes after it (never shown). */
   src?: { ino: number; end: number };
 }
@@ -64,6 +65,7 @@ export function appendEvent(cfg: DispatcherConfig, ev: NewEvent): number {
         ip: ev.ip ?? null,
         bytes: ev.bytes ?? null,
         detail: ev.detail ?? null,
+        ...(ev.delivered ? { delivered: ev.delivered } : {}),
         ...(ev.src ? { src: ev.src } : {}),
       };
       writeSync(fd, `${endsWithNewline ? '' : '\n'}${JSON.stringify(stored)}\n`);

@@ -1,7 +1,8 @@
-// watch: follows nginx's JSON download log, removes used links and records completed or interrupted downloads.
+// watch: follows nginx's JSON download log, removes used links and records which bytes each download delivered.
 import { closeSync, fstatSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { canonicalIp, LINK_DIR_PATTERN } from '../../protocol/index.js';
 import { mutateRecord } from './archive-store.js';
+import { addRange, coveredBytes, coversAll, deliveredBy, type ByteRange } from './byte-ranges.js';
 import { nowSeconds } from './clock.js';
 import type { DispatcherConfig } from './config.js';
 import { appendEvent, lastWatchPosition } from './events.js';
@@ -25,6 +26,8 @@ interface DownloadLine {
   status: number;
   bytes: number;
   completion: string;
+  /** $sent_http_content_range: "" for a 200; lines from before resume support have none. */
+  contentRange: string;
 }
 
 const URI_PATTERN = /^\/dl\/([0-9a-f]{32})\/([^/]+)$/;
@@ -42,7 +45,9 @@ export function parseDownloadLine(line: string): DownloadLine | null {
   if (typeof o.uri !== 'string' || typeof o.remote_addr !== 'string' || typeof o.time !== 'string' || typeof o.completion !== 'string')
     return null;
   if (typeof o.status !== 'number' || typeof o.bytes !== 'number' || !Number.isSafeInteger(o.bytes) || o.bytes < 0) return null;
-  return { time: o.time, remote_addr: o.remote_addr, uri: o.uri, status: o.status, bytes: o.bytes, completion: o.completion };
+  const contentRange = o.content_range ?? '';
+  if (typeof contentRange !== 'string' || contentRange.length > 64) return null;
+  return { time: o.time, remote_addr: o.remote_addr, uri: o.uri, status: o.status, bytes: o.bytes, completion: o.completion, contentRange };
 }
 
 /** Applies one log line. Every step before the event is idempotent, so a replayed line changes nothing twice. */
@@ -72,13 +77,23 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
   if (link.usedAt === null) writeJsonAtomic(paths.linkRecord(cfg, linkId), { ...link, usedAt: nowSeconds() });
   let size = null as number | null;
   let state = null as string | null;
+  let sent: ByteRange | null = null;
+  let delivered: ByteRange[] = [];
+  let parts = 0;
   let completed = false;
+  // The line's place in the log: one replayed after a crash (its record written, its event not) is no new part.
+  const lineKey = `${src.ino}:${src.end}`;
   mutateRecord(cfg, link.archiveId, (rec) => {
     size = rec.sizeBytes;
     state = rec.state;
-    completed =
-      rec.state === 'ready' && entry.completion === 'OK' && entry.status === 200 && rec.sizeBytes !== null && entry.bytes === rec.sizeBytes;
-    return completed ? { ...rec, state: 'downloaded' } : null;
+    if (rec.state !== 'ready' || rec.sizeBytes === null) return null;
+    sent = deliveredBy(entry.status, entry.contentRange, entry.bytes, rec.sizeBytes);
+    delivered = sent ? addRange(rec.delivered ?? [], sent[0], sent[1]) : (rec.delivered ?? []);
+    const newPart = sent !== null && sent[1] > sent[0] && rec.deliveredFrom !== lineKey;
+    parts = (rec.deliveredParts ?? 0) + (newPart ? 1 : 0);
+    // Downloaded once every byte went out, in one response or in ranges over several links.
+    completed = sent !== null && coversAll(delivered, rec.sizeBytes);
+    return { ...rec, delivered, deliveredParts: parts, deliveredFrom: lineKey, ...(completed ? { state: 'downloaded' as const } : {}) };
   });
   if (state !== 'ready') {
     // Only the first complete download counts: a later request (served before its link went) is noted, not recorded.
@@ -93,6 +108,8 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     rmSync(paths.tokenHash(cfg, link.archiveId), { force: true });
     rmSync(paths.archiveFile(cfg, link.archiveId), { force: true });
   }
+  const counted = sent as ByteRange | null;
+  const soFar = coveredBytes(delivered);
   appendEvent(cfg, {
     type: completed ? 'download.completed' : 'download.interrupted',
     customer: link.customer,
@@ -100,7 +117,11 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     // The log is nginx's, but an address is only recorded if it is one.
     ip: canonicalIp(entry.remote_addr),
     bytes: entry.bytes,
-    detail: `status ${entry.status}, completion ${entry.completion || 'none'}, size ${size ?? 'unknown'}`,
+    detail:
+      `status ${entry.status}, completion ${entry.completion || 'none'}, size ${size ?? 'unknown'}` +
+      (counted === null ? ', nothing counted' : `, counted ${counted[1] - counted[0]} bytes from byte ${counted[0]}`) +
+      `, delivered ${soFar} in ${parts} ${parts === 1 ? 'part' : 'parts'}`,
+    delivered: { bytes: soFar, total: size ?? 0, parts },
     src,
   });
 }

@@ -1,0 +1,156 @@
+// Throughput of a resumed download (a Range for the second half) against a whole download of the same archive through the same nginx.
+//
+// Usage: npm run build && node bench/resume.mjs [--size-mib 512] [--rounds 6]
+// Needs root (it starts a private sshd, sudo rule, test user and nginx on loopback, like the tests).
+// The archive is built by the real dispatcher and the link issued over SSH through the gate; then the
+// same signed link is fetched alternately whole (200) and from the middle (Range: bytes=<half>-, 206),
+// as `curl -C -` resumes it. `watch` is not running, so the link is not consumed and can be fetched
+// repeatedly within its TTL: this measures nginx's range path, not watch.
+import { randomBytes } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const SIZE_MIB = opt('size-mib', 512);
+const ROUNDS = opt('rounds', 6);
+const TARGET = 0.95;
+
+/** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
+async function loadFixture() {
+  const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
+  await build({
+    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
+  return import(pathToFileURL(outfile).href);
+}
+
+/** curl is the leaner client (less CPU taken from nginx on a small machine); node:http otherwise. */
+const CURL = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 ? 'curl' : null;
+
+function fetchWithCurl(url, localAddress, from) {
+  return new Promise((resolve, reject) => {
+    const range = from === 0 ? [] : ['-r', `${from}-`];
+    const child = spawn(
+      CURL,
+      ['-s', '-o', '/dev/null', '--interface', localAddress, ...range, '-w', '%{http_code} %{size_download} %{time_total}', url],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('close', () => {
+      const [status, bytes, seconds] = out.trim().split(' ').map(Number);
+      resolve({ status, bytes, seconds });
+    });
+  });
+}
+
+/** Fetches the link from byte `from` to the end (0: the whole file, no Range header). */
+function fetchFrom(url, localAddress, from) {
+  if (CURL) return fetchWithCurl(url, localAddress, from);
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const headers = from === 0 ? {} : { Range: `bytes=${from}-` };
+    const req = request(url, { localAddress, agent: false, headers }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function writeRandomFile(path, mib) {
+  const out = createWriteStream(path);
+  const block = randomBytes(1024 * 1024);
+  for (let i = 0; i < mib; i++) {
+    // Vary each MiB a little so nothing along the way can deduplicate or compress it.
+    block.writeUInt32LE(i, 0);
+    if (!out.write(block)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((r, j) => out.end((e) => (e ? j(e) : r())));
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const { startBackupHost } = await loadFixture();
+const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
+const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
+
+const host = await startBackupHost({ linkTtlSeconds: 3600 });
+try {
+  const customer = 'bench.example.net';
+  const snapshotDir = join(host.backupRoot, customer, 'daily.0');
+  await mkdir(snapshotDir, { recursive: true });
+  process.stdout.write(`writing a ${SIZE_MIB} MiB snapshot... `);
+  await writeRandomFile(join(snapshotDir, 'data.bin'), SIZE_MIB);
+  const client = backupHostFromSettings(host.portalSettings);
+  process.stdout.write('building the archive with the dispatcher... ');
+  const t0 = Date.now();
+  const { archiveId } = await client.createArchive({ customer, snapshot: 'daily.0' });
+  let status;
+  for (;;) {
+    status = await client.archiveStatus({ customer, archiveId });
+    if (status.state !== 'building') break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (status.state !== 'ready') throw new Error(`archive ${status.state}: ${status.failureReason}`);
+  console.log(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${(status.sizeBytes / 2 ** 20).toFixed(0)} MiB)`);
+
+  const token = newToken();
+  await client.armArchive({ customer, archiveId, tokenHash: hashToken(token) });
+  const link = await client.issueLink({ customer, archiveId, token, clientIp: '127.0.0.2' });
+  const size = status.sizeBytes;
+  const half = Math.floor(size / 2);
+  const expect = { 0: [200, size], [half]: [206, size - half] };
+  const fetchChecked = async (from) => {
+    const r = await fetchFrom(link.url, '127.0.0.2', from);
+    const [wantStatus, wantBytes] = expect[from];
+    if (r.status !== wantStatus || r.bytes !== wantBytes) throw new Error(`fetch from ${from} got ${r.status}, ${r.bytes} bytes`);
+    return r.bytes / r.seconds / 2 ** 20;
+  };
+
+  // Warm the page cache and both code paths once, then alternate so drift hits both equally.
+  for (const from of [0, half]) await fetchChecked(from);
+  const whole = [];
+  const resumed = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    // Swap who goes first each round, so neither side always gets the warmer start.
+    const pair = [
+      [0, whole],
+      [half, resumed],
+    ];
+    for (const [from, into] of i % 2 === 0 ? pair : pair.reverse()) into.push(await fetchChecked(from));
+  }
+  const w = median(whole);
+  const r = median(resumed);
+  const ratio = r / w;
+  console.log(
+    `archive: ${(size / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${CURL ? 'curl' : 'node:http'}) and nginx on loopback (http, sendfile)`,
+  );
+  console.log(`whole (200):              median ${w.toFixed(0)} MiB/s  (runs: ${whole.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`resumed second half (206): median ${r.toFixed(0)} MiB/s  (runs: ${resumed.map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`ratio resumed/whole: ${ratio.toFixed(3)}x  (target >= ${TARGET}x: ${ratio >= TARGET ? 'met' : 'NOT met'})`);
+  process.exitCode = ratio >= TARGET ? 0 : 1;
+} finally {
+  await host.stop();
+}
