@@ -1,4 +1,4 @@
-// Table types of archive requests and the backup host's copied events (migrations/0006_archive_requests.sql, 0007_archive_downloads.sql, 0014).
+// Table types of archive requests and the backup host's copied events (migrations/0006_archive_requests.sql, 0007_archive_downloads.sql, 0014, 0015).
 import type { ColumnType, Generated } from 'kysely';
 
 export type ArchiveRequestState = 'requested' | 'building' | 'ready' | 'failed' | 'cancelled' | 'downloaded' | 'expired';
@@ -33,7 +33,7 @@ export interface ArchiveRequestsTable {
   last_notify_error: string | null;
   downloaded_ip: string | null;
   downloaded_bytes: ColumnType<string | null, string | number | null | undefined, string | number | null>;
-  /** Bytes of the archive delivered so far over all its links, each once (migration 0014). */
+  /** Bytes of the archive delivered so far over all its links, each once (migration 0015). */
   delivered_bytes: ColumnType<string | null, string | number | null | undefined, string | number | null>;
   delivered_parts: number | null;
   receipt_queued_at: Date | null;

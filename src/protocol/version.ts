@@ -4,4 +4,6 @@
 // 0.4.0: sweep removes client addresses older than ipRetentionDays from its logs and reports the counts, so
 // `doctor` tells an operator whose backup host would still keep them for ever.
 // 0.5.0: archive.statuses answers archive.status for up to MAX_ARCHIVE_STATUSES archives in one call.
-export const DISPATCHER_VERSION = '0.5.0';
+// 0.6.0: watch counts delivered byte ranges (the vhost logs each answer's Content-Range) and download events say
+// what was delivered so far, so an interrupted download resumes.
+export const DISPATCHER_VERSION = '0.6.0';
