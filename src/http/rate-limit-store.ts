@@ -45,7 +45,8 @@ async function countHit(db: Kysely<Database>, key: string, windowMs: number, now
       window_started_at = case when r.window_started_at <= ${windowStart} then ${now} else r.window_started_at end
     returning hits, window_started_at`.execute(db);
   const row = rows[0]!;
-  return { current: row.hits, ttl: Math.max(0, row.window_started_at.getTime() + windowMs - nowMs) };
+  // A concurrent hit may have opened the window a moment after this one's clock reading: never over a window.
+  return { current: row.hits, ttl: Math.min(windowMs, Math.max(0, row.window_started_at.getTime() + windowMs - nowMs)) };
 }
 
 /** Windows over for an hour are of no use; their keys may hold an address. */
