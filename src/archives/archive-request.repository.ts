@@ -119,9 +119,11 @@ export async function claimDue(
   column: 'next_poll_at' | 'notify_due_at',
   now: Date,
   states?: readonly ArchiveRequestState[],
+  host?: string,
 ): Promise<ArchiveRequest | null> {
   let query = trx.selectFrom('archive_requests').selectAll().where(column, '<=', now);
   if (states !== undefined) query = query.where('state', 'in', states);
+  if (host !== undefined) query = query.where('backup_host', '=', host);
   const row = await query.orderBy(column).limit(1).forUpdate().skipLocked().executeTakeFirst();
   return row === undefined ? null : toArchiveRequest(row);
 }

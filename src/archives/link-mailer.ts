@@ -29,6 +29,8 @@ export interface LinkMailerOptions {
 interface MailerContext {
   ctx: ArchiveJobContext;
   db: Kysely<Database>;
+  /** The fleet host whose emails this loop sends; undefined: every request's (a test's single host). */
+  hostName: string | undefined;
   /** The client of a request's fleet host; throws a BackupHostError when that host is gone from the fleet. */
   host: (name: string) => BackupHost;
   log: FastifyBaseLogger;
@@ -62,7 +64,7 @@ type Claim = { kind: 'skipped' } | { kind: 'claimed'; request: ArchiveRequest & 
  */
 async function claimNext(context: MailerContext, now: Date): Promise<Claim | null> {
   return context.db.transaction().execute(async (trx) => {
-    const request = await claimDue(trx, 'notify_due_at', now);
+    const request = await claimDue(trx, 'notify_due_at', now, undefined, context.hostName);
     if (request === null) return null;
     const owner = await trx.selectFrom('users').select(['email', 'status']).where('id', '=', request.userId).executeTakeFirst();
     if (request.state !== 'ready' || request.archiveId === null || owner === undefined || owner.status !== 'active') {
@@ -161,39 +163,44 @@ async function notifyNext(context: MailerContext): Promise<NotifyOutcome | null>
   return 'sent';
 }
 
-function contextFor(ctx: ArchiveJobContext, options: LinkMailerOptions): MailerContext | null {
-  if (options.host === undefined && ctx.backupHosts.names.length === 0) return null;
+/** One context per fleet host, so one host's slow calls hold up only its own customers' emails. */
+function contextsFor(ctx: ArchiveJobContext, options: LinkMailerOptions): MailerContext[] {
   const only = options.host;
-  return {
+  const hosts: (string | undefined)[] = only === undefined || ctx.backupHosts.names.length > 0 ? [...ctx.backupHosts.names] : [undefined];
+  return hosts.map((hostName) => ({
     ctx,
     db: ctx.database.db,
+    hostName,
     host: only === undefined ? (name) => ctx.backupHosts.use(name) : () => only,
-    log: ctx.log.child({ component: 'link-mailer' }),
+    log: ctx.log.child({ component: 'link-mailer', ...(hostName === undefined ? {} : { host: hostName }) }),
     now: options.now ?? (() => ctx.clock.now()),
     publicUrl: ctx.config.publicUrl.replace(/\/+$/, ''),
-  };
+  }));
 }
 
-/** Sends every link email due now, one after another, and says what happened to each. */
+/** Sends every link email due now, host by host, one after another, and says what happened to each. */
 export async function sendDueLinks(ctx: ArchiveJobContext, options: LinkMailerOptions = {}): Promise<NotifyOutcome[]> {
-  const context = contextFor(ctx, options);
-  if (context === null) return [];
   const outcomes: NotifyOutcome[] = [];
-  for (let outcome = await notifyNext(context); outcome !== null; outcome = await notifyNext(context)) outcomes.push(outcome);
+  for (const context of contextsFor(ctx, options)) {
+    for (let outcome = await notifyNext(context); outcome !== null; outcome = await notifyNext(context)) outcomes.push(outcome);
+  }
   return outcomes;
 }
 
-/** Runs until stopped, looking for due link emails every idleMs (default 2 s). Returns the stopper. */
+/** Runs until stopped: one loop per fleet host, each looking for due link emails every idleMs (default 2 s). Returns the stopper. */
 export function startLinkMailer(ctx: ArchiveJobContext, options: LinkMailerOptions = {}): () => Promise<void> {
-  const context = contextFor(ctx, options);
-  if (context === null) return async () => undefined;
   const idleMs = options.idleMs ?? 2_000;
-  return startLoop(async () => {
-    try {
-      if ((await notifyNext(context)) !== null) return 0;
-    } catch (error) {
-      context.log.error({ reason: (error as Error).message }, 'link mailer could not reach the database; trying again later');
-    }
-    return idleMs;
-  });
+  const stops = contextsFor(ctx, options).map((context) =>
+    startLoop(async () => {
+      try {
+        if ((await notifyNext(context)) !== null) return 0;
+      } catch (error) {
+        context.log.error({ reason: (error as Error).message }, 'link mailer could not reach the database; trying again later');
+      }
+      return idleMs;
+    }),
+  );
+  return async () => {
+    await Promise.all(stops.map((stop) => stop()));
+  };
 }
