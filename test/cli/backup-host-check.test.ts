@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackupHost, type BackupHostFixture } from '../backup-host/fixture.js';
 import { makeWorld } from '../dispatcher/world.js';
@@ -65,5 +68,51 @@ describe('archway backup-host check', () => {
     const result = await runCli(['backup-host', 'reboot']);
     expect(result.code).toBe(64);
     expect(result.stderr).toContain('Usage: archway backup-host check');
+  });
+});
+
+describe('archway backup-host check with a hosts file', () => {
+  it('checks one host by name or every host with --all, and says which is not OK', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'archway-check-'));
+    try {
+      const entry = (name: string, fingerprint: string) => ({
+        name,
+        address: host.sshd.host,
+        port: host.sshd.port,
+        user: host.user.name,
+        keyFile: host.portalKey.privateKeyPath,
+        fingerprint,
+      });
+      const file = join(dir, 'hosts.json');
+      // The same host twice, once pinned to a wrong key: one good host and one that must be refused.
+      writeFileSync(
+        file,
+        JSON.stringify({ hosts: [entry('east', host.sshd.hostKeyFingerprint), entry('west', host.portalKey.fingerprint)] }),
+      );
+      const env = { ARCHWAY_BACKUP_HOSTS_FILE: file };
+
+      const east = await runCli(['backup-host', 'check', 'east'], { env });
+      expect(east.code).toBe(0);
+      expect(east.stdout).toMatch(/^\[east\]\nbackup host: .+\n {2}dispatcher version: /);
+      expect(east.stdout).toMatch(/result: OK\n$/);
+
+      const all = await runCli(['backup-host', 'check', '--all'], { env });
+      expect(all.code).toBe(1);
+      expect(all.stdout).toMatch(
+        /^\[east\]\n[\s\S]*result: OK\n\[west\]\n[\s\S]*problem: .*host key[\s\S]*result: NOT OK\n1 of 2 backup hosts OK\n$/i,
+      );
+
+      const unknown = await runCli(['backup-host', 'check', 'north'], { env });
+      expect(unknown.code).toBe(64);
+      expect(unknown.stderr).toBe('archway: no backup host is named "north"; the fleet has: east, west.\n');
+
+      const unnamed = await runCli(['backup-host', 'check'], { env });
+      expect(unnamed.code).toBe(64);
+      expect(unnamed.stderr).toContain('The fleet has 2 hosts: name one (east, west) or give --all.');
+      const both = await runCli(['backup-host', 'check', 'east', '--all'], { env });
+      expect(both.code).toBe(64);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
