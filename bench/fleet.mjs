@@ -12,49 +12,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { loadHarness, option, percentile, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const HOSTS = opt('hosts', 3);
-const BUILDS = opt('builds', 60);
-const BASELINE = opt('baseline', 6);
-const MIB = opt('mib', 8);
-
-async function loadHarness() {
-  const outfile = join(repo, 'dist', 'bench', 'fleet-harness.mjs');
-  await build({
-    stdin: {
-      contents: [
-        "export { startCluster } from './test/harness/postgres-cluster.ts';",
-        "export { freeLoopbackPort } from './test/harness/sshd.ts';",
-        "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
-        "export { startBackupHost } from './test/backup-host/fixture.ts';",
-      ].join('\n'),
-      resolveDir: repo,
-      loader: 'ts',
-    },
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
-const pct = (xs, p) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-};
+const HOSTS = option('hosts', 3);
+const BUILDS = option('builds', 60);
+const BASELINE = option('baseline', 6);
+const MIB = option('mib', 8);
+const pct = percentile;
 const procStatus = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const rssMib = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(procStatus(pid))?.[1] ?? 0) / 1024;
 /** utime + stime of the process, in seconds (clock ticks are 100 a second on Linux). */
@@ -62,9 +28,23 @@ const cpuSeconds = (pid) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 };
+/** The host's dispatcher call log, a line per call; none before its first call. */
+const callLog = (fixture) => {
+  try {
+    return readFileSync(join(fixture.stateDir, 'dispatcher.log'), 'utf8').split('\n').slice(0, -1);
+  } catch (error) {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  }
+};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const { startCluster, freeLoopbackPort, createSmtpSink, startBackupHost } = await loadHarness();
+const { startCluster, freeLoopbackPort, createSmtpSink, startBackupHost } = await loadHarness('fleet-harness', [
+  "export { startCluster } from './test/harness/postgres-cluster.ts';",
+  "export { freeLoopbackPort } from './test/harness/sshd.ts';",
+  "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
+  "export { startBackupHost } from './test/backup-host/fixture.ts';",
+]);
 const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
 
 const undo = [];
@@ -146,7 +126,7 @@ try {
       );
       started.push({ host, domain, userId: rows[0].id });
     }
-    const callLines = hosts.map((h) => readFileSync(join(h.fixture.stateDir, 'dispatcher.log'), 'utf8').split('\n').length - 1);
+    const callLines = hosts.map((h) => callLog(h.fixture).length);
     const cpu0 = cpuSeconds(portal.pid);
     const t0 = Date.now();
     // What POST /archives does: archive.create on the customer's host, then the row in "building".
@@ -180,7 +160,7 @@ try {
       [`${label}-%`],
     );
     const perHost = hosts.map((h, n) => {
-      const lines = readFileSync(join(h.fixture.stateDir, 'dispatcher.log'), 'utf8').split('\n').slice(callLines[n], -1);
+      const lines = callLog(h.fixture).slice(callLines[n]);
       const byAction = {};
       for (const line of lines) {
         const action = JSON.parse(line).action;

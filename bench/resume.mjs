@@ -12,34 +12,12 @@ import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { loadHarness, option, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const SIZE_MIB = opt('size-mib', 512);
-const ROUNDS = opt('rounds', 6);
+const SIZE_MIB = option('size-mib', 512);
+const ROUNDS = option('rounds', 6);
 const TARGET = 0.95;
-
-/** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
-async function loadFixture() {
-  const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
-  await build({
-    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
 
 /** curl is the leaner client (less CPU taken from nginx on a small machine); node:http otherwise. */
 const CURL = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 ? 'curl' : null;
@@ -92,7 +70,7 @@ async function writeRandomFile(path, mib) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const { startBackupHost } = await loadFixture();
+const { startBackupHost } = await loadHarness('backup-host-fixture', ["export { startBackupHost } from './test/backup-host/fixture.ts';"]);
 const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
 const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 

@@ -1,14 +1,14 @@
 // Asks the backup host how each building archive is doing, and records progress, readiness or failure.
 import type { ArchiveJobContext } from '../context.js';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, Transaction, Updateable } from 'kysely';
 import { startLoop } from '../background-loop.js';
 import { BackupHostError, BackupHostRefused, type BackupHost } from '../backup-host/index.js';
 import type { Database } from '../db/database.js';
 import type { MailQueue } from '../mail/mail.service.js';
 import { ACTIVE_STATES, claimDueOnHost, markFinished, type ArchiveRequest } from './archive-request.repository.js';
 import type { ArchiveStatusResult } from '../protocol/index.js';
-import type { ArchiveRequestState } from './archives.tables.js';
+import type { ArchiveRequestState, ArchiveRequestsTable } from './archives.tables.js';
 import { adoptOrFail, UNCONFIRMED_REQUEST_TIMEOUT_MS } from './orphan-recovery.js';
 
 /** How often a building archive is asked about; the page refreshes every 5 s, so progress stays fresh. */
@@ -104,6 +104,11 @@ function recorder(context: PollContext, { request, leasedUntil }: Claim) {
     });
 }
 
+/** Sets these columns of the claimed request, while the claim stands. */
+function updateClaimed(context: PollContext, claim: Claim, values: Updateable<ArchiveRequestsTable>): Promise<void> {
+  return recorder(context, claim)((trx) => trx.updateTable('archive_requests').set(values).where('id', '=', claim.request.id).execute());
+}
+
 /**
  * One batch of the host's due requests: claim (committed), one archive.statuses call for all the
  * confirmed builds, then each answer recorded in its own short transaction. A build the host has
@@ -155,16 +160,7 @@ async function statusesOf(host: BackupHost, requests: ArchiveRequest[]): Promise
 async function pollUnconfirmed(context: PollContext, claim: Claim, now: Date): Promise<PollOutcome> {
   const { request } = claim;
   if (now.getTime() - request.requestedAt.getTime() < UNCONFIRMED_REQUEST_TIMEOUT_MS) {
-    await recorder(
-      context,
-      claim,
-    )((trx) =>
-      trx
-        .updateTable('archive_requests')
-        .set({ next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS) })
-        .where('id', '=', request.id)
-        .execute(),
-    );
+    await updateClaimed(context, claim, { next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS) });
     return 'waiting';
   }
   const log = context.log.child({ archiveRequestId: request.id });
@@ -181,16 +177,7 @@ async function pollUnconfirmed(context: PollContext, claim: Claim, now: Date): P
 /** The host could not be asked: this request waits longer each time (its own backoff), the others are unaffected. */
 async function recordCallFailure(context: PollContext, claim: Claim, error: BackupHostError, now: Date): Promise<PollOutcome> {
   const failures = claim.request.pollFailures + 1;
-  await recorder(
-    context,
-    claim,
-  )((trx) =>
-    trx
-      .updateTable('archive_requests')
-      .set({ poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) })
-      .where('id', '=', claim.request.id)
-      .execute(),
-  );
+  await updateClaimed(context, claim, { poll_failures: failures, next_poll_at: new Date(now.getTime() + errorDelayMs(failures)) });
   context.log.warn(
     { archiveRequestId: claim.request.id, host: context.hostName, reason: error.message, kind: error.name, failures },
     'archive status not available; will ask again later',
@@ -210,20 +197,14 @@ async function recordAnswer(context: PollContext, claim: Claim, answer: ArchiveS
   const status = answer.status;
   switch (status.state) {
     case 'building':
-      await record((trx) =>
-        trx
-          .updateTable('archive_requests')
-          .set({
-            state: 'building',
-            bytes_written: status.bytesWritten,
-            files_written: status.filesWritten,
-            percent: status.percent,
-            poll_failures: 0,
-            next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS),
-          })
-          .where('id', '=', request.id)
-          .execute(),
-      );
+      await updateClaimed(context, claim, {
+        state: 'building',
+        bytes_written: status.bytesWritten,
+        files_written: status.filesWritten,
+        percent: status.percent,
+        poll_failures: 0,
+        next_poll_at: new Date(now.getTime() + POLL_INTERVAL_MS),
+      });
       return 'progress';
     case 'ready':
     case 'downloaded':
@@ -232,27 +213,21 @@ async function recordAnswer(context: PollContext, claim: Claim, answer: ArchiveS
       // behind; the row then goes there directly, with no email for a link that cannot work.
       const ready = status.state === 'ready';
       const state: ArchiveRequestState = status.state;
-      await record((trx) =>
-        trx
-          .updateTable('archive_requests')
-          .set({
-            state,
-            bytes_written: status.bytesWritten,
-            files_written: status.filesWritten,
-            percent: 100,
-            size_bytes: status.sizeBytes,
-            sha256: status.sha256,
-            ready_at: status.readyAt === null ? now : new Date(status.readyAt),
-            expires_at: status.expiresAt === null ? null : new Date(status.expiresAt),
-            download_file_name: status.downloadFileName,
-            notify_due_at: ready ? now : null,
-            notify_attempts: 0,
-            poll_failures: 0,
-            finished_at: ready ? null : now,
-          })
-          .where('id', '=', request.id)
-          .execute(),
-      );
+      await updateClaimed(context, claim, {
+        state,
+        bytes_written: status.bytesWritten,
+        files_written: status.filesWritten,
+        percent: 100,
+        size_bytes: status.sizeBytes,
+        sha256: status.sha256,
+        ready_at: status.readyAt === null ? now : new Date(status.readyAt),
+        expires_at: status.expiresAt === null ? null : new Date(status.expiresAt),
+        download_file_name: status.downloadFileName,
+        notify_due_at: ready ? now : null,
+        notify_attempts: 0,
+        poll_failures: 0,
+        finished_at: ready ? null : now,
+      });
       log.info({ state, sizeBytes: status.sizeBytes }, 'archive built');
       return status.state;
     }
