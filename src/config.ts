@@ -341,6 +341,10 @@ function readBackupHosts(reader: Reader): BackupFleetConfig {
       reader.problems.push('ARCHWAY_BACKUP_HOSTS_FILE is set together with ARCHWAY_BACKUP_HOST(_LOCAL_CONFIG); set only one of them.');
       return NO_BACKUP_HOSTS;
     }
+    if (downloads !== null)
+      reader.problems.push(
+        'ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is set together with ARCHWAY_BACKUP_HOSTS_FILE; give each host its downloadsUrl in the file.',
+      );
     const { hosts, problems } = readHostsFile(file);
     reader.problems.push(...problems);
     return { hosts, defaultHost: null };

@@ -413,6 +413,10 @@ describe('the backup hosts file (ARCHWAY_BACKUP_HOSTS_FILE)', () => {
     expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: bad, ARCHWAY_BACKUP_HOST: 'b.internal' })).toEqual([
       'ARCHWAY_BACKUP_HOSTS_FILE is set together with ARCHWAY_BACKUP_HOST(_LOCAL_CONFIG); set only one of them.',
     ]);
+    const good = file('good.json', JSON.stringify({ hosts: [{ name: 'east', address: '10.0.0.5', keyFile: 'k', fingerprint }] }));
+    expect(problemsOf({ ARCHWAY_BACKUP_HOSTS_FILE: good, ARCHWAY_BACKUP_HOST_DOWNLOADS_URL: 'https://dl.example.net' })).toEqual([
+      'ARCHWAY_BACKUP_HOST_DOWNLOADS_URL is set together with ARCHWAY_BACKUP_HOSTS_FILE; give each host its downloadsUrl in the file.',
+    ]);
     expect(problemsOf({ ARCHWAY_BACKUP_HOST_NAME: 'Not OK', ARCHWAY_BACKUP_HOST_LOCAL_CONFIG: '/x' })).toEqual([
       'ARCHWAY_BACKUP_HOST_NAME "Not OK" must be lower-case letters, digits, dots and dashes (at most 63).',
     ]);
