@@ -57,11 +57,6 @@ export async function lockedLastSeq(trx: Transaction<Database>, host: string): P
   return Number(row.last_seq);
 }
 
-export async function readSyncStatus(db: Kysely<Database>, host: string): Promise<SyncStatus | null> {
-  const row = await db.selectFrom('backup_host_sync').selectAll().where('host', '=', host).executeTakeFirst();
-  return row === undefined ? null : toStatus(row);
-}
-
 /** Every host's progress row, by name. */
 export async function readSyncStatuses(db: Kysely<Database>): Promise<SyncStatus[]> {
   const rows = await db.selectFrom('backup_host_sync').selectAll().orderBy('host').execute();
