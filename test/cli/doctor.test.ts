@@ -457,6 +457,46 @@ await import(${JSON.stringify(pathToFileURL(TEST_BUNDLE).href)});
   });
 });
 
+describe('archway doctor with a hosts file', SLOW, () => {
+  it('checks every host under its own name, and one down does not hide the other', async () => {
+    const port = await freeLoopbackPort();
+    const entry = (name: string, sshPort: number) => ({
+      name,
+      address: host.sshd.host,
+      port: sshPort,
+      user: host.user.name,
+      keyFile: host.portalKey.privateKeyPath,
+      fingerprint: host.sshd.hostKeyFingerprint,
+      downloadsUrl: host.downloadBaseUrl,
+    });
+    const file = join(tmp, 'hosts.json');
+    // West is the same host behind a port nothing listens on.
+    await writeFile(file, JSON.stringify({ hosts: [entry('east', host.sshd.port), entry('west', port)] }));
+    const env = { ...withoutBackupHost(), ARCHWAY_BACKUP_HOSTS_FILE: file };
+
+    const result = await doctor(env, '--json');
+    expect(result.code).toBe(1);
+    const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ id: string; title: string; status: string }> };
+    expect(report.ok).toBe(false);
+    const parts = ['reachable', 'version', 'roots', 'actions', 'clock', 'downloads'];
+    expect(report.checks.filter((c) => c.id.startsWith('backup-host')).map((c) => [c.id, c.status])).toEqual([
+      ...parts.map((part) => [`backup-host.east.${part}`, 'pass']),
+      ['backup-host.west.reachable', 'fail'],
+      ...['version', 'roots', 'actions', 'clock'].map((part) => [`backup-host.west.${part}`, 'skipped']),
+      // The downloads vhost is checked without SSH, so west's (the same NGINX) still answers.
+      ['backup-host.west.downloads', 'pass'],
+    ]);
+    expect(report.checks.find((c) => c.id === 'backup-host.west.reachable')?.title).toBe(
+      'backup host reachable with the pinned host key (west)',
+    );
+
+    const text = await doctor(env);
+    expect(line(text, 'backup host reachable with the pinned host key (east)')).toMatch(/^✓ /);
+    expect(line(text, 'backup host reachable with the pinned host key (west)')).toMatch(/^✗ .*BackupHostUnreachable/);
+    expectNoSecret(text);
+  });
+});
+
 describe('archway doctor in first-look mode', SLOW, () => {
   it('says which checks do not apply and passes', async () => {
     const result = await doctor({});
