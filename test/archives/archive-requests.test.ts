@@ -379,7 +379,7 @@ describe('one archive page', () => {
     try {
       await client.get('/backups');
       const asking = client.post('/archives', { snapshot: 'daily.1' });
-      await expect.poll(async () => (await activeRows(user.id)).length, { timeout: 10_000 }).toBe(1);
+      await expect.poll(async () => (await activeRows(user.id)).length, { timeout: 20_000 }).toBe(1);
       id = (await activeRows(user.id))[0]!.id;
       await otherTab.get(`/archives/${id}`);
       expect((await otherTab.post(`/archives/${id}/cancel`, {})).status).toBe(303);

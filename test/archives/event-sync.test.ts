@@ -472,7 +472,7 @@ describe('the sync job that archway serve runs', () => {
     const recorded = dispatcherEvents();
     const stop = startEventSync(subject.app.ctx, { backupHost, intervalMs: 3_600_000 });
     try {
-      await expect.poll(async () => (await syncRow('default')).last_seq, { timeout: 10_000 }).toBe(String(recorded.length));
+      await expect.poll(async () => (await syncRow('default')).last_seq, { timeout: 20_000 }).toBe(String(recorded.length));
     } finally {
       await stop();
     }
@@ -500,7 +500,7 @@ describe('the sync job that archway serve runs', () => {
     const stop = startEventSync(misconfigured, { intervalMs: 3_600_000 });
     try {
       await expect
-        .poll(async () => (await syncRow('default')).last_error, { timeout: 10_000 })
+        .poll(async () => (await syncRow('default')).last_error, { timeout: 20_000 })
         .toMatch(/^cannot read the backup host private key file: ENOENT/);
     } finally {
       await stop();

@@ -159,7 +159,7 @@ describe('two portal instances, one killed mid-job', () => {
         await pollDueArchives(world.app.ctx);
         return (await row(noraId)).state === 'ready';
       },
-      { timeoutMs: 30_000, everyMs: 500 },
+      { timeoutMs: 60_000, everyMs: 500 },
     );
     const ottoId = await askForArchive(await signedIn(otto), 'daily.0');
     const client = backupHostFromSettings(host.portalSettings);

@@ -211,7 +211,7 @@ describe('the IP retention purge', () => {
 
     const stop = startIpRetentionJob(subject.app.ctx, 60_000);
     try {
-      await expect.poll(() => subject.logText(), { timeout: 5_000 }).toContain('IP retention purge done');
+      await expect.poll(() => subject.logText(), { timeout: 20_000 }).toContain('IP retention purge done');
     } finally {
       await stop();
     }

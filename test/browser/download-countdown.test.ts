@@ -110,7 +110,7 @@ describe.each([
     const { page, context } = await openDownloadPage(true);
     try {
       const countdown = page.locator('#link-countdown');
-      await expect.poll(async () => countdown.textContent()).toMatch(/^The link works for \d+ more seconds?\.$/);
+      await expect.poll(async () => countdown.textContent(), { timeout: 20_000 }).toMatch(/^The link works for \d+ more seconds?\.$/);
       const left = Number(/(\d+) more/.exec((await countdown.textContent()) ?? '')?.[1]);
       expect(left).toBeGreaterThanOrEqual(50);
       expect(left).toBeLessThanOrEqual(60);

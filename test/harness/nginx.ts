@@ -76,7 +76,7 @@ async function runNginx(
     child.once('exit', (code) => reject(new Error(`nginx exited (${code}) while starting: ${stderr}`))),
   );
   exitedEarly.catch(() => undefined);
-  await Promise.race([Promise.all(ports.map((p) => waitForPort(host, p, 10_000))), exitedEarly]);
+  await Promise.race([Promise.all(ports.map((p) => waitForPort(host, p, 30_000))), exitedEarly]);
   return {
     stop: () => stopProcess(child, killNow),
     // What logrotate's postrotate does: the master reopens every log file by name.

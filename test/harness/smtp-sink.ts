@@ -99,7 +99,7 @@ export async function createSmtpSink(options: SmtpSinkOptions = {}): Promise<Smt
       messages.length = 0;
       raw.length = 0;
     },
-    waitForMessages: (count, timeoutMs = 5_000) =>
+    waitForMessages: (count, timeoutMs = 20_000) =>
       eventually(`${count} messages at the SMTP sink (it has ${messages.length})`, () => messages.length >= count && messages, {
         timeoutMs,
         everyMs: 20,

@@ -298,7 +298,7 @@ export async function startSshd(options: SshdOptions): Promise<PrivateSshd> {
   let log = '';
   child.stderr?.setEncoding('utf8');
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sshd did not start: ${log}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`sshd did not start: ${log}`)), 30_000);
     child.stderr?.on('data', (d: string) => {
       log += d;
       if (log.includes(`Server listening on ${host} port ${port}`)) {

@@ -40,7 +40,7 @@ describe('mail in first-look mode on the embedded database', () => {
           );
       }
       await eventually('three messages in the outbox', async () => (await readdir(outboxDir).catch(() => [])).length >= 3, {
-        timeoutMs: 10_000,
+        timeoutMs: 30_000,
       });
       // The worker looked at the queue once more: a second copy of any message would have been written by then.
       await worker.lookedAgain();
