@@ -20,6 +20,7 @@ import {
   lockedLastSeq,
   recordSyncDone,
   recordSyncFailed,
+  renewSyncLease,
   type StoredEvent,
   DEFAULT_HOST,
   findArchiveOwner,
@@ -29,8 +30,8 @@ import {
 export const EVENT_PAGE_SIZE = 500;
 
 /**
- * Pages per sync. The whole sync is one transaction holding the progress row, so a long backlog is
- * copied in several syncs of at most this many pages rather than in one unbounded transaction.
+ * Pages per sync. A sync stores what it fetched in one transaction, so a long backlog is copied in
+ * several syncs of at most this many pages rather than in one unbounded transaction.
  */
 export const EVENT_PAGES_PER_SYNC = 20;
 
@@ -70,10 +71,11 @@ export class MalformedEventError extends Error {
 }
 
 /**
- * How long one sync may take before another instance may take over: its pages' calls, each
- * bounded by the backup host client's 30 s timeout, and one short transaction.
+ * How long a sync holds its host's row before another instance may take over: one page's call,
+ * bounded by the backup host client's 30 s timeout, and a short transaction. Each page renews it,
+ * so a crashed instance's sync is taken over within this, however many pages it had left.
  */
-export const EVENT_SYNC_LEASE_MS = (EVENT_PAGES_PER_SYNC + 2) * 30_000;
+export const EVENT_SYNC_LEASE_MS = 3 * 30_000;
 
 /**
  * One sync: leases the host's progress row (a second instance skips instead of copying the same
@@ -88,10 +90,13 @@ export async function syncBackupHostEvents(deps: EventSyncDeps): Promise<EventSy
   const maxPages = deps.maxPages ?? EVENT_PAGES_PER_SYNC;
   await ensureSyncRow(deps.db, host);
   const now = deps.clock.now();
-  const row = await claimSyncRow(deps.db, host, now, new Date(now.getTime() + EVENT_SYNC_LEASE_MS));
+  const leaseFromNow = () => new Date(deps.clock.now().getTime() + EVENT_SYNC_LEASE_MS);
+  const row = await claimSyncRow(deps.db, host, now, leaseFromNow());
   if (row === null) return { outcome: 'busy' };
   try {
-    const fetched = await fetchEvents(deps, row.lastSeq, pageSize, maxPages);
+    const renew = () => renewSyncLease(deps.db, host, row.lastSeq, leaseFromNow());
+    const fetched = await fetchEvents(deps, row.lastSeq, pageSize, maxPages, renew);
+    if (fetched === null) return { outcome: 'busy' };
     const stored = await deps.db.transaction().execute(async (trx) => {
       if ((await lockedLastSeq(trx, host)) !== row.lastSeq) return null;
       const counts = await storeEvents(trx, deps, host, fetched.events);
@@ -110,8 +115,8 @@ export async function syncBackupHostEvents(deps: EventSyncDeps): Promise<EventSy
   }
 }
 
-/** Every page after `fromSeq`, checked, up to maxPages; nothing is stored yet. */
-async function fetchEvents(deps: EventSyncDeps, fromSeq: number, pageSize: number, maxPages: number) {
+/** Every page after `fromSeq`, checked, up to maxPages, renewing the lease after each; nothing is stored yet. */
+async function fetchEvents(deps: EventSyncDeps, fromSeq: number, pageSize: number, maxPages: number, renew: () => Promise<boolean>) {
   let lastSeq = fromSeq;
   const events: StoredEvent[] = [];
   for (let page = 1; ; page++) {
@@ -128,6 +133,7 @@ async function fetchEvents(deps: EventSyncDeps, fromSeq: number, pageSize: numbe
     if (pageEvents.length > 0) lastSeq = pageEvents[pageEvents.length - 1]!.seq;
     if (pageEvents.length < pageSize) return { events, lastSeq, more: false };
     if (page >= maxPages) return { events, lastSeq, more: true };
+    if (!(await renew())) return null;
   }
 }
 

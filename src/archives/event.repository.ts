@@ -51,6 +51,20 @@ export async function claimSyncRow(db: Db, host: string, now: Date, until: Date)
   return row === undefined ? null : toStatus(row);
 }
 
+/**
+ * Extends a sync's lease after a page, while the row is still where that sync started; false when
+ * another sync has moved it on (this one's lease had run out), so the rest of its pages are wasted.
+ */
+export async function renewSyncLease(db: Db, host: string, lastSeq: number, until: Date): Promise<boolean> {
+  const result = await db
+    .updateTable('backup_host_sync')
+    .set({ leased_until: until })
+    .where('host', '=', host)
+    .where('last_seq', '=', String(lastSeq))
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
 /** The row's last_seq under its lock, for the short transaction that stores a sync's events. */
 export async function lockedLastSeq(trx: Transaction<Database>, host: string): Promise<number> {
   const row = await trx.selectFrom('backup_host_sync').select('last_seq').where('host', '=', host).forUpdate().executeTakeFirstOrThrow();

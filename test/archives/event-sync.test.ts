@@ -96,6 +96,11 @@ async function syncRow(host: string) {
     .executeTakeFirstOrThrow();
 }
 
+async function leasedUntil(host: string): Promise<number> {
+  const row = await db().selectFrom('backup_host_sync').select('leased_until').where('host', '=', host).executeTakeFirstOrThrow();
+  return row.leased_until!.getTime();
+}
+
 /** An archive built, ready and armed on the backup host, as the customer's request would make it. */
 async function readyArchive(): Promise<{ id: string; size: number }> {
   const created = w.run('archive.create', { customer: customer.domain, snapshot: 'daily.0' });
@@ -262,6 +267,42 @@ describe("copying the backup host's events", () => {
     expect(await stale).toEqual({ outcome: 'busy' });
     expect(await copiedEvents('lease')).toEqual(recorded);
     expect((await syncRow('lease')).last_seq).toBe(String(recorded.length));
+  });
+
+  it('renews its short lease after each page: a long sync is not taken over, a dead one is within one lease', async () => {
+    // Three pages of two, and one event more.
+    while (dispatcherEvents().length < 7) await readyArchive();
+    const recorded = dispatcherEvents();
+    const leases: number[] = [];
+    const rivals: string[] = [];
+    // Each page takes most of a lease on the test clock; a rival sync tries to take over during each.
+    const slowPages: Pick<BackupHost, 'eventsSince'> = {
+      eventsSince: async (request) => {
+        leases.push((await leasedUntil('renew')) - subject.clock.now().getTime());
+        subject.clock.advance(EVENT_SYNC_LEASE_MS - 10_000);
+        rivals.push((await syncBackupHostEvents(deps({ host: 'renew' }))).outcome);
+        return backupHost.eventsSince(request);
+      },
+    };
+    const long = await syncBackupHostEvents(deps({ host: 'renew', backupHost: slowPages, pageSize: 2, maxPages: 3 }));
+    expect(long).toMatchObject({ outcome: 'synced', received: 6, lastSeq: 6, more: true });
+    // Three pages took almost three leases, yet each page started with a whole lease ahead of it.
+    expect(leases).toHaveLength(3);
+    for (const ahead of leases) {
+      expect(ahead).toBeGreaterThan(EVENT_SYNC_LEASE_MS - 5_000);
+      expect(ahead).toBeLessThanOrEqual(EVENT_SYNC_LEASE_MS);
+    }
+    expect(rivals).toEqual(['busy', 'busy', 'busy']);
+    expect(await copiedEvents('renew')).toEqual(recorded.slice(0, 6));
+
+    // A sync that stops in its first page (its instance died) holds the row for one lease, no more.
+    const dead = heldEvents();
+    void syncBackupHostEvents(deps({ host: 'renew', backupHost: dead.host, pageSize: 2, maxPages: 3 }));
+    await eventually('the dying sync to call the backup host', () => dead.calls() === 1);
+    expect(await syncBackupHostEvents(deps({ host: 'renew' }))).toEqual({ outcome: 'busy' });
+    subject.clock.advance(EVENT_SYNC_LEASE_MS);
+    expect(await syncBackupHostEvents(deps({ host: 'renew' }))).toMatchObject({ outcome: 'synced', lastSeq: recorded.length });
+    dead.release();
   });
 
   it('records the error and keeps its place when the backup host fails, and catches up at the next good sync', async () => {

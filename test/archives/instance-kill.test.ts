@@ -199,7 +199,7 @@ describe('two portal instances, one killed mid-job', () => {
     expect(smtp.received).toHaveLength(1);
     for (const action of HELD_ACTIONS) rmSync(join(holds, `hold-${action}`));
 
-    // The dead holder's leases stand until they run out (60 s, 3 min, 11 min); here they run out at once.
+    // The dead holder's leases stand until they run out (60 s, 3 min, 90 s); here they run out at once.
     await world.app.ctx.database.db.updateTable('archive_requests').set({ next_poll_at: new Date() }).where('id', '=', ottoId).execute();
     await world.app.ctx.database.db.updateTable('archive_requests').set({ notify_due_at: new Date() }).where('id', '=', noraId).execute();
     await world.app.ctx.database.db.updateTable('backup_host_sync').set({ leased_until: new Date() }).execute();
