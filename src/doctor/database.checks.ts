@@ -9,6 +9,7 @@ import { describeError, fail, notApplicable, pass, skipped, type CheckResult } f
 const REACHABLE = ['database.reachable', 'database reachable'] as const;
 const MIGRATIONS = ['database.migrations', 'database migrations current'] as const;
 const ROLE = ['database.role', 'database role restricted'] as const;
+const ARCHIVE_HOSTS = ['database.archive-hosts', 'archives on configured backup hosts'] as const;
 
 interface RoleRow {
   role: string;
@@ -26,7 +27,12 @@ export async function checkDatabase(config: Config): Promise<CheckResult[]> {
   if (config.databaseUrl === null) {
     // Opening the embedded database would take the lock a running first-look portal holds.
     const why = 'first look uses the embedded database, which `npm start` migrates itself';
-    return [notApplicable(...REACHABLE, why), notApplicable(...MIGRATIONS, why), notApplicable(...ROLE, why)];
+    return [
+      notApplicable(...REACHABLE, why),
+      notApplicable(...MIGRATIONS, why),
+      notApplicable(...ROLE, why),
+      notApplicable(...ARCHIVE_HOSTS, why),
+    ];
   }
   const database = await connectDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 });
   try {
@@ -44,9 +50,19 @@ export async function checkDatabase(config: Config): Promise<CheckResult[]> {
         ),
         skipped(...MIGRATIONS, because),
         skipped(...ROLE, because),
+        skipped(...ARCHIVE_HOSTS, because),
       ];
     }
-    return [pass(...REACHABLE, `PostgreSQL ${version}`), await checkMigrations(database.db), await checkRole(database.db)];
+    const migrations = await checkMigrations(database.db);
+    const hostNames = config.backupHosts.hosts.map((h) => h.name);
+    return [
+      pass(...REACHABLE, `PostgreSQL ${version}`),
+      migrations,
+      await checkRole(database.db),
+      migrations.status === 'pass'
+        ? await checkArchiveHosts(database.db, hostNames)
+        : skipped(...ARCHIVE_HOSTS, 'the database migrations are not current'),
+    ];
   } finally {
     await database.close();
   }
@@ -103,5 +119,26 @@ async function checkRole(db: Kysely<Database>): Promise<CheckResult> {
     `as a superuser run: ALTER ROLE ${row.role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; ALTER DATABASE ${row.database} OWNER TO postgres; ` +
       `REVOKE CREATE ON DATABASE ${row.database} FROM ${row.role}, PUBLIC; REVOKE CREATE ON SCHEMA public FROM ${row.role}, PUBLIC; ` +
       `GRANT archway_portal TO ${row.role}; and let another role own the tables and run "archway migrate" (README, "Operations")`,
+  );
+}
+
+/**
+ * An archive is served only by the host it was built on, so renaming or removing that host in the
+ * configuration leaves the archives still being built or ready there out of their customers' reach.
+ */
+async function checkArchiveHosts(db: Kysely<Database>, hostNames: readonly string[]): Promise<CheckResult> {
+  let query = db
+    .selectFrom('archive_requests')
+    .select(['backup_host', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('state', 'in', ['requested', 'building', 'ready']);
+  if (hostNames.length > 0) query = query.where('backup_host', 'not in', hostNames);
+  const stranded = await query.groupBy('backup_host').orderBy('backup_host').execute();
+  if (stranded.length === 0) return pass(...ARCHIVE_HOSTS, 'every archive being built or ready is on a configured host');
+  const total = stranded.reduce((sum, row) => sum + Number(row.n), 0);
+  return fail(
+    ...ARCHIVE_HOSTS,
+    `${total} ${total === 1 ? 'archive' : 'archives'} being built or ready ${total === 1 ? 'is' : 'are'} on hosts the configuration does not name: ` +
+      `${stranded.map((row) => `${row.backup_host} (${row.n})`).join(', ')}; their customers are told the service is unavailable`,
+    'put these hosts back in the configuration under the same names (ARCHWAY_BACKUP_HOSTS_FILE, or ARCHWAY_BACKUP_HOST_NAME for one host) until their archives are downloaded or expire',
   );
 }

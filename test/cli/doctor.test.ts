@@ -122,6 +122,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       expect.stringMatching(/^✓ database reachable: PostgreSQL \d+/),
       '✓ database migrations current: every file in migrations/ is applied',
       `✓ database role restricted: role ${role} cannot create databases, roles, schemas or tables, nor rewrite the audit trail`,
+      '✓ archives on configured backup hosts: every archive being built or ready is on a configured host',
       `✓ SMTP server accepts the configured TLS and login: 127.0.0.1:${sink.port} (STARTTLS when offered), login accepted`,
       expect.stringMatching(
         new RegExp(
@@ -135,7 +136,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       `✓ downloads vhost refuses a wrongly signed link: ${host.downloadBaseUrl} answered 403`,
       "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",
     ]);
-    expect(result.stdout).toMatch(/\nAll is well: 11 passed, 1 do not apply\.\n$/);
+    expect(result.stdout).toMatch(/\nAll is well: 12 passed, 1 do not apply\.\n$/);
     expect(result.code).toBe(0);
     expect(sink.messages).toHaveLength(0);
     expectNoSecret(result);
@@ -156,6 +157,7 @@ describe('archway doctor on a healthy installation', SLOW, () => {
       ['database.reachable', 'pass'],
       ['database.migrations', 'pass'],
       ['database.role', 'pass'],
+      ['database.archive-hosts', 'pass'],
       ['mail.smtp', 'pass'],
       ['backup-host.reachable', 'pass'],
       ['backup-host.version', 'pass'],
@@ -225,7 +227,10 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
     );
     expect(line(result, 'database migrations current')).toBe('– database migrations current: not checked: the database is not reachable');
     expect(line(result, 'database role restricted')).toBe('– database role restricted: not checked: the database is not reachable');
-    expect(result.stdout).toMatch(/\nNot ready: 2 passed, 1 failed, 2 not checked, 2 do not apply\.\n$/);
+    expect(line(result, 'archives on configured backup hosts')).toBe(
+      '– archives on configured backup hosts: not checked: the database is not reachable',
+    );
+    expect(result.stdout).toMatch(/\nNot ready: 2 passed, 1 failed, 3 not checked, 2 do not apply\.\n$/);
     expect(result.code).toBe(1);
     expectNoSecret(result);
   });
@@ -257,6 +262,10 @@ describe('archway doctor names each fault and its fix', SLOW, () => {
         status: 'fail',
         detail: `1 pending: ${newest.slice(0, -4)}`,
         fix: 'run "archway migrate"',
+      });
+      expect(report.checks.find((c) => c.id === 'database.archive-hosts')).toMatchObject({
+        status: 'skipped',
+        detail: 'not checked: the database migrations are not current',
       });
       expect(result.code).toBe(1);
     } finally {
@@ -495,6 +504,67 @@ describe('archway doctor with a hosts file', SLOW, () => {
     expect(line(text, 'backup host reachable with the pinned host key (west)')).toMatch(/^✗ .*BackupHostUnreachable/);
     expectNoSecret(text);
   });
+
+  it('names the hosts missing from the configuration that archives being built or ready are still on', async () => {
+    const file = join(tmp, 'hosts-east.json');
+    const east = {
+      name: 'east',
+      address: host.sshd.host,
+      port: host.sshd.port,
+      user: host.user.name,
+      keyFile: host.portalKey.privateKeyPath,
+      fingerprint: host.sshd.hostKeyFingerprint,
+      downloadsUrl: host.downloadBaseUrl,
+    };
+    await writeFile(file, JSON.stringify({ hosts: [east] }));
+    const env = { ...withoutBackupHost(), ARCHWAY_BACKUP_HOSTS_FILE: file };
+    const db = database.handle.db;
+    const user = await db
+      .insertInto('users')
+      .values({ email: 'stranded@example.net', role: 'customer', domain: 'stranded.example.net', plan: 'basic', backup_host: 'east' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const archive = (backupHost: string, state: 'building' | 'ready' | 'downloaded' | 'expired') => ({
+      user_id: user.id,
+      customer: 'stranded.example.net',
+      snapshot: 'daily.0',
+      state,
+      backup_host: backupHost,
+      requested_ip: '198.51.100.20',
+    });
+    // West was renamed away with two archives in flight, "old" with one; finished ones do not count.
+    const rows = await db
+      .insertInto('archive_requests')
+      .values([
+        archive('east', 'ready'),
+        archive('west', 'building'),
+        archive('west', 'ready'),
+        archive('old', 'ready'),
+        archive('old', 'downloaded'),
+        archive('gone', 'expired'),
+      ])
+      .returning('id')
+      .execute();
+    try {
+      const result = await doctor(env);
+      expect(line(result, 'archives on configured backup hosts')).toBe(
+        '✗ archives on configured backup hosts: 3 archives being built or ready are on hosts the configuration does not name: ' +
+          'old (1), west (2); their customers are told the service is unavailable. ' +
+          'Fix: put these hosts back in the configuration under the same names (ARCHWAY_BACKUP_HOSTS_FILE, or ARCHWAY_BACKUP_HOST_NAME for one host) until their archives are downloaded or expire',
+      );
+      expect(result.code).toBe(1);
+    } finally {
+      await db
+        .deleteFrom('archive_requests')
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.id),
+        )
+        .execute();
+      await db.deleteFrom('users').where('id', '=', user.id).execute();
+    }
+  });
 });
 
 describe('archway doctor in first-look mode', SLOW, () => {
@@ -505,12 +575,13 @@ describe('archway doctor in first-look mode', SLOW, () => {
       '– database reachable: does not apply: first look uses the embedded database, which `npm start` migrates itself',
       '– database migrations current: does not apply: first look uses the embedded database, which `npm start` migrates itself',
       '– database role restricted: does not apply: first look uses the embedded database, which `npm start` migrates itself',
+      '– archives on configured backup hosts: does not apply: first look uses the embedded database, which `npm start` migrates itself',
       expect.stringMatching(
         /^– SMTP server accepts the configured TLS and login: does not apply: first look writes each message into \S+\/outbox instead of sending it$/,
       ),
       '– backup host: does not apply: none is configured (ARCHWAY_BACKUP_HOSTS_FILE or ARCHWAY_BACKUP_HOST), so customers cannot ask for archives',
       "– TLS certificate of the public URL: does not apply: ARCHWAY_PUBLIC_URL is http:// (TLS is for production, at the portal's NGINX)",
-      'All is well: 1 passed, 6 do not apply.',
+      'All is well: 1 passed, 7 do not apply.',
       '',
     ]);
     expect(result.code).toBe(0);
