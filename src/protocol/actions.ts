@@ -70,7 +70,7 @@ export const EXIT_INTERNAL = 2;
  */
 export const MAX_ARCHIVE_STATUSES = 500;
 
-/** Default cap on the request body; the config may lower or raise it. */
+/** Default cap on the request body; the config may raise it, never lower it (the portal's batches fit this). */
 export const DEFAULT_MAX_REQUEST_BYTES = 65536;
 
 /** Days the backup host keeps client addresses; the portal's ARCHWAY_IP_RETENTION_DAYS defaults to the same (a test holds them equal). */

@@ -55,7 +55,7 @@ describe('configuration', () => {
       answer: {
         ok: true,
         result: {
-          version: '0.6.0',
+          version: '0.6.1',
           time: expect.any(String),
           roots: { backup: true, archive: true, link: true },
           freeBytes: expect.any(Number),

@@ -191,4 +191,11 @@ describe('configuration', () => {
     expect(r.stderr).toContain('linkIssuePerHour must be an integer from 1 to 1000000');
     expect(r.stderr).toContain('maxReadyArchivesPerCustomer must be an integer from 1 to 1000');
   });
+
+  it('refuses a request cap below the 64 KiB that the portal sizes its batches to', () => {
+    const r = makeWorld({ maxRequestBytes: 32768 }).run('ping', {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('maxRequestBytes must be an integer from 65536 to 1048576');
+    expect(makeWorld({ maxRequestBytes: 131072 }).run('ping', {}).code).toBe(0);
+  });
 });

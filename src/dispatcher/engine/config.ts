@@ -50,7 +50,8 @@ const NUMBER_FIELDS: Record<string, NumberField> = {
   linkGraceSeconds: { def: 300, min: 0, max: 86400 },
   archiveRetentionDays: { def: 7, min: 0, max: 3650 },
   ipRetentionDays: { def: DEFAULT_IP_RETENTION_DAYS, min: 1, max: 3650 },
-  maxRequestBytes: { def: DEFAULT_MAX_REQUEST_BYTES, min: 64, max: 1 << 20 },
+  // Not below the default: the portal's client sizes its archive.statuses batches to fit it.
+  maxRequestBytes: { def: DEFAULT_MAX_REQUEST_BYTES, min: DEFAULT_MAX_REQUEST_BYTES, max: 1 << 20 },
   niceness: { def: 19, min: 0, max: 19 },
   ioniceClass: { def: 3, min: 1, max: 3 },
   estimateBudgetMs: { def: 5000, min: 0, max: 600_000 },
