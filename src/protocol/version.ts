@@ -6,5 +6,6 @@
 // 0.5.0: archive.statuses answers archive.status for up to MAX_ARCHIVE_STATUSES archives in one call.
 // 0.6.0: watch counts delivered byte ranges (the vhost logs each answer's Content-Range) and download events say
 // what was delivered so far, so an interrupted download resumes.
-// 0.6.1: maxRequestBytes may not be set below the 64 KiB the portal sizes its archive.statuses batches to.
+// 0.6.1: maxRequestBytes may not be set below the 64 KiB the portal sizes its archive.statuses batches to;
+// watch writes a completed download's event that a crash after its record had lost.
 export const DISPATCHER_VERSION = '0.6.1';

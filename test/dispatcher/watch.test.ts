@@ -386,6 +386,40 @@ describe('watch', () => {
     expect([rec.delivered, rec.deliveredParts]).toEqual([[[0, 77]], 1]);
   });
 
+  it('writes the event of a completing line after a crash between recording it and writing the event', async () => {
+    const a = await readyArchive();
+    const la = issue(a.id);
+    startWatch();
+    await sentinel();
+    const before = downloadEvents().length;
+    const savedBefore = readFileSync(join(w.stateDir, 'watch.json'), 'utf8');
+    appendFileSync(w.downloadLog, logLine(la.uri, 200, a.size, 'OK'));
+    await waitFor('the event', () => downloadEvents().length === before + 1);
+    await stopWatch('SIGKILL');
+    // As if the crash came after the record said "downloaded" and before the event and the save.
+    const eventsLog = join(w.stateDir, 'events.log');
+    const lines = readFileSync(eventsLog, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '');
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ type: 'download.completed', archiveId: a.id });
+    writeFileSync(eventsLog, `${lines.slice(0, -1).join('\n')}\n`);
+    writeFileSync(join(w.stateDir, 'watch.json'), savedBefore);
+    expect(downloadEvents().length).toBe(before);
+    expect(archiveState(a.id)).toBe('downloaded');
+    startWatch();
+    await waitFor('the lost event', () => downloadEvents().length === before + 1);
+    await sentinel();
+    expect(downloadEvents().slice(before)).toMatchObject([
+      { type: 'download.completed', archiveId: a.id, delivered: { bytes: a.size, total: a.size, parts: 1 } },
+    ]);
+    const rec = JSON.parse(readFileSync(join(w.stateDir, 'archives', `${a.id}.json`), 'utf8'));
+    expect([rec.delivered, rec.deliveredParts]).toEqual([[[0, a.size]], 1]);
+    // A later line for the same archive is still only noted.
+    appendFileSync(w.downloadLog, logLine(la.uri, 200, a.size, 'OK'));
+    await sentinel();
+    expect(downloadEvents().length).toBe(before + 1);
+  });
+
   it('starts again from the top of a truncated (copytruncate) log', async () => {
     const a = await readyArchive();
     const la = issue(a.id);

@@ -81,12 +81,16 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
   let delivered: ByteRange[] = [];
   let parts = 0;
   let completed = false;
+  let counted = false;
   // The line's place in the log: one replayed after a crash (its record written, its event not) is no new part.
   const lineKey = `${src.ino}:${src.end}`;
   mutateRecord(cfg, link.archiveId, (rec) => {
     size = rec.sizeBytes;
     state = rec.state;
-    if (rec.state !== 'ready' || rec.sizeBytes === null) return null;
+    // The replayed line that completed the download counts again, so its lost event is written now.
+    const replayed = rec.deliveredFrom === lineKey && rec.state === 'downloaded';
+    if ((rec.state !== 'ready' && !replayed) || rec.sizeBytes === null) return null;
+    counted = true;
     sent = deliveredBy(entry.status, entry.contentRange, entry.bytes, rec.sizeBytes);
     delivered = sent ? addRange(rec.delivered ?? [], sent[0], sent[1]) : (rec.delivered ?? []);
     const newPart = sent !== null && sent[1] > sent[0] && rec.deliveredFrom !== lineKey;
@@ -95,7 +99,7 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     completed = sent !== null && coversAll(delivered, rec.sizeBytes);
     return { ...rec, delivered, deliveredParts: parts, deliveredFrom: lineKey, ...(completed ? { state: 'downloaded' as const } : {}) };
   });
-  if (state !== 'ready') {
+  if (!counted) {
     // Only the first complete download counts: a later request (served before its link went) is noted, not recorded.
     note(
       `watch: ${entry.status} for link ${linkId} of ${link.archiveId} (${state ?? 'no record'}) from ${entry.remote_addr}, ${entry.bytes} bytes; not counted`,
@@ -108,7 +112,7 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     rmSync(paths.tokenHash(cfg, link.archiveId), { force: true });
     rmSync(paths.archiveFile(cfg, link.archiveId), { force: true });
   }
-  const counted = sent as ByteRange | null;
+  const range = sent as ByteRange | null;
   const soFar = coveredBytes(delivered);
   appendEvent(cfg, {
     type: completed ? 'download.completed' : 'download.interrupted',
@@ -119,7 +123,7 @@ function applyLine(cfg: DispatcherConfig, line: string, src: { ino: number; end:
     bytes: entry.bytes,
     detail:
       `status ${entry.status}, completion ${entry.completion || 'none'}, size ${size ?? 'unknown'}` +
-      (counted === null ? ', nothing counted' : `, counted ${counted[1] - counted[0]} bytes from byte ${counted[0]}`) +
+      (range === null ? ', nothing counted' : `, counted ${range[1] - range[0]} bytes from byte ${range[0]}`) +
       `, delivered ${soFar} in ${parts} ${parts === 1 ? 'part' : 'parts'}`,
     delivered: { bytes: soFar, total: size ?? 0, parts },
     src,
