@@ -8,6 +8,7 @@ import {
   disableTwoFactor,
   enableTwoFactor,
   enrolmentSecret,
+  OperatorKeepsTwoFactor,
   regenerateRecoveryCodes,
   resetTwoFactorByOperator,
   TwoFactorAlreadyOn,
@@ -34,6 +35,14 @@ const NOTICES: Record<string, string> = {
   off: 'Two-factor sign-in is off. Every other browser was signed out.',
 };
 
+const OPERATOR_KEEPS_IT =
+  'Operators keep two-factor sign-in on. For a new phone, ask another operator to reset it and to send you a new set-up link.';
+const CUSTOMER_RESET_DONE = 'Two-factor sign-in was reset. The customer was emailed and signed out everywhere.';
+// An operator without two-factor reaches nothing until set up again through a link (accounts/operator-enrolment.ts).
+const OPERATOR_RESET_DONE =
+  'Two-factor sign-in was reset. The operator was emailed and signed out everywhere, and can do nothing until set up again: ' +
+  'send them a new set-up link with "archway users invite --email ADDRESS".';
+
 export function registerTwoFactorRoutes(app: FastifyInstance): void {
   const ctx = () => app.twoFactor;
 
@@ -56,6 +65,7 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
         notice: values.notice ?? null,
         form: values.form ?? null,
         errors: values.errors ?? {},
+        operator: user.role === 'operator',
         fmt: formatUtc,
       });
   };
@@ -132,7 +142,13 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
   app.post<{ Body: Form }>('/account/two-factor/disable', { preHandler: requireUser }, async (request, reply) => {
     const password = text(request.body?.password, MAX_PASSWORD_INPUT);
     const code = text(request.body?.code, 64);
-    const result = await disableTwoFactor(ctx(), request.user!.id, { password, code }, browserOf(request));
+    let result;
+    try {
+      result = await disableTwoFactor(ctx(), request.user!.id, { password, code }, browserOf(request));
+    } catch (error) {
+      if (error instanceof OperatorKeepsTwoFactor) return renderSettings(request, reply, 403, { notice: OPERATOR_KEEPS_IT });
+      throw error;
+    }
     if (!result.ok) return renderSettings(request, reply, 422, { form: 'disable', errors: result.errors });
     request.log.info({ userId: request.user!.id }, 'two-factor sign-in turned off');
     return reply.redirect('/account/two-factor?off', 303);
@@ -153,7 +169,7 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
 
   app.get<{ Querystring: { done?: string } }>('/operator/two-factor', { preHandler: requireOperator }, async (request, reply) =>
     renderReset(reply, 200, {
-      notice: request.query.done !== undefined ? 'Two-factor sign-in was reset. The customer was emailed and signed out everywhere.' : null,
+      notice: request.query.done === undefined ? null : request.query.done === 'operator' ? OPERATOR_RESET_DONE : CUSTOMER_RESET_DONE,
     }),
   );
 
@@ -169,6 +185,6 @@ export function registerTwoFactorRoutes(app: FastifyInstance): void {
     const reset = await resetTwoFactorByOperator(ctx(), request.user!.id, target.id, request.ip);
     if (!reset) return renderReset(reply, 409, { email, error: 'That account does not have two-factor sign-in on.' });
     request.log.warn({ operatorId: request.user!.id, userId: target.id }, 'two-factor reset by an operator');
-    return reply.redirect('/operator/two-factor?done', 303);
+    return reply.redirect(target.role === 'operator' ? '/operator/two-factor?done=operator' : '/operator/two-factor?done', 303);
   });
 }

@@ -30,6 +30,14 @@ export interface TwoFactorContext {
   mail: MailQueue;
 }
 
+/** An operator without two-factor reaches nothing, so an operator cannot turn it off; another operator resets it. */
+export class OperatorKeepsTwoFactor extends Error {
+  constructor() {
+    super('Operators keep two-factor sign-in on.');
+    this.name = 'OperatorKeepsTwoFactor';
+  }
+}
+
 export class TwoFactorAlreadyOn extends Error {
   constructor() {
     super('Two-factor sign-in is already on for this account.');
@@ -344,6 +352,7 @@ export async function disableTwoFactor(
 ): Promise<FormOutcome<Record<never, never>>> {
   const user = await findUserById(ctx.db, userId);
   if (user === null) return { ok: false, errors: { password: 'Your account could not be found.' } };
+  if (user.role === 'operator') throw new OperatorKeepsTwoFactor();
   const errors: { password?: string; code?: string } = {};
   if (input.password === '') errors.password = 'Enter your password.';
   else if (!(await checkPassword(ctx, user, input.password, browser.ip))) errors.password = 'That is not your password.';
@@ -406,7 +415,11 @@ export async function resetTwoFactorByOperator(
       detail: { email: user.email, ...(reason !== undefined ? { reason } : {}) },
       at: now,
     });
-    await ctx.mail.enqueue(trx, { to: user.email, template: 'two-factor-reset', data: { email: user.email, at: formatUtc(now) } });
+    await ctx.mail.enqueue(trx, {
+      to: user.email,
+      template: 'two-factor-reset',
+      data: { email: user.email, at: formatUtc(now), operator: user.role === 'operator' },
+    });
     return true;
   });
 }

@@ -218,4 +218,59 @@ describe("the operator's two-factor reset", () => {
     const page = await back.get('/operator/two-factor');
     expect(page.status).toBe(404);
   });
+
+  it("keeps an operator's own two-factor on: no form to turn it off, and one posted anyway is refused", async () => {
+    const { operator, secret } = await createOperator(world.app);
+    const desk = new WebClient(world.app);
+    expect((await signInOperator(world.app, desk, operator.email, secret)).status).toBe(303);
+    await deliverMail(world);
+    const page = await desk.get('/account/two-factor');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('Operators keep two-factor sign-in on');
+    expect(page.body).not.toContain('action="/account/two-factor/disable"');
+
+    // The right password and a fresh code: still refused, and nothing changes.
+    clock().advance(30_000);
+    const refused = await desk.post('/account/two-factor/disable', { password: PASSWORD, code: phoneCode(clock(), secret) });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain('Operators keep two-factor sign-in on. For a new phone, ask another operator to reset it');
+    expect(await isTwoFactorOn(db(), operator.id)).toBe(true);
+    expect(
+      await db()
+        .selectFrom('audit_log')
+        .select('id')
+        .where('action', '=', 'two-factor.disabled')
+        .where('subject', '=', operator.id)
+        .execute(),
+    ).toEqual([]);
+    expect(await deliverMail(world)).toEqual([]);
+    expect((await desk.get('/operator')).status).toBe(200);
+  });
+
+  it("resets another operator's two-factor in words for an operator, and the set-up link brings them back", async () => {
+    const { operator, secret } = await createOperator(world.app);
+    const { operator: lost } = await createOperator(world.app);
+    const desk = new WebClient(world.app);
+    expect((await signInOperator(world.app, desk, operator.email, secret)).status).toBe(303);
+    await deliverMail(world);
+    await desk.get('/operator/two-factor');
+    const done = await desk.post('/operator/two-factor', { email: lost.email, confirm: 'yes' });
+    expect(done.location).toBe('/operator/two-factor?done=operator');
+    const notice = await desk.get(done.location!);
+    expect(notice.body).toContain('The operator was emailed and signed out everywhere, and can do nothing until set up again');
+    expect(notice.body).toContain('archway users invite --email ADDRESS');
+    const [told, ...more] = await deliverMail(world);
+    expect(more).toEqual([]);
+    expect(recipients(told!)).toEqual([lost.email]);
+    expect(told!.text).toContain('An operator account can do nothing without two-factor sign-in');
+    expect(told!.text).not.toContain('from your account page');
+
+    // What the page says to do works: the invitation opens the operator set-up page.
+    const invited = await runCli(['users', 'invite', '--email', lost.email], { env: cliEnv() });
+    expect(invited.code).toBe(0);
+    const link = (await deliverMail(world)).find((m) => recipients(m).includes(lost.email));
+    const browser = new WebClient(world.app);
+    await browser.get(linkIn(link!));
+    expect((await browser.get('/set-password')).body).toContain('<h1>Set up your operator account</h1>');
+  });
 });
