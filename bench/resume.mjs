@@ -7,55 +7,16 @@
 // as `curl -C -` resumes it. `watch` is not running, so the link is not consumed and can be fetched
 // repeatedly within its TTL: this measures nginx's range path, not watch.
 import { randomBytes } from 'node:crypto';
-import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { FETCH_CLIENT, fetchFrom } from './lib/fetch.mjs';
 import { loadHarness, option, repo } from './lib/harness.mjs';
 
 const SIZE_MIB = option('size-mib', 512);
 const ROUNDS = option('rounds', 6);
 const TARGET = 0.95;
-
-/** curl is the leaner client (less CPU taken from nginx on a small machine); node:http otherwise. */
-const CURL = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 ? 'curl' : null;
-
-function fetchWithCurl(url, localAddress, from) {
-  return new Promise((resolve, reject) => {
-    const range = from === 0 ? [] : ['-r', `${from}-`];
-    const child = spawn(
-      CURL,
-      ['-s', '-o', '/dev/null', '--interface', localAddress, ...range, '-w', '%{http_code} %{size_download} %{time_total}', url],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', () => {
-      const [status, bytes, seconds] = out.trim().split(' ').map(Number);
-      resolve({ status, bytes, seconds });
-    });
-  });
-}
-
-/** Fetches the link from byte `from` to the end (0: the whole file, no Range header). */
-function fetchFrom(url, localAddress, from) {
-  if (CURL) return fetchWithCurl(url, localAddress, from);
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const headers = from === 0 ? {} : { Range: `bytes=${from}-` };
-    const req = request(url, { localAddress, agent: false, headers }, (res) => {
-      let bytes = 0;
-      res.on('data', (c) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 async function writeRandomFile(path, mib) {
   const out = createWriteStream(path);
@@ -123,7 +84,7 @@ try {
   const r = median(resumed);
   const ratio = r / w;
   console.log(
-    `archive: ${(size / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${CURL ? 'curl' : 'node:http'}) and nginx on loopback (http, sendfile)`,
+    `archive: ${(size / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${FETCH_CLIENT}) and nginx on loopback (http, sendfile)`,
   );
   console.log(`whole (200):              median ${w.toFixed(0)} MiB/s  (runs: ${whole.map((x) => x.toFixed(0)).join(', ')})`);
   console.log(`resumed second half (206): median ${r.toFixed(0)} MiB/s  (runs: ${resumed.map((x) => x.toFixed(0)).join(', ')})`);
