@@ -7,74 +7,16 @@
 // headers) and /static/ (plain alias, sendfile). `watch` is not running, so the link is not
 // consumed and can be fetched repeatedly within its TTL: this measures nginx's path, not watch.
 import { randomBytes } from 'node:crypto';
-import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { FETCH_CLIENT, fetchFrom } from './lib/fetch.mjs';
+import { loadHarness, option, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const SIZE_MIB = opt('size-mib', 1024);
-const ROUNDS = opt('rounds', 8);
+const SIZE_MIB = option('size-mib', 1024);
+const ROUNDS = option('rounds', 8);
 const TARGET = 0.95;
-
-/** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
-async function loadFixture() {
-  const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
-  await build({
-    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
-/** curl is the leaner client (less CPU taken from nginx on a small machine); node:http otherwise. */
-const CURL = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 ? 'curl' : null;
-
-function fetchWithCurl(url, localAddress) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      CURL,
-      ['-s', '-o', '/dev/null', '--interface', localAddress, '-w', '%{http_code} %{size_download} %{time_total}', url],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', () => {
-      const [status, bytes, seconds] = out.trim().split(' ').map(Number);
-      resolve({ status, bytes, seconds });
-    });
-  });
-}
-
-function fetchAll(url, localAddress) {
-  if (CURL) return fetchWithCurl(url, localAddress);
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const req = request(url, { localAddress, agent: false }, (res) => {
-      let bytes = 0;
-      res.on('data', (c) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 async function writeRandomFile(path, mib) {
   const out = createWriteStream(path);
@@ -89,7 +31,7 @@ async function writeRandomFile(path, mib) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const { startBackupHost } = await loadFixture();
+const { startBackupHost } = await loadHarness('backup-host-fixture', ["export { startBackupHost } from './test/backup-host/fixture.ts';"]);
 const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
 const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 
@@ -124,7 +66,7 @@ try {
 
   // Warm the page cache and both code paths once, then alternate so drift hits both equally.
   for (const url of [link.url, staticUrl]) {
-    const r = await fetchAll(url, '127.0.0.2');
+    const r = await fetchFrom(url, '127.0.0.2');
     if (r.status !== 200 || r.bytes !== status.sizeBytes)
       throw new Error(`warm-up fetch of ${url.includes('/dl/') ? '/dl/' : '/static/'} got ${r.status}, ${r.bytes} bytes`);
   }
@@ -137,7 +79,7 @@ try {
       [staticUrl, plain],
     ];
     for (const [url, into] of i % 2 === 0 ? pair : pair.reverse()) {
-      const r = await fetchAll(url, '127.0.0.2');
+      const r = await fetchFrom(url, '127.0.0.2');
       if (r.status !== 200 || r.bytes !== status.sizeBytes) throw new Error(`fetch got ${r.status}, ${r.bytes} bytes`);
       into.push(r.bytes / r.seconds / 2 ** 20);
     }
@@ -146,7 +88,7 @@ try {
   const p = median(plain);
   const ratio = s / p;
   console.log(
-    `archive: ${(status.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${CURL ? 'curl' : 'node:http'}) and nginx on loopback (http, sendfile)`,
+    `archive: ${(status.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${FETCH_CLIENT}) and nginx on loopback (http, sendfile)`,
   );
   console.log(`secure_link /dl/: median ${s.toFixed(0)} MiB/s  (runs: ${secure.map((x) => x.toFixed(0)).join(', ')})`);
   console.log(`plain /static/:   median ${p.toFixed(0)} MiB/s  (runs: ${plain.map((x) => x.toFixed(0)).join(', ')})`);
