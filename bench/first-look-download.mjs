@@ -4,58 +4,25 @@
 // Needs root (the private nginx's master runs as root, its workers as www-data, as in the tests).
 // Both servers serve one link root, one secret and one sparse archive (no disk noise: this compares
 // the servers, not the disk); curl fetches the same signed link from each in turn, from 127.0.0.2.
-import { spawn } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { FETCH_CLIENT, fetchFrom } from './lib/fetch.mjs';
+import { loadHarness, option, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const SIZE = opt('size-mib', 1024) * 2 ** 20;
-const ROUNDS = opt('rounds', 5);
+const SIZE = option('size-mib', 1024) * 2 ** 20;
+const ROUNDS = option('rounds', 5);
 const CLIENT = '127.0.0.2';
 const FILE = 'bench.example.net-daily.0-0123abcd.tar';
 
-/** Bundles the TypeScript nginx harness into dist/bench/ so this plain script can start the shipped vhost. */
-async function loadNginxHarness() {
-  const outfile = join(repo, 'dist', 'bench', 'nginx-harness.mjs');
-  await build({
-    entryPoints: [join(repo, 'test', 'harness', 'nginx.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
-function curl(url) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'curl',
-      ['-s', '-o', '/dev/null', '--interface', CLIENT, '-w', '%{http_code} %{size_download} %{time_total}', url],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', () => {
-      const [status, bytes, seconds] = out.trim().split(' ').map(Number);
-      if (status !== 200 || bytes !== SIZE) reject(new Error(`${url.split('?')[0]}: ${status}, ${bytes} bytes`));
-      else resolve(bytes / seconds / 2 ** 20);
-    });
-  });
+/** Fetches the whole archive from 127.0.0.2; anything but all of it stops the bench. Resolves MiB/s. */
+async function download(url) {
+  const { status, bytes, seconds } = await fetchFrom(url, CLIENT);
+  if (status !== 200 || bytes !== SIZE) throw new Error(`${url.split('?')[0]}: ${status}, ${bytes} bytes`);
+  return bytes / seconds / 2 ** 20;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -64,7 +31,12 @@ if (process.getuid?.() !== 0) {
   console.error('first-look-download needs root: the private nginx runs its master as root and its workers as www-data.');
   process.exit(1);
 }
-const { startNginx } = await loadNginxHarness();
+if (FETCH_CLIENT !== 'curl') {
+  // A node:http client would share this process's event loop with the first-look server it measures.
+  console.error('first-look-download needs curl: the client must not run in the process of the server it measures.');
+  process.exit(1);
+}
+const { startNginx } = await loadHarness('nginx-harness', ["export { startNginx } from './test/harness/nginx.ts';"]);
 const { startDownloadServer } = await import(pathToFileURL(join(repo, 'dist', 'src', 'first-look', 'download-server.js')).href);
 const { secureLinkMd5 } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 
@@ -111,12 +83,12 @@ try {
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
   const load0 = loadavg();
   // Warm both paths (page cache, JIT) once, then alternate who goes first so drift hits both alike.
-  await curl(urls.nginx);
-  await curl(urls.firstLook);
+  await download(urls.nginx);
+  await download(urls.firstLook);
   const runs = { nginx: [], firstLook: [] };
   for (let i = 0; i < ROUNDS; i++) {
     const order = i % 2 === 0 ? ['nginx', 'firstLook'] : ['firstLook', 'nginx'];
-    for (const name of order) runs[name].push(await curl(urls[name]));
+    for (const name of order) runs[name].push(await download(urls[name]));
   }
   clearInterval(sampler);
   const load1 = loadavg();
