@@ -5,38 +5,17 @@
 // Each call is a fresh SSH connection, exactly what the portal's client does per call.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { loadHarness, option, percentile, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const i = args.indexOf('--calls');
-const CALLS = i >= 0 ? Number(args[i + 1]) : 200;
+const CALLS = option('calls', 200);
 
-/** Bundles the TypeScript test fixture into dist/bench/ so this plain script can use it. */
-async function loadFixture() {
-  const outfile = join(repo, 'dist', 'bench', 'backup-host-fixture.mjs');
-  await build({
-    entryPoints: [join(repo, 'test', 'backup-host', 'fixture.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
-const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 function summary(times) {
-  const sorted = [...times].sort((a, b) => a - b);
   const mean = times.reduce((a, b) => a + b, 0) / times.length;
-  return `p50 ${pct(sorted, 50).toFixed(1)} ms  p90 ${pct(sorted, 90).toFixed(1)} ms  p99 ${pct(sorted, 99).toFixed(1)} ms  max ${sorted[sorted.length - 1].toFixed(1)} ms  mean ${mean.toFixed(1)} ms`;
+  return `p50 ${percentile(times, 50).toFixed(1)} ms  p90 ${percentile(times, 90).toFixed(1)} ms  p99 ${percentile(times, 99).toFixed(1)} ms  max ${Math.max(...times).toFixed(1)} ms  mean ${mean.toFixed(1)} ms`;
 }
 
-const { startBackupHost } = await loadFixture();
+const { startBackupHost } = await loadHarness('backup-host-fixture', ["export { startBackupHost } from './test/backup-host/fixture.ts';"]);
 const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
 const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 
