@@ -16,49 +16,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { loadHarness, option, percentile, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const CUSTOMERS = opt('customers', 50);
-const PER = { healthz: opt('healthz', 20), backups: opt('backups', 4), downloads: opt('downloads', 2) };
+const CUSTOMERS = option('customers', 50);
+const PER = { healthz: option('healthz', 20), backups: option('backups', 4), downloads: option('downloads', 2) };
 const PASSWORD = `Bench-${randomBytes(9).toString('base64url')}-7`;
 
-/** Bundles the TypeScript test harness pieces into dist/bench/ so this plain script can use them. */
-async function loadHarness() {
-  const outfile = join(repo, 'dist', 'bench', 'pages-harness.mjs');
-  await build({
-    stdin: {
-      contents: [
-        "export { startCluster } from './test/harness/postgres-cluster.ts';",
-        "export { startBackupHost } from './test/backup-host/fixture.ts';",
-        "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
-        "export { freeLoopbackPort } from './test/harness/sshd.ts';",
-      ].join('\n'),
-      resolveDir: repo,
-      loader: 'ts',
-    },
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
-const pct = (xs, p) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 const mib = (kib) => (kib / 1024).toFixed(0);
 
 function rssKib(pid) {
@@ -120,7 +85,12 @@ async function allAtOnce(customers, count, one) {
   return latencies;
 }
 
-const { startCluster, startBackupHost, createSmtpSink, freeLoopbackPort } = await loadHarness();
+const { startCluster, startBackupHost, createSmtpSink, freeLoopbackPort } = await loadHarness('pages-harness', [
+  "export { startCluster } from './test/harness/postgres-cluster.ts';",
+  "export { startBackupHost } from './test/backup-host/fixture.ts';",
+  "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
+  "export { freeLoopbackPort } from './test/harness/sshd.ts';",
+]);
 const { createPasswordHasher } = await import(pathToFileURL(join(repo, 'dist', 'src', 'auth', 'password-hasher.js')).href);
 const { loadConfig } = await import(pathToFileURL(join(repo, 'dist', 'src', 'config.js')).href);
 
@@ -242,14 +212,14 @@ try {
   rss.peak = Math.max(rss.peak, rssKib(portal.pid));
   const load1 = loadavg();
 
-  const base = { p50: pct(results.healthz, 50), p99: pct(results.healthz, 99) };
+  const base = { p50: percentile(results.healthz, 50), p99: percentile(results.healthz, 99) };
   console.log(
     `${CUSTOMERS} concurrent signed-in customers, PostgreSQL 15 (throwaway cluster), backup host over SSH (gate, sudo, dispatcher); ${seconds.toFixed(0)} s measured`,
   );
   console.log(`load average before ${load0.map((l) => l.toFixed(2)).join(' ')}, after ${load1.map((l) => l.toFixed(2)).join(' ')}`);
   const row = (label, xs) => {
-    const p50 = pct(xs, 50);
-    const p99 = pct(xs, 99);
+    const p50 = percentile(xs, 50);
+    const p99 = percentile(xs, 99);
     const ratios =
       xs === results.healthz ? '(baseline)' : `(x${(p50 / base.p50).toFixed(1)} / x${(p99 / base.p99).toFixed(1)} of /healthz)`;
     console.log(
