@@ -91,7 +91,7 @@ const { startCluster, startBackupHost, createSmtpSink, freeLoopbackPort } = awai
   "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
   "export { freeLoopbackPort } from './test/harness/sshd.ts';",
 ]);
-const { createPasswordHasher } = await import(pathToFileURL(join(repo, 'dist', 'src', 'auth', 'password-hasher.js')).href);
+const { createPasswordHasher } = await import(pathToFileURL(join(repo, 'dist', 'src', 'users', 'password-hasher.js')).href);
 const { loadConfig } = await import(pathToFileURL(join(repo, 'dist', 'src', 'config.js')).href);
 
 const undo = [];
