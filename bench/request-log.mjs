@@ -12,50 +12,17 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { loadHarness, option, percentile, repo } from './lib/harness.mjs';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const ROWS = opt('rows', 10_000_000);
-const CUSTOMERS = opt('customers', 10_000);
-const SAMPLES = opt('samples', 40);
+const ROWS = option('rows', 10_000_000);
+const CUSTOMERS = option('customers', 10_000);
+const SAMPLES = option('samples', 40);
 const DAYS = 60;
 const PASSWORD = `Bench-${randomBytes(9).toString('base64url')}-7`;
 
-async function loadHarness() {
-  const outfile = join(repo, 'dist', 'bench', 'request-log-harness.mjs');
-  await build({
-    stdin: {
-      contents: [
-        "export { startCluster } from './test/harness/postgres-cluster.ts';",
-        "export { freeLoopbackPort } from './test/harness/sshd.ts';",
-        "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
-      ].join('\n'),
-      resolveDir: repo,
-      loader: 'ts',
-    },
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return import(pathToFileURL(outfile).href);
-}
-
 const dist = (path) => import(pathToFileURL(join(repo, 'dist', 'src', path)).href);
-const pct = (xs, p) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 const rssKib = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const seconds = (t0) => ((Date.now() - t0) / 1000).toFixed(0);
 
@@ -150,7 +117,11 @@ async function seed(db) {
   console.log(`request_log: ${ROWS.toLocaleString('en')} rows, ${size} with indexes`);
 }
 
-const { startCluster, freeLoopbackPort, createSmtpSink } = await loadHarness();
+const { startCluster, freeLoopbackPort, createSmtpSink } = await loadHarness('request-log-harness', [
+  "export { startCluster } from './test/harness/postgres-cluster.ts';",
+  "export { freeLoopbackPort } from './test/harness/sshd.ts';",
+  "export { createSmtpSink } from './test/harness/smtp-sink.ts';",
+]);
 const { createPasswordHasher } = await dist('users/password-hasher.js');
 const { loadConfig } = await dist('config.js');
 const { createKeyRing } = await dist('two-factor/key-ring.js');
@@ -244,11 +215,11 @@ try {
   for (let i = 0; i < 5; i++) await desk.timed('/healthz'); // warm-up: views compiled, pool filled
   const healthz = [];
   for (let i = 0; i < SAMPLES; i++) healthz.push((await desk.timed('/healthz'))[0]);
-  const base = pct(healthz, 95);
-  console.log(`\n/healthz baseline: p50 ${pct(healthz, 50).toFixed(1)} ms, p95 ${base.toFixed(1)} ms (n=${SAMPLES})`);
+  const base = percentile(healthz, 95);
+  console.log(`\n/healthz baseline: p50 ${percentile(healthz, 50).toFixed(1)} ms, p95 ${base.toFixed(1)} ms (n=${SAMPLES})`);
   const row = (label, xs) =>
     console.log(
-      `${label.padEnd(44)} n=${String(xs.length).padStart(3)}  p50 ${pct(xs, 50).toFixed(1).padStart(6)} ms  p95 ${pct(xs, 95).toFixed(1).padStart(6)} ms  (x${(pct(xs, 95) / base).toFixed(1)} of /healthz p95)`,
+      `${label.padEnd(44)} n=${String(xs.length).padStart(3)}  p50 ${percentile(xs, 50).toFixed(1).padStart(6)} ms  p95 ${percentile(xs, 95).toFixed(1).padStart(6)} ms  (x${(percentile(xs, 95) / base).toFixed(1)} of /healthz p95)`,
     );
 
   console.log('\nRequest log pages (50 rows each), over HTTP:');
