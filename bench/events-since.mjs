@@ -9,14 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { option, repo } from './lib/harness.mjs';
 
-const BUNDLE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'dispatcher', 'archway-dispatcher.mjs');
-const option = (name, def) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? def : Number(process.argv[i + 1]);
-};
+const BUNDLE = join(repo, 'dist', 'dispatcher', 'archway-dispatcher.mjs');
 const EVENTS = option('events', 1_000_000);
 const RUNS = option('runs', 5);
 
