@@ -8,17 +8,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { option, repo } from './lib/harness.mjs';
 
-const BUNDLE = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'dispatcher', 'archway-dispatcher.mjs');
+const BUNDLE = join(repo, 'dist', 'dispatcher', 'archway-dispatcher.mjs');
 
-function option(name, def) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i === -1) return def;
-  const v = process.argv[i + 1];
-  return typeof def === 'number' ? Number(v) : v;
-}
 // Several counts grow one tree in the same run (`--small-files 200000,1000000`), each size timed in turn.
 const SMALL_FILES = String(option('small-files', '200000'))
   .split(',')

@@ -5,11 +5,12 @@ import { build } from 'esbuild';
 
 export const repo = fileURLToPath(new URL('../..', import.meta.url));
 
-/** A numeric `--name value` option of this run, or its default. */
+/** A `--name value` option of this run, or its default; a number unless the default is a string. */
 export function option(name, fallback) {
   const args = process.argv.slice(2);
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
+  if (i < 0) return fallback;
+  return typeof fallback === 'string' ? args[i + 1] : Number(args[i + 1]);
 }
 
 /** Bundles `export ... from` lines of test/ modules into dist/bench/<name>.mjs and imports it. */
