@@ -6,34 +6,18 @@
 // the same file is fetched alternately through /dl/ (secure_link, IP binding, symlink, attachment
 // headers) and /static/ (plain alias, sendfile). `watch` is not running, so the link is not
 // consumed and can be fetched repeatedly within its TTL: this measures nginx's path, not watch.
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { FETCH_CLIENT, fetchFrom } from './lib/fetch.mjs';
-import { loadHarness, option, repo } from './lib/harness.mjs';
+import { loadHarness, option } from './lib/harness.mjs';
+import { signedArchive } from './lib/signed-archive.mjs';
 
 const SIZE_MIB = option('size-mib', 1024);
 const ROUNDS = option('rounds', 8);
 const TARGET = 0.95;
 
-async function writeRandomFile(path, mib) {
-  const out = createWriteStream(path);
-  const block = randomBytes(1024 * 1024);
-  for (let i = 0; i < mib; i++) {
-    // Vary each MiB a little so nothing along the way can deduplicate or compress it.
-    block.writeUInt32LE(i, 0);
-    if (!out.write(block)) await new Promise((r) => out.once('drain', r));
-  }
-  await new Promise((r, j) => out.end((e) => (e ? j(e) : r())));
-}
-
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const { startBackupHost } = await loadHarness('backup-host-fixture', ["export { startBackupHost } from './test/backup-host/fixture.ts';"]);
-const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
-const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 
 const host = await startBackupHost({
   linkTtlSeconds: 3600,
@@ -41,33 +25,13 @@ const host = await startBackupHost({
     `location /static/ { alias ${join(base, 'archives')}/; sendfile on; tcp_nopush on; sendfile_max_chunk 2m; }`,
 });
 try {
-  const customer = 'bench.example.net';
-  const snapshotDir = join(host.backupRoot, customer, 'daily.0');
-  await mkdir(snapshotDir, { recursive: true });
-  process.stdout.write(`writing a ${SIZE_MIB} MiB snapshot... `);
-  await writeRandomFile(join(snapshotDir, 'data.bin'), SIZE_MIB);
-  const client = backupHostFromSettings(host.portalSettings);
-  process.stdout.write('building the archive with the dispatcher... ');
-  const t0 = Date.now();
-  const { archiveId } = await client.createArchive({ customer, snapshot: 'daily.0' });
-  let status;
-  for (;;) {
-    status = await client.archiveStatus({ customer, archiveId });
-    if (status.state !== 'building') break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  if (status.state !== 'ready') throw new Error(`archive ${status.state}: ${status.failureReason}`);
-  console.log(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${(status.sizeBytes / 2 ** 20).toFixed(0)} MiB)`);
-
-  const token = newToken();
-  await client.armArchive({ customer, archiveId, tokenHash: hashToken(token) });
-  const link = await client.issueLink({ customer, archiveId, token, clientIp: '127.0.0.2' });
-  const staticUrl = `${host.nginx.baseUrl}/static/${archiveId}.tar`;
+  const archive = await signedArchive(host, SIZE_MIB);
+  const staticUrl = `${host.nginx.baseUrl}/static/${archive.archiveId}.tar`;
 
   // Warm the page cache and both code paths once, then alternate so drift hits both equally.
-  for (const url of [link.url, staticUrl]) {
+  for (const url of [archive.url, staticUrl]) {
     const r = await fetchFrom(url, '127.0.0.2');
-    if (r.status !== 200 || r.bytes !== status.sizeBytes)
+    if (r.status !== 200 || r.bytes !== archive.sizeBytes)
       throw new Error(`warm-up fetch of ${url.includes('/dl/') ? '/dl/' : '/static/'} got ${r.status}, ${r.bytes} bytes`);
   }
   const secure = [];
@@ -75,12 +39,12 @@ try {
   for (let i = 0; i < ROUNDS; i++) {
     // Swap who goes first each round, so neither side always gets the warmer start.
     const pair = [
-      [link.url, secure],
+      [archive.url, secure],
       [staticUrl, plain],
     ];
     for (const [url, into] of i % 2 === 0 ? pair : pair.reverse()) {
       const r = await fetchFrom(url, '127.0.0.2');
-      if (r.status !== 200 || r.bytes !== status.sizeBytes) throw new Error(`fetch got ${r.status}, ${r.bytes} bytes`);
+      if (r.status !== 200 || r.bytes !== archive.sizeBytes) throw new Error(`fetch got ${r.status}, ${r.bytes} bytes`);
       into.push(r.bytes / r.seconds / 2 ** 20);
     }
   }
@@ -88,7 +52,7 @@ try {
   const p = median(plain);
   const ratio = s / p;
   console.log(
-    `archive: ${(status.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${FETCH_CLIENT}) and nginx on loopback (http, sendfile)`,
+    `archive: ${(archive.sizeBytes / 2 ** 30).toFixed(2)} GiB, ${ROUNDS} rounds each, client (${FETCH_CLIENT}) and nginx on loopback (http, sendfile)`,
   );
   console.log(`secure_link /dl/: median ${s.toFixed(0)} MiB/s  (runs: ${secure.map((x) => x.toFixed(0)).join(', ')})`);
   console.log(`plain /static/:   median ${p.toFixed(0)} MiB/s  (runs: ${plain.map((x) => x.toFixed(0)).join(', ')})`);

@@ -6,63 +6,26 @@
 // same signed link is fetched alternately whole (200) and from the middle (Range: bytes=<half>-, 206),
 // as `curl -C -` resumes it. `watch` is not running, so the link is not consumed and can be fetched
 // repeatedly within its TTL: this measures nginx's range path, not watch.
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { FETCH_CLIENT, fetchFrom } from './lib/fetch.mjs';
-import { loadHarness, option, repo } from './lib/harness.mjs';
+import { loadHarness, option } from './lib/harness.mjs';
+import { signedArchive } from './lib/signed-archive.mjs';
 
 const SIZE_MIB = option('size-mib', 512);
 const ROUNDS = option('rounds', 6);
 const TARGET = 0.95;
 
-async function writeRandomFile(path, mib) {
-  const out = createWriteStream(path);
-  const block = randomBytes(1024 * 1024);
-  for (let i = 0; i < mib; i++) {
-    // Vary each MiB a little so nothing along the way can deduplicate or compress it.
-    block.writeUInt32LE(i, 0);
-    if (!out.write(block)) await new Promise((r) => out.once('drain', r));
-  }
-  await new Promise((r, j) => out.end((e) => (e ? j(e) : r())));
-}
-
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const { startBackupHost } = await loadHarness('backup-host-fixture', ["export { startBackupHost } from './test/backup-host/fixture.ts';"]);
-const { backupHostFromSettings } = await import(pathToFileURL(join(repo, 'dist', 'src', 'backup-host', 'index.js')).href);
-const { hashToken, newToken } = await import(pathToFileURL(join(repo, 'dist', 'src', 'protocol', 'index.js')).href);
 
 const host = await startBackupHost({ linkTtlSeconds: 3600 });
 try {
-  const customer = 'bench.example.net';
-  const snapshotDir = join(host.backupRoot, customer, 'daily.0');
-  await mkdir(snapshotDir, { recursive: true });
-  process.stdout.write(`writing a ${SIZE_MIB} MiB snapshot... `);
-  await writeRandomFile(join(snapshotDir, 'data.bin'), SIZE_MIB);
-  const client = backupHostFromSettings(host.portalSettings);
-  process.stdout.write('building the archive with the dispatcher... ');
-  const t0 = Date.now();
-  const { archiveId } = await client.createArchive({ customer, snapshot: 'daily.0' });
-  let status;
-  for (;;) {
-    status = await client.archiveStatus({ customer, archiveId });
-    if (status.state !== 'building') break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  if (status.state !== 'ready') throw new Error(`archive ${status.state}: ${status.failureReason}`);
-  console.log(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${(status.sizeBytes / 2 ** 20).toFixed(0)} MiB)`);
-
-  const token = newToken();
-  await client.armArchive({ customer, archiveId, tokenHash: hashToken(token) });
-  const link = await client.issueLink({ customer, archiveId, token, clientIp: '127.0.0.2' });
-  const size = status.sizeBytes;
+  const archive = await signedArchive(host, SIZE_MIB);
+  const size = archive.sizeBytes;
   const half = Math.floor(size / 2);
   const expect = { 0: [200, size], [half]: [206, size - half] };
   const fetchChecked = async (from) => {
-    const r = await fetchFrom(link.url, '127.0.0.2', from);
+    const r = await fetchFrom(archive.url, '127.0.0.2', from);
     const [wantStatus, wantBytes] = expect[from];
     if (r.status !== wantStatus || r.bytes !== wantBytes) throw new Error(`fetch from ${from} got ${r.status}, ${r.bytes} bytes`);
     return r.bytes / r.seconds / 2 ** 20;
