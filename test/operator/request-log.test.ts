@@ -298,18 +298,20 @@ describe('the request log', () => {
         }),
       )
       .execute();
-    // A second host, copied up to date: each host has its own row, so the one behind stands out.
+    // A second host, copied five minutes ago: each host has its own row, so the one behind stands out.
+    // Five minutes, not now: the page is rendered a moment later, and "ago" must not depend on that moment.
+    const westSyncedAt = new Date(Math.floor(subject.clock.now().getTime() / 1000) * 1000 - 5 * 60_000);
     await db()
       .insertInto('backup_host_sync')
-      .values({ host: 'west', last_seq: 7, synced_at: subject.clock.now() })
-      .onConflict((oc) => oc.column('host').doUpdateSet({ last_seq: 7, synced_at: subject.clock.now(), last_error: null }))
+      .values({ host: 'west', last_seq: 7, synced_at: westSyncedAt })
+      .onConflict((oc) => oc.column('host').doUpdateSet({ last_seq: 7, synced_at: westSyncedAt, last_error: null }))
       .execute();
     const page = await desk.get('/operator/requests');
     const rows = [...page.body.matchAll(/<tr>\s*<th scope="row">([\s\S]*?)<\/tr>/g)].map((m) => visibleText(m[1]!));
     const hoursAgo = Math.floor((subject.clock.now().getTime() - syncedAt.getTime()) / 3_600_000);
     expect(rows).toEqual([
       `default (no longer configured) 4242 2026-11-22 10:11:12 (${hoursAgo} hours ago) backup host ended events.since with exit 255: Connection refused`,
-      `west (no longer configured) 7 ${subject.clock.now().toISOString().slice(0, 19).replace('T', ' ')} (0 seconds ago) none`,
+      `west (no longer configured) 7 ${westSyncedAt.toISOString().slice(0, 19).replace('T', ' ')} (5 minutes ago) none`,
     ]);
     // This app has no backup host configured, and says so.
     expect(page.body).toContain('No backup host is configured, so no events are copied.');
