@@ -209,8 +209,12 @@ export async function startDownloadServer(options: DownloadServerOptions): Promi
     if (busyLinks.has(link[1]!)) return sendPage(req, res, 429);
     if (other) return sendPage(req, res, 403);
     busyLinks.add(link[1]!);
-    // The link is free again before its log line is written: whoever reads the line may fetch it again at once.
-    const entry = await serveLink(req, res, link[1]!, link[2]!).finally(() => busyLinks.delete(link[1]!));
+    // Free again once the answer is sent (as NGINX's limit_conn, at the request's end), not after the
+    // file is closed: a client that asks again on reading the answer must not meet its own 429.
+    // Also before the log line is written: whoever reads the line may fetch the link again at once.
+    const release = () => busyLinks.delete(link[1]!);
+    res.once('finish', release).once('close', release);
+    const entry = await serveLink(req, res, link[1]!, link[2]!).finally(release);
     // Only signed GETs reach the download log (map $archway_signed): a HEAD transfers nothing.
     if (entry && req.method === 'GET') logDownload({ started, remote, uri, ...entry });
   };
