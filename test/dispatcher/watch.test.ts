@@ -64,6 +64,23 @@ async function sentinel(): Promise<void> {
   );
 }
 
+/**
+ * A ready archive's link, one download line that watch handles, then SIGKILL: what the crash tests
+ * start from, with the event count and the saved position from before the line.
+ */
+async function downloadThenKill(line: (uri: string, size: number) => string) {
+  const a = await readyArchive();
+  const la = issue(a.id);
+  startWatch();
+  await sentinel();
+  const before = downloadEvents().length;
+  const savedBefore = readFileSync(join(w.stateDir, 'watch.json'), 'utf8');
+  appendFileSync(w.downloadLog, line(la.uri, a.size));
+  await waitFor('the event', () => downloadEvents().length === before + 1);
+  await stopWatch('SIGKILL');
+  return { a, la, before, savedBefore };
+}
+
 function startWatch() {
   watcher = w.start(['watch']);
   return watcher;
@@ -368,14 +385,7 @@ describe('watch', () => {
   });
 
   it('does not count a line twice after a crash between recording it and saving its position', async () => {
-    const a = await readyArchive();
-    const la = issue(a.id);
-    startWatch();
-    const before = downloadEvents().length;
-    const savedBefore = readFileSync(join(w.stateDir, 'watch.json'), 'utf8');
-    appendFileSync(w.downloadLog, logLine(la.uri, 200, 77, ''));
-    await waitFor('the event', () => downloadEvents().length === before + 1);
-    await stopWatch('SIGKILL');
+    const { a, before, savedBefore } = await downloadThenKill((uri) => logLine(uri, 200, 77, ''));
     // Put back the position from before the line, as if the crash came before the save.
     writeFileSync(join(w.stateDir, 'watch.json'), savedBefore);
     startWatch();
@@ -387,15 +397,7 @@ describe('watch', () => {
   });
 
   it('writes the event of a completing line after a crash between recording it and writing the event', async () => {
-    const a = await readyArchive();
-    const la = issue(a.id);
-    startWatch();
-    await sentinel();
-    const before = downloadEvents().length;
-    const savedBefore = readFileSync(join(w.stateDir, 'watch.json'), 'utf8');
-    appendFileSync(w.downloadLog, logLine(la.uri, 200, a.size, 'OK'));
-    await waitFor('the event', () => downloadEvents().length === before + 1);
-    await stopWatch('SIGKILL');
+    const { a, la, before, savedBefore } = await downloadThenKill((uri, size) => logLine(uri, 200, size, 'OK'));
     // As if the crash came after the record said "downloaded" and before the event and the save.
     const eventsLog = join(w.stateDir, 'events.log');
     const lines = readFileSync(eventsLog, 'utf8')
